@@ -1,0 +1,11 @@
+"""foadx: FOAD filter pruning to a fast, verified deployment.
+
+The public API: ``prune``, ``load_pruned``, ``build_model``; the method itself is in
+``foadx.foad``; structure in ``foadx.prune``.
+"""
+
+from foadx._version import __version__
+from foadx.models import build_model, load_weights
+from foadx.prune import PruneResult, load_pruned, prune
+
+__all__ = ["PruneResult", "__version__", "build_model", "load_pruned", "load_weights", "prune"]

@@ -1,0 +1,57 @@
+"""foadx's exception types; each carries the CLI exit code of DESIGN.md.
+
+0 success; 2 usage (Click's own); 3 bad input; 4 parity or accuracy check failed; 5 latency
+regression gate failed; 6 missing dependency or hardware; 1 anything unexpected.
+"""
+
+from __future__ import annotations
+
+
+class FoadxError(Exception):
+    """Base class: an error foadx expects and can explain in one line."""
+
+    exit_code = 1
+
+
+class BadInputError(FoadxError, ValueError):
+    """The user's model, file, data or option value cannot be used."""
+
+    exit_code = 3
+
+
+class UnknownModelError(BadInputError):
+    """A model spec names no zoo model, torchvision model or importable factory."""
+
+
+class WeightsError(BadInputError):
+    """A weights file is missing, corrupt or does not fit the model."""
+
+
+class DataError(BadInputError):
+    """Calibration data is missing, empty or unreadable."""
+
+
+class ArtifactError(BadInputError):
+    """A pruned-model artifact is missing, corrupt or inconsistent."""
+
+
+class BudgetError(BadInputError):
+    """A pruning budget is out of range or cannot be reached."""
+
+
+class CheckFailedError(FoadxError):
+    """A parity or accuracy check failed."""
+
+    exit_code = 4
+
+
+class RegressionError(FoadxError):
+    """A latency regression gate failed."""
+
+    exit_code = 5
+
+
+class MissingDependencyError(FoadxError):
+    """A required optional package or piece of hardware (TensorRT, a GPU) is absent."""
+
+    exit_code = 6

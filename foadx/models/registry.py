@@ -1,0 +1,227 @@
+"""Model specs -> nn.Module: the zoo, ``torchvision:NAME``, ``pkg.module:fn`` and ``file.py:fn``.
+
+Every model built here remembers where it came from (``model_source(model)``) so that a pruned
+artifact can rebuild the architecture later without pickling code.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import re
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from foadx.errors import UnknownModelError, WeightsError
+from foadx.models.mobilefacenet import MobileFaceNet
+from foadx.models.resnet_cifar import ResNetCifar
+from foadx.models.vgg_cifar import VGG16Cifar
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+CIFAR_MEAN = (0.4914, 0.4822, 0.4465)
+CIFAR_STD = (0.2470, 0.2435, 0.2616)
+FACE_MEAN = (0.5, 0.5, 0.5)  # insightface: (x - 127.5) / 127.5
+FACE_STD = (0.5, 0.5, 0.5)
+
+
+@dataclass(frozen=True)
+class ZooEntry:
+    factory: Callable[..., nn.Module]
+    input_size: tuple[int, int]
+    mean: tuple[float, float, float]
+    std: tuple[float, float, float]
+    description: str
+    takes_input_size: bool = False
+
+
+ZOO: dict[str, ZooEntry] = {
+    "mobilefacenet": ZooEntry(
+        MobileFaceNet, (112, 112), FACE_MEAN, FACE_STD,
+        "MobileFaceNet (Chen et al. 2018, Table 1): face embeddings, 1.00M params, 221M MACs",
+        takes_input_size=True,
+    ),
+    "vgg16_cifar": ZooEntry(
+        VGG16Cifar, (32, 32), CIFAR_MEAN, CIFAR_STD,
+        "VGG-16 in the FOAD reference layout for CIFAR-10: 14.72M params, 313M MACs",
+    ),
+    "resnet56_cifar": ZooEntry(
+        ResNetCifar, (32, 32), CIFAR_MEAN, CIFAR_STD,
+        "ResNet-56 for CIFAR-10 (He et al. 2016, option-A shortcuts): 0.85M params, 125M MACs",
+    ),
+}
+
+
+@dataclass(frozen=True)
+class ModelSource:
+    """Enough to rebuild an architecture: the spec, its keyword arguments and the input size."""
+
+    spec: str
+    input_size: tuple[int, int]
+    kwargs: dict[str, Any] = field(default_factory=dict)
+    mean: tuple[float, ...] = IMAGENET_MEAN
+    std: tuple[float, ...] = IMAGENET_STD
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> "ModelSource":
+        return cls(
+            spec=data["spec"],
+            input_size=tuple(data["input_size"]),
+            kwargs=dict(data.get("kwargs", {})),
+            mean=tuple(data.get("mean", IMAGENET_MEAN)),
+            std=tuple(data.get("std", IMAGENET_STD)),
+        )
+
+
+_SOURCE_ATTRIBUTE = "_foadx_source"
+
+
+def model_source(model: nn.Module) -> ModelSource | None:
+    return getattr(model, _SOURCE_ATTRIBUTE, None)
+
+
+def _load_factory(spec: str) -> Callable[..., nn.Module]:
+    location, _, function = spec.rpartition(":")
+    if location.endswith(".py"):
+        path = Path(location)
+        if not path.is_file():
+            raise UnknownModelError(f"model file not found: {location}")
+        module_spec = importlib.util.spec_from_file_location(f"foadx_user_{path.stem}", path)
+        module = importlib.util.module_from_spec(module_spec)
+        try:
+            module_spec.loader.exec_module(module)
+        except Exception as error:  # user code: any failure is the user's input
+            raise UnknownModelError(f"cannot import {location}: {error}") from error
+    else:
+        try:
+            module = importlib.import_module(location)
+        except ImportError as error:
+            raise UnknownModelError(f"cannot import module {location!r}: {error}") from error
+    factory = getattr(module, function, None)
+    if not callable(factory):
+        raise UnknownModelError(f"{location} has no callable {function!r}")
+    return factory
+
+
+def _parse_input_size(input_size: tuple[int, int] | None, default: tuple[int, int]) -> tuple[int, int]:
+    return tuple(input_size) if input_size else default
+
+
+def build_model(
+    spec: str, input_size: tuple[int, int] | None = None, **kwargs: Any
+) -> nn.Module:
+    """Builds ``spec`` with random initialisation; load weights with ``load_weights``."""
+    if spec in ZOO:
+        entry = ZOO[spec]
+        size = _parse_input_size(input_size, entry.input_size)
+        if entry.takes_input_size:
+            kwargs = {**kwargs, "input_size": size}
+        elif size != entry.input_size:
+            raise UnknownModelError(f"{spec} takes only {entry.input_size[0]}x{entry.input_size[1]} inputs")
+        try:
+            model = entry.factory(**kwargs)
+        except (TypeError, ValueError) as error:
+            raise UnknownModelError(f"cannot build {spec}: {error}") from error
+        source = ModelSource(spec, size, kwargs, entry.mean, entry.std)
+    elif spec.startswith("torchvision:"):
+        import torchvision
+
+        name = spec.split(":", 1)[1]
+        if name not in torchvision.models.list_models(module=torchvision.models):
+            raise UnknownModelError(
+                f"torchvision has no classification model {name!r} (see torchvision.models.list_models())"
+            )
+        model = torchvision.models.get_model(name, weights=None, **kwargs)
+        size = _parse_input_size(input_size, (224, 224))
+        source = ModelSource(spec, size, kwargs, IMAGENET_MEAN, IMAGENET_STD)
+    elif ":" in spec:
+        location = spec.rpartition(":")[0]
+        if location.endswith(".py"):
+            spec = f"{Path(location).resolve()}:{spec.rpartition(':')[2]}"
+        model = _load_factory(spec)(**kwargs)
+        if not isinstance(model, nn.Module):
+            raise UnknownModelError(f"{spec} returned {type(model).__name__}, not a torch nn.Module")
+        size = _parse_input_size(input_size, (224, 224))
+        source = ModelSource(spec, size, kwargs)
+    else:
+        known = ", ".join(sorted(ZOO))
+        raise UnknownModelError(
+            f"unknown model {spec!r}: use one of {known}, torchvision:NAME, pkg.module:function "
+            "or path/file.py:function"
+        )
+    setattr(model, _SOURCE_ATTRIBUTE, source)
+    return model
+
+
+def read_weights_map(path: str | Path) -> list[tuple[str, str]]:
+    """A JSON object of regex -> replacement, applied in order to every checkpoint key."""
+    import json
+
+    try:
+        mapping = json.loads(Path(path).read_text())
+    except (OSError, json.JSONDecodeError) as error:
+        raise WeightsError(f"cannot read weights map {path}: {error}") from error
+    if not isinstance(mapping, dict) or not all(isinstance(v, str) for v in mapping.values()):
+        raise WeightsError(f"weights map {path} must be a JSON object of regex -> replacement")
+    try:
+        return [(re.compile(pattern).pattern, replacement) for pattern, replacement in mapping.items()]
+    except re.error as error:
+        raise WeightsError(f"weights map {path}: bad regex: {error}") from error
+
+
+def _unwrap_checkpoint(checkpoint: Any, path: Path) -> dict[str, torch.Tensor]:
+    for key in ("state_dict", "model", "model_state_dict"):
+        if isinstance(checkpoint, dict) and isinstance(checkpoint.get(key), dict):
+            checkpoint = checkpoint[key]
+            break
+    if not isinstance(checkpoint, dict) or not all(isinstance(v, torch.Tensor) for v in checkpoint.values()):
+        raise WeightsError(f"{path} holds no state dict of tensors")
+    return checkpoint
+
+
+def read_state_dict(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, torch.Tensor]:
+    """Reads a checkpoint safely (``weights_only=True``); never unpickles arbitrary objects."""
+    path = Path(path)
+    if not path.is_file():
+        raise WeightsError(f"weights file not found: {path}")
+    try:
+        checkpoint = torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as error:  # torch raises several types for corrupt or unsafe files
+        first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise WeightsError(f"cannot read weights {path}: {first_line}") from error
+    return _unwrap_checkpoint(checkpoint, path)
+
+
+def load_weights(
+    model: nn.Module,
+    path: str | Path,
+    weights_map: list[tuple[str, str]] | None = None,
+) -> None:
+    """Loads a state dict strictly, naming the keys that do not fit."""
+    state = read_state_dict(path)
+    for pattern, replacement in weights_map or []:
+        state = {re.sub(pattern, replacement, key): value for key, value in state.items()}
+    expected = model.state_dict()
+    missing = [key for key in expected if key not in state]
+    unexpected = [key for key in state if key not in expected]
+    mismatched = [
+        f"{key} {tuple(state[key].shape)} vs {tuple(expected[key].shape)}"
+        for key in expected
+        if key in state and state[key].shape != expected[key].shape
+    ]
+    problems = []
+    for label, keys in (("missing", missing), ("unexpected", unexpected), ("shape mismatch", mismatched)):
+        if keys:
+            shown = ", ".join(keys[:5]) + (f" (+{len(keys) - 5} more)" if len(keys) > 5 else "")
+            problems.append(f"{label}: {shown}")
+    if problems:
+        raise WeightsError(f"weights {path} do not fit the model: " + "; ".join(problems))
+    model.load_state_dict(state)
