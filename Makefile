@@ -25,8 +25,15 @@ test: install
 test-all: install
 	$(PY) -m pytest -q -m "slow or not slow"
 
+# The pipeline so far, on the embedded real MNIST digits: FOAD at the paper's MACs budget, the
+# l1 baseline at the same budget, and a reload of the artifact. Outputs go to demo-out/.
 demo: install
-	$(PY) -m foadx_cli.demo
+	mkdir -p demo-out
+	$(FOADX) models
+	$(FOADX) inspect mobilefacenet
+	$(FOADX) prune mobilefacenet --data demo --flops-target 0.636 --recalibrate-bn --out demo-out/mobilefacenet-foad
+	$(FOADX) prune mobilefacenet --data demo --flops-target 0.636 --criterion l1 --recalibrate-bn --out demo-out/mobilefacenet-l1
+	$(PY) -c "import foadx; m = foadx.load_pruned('demo-out/mobilefacenet-foad'); print('reloaded', type(m).__name__, sum(p.numel() for p in m.parameters()), 'params')"
 
 bench: install
 	$(PY) benchmarks/bench_foad_similarity.py

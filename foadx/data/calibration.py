@@ -1,0 +1,222 @@
+"""Calibration images for pruning: image folders, CIFAR python batches, .npy/.npz, the demo.
+
+Every source is read into 8-bit images (N, H, W, C) lazily where it can be (image folders decode
+one batch at a time); ``CalibrationImages`` samples N of them with a seed, and yields float
+batches resized to the model's input size and normalised with its mean/std.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from foadx.data.safe_pickle import safe_load
+from foadx.errors import DataError
+
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".ppm", ".pgm", ".tif", ".tiff", ".webp"}
+DEMO_FILE = Path(__file__).with_name("demo_digits.npz")
+
+
+class ImageReader(Protocol):
+    def __len__(self) -> int: ...
+    def read(self, indices: Sequence[int]) -> np.ndarray: ...  # uint8 or float (n, H, W, C)
+
+
+@dataclass
+class ArrayReader:
+    """Images already in memory, (N, H, W, C)."""
+
+    array: np.ndarray
+
+    def __len__(self) -> int:
+        return self.array.shape[0]
+
+    def read(self, indices: Sequence[int]) -> np.ndarray:
+        return self.array[list(indices)]
+
+
+@dataclass
+class FileReader:
+    """An image folder: files decoded with PIL when a batch asks for them."""
+
+    files: list[Path]
+
+    def __len__(self) -> int:
+        return len(self.files)
+
+    def read(self, indices: Sequence[int]) -> np.ndarray:
+        from PIL import Image, UnidentifiedImageError
+
+        decoded = []
+        for index in indices:
+            try:
+                with Image.open(self.files[index]) as image:
+                    decoded.append(np.asarray(image.convert("RGB")))
+            except (OSError, UnidentifiedImageError) as error:
+                raise DataError(f"cannot decode image {self.files[index]}: {error}") from error
+        shapes = {image.shape for image in decoded}
+        if len(shapes) > 1:  # resize happens later per image; pad nothing, just keep a list shape
+            return _stack_resized(decoded)
+        return np.stack(decoded)
+
+
+def _stack_resized(images: list[np.ndarray]) -> np.ndarray:
+    height, width = images[0].shape[:2]
+    resized = []
+    for image in images:
+        tensor = torch.from_numpy(image).permute(2, 0, 1)[None].float()
+        tensor = F.interpolate(tensor, size=(height, width), mode="bilinear", antialias=True, align_corners=False)
+        resized.append(tensor[0].permute(1, 2, 0).round().clamp(0, 255).byte().numpy())
+    return np.stack(resized)
+
+
+def _to_nhwc(array: np.ndarray, source: str) -> np.ndarray:
+    if array.ndim == 3:
+        return array[..., None]
+    if array.ndim == 4 and array.shape[-1] in (1, 3):
+        return array
+    if array.ndim == 4 and array.shape[1] in (1, 3):
+        return array.transpose(0, 2, 3, 1)
+    raise DataError(f"{source}: expected images (N, H, W), (N, H, W, C) or (N, C, H, W), got {array.shape}")
+
+
+def _numpy_reader(path: Path) -> ArrayReader:
+    try:
+        loaded = np.load(path, allow_pickle=False)
+    except (OSError, ValueError) as error:
+        raise DataError(f"cannot read {path}: {error}") from error
+    if isinstance(loaded, np.lib.npyio.NpzFile):
+        keys = list(loaded.keys())
+        key = next((k for k in ("images", "x", "data") if k in keys), keys[0] if keys else None)
+        if key is None:
+            raise DataError(f"{path} holds no arrays")
+        array = loaded[key]
+    else:
+        array = loaded
+    if array.dtype != np.uint8 and not np.issubdtype(array.dtype, np.floating):
+        raise DataError(f"{path}: images must be uint8 or float, got {array.dtype}")
+    return ArrayReader(_to_nhwc(array, str(path)))
+
+
+def read_cifar_batch(path: Path) -> tuple[np.ndarray, list[int]]:
+    """One CIFAR-10/100 python batch: (N, 32, 32, 3) uint8 and its labels."""
+    try:
+        batch = safe_load(path.read_bytes(), allow_numpy=True, source=str(path))
+    except OSError as error:
+        raise DataError(f"cannot read {path}: {error}") from error
+    if not isinstance(batch, dict) or b"data" not in batch:
+        raise DataError(f"{path} is not a CIFAR python batch (no b'data')")
+    data = np.asarray(batch[b"data"])
+    if data.dtype != np.uint8 or data.ndim != 2 or data.shape[1] != 3072:
+        raise DataError(f"{path}: CIFAR data must be uint8 (N, 3072), got {data.dtype} {data.shape}")
+    labels = batch.get(b"labels", batch.get(b"fine_labels", []))
+    return data.reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1), list(labels)
+
+
+def _cifar_files(path: Path) -> list[Path]:
+    if path.is_file():
+        return [path]
+    names = sorted(p for p in path.glob("data_batch_*") if p.is_file())
+    if not names:
+        names = [p for p in (path / "train", path / "test_batch", path / "test") if p.is_file()]
+    return names
+
+
+def _is_cifar(path: Path) -> bool:
+    return bool(_cifar_files(path)) if path.is_dir() else path.name.startswith(("data_batch", "test_batch"))
+
+
+def open_reader(source: str) -> tuple[ImageReader, str]:
+    """Picks the reader for ``source``; returns it with a short description for the plan."""
+    if source == "demo":
+        return _numpy_reader(DEMO_FILE), "demo (5,000 MNIST digits)"
+    path = Path(source)
+    if not path.exists():
+        raise DataError(f"calibration data not found: {source} (a folder, CIFAR batches, .npy/.npz or 'demo')")
+    if path.is_file() and path.suffix in (".npy", ".npz"):
+        return _numpy_reader(path), f"array {path.name}"
+    if _is_cifar(path):
+        parts = [read_cifar_batch(file)[0] for file in _cifar_files(path)]
+        return ArrayReader(np.concatenate(parts)), f"cifar batches {path.name}"
+    if path.is_dir():
+        files = sorted(p for p in path.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+        if not files:
+            raise DataError(f"no images found in {source} (looked for {', '.join(sorted(IMAGE_SUFFIXES))})")
+        return FileReader(files), f"image folder {path.name}"
+    raise DataError(f"unsupported calibration data {source}: use a folder, CIFAR batches, .npy/.npz or 'demo'")
+
+
+class CalibrationImages:
+    """A seeded sample of N images as normalised float batches; re-iterable, decoded lazily."""
+
+    def __init__(
+        self,
+        reader: ImageReader,
+        count: int,
+        input_size: tuple[int, int],
+        mean: Sequence[float],
+        std: Sequence[float],
+        batch_size: int = 32,
+        seed: int = 0,
+        description: str = "",
+    ) -> None:
+        if count < 1:
+            raise DataError(f"need at least one calibration image, got --images {count}")
+        if len(reader) == 0:
+            raise DataError("the calibration data holds no images")
+        available = len(reader)
+        if count >= available:
+            self.indices = list(range(available))
+        else:
+            generator = torch.Generator().manual_seed(seed)
+            self.indices = sorted(torch.randperm(available, generator=generator)[:count].tolist())
+        self.reader = reader
+        self.input_size = tuple(input_size)
+        self.mean = torch.tensor(mean, dtype=torch.float32).view(1, -1, 1, 1)
+        self.std = torch.tensor(std, dtype=torch.float32).view(1, -1, 1, 1)
+        self.batch_size = batch_size
+        self.description = description
+
+    def __len__(self) -> int:
+        return (len(self.indices) + self.batch_size - 1) // self.batch_size
+
+    @property
+    def count(self) -> int:
+        return len(self.indices)
+
+    def __iter__(self) -> Iterator[Tensor]:
+        for start in range(0, len(self.indices), self.batch_size):
+            yield self._prepare(self.reader.read(self.indices[start : start + self.batch_size]))
+
+    def _prepare(self, images: np.ndarray) -> Tensor:
+        batch = torch.from_numpy(np.ascontiguousarray(images)).permute(0, 3, 1, 2).float()
+        if images.dtype == np.uint8:
+            batch = batch / 255.0
+        if batch.shape[1] == 1:
+            batch = batch.expand(-1, 3, -1, -1)
+        if tuple(batch.shape[-2:]) != self.input_size:
+            batch = F.interpolate(batch, size=self.input_size, mode="bilinear", antialias=True, align_corners=False)
+        return (batch - self.mean) / self.std
+
+    def describe(self) -> dict[str, Any]:
+        return {"source": self.description, "available": len(self.reader)}
+
+
+def calibration_images(
+    source: str,
+    count: int,
+    input_size: tuple[int, int],
+    mean: Sequence[float],
+    std: Sequence[float],
+    batch_size: int = 32,
+    seed: int = 0,
+) -> CalibrationImages:
+    reader, description = open_reader(source)
+    return CalibrationImages(reader, count, input_size, mean, std, batch_size, seed, description)

@@ -1,0 +1,41 @@
+"""A restricted unpickler: admits plain containers and numpy arrays, refuses everything else.
+
+Dataset files such as CIFAR's python batches are pickles; a pickle can name any callable and
+so run code when loaded. This one resolves only the globals numpy needs to rebuild an array.
+"""
+
+from __future__ import annotations
+
+import io
+import pickle
+from typing import Any
+
+from foadx.errors import DataError
+
+_NUMPY_GLOBALS = {
+    ("numpy.core.multiarray", "_reconstruct"),
+    ("numpy._core.multiarray", "_reconstruct"),
+    ("numpy", "ndarray"),
+    ("numpy", "dtype"),
+    ("numpy.core.multiarray", "scalar"),
+    ("numpy._core.multiarray", "scalar"),
+}
+
+
+class _RestrictedUnpickler(pickle.Unpickler):
+    def __init__(self, stream: io.BufferedIOBase, allowed: set[tuple[str, str]], **kwargs: Any) -> None:
+        super().__init__(stream, **kwargs)
+        self._allowed = allowed
+
+    def find_class(self, module: str, name: str) -> Any:
+        if (module, name) in self._allowed:
+            return super().find_class(module, name)
+        raise pickle.UnpicklingError(f"refusing to load {module}.{name}")
+
+
+def safe_load(data: bytes, *, allow_numpy: bool, encoding: str = "bytes", source: str = "pickle") -> Any:
+    allowed = _NUMPY_GLOBALS if allow_numpy else set()
+    try:
+        return _RestrictedUnpickler(io.BytesIO(data), allowed, encoding=encoding).load()
+    except (pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError, IndexError) as error:
+        raise DataError(f"{source}: not a plain data pickle ({error})") from error
