@@ -22,8 +22,10 @@ def pairwise_squared_distances(maps: Tensor) -> Tensor:
     exactly 0 on the diagonal and between identical maps.
     """
     flat = maps.reshape(maps.shape[0], maps.shape[1], -1).to(torch.float64)
-    squared_norms = (flat * flat).sum(dim=-1)
     gram = torch.bmm(flat, flat.transpose(1, 2))
+    # Norms from the Gram diagonal, not a separate sum: the same products in the same order, so
+    # identical maps give exactly 0 and score exactly S = 1.
+    squared_norms = gram.diagonal(dim1=1, dim2=2)
     d2 = squared_norms.unsqueeze(2) + squared_norms.unsqueeze(1) - 2.0 * gram
     d2.clamp_(min=0.0)
     d2.diagonal(dim1=1, dim2=2).zero_()

@@ -122,12 +122,13 @@ def build_model(
     if spec in ZOO:
         entry = ZOO[spec]
         size = _parse_input_size(input_size, entry.input_size)
+        factory_kwargs = dict(kwargs)
         if entry.takes_input_size:
-            kwargs = {**kwargs, "input_size": size}
+            factory_kwargs["input_size"] = size
         elif size != entry.input_size:
             raise UnknownModelError(f"{spec} takes only {entry.input_size[0]}x{entry.input_size[1]} inputs")
         try:
-            model = entry.factory(**kwargs)
+            model = entry.factory(**factory_kwargs)
         except (TypeError, ValueError) as error:
             raise UnknownModelError(f"cannot build {spec}: {error}") from error
         source = ModelSource(spec, size, kwargs, entry.mean, entry.std)

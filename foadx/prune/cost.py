@@ -32,6 +32,17 @@ def _layer_macs(module: nn.Module, output: torch.Tensor) -> int:
     return 0
 
 
+def traced_forward(model: nn.Module, example_input: torch.Tensor) -> None:
+    """One forward pass of a single image in eval mode (BN must not update or need a batch)."""
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            model(example_input[:1])
+    finally:
+        model.train(was_training)
+
+
 def count_cost(model: nn.Module, example_input: torch.Tensor) -> ModelCost:
     """Counts params and per-image conv/linear MACs with one forward pass."""
     macs = 0
@@ -46,8 +57,7 @@ def count_cost(model: nn.Module, example_input: torch.Tensor) -> ModelCost:
         if isinstance(module, (nn.Conv2d, nn.Linear))
     ]
     try:
-        with torch.no_grad():
-            model(example_input[:1])
+        traced_forward(model, example_input)
     finally:
         for handle in handles:
             handle.remove()
@@ -84,8 +94,7 @@ class CostModel:
             if isinstance(module, (nn.Conv2d, nn.Linear))
         ]
         try:
-            with torch.no_grad():
-                model(example_input[:1])
+            traced_forward(model, example_input)
         finally:
             for handle in handles:
                 handle.remove()
