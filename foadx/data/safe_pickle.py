@@ -33,8 +33,12 @@ class _RestrictedUnpickler(pickle.Unpickler):
         raise pickle.UnpicklingError(f"refusing to load {module}.{name}")
 
 
+# Python 3 writes bytes objects at protocol 2 as _codecs.encode(text, "latin1"): harmless.
+_CODECS = {("_codecs", "encode")}
+
+
 def safe_load(data: bytes, *, allow_numpy: bool, encoding: str = "bytes", source: str = "pickle") -> Any:
-    allowed = _NUMPY_GLOBALS if allow_numpy else set()
+    allowed = _CODECS | (_NUMPY_GLOBALS if allow_numpy else set())
     try:
         return _RestrictedUnpickler(io.BytesIO(data), allowed, encoding=encoding).load()
     except (pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError, IndexError) as error:
