@@ -30,7 +30,7 @@ def test_cifar_batch_written_by_pickle(tmp_path):
     assert images.shape == (2, 32, 32, 3)
     assert images[1, 0, 1, 2] == pixels[1, 2 * 1024 + 1]  # channel-major CIFAR layout
     batches = list(calibration_images(str(tmp_path), 2, (32, 32), (0.0,) * 3, (1.0,) * 3))
-    torch.testing.assert_close(batches[0][1, 2, 0, 1], torch.tensor(pixels[1, 2 * 1024 + 1] / 255.0))
+    torch.testing.assert_close(batches[0][1, 2, 0, 1], torch.tensor(pixels[1, 2 * 1024 + 1] / 255.0, dtype=torch.float32))
 
 
 def test_malicious_pickle_is_refused(tmp_path):
