@@ -20,6 +20,12 @@ from foadx._version import __version__
 from foadx.errors import BadInputError, FoadxError
 from foadx_cli import render
 
+ModelArgument = Annotated[str, typer.Argument(help="Zoo name, torchvision:NAME, pkg.module:fn or file.py:fn.")]
+WeightsOption = Annotated[Optional[Path], typer.Option(help="State dict to load (weights_only).")]
+WeightsMapOption = Annotated[Optional[Path], typer.Option(help="JSON regex -> replacement for keys.")]
+InputSizeOption = Annotated[Optional[str], typer.Option(help="H or HxW (default: the model's).")]
+JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON on stdout.")]
+
 app = typer.Typer(
     add_completion=False,
     no_args_is_help=True,
@@ -94,7 +100,7 @@ def _load_model(spec: str, weights: Optional[Path], weights_map: Optional[Path],
 @app.command("models")
 @handles_errors
 def models_command(
-    as_json: Annotated[bool, typer.Option("--json", help="Print JSON on stdout.")] = False,
+    as_json: JsonOption = False,
 ) -> None:
     """List the model zoo."""
     from foadx.models import ZOO
@@ -112,11 +118,11 @@ def models_command(
 @app.command("inspect")
 @handles_errors
 def inspect_command(
-    model: Annotated[str, typer.Argument(help="Zoo name, torchvision:NAME, pkg.module:fn or file.py:fn.")],
-    weights: Annotated[Optional[Path], typer.Option(help="State dict to load (weights_only).")] = None,
-    weights_map: Annotated[Optional[Path], typer.Option(help="JSON regex -> replacement for keys.")] = None,
-    input_size: Annotated[Optional[str], typer.Option(help="H or HxW.")] = None,
-    as_json: Annotated[bool, typer.Option("--json", help="Print JSON on stdout.")] = False,
+    model: ModelArgument,
+    weights: WeightsOption = None,
+    weights_map: WeightsMapOption = None,
+    input_size: InputSizeOption = None,
+    as_json: JsonOption = False,
 ) -> None:
     """Show a model's prunable channel groups, widths, params and MACs."""
     import torch
@@ -137,7 +143,7 @@ def inspect_command(
 @app.command("prune")
 @handles_errors
 def prune_command(
-    model: Annotated[str, typer.Argument(help="Zoo name, torchvision:NAME, pkg.module:fn or file.py:fn.")],
+    model: ModelArgument,
     data: Annotated[str, typer.Option(help="Calibration images: folder, CIFAR batches, .npy/.npz or 'demo'.")],
     out: Annotated[Path, typer.Option(help="Artifact directory to write (plan.json + weights.pt).")],
     t: Annotated[Optional[int], typer.Option("--t", help="FOAD t (neighbours one kept channel may remove); paper mode default 2.")] = None,
@@ -152,10 +158,10 @@ def prune_command(
     exclude: Annotated[Optional[list[str]], typer.Option(help="Group name to leave whole (repeatable).")] = None,
     images: Annotated[int, typer.Option(help="Number of calibration images.")] = 128,
     batch_size: Annotated[int, typer.Option(help="Calibration batch size.")] = 32,
-    input_size: Annotated[Optional[str], typer.Option(help="H or HxW (default: the model's).")] = None,
+    input_size: InputSizeOption = None,
     device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
-    weights: Annotated[Optional[Path], typer.Option(help="State dict to load (weights_only).")] = None,
-    weights_map: Annotated[Optional[Path], typer.Option(help="JSON regex -> replacement for keys.")] = None,
+    weights: WeightsOption = None,
+    weights_map: WeightsMapOption = None,
     recalibrate_bn: Annotated[bool, typer.Option(help="Re-estimate BN statistics after pruning.")] = False,
     seed: Annotated[int, typer.Option(help="Seed for sampling images and the random criterion.")] = 0,
     as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON on stdout.")] = False,

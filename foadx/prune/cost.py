@@ -32,8 +32,17 @@ def _layer_macs(module: nn.Module, output: torch.Tensor) -> int:
     return 0
 
 
-def traced_forward(model: nn.Module, example_input: torch.Tensor) -> None:
-    """One forward pass of a single image in eval mode (BN must not update or need a batch)."""
+def conv_linear_outputs(model: nn.Module, example_input: torch.Tensor) -> dict[str, tuple[nn.Module, torch.Tensor]]:
+    """Each conv/linear layer's output for one image, from one eval-mode forward pass.
+
+    Eval mode because BN must neither update its statistics nor need a batch larger than one.
+    """
+    outputs: dict[str, tuple[nn.Module, torch.Tensor]] = {}
+    handles = [
+        module.register_forward_hook(lambda m, _i, out, name=name: outputs.__setitem__(name, (m, out)))
+        for name, module in model.named_modules()
+        if isinstance(module, (nn.Conv2d, nn.Linear))
+    ]
     was_training = model.training
     model.eval()
     try:
@@ -41,26 +50,15 @@ def traced_forward(model: nn.Module, example_input: torch.Tensor) -> None:
             model(example_input[:1])
     finally:
         model.train(was_training)
+        for handle in handles:
+            handle.remove()
+    return outputs
 
 
 def count_cost(model: nn.Module, example_input: torch.Tensor) -> ModelCost:
     """Counts params and per-image conv/linear MACs with one forward pass."""
-    macs = 0
-
-    def hook(module: nn.Module, _inputs: tuple, output: torch.Tensor) -> None:
-        nonlocal macs
-        macs += _layer_macs(module, output)
-
-    handles = [
-        module.register_forward_hook(hook)
-        for module in model.modules()
-        if isinstance(module, (nn.Conv2d, nn.Linear))
-    ]
-    try:
-        traced_forward(model, example_input)
-    finally:
-        for handle in handles:
-            handle.remove()
+    outputs = conv_linear_outputs(model, example_input).values()
+    macs = sum(_layer_macs(module, output) for module, output in outputs)
     return ModelCost(params=sum(p.numel() for p in model.parameters()), macs=macs)
 
 
@@ -80,24 +78,10 @@ class CostModel:
     def __init__(self, model: nn.Module, groups: list[ChannelGroup], example_input: torch.Tensor) -> None:
         self._channels = {group.name: group.channels for group in groups}
         self._layers: dict[str, _Layer] = {}
-        spatial: dict[str, int] = {}
-
-        def hook(name: str):
-            def record(module: nn.Module, _inputs: tuple, output: torch.Tensor) -> None:
-                spatial[name] = output[0].numel() // _output_width(module)
-
-            return record
-
-        handles = [
-            module.register_forward_hook(hook(name))
-            for name, module in model.named_modules()
-            if isinstance(module, (nn.Conv2d, nn.Linear))
-        ]
-        try:
-            traced_forward(model, example_input)
-        finally:
-            for handle in handles:
-                handle.remove()
+        spatial = {
+            name: output[0].numel() // _output_width(module)
+            for name, (module, output) in conv_linear_outputs(model, example_input).items()
+        }
         for name, module in model.named_modules():
             if next(module.parameters(recurse=False), None) is not None:
                 self._layers[name] = _Layer(name, module, spatial.get(name, 0))
