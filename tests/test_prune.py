@@ -59,7 +59,7 @@ def test_ratio_prunes_to_planned_widths_with_independent_count(mobilefacenet, di
     assert head == 512 - int(0.6 * 512)
     params, macs = mobilefacenet_formula(stem, hidden, head)
     assert (result.report["params"]["after"], result.report["macs"]["after"]) == (params, macs)
-    assert count_cost(result.model, digits_112) .params == params
+    assert count_cost(result.model, digits_112).params == params
     assert result.model(digits_112).shape == (16, 128)
     assert sum(p.numel() for p in mobilefacenet.parameters()) == 1_003_136  # original untouched
 

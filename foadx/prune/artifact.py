@@ -67,8 +67,8 @@ def read_plan(directory: str | Path) -> dict[str, Any]:
             f"{path} has schema version {plan.get('schema_version') if isinstance(plan, dict) else None!r}; "
             f"this foadx reads version {PLAN_SCHEMA_VERSION}"
         )
-    for key in ("model", "groups", "output_layers"):
-        if not plan.get(key) and key != "output_layers":
+    for key in ("model", "groups"):
+        if not plan.get(key):
             raise ArtifactError(f"{path} lacks {key!r}")
     return plan
 
@@ -83,7 +83,7 @@ def build_pruned_architecture(plan: dict[str, Any], device: torch.device) -> nn.
     model = build_model(source.spec, source.input_size, **source.kwargs).to(device).eval()
     example = torch.zeros(2, 3, *source.input_size, device=device)
     dependency_graph = build_dependency_graph(model, example)
-    groups = discover_groups(model, dependency_graph, list(plan["output_layers"]))
+    groups = discover_groups(model, dependency_graph, list(plan.get("output_layers", [])))
     by_name = {group.name: group for group in groups}
     for name, indices in kept.items():
         group = by_name.get(name)
