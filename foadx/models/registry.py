@@ -38,13 +38,14 @@ class ZooEntry:
     std: tuple[float, float, float]
     description: str
     takes_input_size: bool = False
+    task: str = "classify"  # "face": the output is an embedding compared by cosine
 
 
 ZOO: dict[str, ZooEntry] = {
     "mobilefacenet": ZooEntry(
         MobileFaceNet, (112, 112), FACE_MEAN, FACE_STD,
         "MobileFaceNet (Chen et al. 2018, Table 1): face embeddings, 1.00M params, 221M MACs",
-        takes_input_size=True,
+        takes_input_size=True, task="face",
     ),
     "vgg16_cifar": ZooEntry(
         VGG16Cifar, (32, 32), CIFAR_MEAN, CIFAR_STD,
@@ -82,6 +83,13 @@ class ModelSource:
 
 
 _SOURCE_ATTRIBUTE = "_foadx_source"
+
+
+def model_task(spec: str) -> str:
+    """What a model's output means: "face" (embedding), "classify" (logits) or "unknown"."""
+    if spec in ZOO:
+        return ZOO[spec].task
+    return "classify" if spec.startswith("torchvision:") else "unknown"
 
 
 def model_source(model: nn.Module) -> ModelSource | None:

@@ -1,0 +1,56 @@
+"""The metadata_props foadx writes into every ONNX file, and reading them back.
+
+A deployed file must say how to feed it (input name and shape, mean/std, channel order) and what
+comes out, without the training code beside it. Normalisation is described, never baked into the
+graph, so the same file serves pipelines that normalise on the GPU or in a preprocessing step.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import onnx
+
+from foadx.errors import BadInputError
+
+PREFIX = "foadx."
+JSON_KEYS = ("source_model", "input_shape", "mean", "std")
+
+
+def write_metadata(model: onnx.ModelProto, values: dict[str, Any]) -> None:
+    """Sets ``foadx.<key>`` props (lists and dicts as JSON), replacing earlier foadx props."""
+    kept = [prop for prop in model.metadata_props if not prop.key.startswith(PREFIX)]
+    del model.metadata_props[:]
+    model.metadata_props.extend(kept)
+    for key, value in values.items():
+        text = value if isinstance(value, str) else json.dumps(value)
+        model.metadata_props.add(key=PREFIX + key, value=text)
+
+
+def metadata_of(model: onnx.ModelProto) -> dict[str, Any]:
+    """The foadx props of a model, JSON values decoded; {} for a file foadx did not write."""
+    values: dict[str, Any] = {}
+    for prop in model.metadata_props:
+        if not prop.key.startswith(PREFIX):
+            continue
+        key = prop.key[len(PREFIX):]
+        values[key] = json.loads(prop.value) if key in JSON_KEYS else prop.value
+    return values
+
+
+def load_onnx(path: str | Path, *, with_weights: bool = True) -> onnx.ModelProto:
+    """Loads and checks an ONNX file, turning every kind of corruption into BadInputError."""
+    path = Path(path)
+    if not path.is_file():
+        raise BadInputError(f"ONNX file not found: {path}")
+    try:
+        model = onnx.load(str(path), load_external_data=with_weights)
+        onnx.checker.check_model(model)
+    except Exception as error:  # protobuf DecodeError, ValidationError, OSError ...
+        message = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise BadInputError(f"{path} is not a valid ONNX model: {message}") from error
+    if len(model.graph.node) == 0:
+        raise BadInputError(f"{path} is not a valid ONNX model: its graph has no nodes")
+    return model

@@ -1,0 +1,236 @@
+"""``export_onnx``: a PyTorch model to one self-contained, checked, annotated ONNX file.
+
+The dynamo exporter (``torch.export`` + onnxscript) is the default; it only emits opset 18 and
+newer, and asked for less it silently keeps 18. So an opset below 18 goes through the legacy
+TorchScript exporter, and every file is checked to carry exactly the opset that was asked for.
+A dynamic batch is exported from a batch-2 example: a batch-1 example lets ``torch.export``
+specialise the batch dimension to a constant.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import tempfile
+import warnings
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import onnx
+import torch
+from torch import nn
+
+from foadx._version import __version__
+from foadx.atomic import atomic_path
+from foadx.errors import BadInputError, FoadxError
+from foadx.export import passes
+from foadx.export.metadata import write_metadata
+from foadx.models.registry import model_source, model_task
+
+DYNAMO_MIN_OPSET = 18
+DEFAULT_OPSET = 18
+LEGACY_MIN_OPSET = 9
+INPUT_NAME = "input"
+OUTPUT_NAMES = {"face": "embedding", "classify": "logits", "unknown": "output"}
+
+
+class ExportError(BadInputError):
+    """The model cannot be exported as asked (unsupported op, opset, batch ...)."""
+
+
+@dataclass
+class ExportResult:
+    """What was written: the file, its opset and graph summary, and the metadata it carries."""
+
+    path: Path
+    opset: int
+    exporter: str
+    batch: int | str
+    prelu_rewritten: int
+    op_counts: dict[str, int]
+    metadata: dict[str, Any]
+    file_bytes: int
+    parity: Any = None  # a VerifyReport when the export was verified
+
+    def to_json(self) -> dict[str, Any]:
+        report = {
+            "path": str(self.path), "opset": self.opset, "exporter": self.exporter, "batch": self.batch,
+            "prelu_rewritten": self.prelu_rewritten, "op_counts": self.op_counts,
+            "metadata": self.metadata, "file_bytes": self.file_bytes,
+        }
+        if self.parity is not None:
+            report["parity"] = self.parity.to_json()
+        return report
+
+
+def parse_batch(batch: int | str) -> int | str:
+    """``"dynamic"`` or a positive batch size (ints and digit strings)."""
+    if batch == "dynamic":
+        return batch
+    try:
+        size = int(batch)
+    except (TypeError, ValueError):
+        raise BadInputError(f"batch must be 'dynamic' or a positive integer, got {batch!r}") from None
+    if size < 1:
+        raise BadInputError(f"batch must be 'dynamic' or a positive integer, got {batch!r}")
+    return size
+
+
+def default_prelu_rewrite(target: str = "ort-cpu") -> bool:
+    """Rewrite PReLU for onnxruntime (its PRelu kernel is slow); keep it for TensorRT, which fuses it."""
+    return target.startswith("ort")
+
+
+@contextlib.contextmanager
+def _quiet() -> Iterator[None]:
+    """The exporters print progress and warnings of their own; foadx reports instead."""
+    with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+        warnings.simplefilter("ignore")
+        yield
+
+
+def _output_names(model: nn.Module, example: torch.Tensor, task: str) -> list[str]:
+    with torch.inference_mode():
+        output = model(example)
+    count = 1 if isinstance(output, torch.Tensor) else len(output)
+    base = OUTPUT_NAMES[task]
+    return [base] if count == 1 else [f"{base}_{index}" for index in range(count)]
+
+
+def _torch_export(model: nn.Module, example: torch.Tensor, target: Path, opset: int,
+                  dynamic: bool, output_names: list[str]) -> str:
+    if opset >= DYNAMO_MIN_OPSET:
+        shapes = ({0: torch.export.Dim("batch", min=1)},) if dynamic else None
+        torch.onnx.export(
+            model, (example,), str(target), dynamo=True, external_data=False, opset_version=opset,
+            dynamic_shapes=shapes, input_names=[INPUT_NAME], output_names=output_names,
+            optimize=True, verbose=False,
+        )
+        return "dynamo"
+    axes = {name: {0: "batch"} for name in [INPUT_NAME, *output_names]} if dynamic else None
+    torch.onnx.export(
+        model, (example,), str(target), dynamo=False, opset_version=opset, do_constant_folding=True,
+        input_names=[INPUT_NAME], output_names=output_names, dynamic_axes=axes,
+    )
+    return "legacy"
+
+
+def export_onnx(
+    model: nn.Module,
+    path: str | Path,
+    *,
+    opset: int = DEFAULT_OPSET,
+    batch: int | str = "dynamic",
+    input_size: tuple[int, int] | None = None,
+    prelu_rewrite: bool | None = None,
+    prelu_form: str = "depthwise",
+    verify: bool = True,
+    verify_options: dict[str, Any] | None = None,
+) -> ExportResult:
+    """Exports ``model`` (a foadx-built or any nn.Module) to ``path``; verifies it in onnxruntime.
+
+    The file is written to a temporary path, checked, verified (unless ``verify=False``) and only
+    then renamed onto ``path``: a failed export or a parity failure never replaces a good file.
+    ``prelu_rewrite=None`` applies the per-target default (on for onnxruntime); ``prelu_form``
+    is ``depthwise`` or ``elementwise`` (see ``foadx.export.passes``).
+    """
+    path = Path(path)
+    if not path.parent.is_dir():
+        raise BadInputError(f"output folder does not exist: {path.parent}")
+    if not LEGACY_MIN_OPSET <= opset <= onnx.defs.onnx_opset_version():
+        raise BadInputError(f"opset must be in {LEGACY_MIN_OPSET}..{onnx.defs.onnx_opset_version()}, got {opset}")
+    batch = parse_batch(batch)
+    source = model_source(model)
+    size = tuple(input_size) if input_size else (source.input_size if source else None)
+    if size is None:
+        raise BadInputError("this model was not built by foadx: give input_size=(H, W)")
+    task = model_task(source.spec) if source else "unknown"
+    rewrite = default_prelu_rewrite() if prelu_rewrite is None else prelu_rewrite
+    if prelu_form not in passes.PRELU_FORMS:
+        raise BadInputError(f"PReLU rewrite form must be one of {', '.join(passes.PRELU_FORMS)}, got {prelu_form!r}")
+
+    network = _cpu_float_copy(model)
+    example_batch = 2 if batch == "dynamic" else batch
+    example = torch.randn(example_batch, 3, *size)
+    output_names = _output_names(network, example, task)
+
+    with atomic_path(path) as temporary:
+        with tempfile.TemporaryDirectory(prefix="foadx-export-") as scratch:
+            raw = Path(scratch) / "raw.onnx"
+            try:
+                with _quiet():
+                    exporter = _torch_export(network, example, raw, opset, batch == "dynamic", output_names)
+            except Exception as error:  # the exporters raise many types; all mean "cannot export"
+                message = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+                raise ExportError(f"torch.onnx cannot export {source.spec if source else 'the model'}: {message}") from error
+            exported = onnx.load(str(raw))
+        written_opset = _default_domain_opset(exported)
+        if written_opset != opset:
+            raise ExportError(f"asked for opset {opset}, the {exporter} exporter wrote {written_opset}")
+        exported = passes.clean(exported)
+        rewritten = 0
+        if rewrite:
+            exported, rewritten = passes.rewrite_prelu(exported, prelu_form)
+        metadata = _metadata(model, source, task, size, batch, output_names, prelu_form if rewritten else "none", exporter)
+        write_metadata(exported, metadata)
+        try:
+            onnx.checker.check_model(exported, full_check=True)
+        except Exception as error:
+            raise FoadxError(f"foadx produced an invalid ONNX graph (please report): {error}") from error
+        onnx.save_model(exported, str(temporary))
+        result = ExportResult(
+            path=path, opset=opset, exporter=exporter, batch=batch, prelu_rewritten=rewritten,
+            op_counts=dict(Counter(node.op_type for node in exported.graph.node)),
+            metadata=metadata, file_bytes=temporary.stat().st_size,
+        )
+        if verify:
+            from foadx.export.verify import verify_onnx
+
+            result.parity = verify_onnx(temporary, model, **(verify_options or {}))
+            result.parity.path = str(path)
+            result.parity.raise_if_failed()
+    return result
+
+
+def _cpu_float_copy(model: nn.Module) -> nn.Module:
+    import copy
+
+    network = copy.deepcopy(model).to("cpu").float().eval()
+    for parameter in network.parameters():
+        parameter.requires_grad_(False)
+    return network
+
+
+def _default_domain_opset(model: onnx.ModelProto) -> int:
+    return next(entry.version for entry in model.opset_import if entry.domain in ("", "ai.onnx"))
+
+
+def _metadata(model: nn.Module, source: Any, task: str, size: tuple[int, int], batch: int | str,
+              output_names: list[str], prelu_rewrite: str, exporter: str) -> dict[str, Any]:
+    from foadx.prune.artifact import plan_digest
+
+    plan = getattr(model, "_foadx_plan", None)
+    meanings = {
+        "face": "face embedding (not L2-normalised; compare by cosine similarity)",
+        "classify": "class logits (before softmax)",
+        "unknown": "model output",
+    }
+    return {
+        "version": __version__,
+        "source_model": source.to_json() if source else {"spec": type(model).__name__},
+        "plan_digest": plan_digest(plan) if plan else "unpruned",
+        "input_name": INPUT_NAME,
+        "input_shape": ["batch" if batch == "dynamic" else batch, 3, *size],
+        "mean": list(source.mean) if source else [],
+        "std": list(source.std) if source else [],
+        "channel_order": "RGB",
+        "input_range": "pixels / 255, then (x - mean) / std",
+        "task": task,
+        "outputs": ", ".join(output_names),
+        "output_meaning": meanings[task],
+        "prelu_rewrite": prelu_rewrite,
+        "exporter": exporter,
+    }

@@ -1,0 +1,176 @@
+"""``verify_onnx``: proves an ONNX file answers like the PyTorch model it came from.
+
+onnxruntime (CPU) is compared against torch fp32 on random inputs and on real calibration
+images, at several batch sizes, with Polygraphy's tolerance semantics (``foadx.runtime.parity``).
+Both sides run through the runtime layer, the same sessions ``foadx bench`` times.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from torch import nn
+
+from foadx.errors import BadInputError, CheckFailedError
+from foadx.export.checks import Check, deployability_checks
+from foadx.export.metadata import load_onnx, metadata_of
+from foadx.models.registry import model_source, model_task
+from foadx.runtime import SessionOptions, compare_output, open_session
+from foadx.runtime.parity import OutputComparison
+
+# fp32 vs fp32 with different kernels (conv algorithms, summation order): measured worst on the
+# zoo models is ~3e-6 absolute on outputs of magnitude ~1 (README), so these leave ~30x margin
+# while a single perturbed weight fails by orders of magnitude.
+DEFAULT_ATOL = 1e-3
+DEFAULT_RTOL = 1e-3
+DEFAULT_BATCH_SIZES = (1, 4, 7)
+
+
+@dataclass
+class ParityCase:
+    inputs: str  # "random" or "images"
+    batch: int
+    outputs: list[OutputComparison]
+
+    @property
+    def passed(self) -> bool:
+        return all(output.passed for output in self.outputs)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"inputs": self.inputs, "batch": self.batch, "passed": self.passed,
+                "outputs": [output.to_json() for output in self.outputs]}
+
+
+@dataclass
+class VerifyReport:
+    path: str
+    atol: float
+    rtol: float
+    strict: bool
+    cases: list[ParityCase]
+    checks: list[Check]
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def parity_passed(self) -> bool:
+        return all(case.passed for case in self.cases)
+
+    @property
+    def checks_passed(self) -> bool:
+        return all(check.passed for check in self.checks)
+
+    @property
+    def passed(self) -> bool:
+        return self.parity_passed and (self.checks_passed or not self.strict)
+
+    def _all_outputs(self) -> list[OutputComparison]:
+        return [output for case in self.cases for output in case.outputs]
+
+    def worst(self) -> dict[str, float]:
+        outputs = self._all_outputs()
+        return {
+            "max_abs": max(o.max_abs for o in outputs),
+            "max_rel": max(o.max_rel for o in outputs),
+            "mean_abs": max(o.mean_abs for o in outputs),
+            "min_cosine": min(o.cosine for o in outputs),
+            "smallest_passing_atol": max(o.smallest_atol for o in outputs),
+            "smallest_passing_rtol": max(o.smallest_rtol for o in outputs),
+        }
+
+    def summary(self) -> str:
+        worst = self.worst()
+        verdict = "passed" if self.passed else "FAILED"
+        line = (
+            f"parity {verdict} (atol={self.atol:g}, rtol={self.rtol:g}) on {len(self.cases)} cases: "
+            f"max abs {worst['max_abs']:.3g}, max rel {worst['max_rel']:.3g}, min cosine {worst['min_cosine']:.9f}; "
+            f"would pass with atol>={worst['smallest_passing_atol']:.3g} at rtol={self.rtol:g} "
+            f"or rtol>={worst['smallest_passing_rtol']:.3g} at atol={self.atol:g}"
+        )
+        failed_checks = [check.name for check in self.checks if not check.passed]
+        if failed_checks:
+            line += f"; deployability: {', '.join(failed_checks)} not met" + (" (strict)" if self.strict else "")
+        return line
+
+    def raise_if_failed(self) -> None:
+        if not self.passed:
+            raise CheckFailedError(f"{self.path}: {self.summary()}")
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "schema_version": 1, "kind": "foadx.parity", "path": self.path, "passed": self.passed,
+            "parity_passed": self.parity_passed, "checks_passed": self.checks_passed, "strict": self.strict,
+            "atol": self.atol, "rtol": self.rtol, "worst": self.worst(),
+            "cases": [case.to_json() for case in self.cases],
+            "checks": [check.to_json() for check in self.checks], "metadata": self.metadata,
+        }
+
+
+def verify_onnx(
+    path: str | Path,
+    model: nn.Module,
+    *,
+    atol: float = DEFAULT_ATOL,
+    rtol: float = DEFAULT_RTOL,
+    batch_sizes: tuple[int, ...] = DEFAULT_BATCH_SIZES,
+    images: np.ndarray | None = None,
+    strict: bool = False,
+    seed: int = 0,
+) -> VerifyReport:
+    """Compares ``path`` in onnxruntime with ``model`` in torch fp32.
+
+    ``images``: real preprocessed images (N, 3, H, W) to compare on besides random inputs; a
+    fixed-batch file is compared at its own batch size only.
+    """
+    onnx_model = load_onnx(path)
+    metadata = metadata_of(onnx_model)
+    onnx_session = open_session("ort-cpu", path)
+    shape = onnx_session.input_shape
+    if len(shape) != 4 or any(dim is None for dim in shape[1:]):
+        raise BadInputError(f"{path}: input {onnx_session.input_name!r} must be N x C x H x W with fixed C, H, W")
+    source = model_source(model)
+    torch_session = open_session("torch-cpu", model, SessionOptions(), input_shape=tuple(shape))
+    sizes = (shape[0],) if shape[0] is not None else tuple(batch_sizes)
+    cases = []
+    for inputs, batches in _input_sets(onnx_session, sizes, images, seed):
+        for batch in batches:
+            cases.append(_compare(onnx_session, torch_session, inputs, batch, atol, rtol))
+    task = metadata.get("task") or (model_task(source.spec) if source else "unknown")
+    return VerifyReport(str(path), atol, rtol, strict, cases, deployability_checks(onnx_model, task), metadata)
+
+
+def _input_sets(session, sizes: tuple[int, ...], images: np.ndarray | None, seed: int):
+    rng = np.random.default_rng(seed)
+    channel_height_width = tuple(session.input_shape[1:])
+    yield "random", [rng.standard_normal((size, *channel_height_width), dtype=np.float32) for size in sizes]
+    if images is not None:
+        images = np.asarray(images, dtype=np.float32)
+        if images.shape[1:] != channel_height_width:
+            raise BadInputError(
+                f"verification images are {list(images.shape[1:])}, the model takes {list(channel_height_width)}"
+            )
+        yield "images", [_take(images, size, offset) for offset, size in enumerate(sizes)]
+
+
+def _take(images: np.ndarray, size: int, offset: int) -> np.ndarray:
+    indices = (np.arange(size) + offset * 7) % len(images)
+    return images[indices]
+
+
+def _compare(onnx_session, torch_session, inputs: str, batch: np.ndarray, atol: float, rtol: float) -> ParityCase:
+    actual = onnx_session.run(batch)
+    reference = torch_session.run(batch)
+    if len(actual) != len(reference):
+        raise BadInputError(
+            f"the ONNX file has {len(actual)} output(s) but the model gives {len(reference)}: not the same model"
+        )
+    outputs = []
+    for name, got, want in zip(onnx_session.output_names, actual, reference):
+        if got.shape != want.shape:
+            raise BadInputError(
+                f"ONNX output {name!r} is {list(got.shape)} but the model gives {list(want.shape)}: not the same model"
+            )
+        outputs.append(compare_output(name, got, want, atol, rtol))
+    return ParityCase(inputs, len(batch), outputs)

@@ -1,0 +1,74 @@
+"""The ``ort-cpu`` backend: onnxruntime's CPU execution provider on an ONNX file."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import numpy as np
+
+from foadx.errors import BadInputError, MissingDependencyError
+from foadx.runtime.base import Session, SessionOptions, TimedStep
+
+
+def _onnxruntime():
+    try:
+        import onnxruntime
+    except ImportError as error:
+        raise MissingDependencyError("onnxruntime is not installed: pip install onnxruntime") from error
+    return onnxruntime
+
+
+class OrtCpuSession(Session):
+    backend = "ort-cpu"
+
+    def __init__(self, model_path: str | Path, options: SessionOptions) -> None:
+        if options.precision != "fp32":
+            raise BadInputError("ort-cpu runs the ONNX file's own precision: use --precision fp32")
+        ort = _onnxruntime()
+        session_options = ort.SessionOptions()
+        session_options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        session_options.log_severity_level = 3
+        if options.threads is not None:
+            session_options.intra_op_num_threads = options.threads
+            session_options.inter_op_num_threads = 1
+        try:
+            self._session = ort.InferenceSession(
+                str(model_path), sess_options=session_options, providers=["CPUExecutionProvider"]
+            )
+        except Exception as error:  # onnxruntime's own exception types
+            message = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+            raise BadInputError(f"onnxruntime cannot load {model_path}: {message}") from error
+        inputs = self._session.get_inputs()
+        if len(inputs) != 1:
+            raise BadInputError(f"{model_path} has {len(inputs)} inputs; foadx runs single-input image models")
+        self.input_name = inputs[0].name
+        self.input_shape = tuple(dim if isinstance(dim, int) else None for dim in inputs[0].shape)
+        self.output_names = [output.name for output in self._session.get_outputs()]
+        self._threads = options.threads
+
+    def run(self, batch: np.ndarray) -> list[np.ndarray]:
+        batch = np.ascontiguousarray(batch, dtype=np.float32)
+        self.check_input(batch)
+        return [np.asarray(output, dtype=np.float32) for output in self._session.run(None, {self.input_name: batch})]
+
+    def timed_step(self, batch_size: int, seed: int = 0) -> TimedStep:
+        feed = {self.input_name: self.random_batch(batch_size, seed)}
+        self.check_input(feed[self.input_name])
+        run = self._session.run
+
+        def step() -> float:
+            start = time.perf_counter()
+            run(None, feed)
+            return time.perf_counter() - start
+
+        return step
+
+    def settings(self) -> dict[str, object]:
+        ort = _onnxruntime()
+        return {
+            "providers": self._session.get_providers(),
+            "intra_op_threads": self._threads if self._threads is not None else "default",
+            "onnxruntime": ort.__version__,
+            "precision": "fp32",
+        }

@@ -1,0 +1,77 @@
+"""Backend names -> how to open a session, and what each one loads (an ONNX file or a module)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from foadx.errors import BadInputError
+from foadx.runtime.base import Session, SessionOptions
+
+
+@dataclass(frozen=True)
+class Backend:
+    name: str
+    loads: str  # "onnx": a file path; "torch": an nn.Module
+    description: str
+    opener: Callable[..., Session]
+
+
+def _ort(model: Any, options: SessionOptions, input_shape: tuple[int, ...] | None) -> Session:
+    from foadx.runtime.ort import OrtCpuSession
+
+    return OrtCpuSession(model, options)
+
+
+def _torch(device: str) -> Callable[..., Session]:
+    def opener(model: Any, options: SessionOptions, input_shape: tuple[int, ...]) -> Session:
+        from foadx.runtime.torch_backends import TorchSession
+
+        return TorchSession(model, options, input_shape, device)
+
+    return opener
+
+
+def _cuda_graph(model: Any, options: SessionOptions, input_shape: tuple[int, ...]) -> Session:
+    from foadx.runtime.torch_backends import CudaGraphSession
+
+    return CudaGraphSession(model, options, input_shape)
+
+
+BACKENDS: dict[str, Backend] = {
+    backend.name: backend
+    for backend in (
+        Backend("ort-cpu", "onnx", "onnxruntime, CPU execution provider", _ort),
+        Backend("torch-cpu", "torch", "PyTorch eager on the CPU", _torch("cpu")),
+        Backend("torch-cuda", "torch", "PyTorch eager on a CUDA GPU", _torch("cuda")),
+        Backend("torch-cuda-graph", "torch", "PyTorch on a CUDA GPU, replayed from a CUDA graph", _cuda_graph),
+    )
+}
+
+
+def get_backend(name: str) -> Backend:
+    if name not in BACKENDS:
+        raise BadInputError(f"unknown backend {name!r}: use one of {', '.join(BACKENDS)}")
+    return BACKENDS[name]
+
+
+def open_session(
+    backend: str,
+    model: Any,
+    options: SessionOptions | None = None,
+    input_shape: tuple[int, ...] | None = None,
+) -> Session:
+    """Loads ``model`` (an ONNX path for onnx backends, an nn.Module for torch ones) on ``backend``.
+
+    ``input_shape`` (N, C, H, W) tells module backends the image size; ONNX files carry their own.
+    """
+    entry = get_backend(backend)
+    if entry.loads == "onnx" and not isinstance(model, (str, Path)):
+        raise BadInputError(f"backend {backend} runs ONNX files; export the model first")
+    if entry.loads == "torch" and isinstance(model, (str, Path)):
+        raise BadInputError(f"backend {backend} runs PyTorch models, not the file {model}")
+    if entry.loads == "torch" and input_shape is None:
+        raise BadInputError(f"backend {backend} needs the input shape")
+    return entry.opener(model, options or SessionOptions(), input_shape)

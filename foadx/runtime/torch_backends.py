@@ -1,0 +1,141 @@
+"""The torch backends: ``torch-cpu``, ``torch-cuda`` (eager) and ``torch-cuda-graph`` (replay).
+
+CPU iterations are timed with ``perf_counter``; CUDA iterations with CUDA events around the
+work on the current stream, so the time is the GPU's, not the Python launch overhead's — except
+in eager mode, where launch overhead is exactly what a CUDA graph removes and so belongs in the
+comparison: eager timing synchronises and measures wall time around the whole call.
+"""
+
+from __future__ import annotations
+
+import copy
+import time
+
+import numpy as np
+import torch
+from torch import nn
+
+from foadx.device import resolve_device
+from foadx.errors import BadInputError
+from foadx.runtime.base import Session, SessionOptions, TimedStep
+
+_DTYPES = {"fp32": torch.float32, "fp16": torch.float16}
+
+
+class TorchSession(Session):
+    """Eager execution on the CPU or a GPU."""
+
+    def __init__(self, model: nn.Module, options: SessionOptions, input_shape: tuple[int, ...],
+                 device: str) -> None:
+        self.device = resolve_device(device)
+        self.backend = "torch-cpu" if self.device.type == "cpu" else "torch-cuda"
+        if options.precision == "fp16" and self.device.type == "cpu":
+            raise BadInputError("fp16 needs a CUDA backend (torch-cuda or torch-cuda-graph)")
+        if options.threads is not None and self.device.type == "cpu":
+            torch.set_num_threads(options.threads)
+        self.options = options
+        self.dtype = _DTYPES[options.precision]
+        self.memory_format = torch.channels_last if options.channels_last else torch.contiguous_format
+        self.model = copy.deepcopy(model).eval().to(self.device, dtype=self.dtype, memory_format=self.memory_format)
+        self.input_name = "input"
+        self.input_shape = (None, *input_shape[1:])
+        with torch.inference_mode():
+            outputs = self._forward(self._tensor(self.random_batch(2, 0)))
+        self.output_names = [f"output_{index}" for index in range(len(outputs))] if len(outputs) > 1 else ["output"]
+
+    def _tensor(self, batch: np.ndarray) -> torch.Tensor:
+        tensor = torch.from_numpy(np.ascontiguousarray(batch, dtype=np.float32))
+        return tensor.to(self.device, dtype=self.dtype).contiguous(memory_format=self.memory_format)
+
+    def _forward(self, tensor: torch.Tensor) -> list[torch.Tensor]:
+        output = self.model(tensor)
+        return [output] if isinstance(output, torch.Tensor) else list(output)
+
+    def run(self, batch: np.ndarray) -> list[np.ndarray]:
+        self.check_input(batch)
+        try:
+            with torch.inference_mode():
+                outputs = self._forward(self._tensor(batch))
+        except RuntimeError as error:
+            raise BadInputError(
+                f"{self.backend}: the model cannot run on a {'x'.join(map(str, batch.shape))} batch: "
+                f"{str(error).strip().splitlines()[0]}"
+            ) from error
+        return [output.float().cpu().numpy() for output in outputs]
+
+    def timed_step(self, batch_size: int, seed: int = 0) -> TimedStep:
+        tensor = self._tensor(self.random_batch(batch_size, seed))
+        model, synchronize = self.model, self._synchronize
+
+        def step() -> float:
+            with torch.inference_mode():
+                start = time.perf_counter()
+                model(tensor)
+                synchronize()
+                return time.perf_counter() - start
+
+        return step
+
+    def _synchronize(self) -> None:
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+
+    def settings(self) -> dict[str, object]:
+        settings: dict[str, object] = {
+            "precision": self.options.precision,
+            "channels_last": self.options.channels_last,
+            "torch": torch.__version__,
+        }
+        if self.device.type == "cpu":
+            settings["intra_op_threads"] = torch.get_num_threads()
+        else:
+            settings["device"] = torch.cuda.get_device_name(self.device)
+            settings["cudnn"] = torch.backends.cudnn.version()
+        return settings
+
+
+class CudaGraphSession(TorchSession):
+    """Captures one CUDA graph per batch size and replays it; timed with CUDA events."""
+
+    def __init__(self, model: nn.Module, options: SessionOptions, input_shape: tuple[int, ...]) -> None:
+        super().__init__(model, options, input_shape, "cuda")
+        self.backend = "torch-cuda-graph"
+        self._graphs: dict[int, tuple[torch.cuda.CUDAGraph, torch.Tensor, list[torch.Tensor]]] = {}
+
+    def _graph_for(self, batch_size: int, seed: int = 0):
+        if batch_size not in self._graphs:
+            static_input = self._tensor(self.random_batch(batch_size, seed))
+            side = torch.cuda.Stream(self.device)
+            side.wait_stream(torch.cuda.current_stream(self.device))
+            with torch.inference_mode(), torch.cuda.stream(side):
+                for _ in range(3):  # warm-up on a side stream, as CUDA graph capture requires
+                    self._forward(static_input)
+            torch.cuda.current_stream(self.device).wait_stream(side)
+            graph = torch.cuda.CUDAGraph()
+            with torch.inference_mode(), torch.cuda.graph(graph):
+                static_outputs = self._forward(static_input)
+            self._graphs[batch_size] = (graph, static_input, static_outputs)
+        return self._graphs[batch_size]
+
+    def run(self, batch: np.ndarray) -> list[np.ndarray]:
+        self.check_input(batch)
+        graph, static_input, static_outputs = self._graph_for(batch.shape[0])
+        static_input.copy_(self._tensor(batch))
+        graph.replay()
+        return [output.float().cpu().numpy() for output in static_outputs]
+
+    def timed_step(self, batch_size: int, seed: int = 0) -> TimedStep:
+        graph = self._graph_for(batch_size, seed)[0]
+        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+
+        def step() -> float:
+            start.record()
+            graph.replay()
+            end.record()
+            end.synchronize()
+            return start.elapsed_time(end) / 1000.0
+
+        return step
+
+    def settings(self) -> dict[str, object]:
+        return {**super().settings(), "cuda_graph": True}
