@@ -199,6 +199,213 @@ def prune_command(
         render.prune_report(result.report)
 
 
+ModelOrArtifactArgument = Annotated[
+    str, typer.Argument(help="Pruned-artifact directory, or zoo name / torchvision:NAME / pkg.module:fn / file.py:fn.")
+]
+AtolOption = Annotated[float, typer.Option(help="Absolute tolerance; an element fails only where atol AND rtol are exceeded.")]
+RtolOption = Annotated[float, typer.Option(help="Relative tolerance (|a-r|/|r|, Polygraphy's definition).")]
+VerifyDataOption = Annotated[str, typer.Option("--data", help="Real images to compare on besides random inputs ('none' to skip).")]
+QuietOption = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar or table.")]
+
+
+def _load_module(spec: str, weights: Optional[Path], weights_map: Optional[Path], input_size: Optional[str]):
+    """A pruned artifact (directory with plan.json) or a model spec, on the CPU."""
+    from foadx.prune import is_artifact, load_pruned
+
+    if is_artifact(spec):
+        if weights is not None or input_size is not None:
+            raise BadInputError("--weights and --input-size do not apply to a pruned artifact")
+        return load_pruned(spec, device="cpu")
+    if spec.endswith(".onnx"):
+        raise BadInputError(f"{spec} is an ONNX file; this needs the PyTorch model or pruned artifact")
+    return _load_model(spec, weights, weights_map, input_size)
+
+
+def _verification_images(data: str, model, count: int):
+    """Real preprocessed images for parity, as one float32 array (None for --data none)."""
+    import torch
+
+    from foadx.data import calibration_images
+    from foadx.models import model_source
+
+    if data == "none":
+        return None
+    source = model_source(model)
+    images = calibration_images(data, count, source.input_size, source.mean, source.std, count, 0)
+    return torch.cat(list(images)).numpy()
+
+
+def _check_output_path(path: Path) -> None:
+    if not path.parent.is_dir():
+        raise BadInputError(f"output folder does not exist: {path.parent}")
+
+
+@app.command("export")
+@handles_errors
+def export_command(
+    model: ModelOrArtifactArgument,
+    out: Annotated[Path, typer.Option(help="ONNX file to write (atomically).")],
+    opset: Annotated[int, typer.Option(help="ONNX opset; >= 18 uses the dynamo exporter, older ones the legacy exporter.")] = 18,
+    batch: Annotated[str, typer.Option(help="'dynamic' or a fixed batch size.")] = "dynamic",
+    input_size: InputSizeOption = None,
+    prelu_rewrite: Annotated[bool, typer.Option(help="Rewrite PReLU as relu(x) - a*relu(-x) (exact; faster on onnxruntime).")] = True,
+    prelu_form: Annotated[str, typer.Option(help="depthwise (stays in onnxruntime's NCHWc layout) or elementwise.")] = "depthwise",
+    verify: Annotated[bool, typer.Option(help="Prove parity in onnxruntime before the file replaces --out.")] = True,
+    data: VerifyDataOption = "demo",
+    images: Annotated[int, typer.Option(help="Real images used for parity.")] = 16,
+    atol: AtolOption = 1e-3,
+    rtol: RtolOption = 1e-3,
+    strict: Annotated[bool, typer.Option(help="Fail when a deployability check fails.")] = False,
+    report: Annotated[Optional[Path], typer.Option(help="Write the parity report (JSON) here.")] = None,
+    weights: WeightsOption = None,
+    weights_map: WeightsMapOption = None,
+    as_json: JsonOption = False,
+    quiet: QuietOption = False,
+) -> None:
+    """Export MODEL_OR_ARTIFACT to one self-contained ONNX file, verified in onnxruntime."""
+    from foadx.atomic import write_json
+    from foadx.export import ParityFailedError, export_onnx
+
+    _check_output_path(out)
+    if report is not None:
+        _check_output_path(report)
+    network = _load_module(model, weights, weights_map, input_size)
+    verify_options = {"atol": atol, "rtol": rtol, "strict": strict,
+                      "images": _verification_images(data, network, images) if verify else None}
+    try:
+        with render.status("exporting and verifying" if verify else "exporting", enabled=not quiet and not as_json):
+            result = export_onnx(
+                network, out, opset=opset, batch=batch, input_size=parse_input_size(input_size),
+                prelu_rewrite=prelu_rewrite, prelu_form=prelu_form, verify=verify, verify_options=verify_options,
+            )
+    except ParityFailedError as error:
+        if report is not None:
+            write_json(report, error.report.to_json())
+        raise
+    if report is not None and result.parity is not None:
+        write_json(report, result.parity.to_json())
+    if as_json:
+        typer.echo(json.dumps(result.to_json(), indent=2))
+    elif not quiet:
+        render.export_summary(result)
+
+
+@app.command("verify")
+@handles_errors
+def verify_command(
+    onnx_file: Annotated[Path, typer.Argument(help="The ONNX file to check.")],
+    against: Annotated[str, typer.Option(help="The PyTorch model or pruned artifact it must equal.")],
+    data: VerifyDataOption = "demo",
+    images: Annotated[int, typer.Option(help="Real images used for parity.")] = 16,
+    batch_sizes: Annotated[str, typer.Option(help="Batch sizes to compare at (a fixed-batch file uses its own).")] = "1,4,7",
+    atol: AtolOption = 1e-3,
+    rtol: RtolOption = 1e-3,
+    strict: Annotated[bool, typer.Option(help="Fail when a deployability check fails.")] = False,
+    out: Annotated[Optional[Path], typer.Option(help="Write the parity report (JSON) here.")] = None,
+    weights: WeightsOption = None,
+    weights_map: WeightsMapOption = None,
+    input_size: InputSizeOption = None,
+    as_json: JsonOption = False,
+    quiet: QuietOption = False,
+) -> None:
+    """Prove ONNX_FILE answers like the model: onnxruntime CPU vs torch fp32, exit 4 if not."""
+    from foadx.atomic import write_json
+    from foadx.bench import parse_batches
+    from foadx.export import verify_onnx
+
+    if out is not None:
+        _check_output_path(out)
+    network = _load_module(against, weights, weights_map, input_size)
+    with render.status("verifying", enabled=not quiet and not as_json):
+        parity = verify_onnx(
+            onnx_file, network, atol=atol, rtol=rtol, strict=strict,
+            batch_sizes=tuple(parse_batches(batch_sizes)), images=_verification_images(data, network, images),
+        )
+    if out is not None:
+        write_json(out, parity.to_json())
+    if as_json:
+        typer.echo(json.dumps(parity.to_json(), indent=2))
+    elif not quiet:
+        render.parity_table(parity.to_json())
+    parity.raise_if_failed()
+
+
+@app.command("bench")
+@handles_errors
+def bench_command(
+    models: Annotated[list[str], typer.Argument(help="Models to compare (artifact, .onnx or spec); speedups are against the first.")],
+    backend: Annotated[list[str], typer.Option(help="ort-cpu, torch-cpu, torch-cuda or torch-cuda-graph (repeatable).")] = ["ort-cpu"],  # noqa: B006
+    batch: Annotated[str, typer.Option(help="Comma-separated batch sizes.")] = "1",
+    out: Annotated[Optional[Path], typer.Option(help="Write the latency report (JSON) here.")] = None,
+    markdown: Annotated[Optional[Path], typer.Option(help="Also write the report as Markdown here.")] = None,
+    warmup_ms: Annotated[float, typer.Option(help="Warm-up per configuration, milliseconds.")] = 200.0,
+    duration_s: Annotated[float, typer.Option(help="Measured time per configuration, seconds.")] = 3.0,
+    min_iterations: Annotated[int, typer.Option(help="Minimum timed iterations per configuration.")] = 10,
+    rounds: Annotated[int, typer.Option(help="Interleaved rounds (the gate compares their medians).")] = 5,
+    threads: Annotated[Optional[int], typer.Option(help="CPU threads (default: the runtime's).")] = None,
+    precision: Annotated[str, typer.Option(help="fp32 or fp16 (CUDA backends).")] = "fp32",
+    channels_last: Annotated[bool, typer.Option(help="channels-last memory format (torch backends).")] = False,
+    baseline: Annotated[Optional[Path], typer.Option(help="A previous report to gate against.")] = None,
+    max_regression: Annotated[float, typer.Option(help="Allowed slowdown against --baseline, percent; exit 5 beyond.")] = 10.0,
+    strict_env: Annotated[bool, typer.Option(help="Refuse a baseline from a different environment.")] = False,
+    as_json: JsonOption = False,
+    quiet: QuietOption = False,
+) -> None:
+    """Measure latency and throughput of MODELS, interleaved, and gate on a baseline."""
+    from foadx.atomic import write_json, write_text
+    from foadx.bench import bench_model, compare_to_baseline, parse_batches, run_bench
+    from foadx.report import read_report, render_markdown
+    from foadx.runtime import SessionOptions, TimingSettings, get_backend
+
+    for path in (out, markdown):
+        if path is not None:
+            _check_output_path(path)
+    backends = [name.strip() for entry in backend for name in entry.split(",") if name.strip()]
+    for name in backends:
+        get_backend(name)
+    batches = parse_batches(batch)
+    options = SessionOptions(precision=precision, threads=threads, channels_last=channels_last)
+    settings = TimingSettings(warmup_ms, duration_s, min_iterations, rounds)
+    previous = read_report(baseline) if baseline is not None else None
+    entries = [bench_model(spec, spec if spec.endswith(".onnx") else _load_module(spec, None, None, None))
+               for spec in models]
+    with render.progress("measuring", enabled=not quiet and not as_json) as advance:
+        report = run_bench(entries, backends, batches, options=options, settings=settings, progress=advance)
+    gate = compare_to_baseline(report, previous, max_regression, strict_env) if previous is not None else None
+    if gate is not None:
+        report["gate"] = gate.to_json()
+    if out is not None:
+        write_json(out, report)
+    if markdown is not None:
+        write_text(markdown, render_markdown(report))
+    if as_json:
+        typer.echo(json.dumps(report, indent=2))
+    elif not quiet:
+        render.latency_table(report)
+    if gate is not None:
+        for warning in gate.warnings:
+            typer.echo(f"foadx: warning: {warning}", err=True)
+        gate.raise_if_failed()
+
+
+@app.command("report")
+@handles_errors
+def report_command(
+    report: Annotated[Path, typer.Argument(help="A foadx JSON report (latency or parity).")],
+    out: Annotated[Optional[Path], typer.Option(help="Write the Markdown here instead of stdout.")] = None,
+) -> None:
+    """Render a foadx JSON report as Markdown."""
+    from foadx.atomic import write_text
+    from foadx.report import read_report, render_markdown
+
+    text = render_markdown(read_report(report))
+    if out is None:
+        typer.echo(text, nl=False)
+    else:
+        _check_output_path(out)
+        write_text(out, text)
+
+
 def main() -> None:
     app(prog_name="foadx")
 

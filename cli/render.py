@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -14,7 +15,8 @@ from rich.table import Table
 
 from foadx.errors import BadInputError
 
-stdout = Console()
+# Piped output (CI logs, files) gets wide tables instead of rich's 80-column default.
+stdout = Console(width=None if sys.stdout.isatty() else 160)
 stderr = Console(stderr=True)
 
 
@@ -96,3 +98,66 @@ def prune_report(report: dict[str, Any]) -> None:
         details.append(f"BN re-estimated on {report['bn_recalibration_images']} images")
     details.append(f"weights.pt {report['weights_bytes']['file']:,} bytes -> {report['out']}")
     stdout.print("; ".join(details))
+
+
+@contextmanager
+def status(label: str, enabled: bool) -> Iterator[None]:
+    """A spinner on stderr for work without a countable total (export, verification)."""
+    if not enabled:
+        yield
+        return
+    with stderr.status(label):
+        yield
+
+
+def export_summary(result: Any) -> None:
+    ops = ", ".join(f"{op} {count}" for op, count in sorted(result.op_counts.items(), key=lambda item: -item[1]))
+    stdout.print(
+        f"wrote {result.path} ({result.file_bytes:,} bytes): opset {result.opset} via the {result.exporter} "
+        f"exporter, batch {result.batch}, PReLU rewrite {result.metadata['prelu_rewrite']} "
+        f"({result.prelu_rewritten} nodes)"
+    )
+    stdout.print(f"graph: {ops}")
+    if result.parity is not None:
+        parity_table(result.parity.to_json())
+
+
+def parity_table(report: dict[str, Any]) -> None:
+    table = Table(title=f"parity: onnxruntime CPU vs torch fp32 (atol={report['atol']:g}, rtol={report['rtol']:g})")
+    for column in ("inputs", "batch", "output", "max abs", "max rel", "mean abs", "cosine", "mismatches"):
+        table.add_column(column, justify="left" if column in ("inputs", "output") else "right")
+    for case in report["cases"]:
+        for output in case["outputs"]:
+            table.add_row(case["inputs"], str(case["batch"]), output["name"], f"{output['max_abs']:.2e}",
+                          f"{output['max_rel']:.2e}", f"{output['mean_abs']:.2e}", f"{output['cosine']:.7f}",
+                          f"{output['mismatches']}/{output['elements']}")
+    stdout.print(table)
+    worst = report["worst"]
+    stdout.print(
+        f"parity {'passed' if report['parity_passed'] else '[red]FAILED[/red]'}; smallest passing tolerances: "
+        f"atol {worst['smallest_passing_atol']:.3g} at rtol={report['rtol']:g}, "
+        f"rtol {worst['smallest_passing_rtol']:.3g} at atol={report['atol']:g}"
+    )
+    checks = "; ".join(f"{check['name']}: {'ok' if check['passed'] else 'NO (' + check['detail'] + ')'}"
+                       for check in report["checks"])
+    stdout.print(f"deployability{' (strict)' if report['strict'] else ''}: {checks}")
+
+
+def latency_table(report: dict[str, Any]) -> None:
+    environment = report["environment"]
+    title = f"latency (ms) on {environment['cpu']}" + (f" + {environment['gpu']}" if environment.get("gpu") else "")
+    table = Table(title=title)
+    for column in ("model", "backend", "batch", "mean", "p50", "p90", "p99", "median", "images/s", "speedup"):
+        table.add_column(column, justify="left" if column in ("model", "backend") else "right")
+    for result in report["results"]:
+        latency = result["latency_ms"]
+        table.add_row(result["model"], result["backend"], str(result["batch"]), f"{latency['mean']:.3f}",
+                      f"{latency['p50']:.3f}", f"{latency['p90']:.3f}", f"{latency['p99']:.3f}",
+                      f"{result['median_of_rounds_ms']:.3f}", f"{result['throughput_ips']:,.1f}",
+                      f"{result['speedup_vs_first']:.2f}x")
+    stdout.print(table)
+    gate = report.get("gate")
+    if gate:
+        verdict = "passed" if gate["passed"] else "[red]FAILED[/red]"
+        worst = max(row["change_pct"] for row in gate["rows"])
+        stdout.print(f"regression gate {verdict}: worst change {worst:+.1f}% (allowed +{gate['max_regression_pct']:g}%)")

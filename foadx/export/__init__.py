@@ -2,13 +2,14 @@
 
 from foadx.export.metadata import load_onnx, metadata_of
 from foadx.export.onnx_export import ExportError, ExportResult, export_onnx
-from foadx.export.verify import DEFAULT_ATOL, DEFAULT_RTOL, VerifyReport, verify_onnx
+from foadx.export.verify import DEFAULT_ATOL, DEFAULT_RTOL, ParityFailedError, VerifyReport, verify_onnx
 
 __all__ = [
     "DEFAULT_ATOL",
     "DEFAULT_RTOL",
     "ExportError",
     "ExportResult",
+    "ParityFailedError",
     "VerifyReport",
     "export_onnx",
     "load_onnx",

@@ -29,6 +29,14 @@ DEFAULT_RTOL = 1e-3
 DEFAULT_BATCH_SIZES = (1, 4, 7)
 
 
+class ParityFailedError(CheckFailedError):
+    """Parity (or, with strict, deployability) failed; carries the full report."""
+
+    def __init__(self, message: str, report: "VerifyReport") -> None:
+        super().__init__(message)
+        self.report = report
+
+
 @dataclass
 class ParityCase:
     inputs: str  # "random" or "images"
@@ -96,7 +104,7 @@ class VerifyReport:
 
     def raise_if_failed(self) -> None:
         if not self.passed:
-            raise CheckFailedError(f"{self.path}: {self.summary()}")
+            raise ParityFailedError(f"{self.path}: {self.summary()}", self)
 
     def to_json(self) -> dict[str, Any]:
         return {

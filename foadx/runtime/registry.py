@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from foadx.errors import BadInputError
+from foadx.errors import BadInputError, MissingDependencyError
 from foadx.runtime.base import Session, SessionOptions
 
 
@@ -17,6 +17,7 @@ class Backend:
     loads: str  # "onnx": a file path; "torch": an nn.Module
     description: str
     opener: Callable[..., Session]
+    needs_gpu: bool = False
 
 
 def _ort(model: Any, options: SessionOptions, input_shape: tuple[int, ...] | None) -> Session:
@@ -45,10 +46,20 @@ BACKENDS: dict[str, Backend] = {
     for backend in (
         Backend("ort-cpu", "onnx", "onnxruntime, CPU execution provider", _ort),
         Backend("torch-cpu", "torch", "PyTorch eager on the CPU", _torch("cpu")),
-        Backend("torch-cuda", "torch", "PyTorch eager on a CUDA GPU", _torch("cuda")),
-        Backend("torch-cuda-graph", "torch", "PyTorch on a CUDA GPU, replayed from a CUDA graph", _cuda_graph),
+        Backend("torch-cuda", "torch", "PyTorch eager on a CUDA GPU", _torch("cuda"), needs_gpu=True),
+        Backend("torch-cuda-graph", "torch", "PyTorch on a CUDA GPU, replayed from a CUDA graph", _cuda_graph,
+                needs_gpu=True),
     )
 }
+
+
+def require_gpu(backend: str) -> None:
+    import torch
+
+    if not torch.cuda.is_available():
+        raise MissingDependencyError(
+            f"backend {backend} needs a CUDA GPU, but torch sees none (no GPU, or a CPU-only torch build)"
+        )
 
 
 def get_backend(name: str) -> Backend:
@@ -68,6 +79,8 @@ def open_session(
     ``input_shape`` (N, C, H, W) tells module backends the image size; ONNX files carry their own.
     """
     entry = get_backend(backend)
+    if entry.needs_gpu:
+        require_gpu(backend)
     if entry.loads == "onnx" and not isinstance(model, (str, Path)):
         raise BadInputError(f"backend {backend} runs ONNX files; export the model first")
     if entry.loads == "torch" and isinstance(model, (str, Path)):

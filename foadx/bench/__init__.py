@@ -1,0 +1,7 @@
+"""``foadx bench``: interleaved latency measurement, reports, and the regression gate."""
+
+from foadx.bench.gate import GateResult, compare_to_baseline
+from foadx.bench.models import BenchModel, bench_model
+from foadx.bench.run import parse_batches, run_bench
+
+__all__ = ["BenchModel", "GateResult", "bench_model", "compare_to_baseline", "parse_batches", "run_bench"]

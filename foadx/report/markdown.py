@@ -1,0 +1,80 @@
+"""Markdown renderings of foadx reports, for pull requests, wikis and CI summaries."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+def _table(header: list[str], rows: list[list[str]]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    lines += ["| " + " | ".join(row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def _count(value: int | None, scale: float, unit: str) -> str:
+    return "n/a" if value is None else f"{value / scale:,.2f}{unit}"
+
+
+def _bytes(value: int | None) -> str:
+    return "n/a" if value is None else f"{value:,}"
+
+
+def latency_markdown(report: dict[str, Any]) -> str:
+    environment, settings = report["environment"], report["settings"]
+    libraries = ", ".join(f"{name} {version}" for name, version in environment["libraries"].items() if version)
+    machine = f"{environment['cpu']} ({environment['cpu_count']} cores)"
+    if environment.get("gpu"):
+        machine += f", {environment['gpu']} (driver {environment.get('gpu_driver')})"
+    parts = [
+        "# foadx latency report",
+        f"{report['created']} on {machine}; {libraries}.",
+        f"Warm-up {settings['warmup_ms']:g} ms, {settings['duration_s']:g} s over {settings['rounds']} "
+        f"interleaved rounds (at least {settings['min_iterations']} iterations), precision "
+        f"{settings['precision']}, threads {settings.get('threads') or 'default'}.",
+        "## Models",
+        _table(
+            ["model", "params", "MACs", "weights bytes", "ONNX bytes"],
+            [[m["label"], _count(m["params"], 1e6, "M"), _count(m["macs"], 1e6, "M"),
+              _bytes(m["bytes"].get("weights")), _bytes(m["bytes"].get("onnx"))]
+             for m in report["models"]],
+        ),
+        "## Latency (ms)",
+    ]
+    rows = []
+    for result in report["results"]:
+        latency = result["latency_ms"]
+        cells = [f"{latency[key]:.3f}" if key in latency else "n/a" for key in ("mean", "std", "p50", "p90", "p95", "p99")]
+        rows.append([result["model"], result["backend"], str(result["batch"]), *cells,
+                     f"{result['median_of_rounds_ms']:.3f}", f"{result['throughput_ips']:,.1f}",
+                     f"{result['speedup_vs_first']:.2f}x"])
+    header = ["model", "backend", "batch", "mean", "std", "p50", "p90", "p95", "p99", "median of rounds",
+              "images/s", "speedup"]
+    parts.append(_table(header, rows))
+    parts.append("Speedup: the first model's median over rounds divided by this model's, same backend and batch.")
+    return "\n\n".join(parts) + "\n"
+
+
+def parity_markdown(report: dict[str, Any]) -> str:
+    worst = report["worst"]
+    parts = [
+        f"# foadx parity report: {report['path']}",
+        f"**{'passed' if report['passed'] else 'FAILED'}** with atol={report['atol']:g}, rtol={report['rtol']:g} "
+        "(an element fails only where both are exceeded). Smallest passing tolerances: "
+        f"atol {worst['smallest_passing_atol']:.3g} at rtol={report['rtol']:g}; "
+        f"rtol {worst['smallest_passing_rtol']:.3g} at atol={report['atol']:g}.",
+        _table(
+            ["inputs", "batch", "output", "max abs", "max rel", "mean abs", "cosine", "mismatches", "passed"],
+            [[case["inputs"], str(case["batch"]), o["name"], f"{o['max_abs']:.3g}", f"{o['max_rel']:.3g}",
+              f"{o['mean_abs']:.3g}", f"{o['cosine']:.9f}", f"{o['mismatches']}/{o['elements']}",
+              "yes" if o["passed"] else "NO"]
+             for case in report["cases"] for o in case["outputs"]],
+        ),
+        "## Deployability" + (" (strict)" if report["strict"] else " (reported; --strict makes them fail)"),
+        _table(["check", "passed", "detail"],
+               [[c["name"], "yes" if c["passed"] else "no", c["detail"]] for c in report["checks"]]),
+    ]
+    return "\n\n".join(parts) + "\n"
+
+
+def render_markdown(report: dict[str, Any]) -> str:
+    return latency_markdown(report) if report["kind"] == "foadx.latency" else parity_markdown(report)
