@@ -47,6 +47,13 @@ def save_pruned(result: PruneResult, directory: str | Path) -> Path:
     directory = Path(directory)
     if not directory.parent.is_dir():
         raise ArtifactError(f"folder does not exist: {directory.parent}")
+    try:  # an artifact that cannot be loaded back is worse than none
+        build_pruned_architecture(result.plan, torch.device("cpu"))
+    except ArtifactError as error:
+        raise ArtifactError(
+            f"{error}: the plan must apply to the freshly built {result.plan['model']['spec']} "
+            "(a model pruned twice cannot be saved as an artifact; prune the original once)"
+        ) from error
     directory.mkdir(exist_ok=True)
     state = {key: value.detach().cpu() for key, value in result.model.state_dict().items()}
     write_with(directory / WEIGHTS_FILE, lambda stream: torch.save(state, stream))
