@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 import pytest
 import torch
@@ -107,9 +109,12 @@ def test_interleaving_runs_every_step_in_every_round():
 
     settings = TimingSettings(warmup_ms=0, duration_s=1e-6, min_iterations=6, rounds=3)
     results = measure_interleaved({"a": step_for("a"), "b": step_for("b")}, settings)
-    assert [len(rounds) for rounds in results["a"].rounds] == [2, 2, 2]
-    assert results["b"].latencies_ms == [1.0] * 6
-    assert order == ["a", "b"] + ["a", "a", "b", "b"] * 3  # one warm-up call each, then rounds
+    # at least ceil(6 / 3) iterations per round (more only if the clock has not yet moved)
+    assert len(results["a"].rounds) == 3 and all(len(r) >= 2 for r in results["a"].rounds)
+    assert set(results["b"].latencies_ms) == {1.0}
+    runs = [(name, len(list(group))) for name, group in itertools.groupby(order)]
+    assert runs[:2] == [("a", 1), ("b", 1)]  # one warm-up call each
+    assert [name for name, _ in runs[2:]] == ["a", "b"] * 3 and all(length >= 2 for _, length in runs[2:])
 
 
 def test_bad_timing_settings():
