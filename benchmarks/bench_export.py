@@ -3,9 +3,9 @@
     .venv/bin/python benchmarks/bench_export.py [--batch 1] [--duration-s 4] [--round-to 1,8,16]
     .venv/bin/python benchmarks/bench_export.py --backend torch-cuda-graph --precision fp16 --batch 256
 
-ORT rows: each network exported three ways (PReLU kept, rewritten elementwise, rewritten as
-depthwise 1x1 convolutions) and all files measured interleaved in one run by ``foadx bench``'s
-harness. FOAD prunes 63.6% of MACs (the paper's Table 4 budget) with BN re-estimated on the
+ORT rows: each network exported four ways (PReLU kept, rewritten elementwise, rewritten as
+depthwise 1x1 convolutions, and foadx's default ``auto``: depthwise where widths are multiples
+of 8), all files measured interleaved in one run by ``foadx bench``'s harness. FOAD prunes 63.6% of MACs (the paper's Table 4 budget) with BN re-estimated on the
 embedded digits; ``--round-to`` widths trade a few MACs for SIMD-friendly channel counts.
 Prints the median over rounds and speedups against the full network exported the same way and
 against the full network's best export. Torch backends measure the modules themselves.
@@ -28,7 +28,7 @@ from foadx.prune.cost import count_cost
 from foadx.runtime import SessionOptions, TimingSettings, get_backend
 
 FORMS = {"prelu": {"prelu_rewrite": False}, "elementwise": {"prelu_form": "elementwise"},
-         "depthwise": {"prelu_form": "depthwise"}}
+         "depthwise": {"prelu_form": "depthwise"}, "auto": {"prelu_form": "auto"}}
 
 
 def networks(round_tos: list[int]) -> dict[str, torch.nn.Module]:

@@ -249,7 +249,7 @@ def export_command(
     batch: Annotated[str, typer.Option(help="'dynamic' or a fixed batch size.")] = "dynamic",
     input_size: InputSizeOption = None,
     prelu_rewrite: Annotated[bool, typer.Option(help="Rewrite PReLU as relu(x) - a*relu(-x) (exact; faster on onnxruntime).")] = True,
-    prelu_form: Annotated[str, typer.Option(help="depthwise (stays in onnxruntime's NCHWc layout) or elementwise.")] = "depthwise",
+    prelu_form: Annotated[str, typer.Option(help="auto, depthwise (stays in onnxruntime's NCHWc layout) or elementwise.")] = "auto",
     verify: Annotated[bool, typer.Option(help="Prove parity in onnxruntime before the file replaces --out.")] = True,
     data: VerifyDataOption = "demo",
     images: Annotated[int, typer.Option(help="Real images used for parity.")] = 16,

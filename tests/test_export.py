@@ -85,7 +85,7 @@ def test_metadata_round_trip(realistic_mobilefacenet, digits_112, tmp_path):
     assert metadata["channel_order"] == "RGB"
     assert metadata["task"] == "face" and metadata["outputs"] == "embedding"
     assert "not L2-normalised" in metadata["output_meaning"]
-    assert metadata["prelu_rewrite"] == "depthwise"
+    assert metadata["prelu_rewrite"] == "auto"
 
 
 def test_a_model_pruned_twice_is_not_saved_as_a_broken_artifact(pruned_mobilefacenet, digits_112, tmp_path):
@@ -105,7 +105,7 @@ def test_prelu_rewrite_is_exact_on_real_digits(realistic_mobilefacenet, digits_1
     assert plain.op_counts["PRelu"] == 33
     batch = digits_112.numpy()
     reference = ort_outputs(tmp_path / "plain.onnx", batch)
-    for form in ("depthwise", "elementwise"):
+    for form in ("auto", "depthwise", "elementwise"):
         rewritten = export_onnx(realistic_mobilefacenet, tmp_path / f"{form}.onnx", prelu_form=form, verify=False)
         assert "PRelu" not in rewritten.op_counts
         assert np.abs(ort_outputs(tmp_path / f"{form}.onnx", batch) - reference).max() < 1e-5
@@ -124,11 +124,28 @@ def test_prelu_rewrite_single_node_bit_exact():
     )
     model = onnx.helper.make_model(graph, opset_imports=[onnx.helper.make_opsetid("", 18)])
     expected = np.where(x > 0, x, slope * x)
-    for form in ("depthwise", "elementwise"):
+    for form in ("auto", "depthwise", "elementwise"):
         rewritten, count = rewrite_prelu(model, form)
         assert count == 1
         session = ort.InferenceSession(rewritten.SerializeToString(), providers=["CPUExecutionProvider"])
         np.testing.assert_array_equal(session.run(None, {"x": x})[0], expected)
+
+
+def test_auto_form_chooses_depthwise_only_for_widths_of_eight():
+    def prelu(name, channels):
+        slope = np.linspace(0.1, 0.9, channels, dtype=np.float32).reshape(1, channels, 1, 1)
+        return onnx.helper.make_node("PRelu", [f"{name}_x", f"{name}_a"], [f"{name}_y"], name=name), \
+            onnx.numpy_helper.from_array(slope, f"{name}_a")
+
+    nodes, slopes = zip(prelu("wide", 16), prelu("odd", 3))
+    value = lambda name, c: onnx.helper.make_tensor_value_info(name, onnx.TensorProto.FLOAT, [1, c, 2, 2])  # noqa: E731
+    graph = onnx.helper.make_graph(list(nodes), "g", [value("wide_x", 16), value("odd_x", 3)],
+                                   [value("wide_y", 16), value("odd_y", 3)], list(slopes))
+    model = onnx.helper.make_model(graph, opset_imports=[onnx.helper.make_opsetid("", 18)])
+    rewritten, count = rewrite_prelu(model, "auto")
+    ops = sorted(node.op_type for node in rewritten.graph.node)
+    assert count == 2
+    assert ops.count("Conv") == 2 and ops.count("Neg") == 1  # 16 channels: depthwise; 3: elementwise
 
 
 @pytest.mark.parametrize("opset, exporter", [(13, "legacy"), (17, "legacy"), (18, "dynamo")])

@@ -126,7 +126,7 @@ def export_onnx(
     batch: int | str = "dynamic",
     input_size: tuple[int, int] | None = None,
     prelu_rewrite: bool | None = None,
-    prelu_form: str = "depthwise",
+    prelu_form: str = "auto",
     verify: bool = True,
     verify_options: dict[str, Any] | None = None,
 ) -> ExportResult:
@@ -135,7 +135,7 @@ def export_onnx(
     The file is written to a temporary path, checked, verified (unless ``verify=False``) and only
     then renamed onto ``path``: a failed export or a parity failure never replaces a good file.
     ``prelu_rewrite=None`` applies the per-target default (on for onnxruntime); ``prelu_form``
-    is ``depthwise`` or ``elementwise`` (see ``foadx.export.passes``).
+    is ``auto``, ``depthwise`` or ``elementwise`` (see ``foadx.export.passes``).
     """
     path = Path(path)
     if not path.parent.is_dir():

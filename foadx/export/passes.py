@@ -9,12 +9,14 @@ and negation, multiplying by zero and adding zero are exact. It exists for speed
 onnxruntime's CPU provider, whose PRelu kernel cannot run in the blocked NCHWc layout of its
 convolutions. Two forms:
 
-- ``depthwise`` (default): the negation and the slope product are 1x1 depthwise convolutions
-  with weights -1 and -a: ``Relu(x) + Conv(Relu(Conv(x, -1)), -a)``. onnxruntime fuses the inner
-  Relu and the final Add into its NCHWc convolutions, so the activations never leave the
-  blocked layout.
+- ``depthwise``: the negation and the slope product are 1x1 depthwise convolutions with weights
+  -1 and -a: ``Relu(x) + Conv(Relu(Conv(x, -1)), -a)``. onnxruntime fuses the inner Relu and the
+  final Add into its NCHWc convolutions, so the activations never leave the blocked layout.
 - ``elementwise``: ``Relu(x) - Mul(a, Relu(Neg(x)))``, the formula as plain ops; portable, but
   every PReLU then costs a layout reorder on onnxruntime.
+- ``auto`` (default): depthwise where the channel count is a multiple of 8 (onnxruntime's NCHWc
+  kernels only take such widths, so elsewhere the two extra convolutions buy nothing),
+  elementwise elsewhere.
 
 Numbers for both are in the README (``benchmarks/bench_export.py``). TensorRT fuses PReLU
 itself and needs no rewrite.
@@ -42,7 +44,8 @@ def clean(model: onnx.ModelProto) -> onnx.ModelProto:
     return _export(graph, model)
 
 
-PRELU_FORMS = ("depthwise", "elementwise")
+PRELU_FORMS = ("auto", "depthwise", "elementwise")
+NCHWC_MULTIPLE = 8
 
 
 def _depthwise_slope(slope: gs.Tensor) -> np.ndarray | None:
@@ -79,7 +82,7 @@ def _elementwise_prelu(graph: gs.Graph, x: gs.Tensor, slope: gs.Tensor, y: gs.Te
     graph.layer(op="Sub", inputs=[positive, scaled], outputs=[y], name=f"{prefix}/Sub")
 
 
-def rewrite_prelu(model: onnx.ModelProto, form: str = "depthwise") -> tuple[onnx.ModelProto, int]:
+def rewrite_prelu(model: onnx.ModelProto, form: str = "auto") -> tuple[onnx.ModelProto, int]:
     """Returns the model with every PRelu node rewritten, and how many there were.
 
     A PRelu whose slope is not a per-channel constant gets the elementwise form whatever ``form`` is.
@@ -93,7 +96,9 @@ def rewrite_prelu(model: onnx.ModelProto, form: str = "depthwise") -> tuple[onnx
         y = node.outputs[0]
         node.outputs.clear()
         prefix = node.name or f"prelu_{rewritten}"
-        weights = _depthwise_slope(slope) if form == "depthwise" else None
+        weights = _depthwise_slope(slope) if form != "elementwise" else None
+        if weights is not None and form == "auto" and weights.shape[0] % NCHWC_MULTIPLE:
+            weights = None
         if weights is not None:
             _depthwise_prelu(graph, x, weights, y, prefix)
         else:
