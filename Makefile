@@ -26,15 +26,15 @@ test-all: install
 	$(PY) -m pytest -q -m "slow or not slow"
 
 # The pipeline so far, on the embedded real MNIST digits: FOAD at the paper's MACs budget (widths
-# rounded to 8 for SIMD kernels), the l1 baseline at the same budget, a reload of the artifact,
+# rounded to 16 for SIMD kernels), the l1 baseline at the same budget, a reload of the artifact,
 # ONNX export with parity proven in onnxruntime, a full-vs-pruned ORT CPU latency table, and the
 # regression gate against the report just written. Outputs go to demo-out/.
 demo: install
 	mkdir -p demo-out
 	$(FOADX) models
 	$(FOADX) inspect mobilefacenet
-	$(FOADX) prune mobilefacenet --data demo --flops-target 0.636 --round-to 8 --recalibrate-bn --out demo-out/mobilefacenet-foad
-	$(FOADX) prune mobilefacenet --data demo --flops-target 0.636 --round-to 8 --criterion l1 --recalibrate-bn --out demo-out/mobilefacenet-l1
+	$(FOADX) prune mobilefacenet --data demo --flops-target 0.636 --round-to 16 --recalibrate-bn --out demo-out/mobilefacenet-foad
+	$(FOADX) prune mobilefacenet --data demo --flops-target 0.636 --round-to 16 --criterion l1 --recalibrate-bn --out demo-out/mobilefacenet-l1
 	$(PY) -c "import foadx; m = foadx.load_pruned('demo-out/mobilefacenet-foad'); print('reloaded', type(m).__name__, sum(p.numel() for p in m.parameters()), 'params')"
 	$(FOADX) export mobilefacenet --out demo-out/mobilefacenet.onnx --quiet
 	$(FOADX) export demo-out/mobilefacenet-foad --out demo-out/mobilefacenet-foad.onnx --report demo-out/parity.json
