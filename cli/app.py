@@ -18,6 +18,7 @@ import typer
 
 from foadx._version import __version__
 from foadx.errors import BadInputError, FoadxError
+from foadx.export import DEFAULT_ATOL, DEFAULT_RTOL
 from foadx_cli import render
 
 ModelArgument = Annotated[str, typer.Argument(help="Zoo name, torchvision:NAME, pkg.module:fn or file.py:fn.")]
@@ -206,6 +207,9 @@ AtolOption = Annotated[float, typer.Option(help="Absolute tolerance; an element 
 RtolOption = Annotated[float, typer.Option(help="Relative tolerance (|a-r|/|r|, Polygraphy's definition).")]
 VerifyDataOption = Annotated[str, typer.Option("--data", help="Real images to compare on besides random inputs ('none' to skip).")]
 QuietOption = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar or table.")]
+ImagesOption = Annotated[int, typer.Option(help="Real images used for parity.")]
+StrictOption = Annotated[bool, typer.Option(help="Fail when a deployability check fails.")]
+ParityReportOption = Annotated[Optional[Path], typer.Option(help="Write the parity report (JSON) here.")]
 
 
 def _load_module(spec: str, weights: Optional[Path], weights_map: Optional[Path], input_size: Optional[str]):
@@ -252,11 +256,11 @@ def export_command(
     prelu_form: Annotated[str, typer.Option(help="auto, depthwise (stays in onnxruntime's NCHWc layout) or elementwise.")] = "auto",
     verify: Annotated[bool, typer.Option(help="Prove parity in onnxruntime before the file replaces --out.")] = True,
     data: VerifyDataOption = "demo",
-    images: Annotated[int, typer.Option(help="Real images used for parity.")] = 16,
-    atol: AtolOption = 1e-3,
-    rtol: RtolOption = 1e-3,
-    strict: Annotated[bool, typer.Option(help="Fail when a deployability check fails.")] = False,
-    report: Annotated[Optional[Path], typer.Option(help="Write the parity report (JSON) here.")] = None,
+    images: ImagesOption = 16,
+    atol: AtolOption = DEFAULT_ATOL,
+    rtol: RtolOption = DEFAULT_RTOL,
+    strict: StrictOption = False,
+    report: ParityReportOption = None,
     weights: WeightsOption = None,
     weights_map: WeightsMapOption = None,
     as_json: JsonOption = False,
@@ -296,12 +300,12 @@ def verify_command(
     onnx_file: Annotated[Path, typer.Argument(help="The ONNX file to check.")],
     against: Annotated[str, typer.Option(help="The PyTorch model or pruned artifact it must equal.")],
     data: VerifyDataOption = "demo",
-    images: Annotated[int, typer.Option(help="Real images used for parity.")] = 16,
+    images: ImagesOption = 16,
     batch_sizes: Annotated[str, typer.Option(help="Batch sizes to compare at (a fixed-batch file uses its own).")] = "1,4,7",
-    atol: AtolOption = 1e-3,
-    rtol: RtolOption = 1e-3,
-    strict: Annotated[bool, typer.Option(help="Fail when a deployability check fails.")] = False,
-    out: Annotated[Optional[Path], typer.Option(help="Write the parity report (JSON) here.")] = None,
+    atol: AtolOption = DEFAULT_ATOL,
+    rtol: RtolOption = DEFAULT_RTOL,
+    strict: StrictOption = False,
+    out: ParityReportOption = None,
     weights: WeightsOption = None,
     weights_map: WeightsMapOption = None,
     input_size: InputSizeOption = None,
