@@ -86,11 +86,31 @@ def parse_input_size(text: Optional[str]) -> Optional[tuple[int, int]]:
     return (values[0], values[-1])
 
 
-def _load_model(spec: str, weights: Optional[Path], weights_map: Optional[Path], input_size: Optional[str]):
+def parse_model_args(pairs: Optional[list[str]]) -> dict[str, Any]:
+    """``KEY=VALUE`` factory arguments; VALUE is read as JSON when it parses, else as a string."""
+    kwargs: dict[str, Any] = {}
+    for pair in pairs or []:
+        key, separator, value = pair.partition("=")
+        if not separator or not key.isidentifier():
+            raise BadInputError(f"--model-arg must be KEY=VALUE, got {pair!r}")
+        try:
+            kwargs[key] = json.loads(value)
+        except json.JSONDecodeError:
+            kwargs[key] = value
+    return kwargs
+
+
+ModelArgOption = Annotated[
+    Optional[list[str]], typer.Option(help="Factory argument KEY=VALUE, e.g. embedding_size=10 (repeatable).")
+]
+
+
+def _load_model(spec: str, weights: Optional[Path], weights_map: Optional[Path], input_size: Optional[str],
+                model_args: Optional[list[str]] = None):
     from foadx.models import build_model, load_weights
     from foadx.models.registry import read_weights_map
 
-    model = build_model(spec, parse_input_size(input_size))
+    model = build_model(spec, parse_input_size(input_size), **parse_model_args(model_args))
     if weights is not None:
         load_weights(model, weights, read_weights_map(weights_map) if weights_map else None)
     elif weights_map is not None:
@@ -164,6 +184,7 @@ def prune_command(
     weights: WeightsOption = None,
     weights_map: WeightsMapOption = None,
     recalibrate_bn: Annotated[bool, typer.Option(help="Re-estimate BN statistics after pruning.")] = False,
+    model_arg: ModelArgOption = None,
     seed: Annotated[int, typer.Option(help="Seed for sampling images and the random criterion.")] = 0,
     as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON on stdout.")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar or table.")] = False,
@@ -178,7 +199,7 @@ def prune_command(
     if out.exists() and not out.is_dir():
         raise BadInputError(f"--out {out} exists and is not a directory")
     group_ratios = render.read_ratios(ratios) if ratios else None
-    network = _load_model(model, weights, weights_map, input_size)
+    network = _load_model(model, weights, weights_map, input_size, model_arg)
     source = model_source(network)
     calibration = calibration_images(data, images, source.input_size, source.mean, source.std, batch_size, seed)
     with render.progress("calibration batches", enabled=not quiet and not as_json) as advance:
@@ -212,17 +233,18 @@ StrictOption = Annotated[bool, typer.Option(help="Fail when a deployability chec
 ParityReportOption = Annotated[Optional[Path], typer.Option(help="Write the parity report (JSON) here.")]
 
 
-def _load_module(spec: str, weights: Optional[Path], weights_map: Optional[Path], input_size: Optional[str]):
+def _load_module(spec: str, weights: Optional[Path], weights_map: Optional[Path], input_size: Optional[str],
+                 model_args: Optional[list[str]] = None):
     """A pruned artifact (directory with plan.json) or a model spec, on the CPU."""
     from foadx.prune import is_artifact, load_pruned
 
     if is_artifact(spec):
-        if weights is not None or input_size is not None:
-            raise BadInputError("--weights and --input-size do not apply to a pruned artifact")
+        if weights is not None or input_size is not None or model_args:
+            raise BadInputError("--weights, --input-size and --model-arg do not apply to a pruned artifact")
         return load_pruned(spec, device="cpu")
     if spec.endswith(".onnx"):
         raise BadInputError(f"{spec} is an ONNX file; this needs the PyTorch model or pruned artifact")
-    return _load_model(spec, weights, weights_map, input_size)
+    return _load_model(spec, weights, weights_map, input_size, model_args)
 
 
 def _verification_images(data: str, model, count: int):
@@ -408,6 +430,112 @@ def report_command(
     else:
         _check_output_path(out)
         write_text(out, text)
+
+
+TaskOption = Annotated[str, typer.Option(help="classify (top-1) or face (margin head / verification).")]
+
+
+@app.command("finetune")
+@handles_errors
+def finetune_command(
+    model: ModelOrArtifactArgument,
+    data: Annotated[str, typer.Option(help="demo, CIFAR batches, class folders (train/ val/) or insightface train.rec.")],
+    out: Annotated[Path, typer.Option(help="Directory: plan.json + weights.pt, checkpoint.pt, metrics.jsonl.")],
+    task: TaskOption = "classify",
+    epochs: Annotated[int, typer.Option(help="Epochs.")] = 1,
+    lr: Annotated[float, typer.Option(help="Peak learning rate.")] = 0.05,
+    batch_size: Annotated[int, typer.Option(help="Batch size per process.")] = 64,
+    schedule: Annotated[str, typer.Option(help="cosine, or step (x0.1 at 50% and 75%).")] = "cosine",
+    optimizer: Annotated[str, typer.Option(help="sgd (Nesterov, momentum 0.9) or adamw.")] = "sgd",
+    weight_decay: Annotated[Optional[float], typer.Option(help="Base decay; 10x after the GDConv, none on BN/bias/PReLU (default 4e-5 face, 5e-4 classify).")] = None,
+    head: Annotated[str, typer.Option(help="Face task: arcface or cosface.")] = "arcface",
+    margin: Annotated[Optional[float], typer.Option(help="Margin m (default 0.5 arcface, 0.35 cosface).")] = None,
+    scale: Annotated[float, typer.Option(help="Scale s of the margin head.")] = 64.0,
+    margin_warmup_epochs: Annotated[int, typer.Option(help="Ramp the margin up over this many epochs.")] = 0,
+    distill_from: Annotated[Optional[str], typer.Option(help="Teacher (usually the unpruned model) for distillation.")] = None,
+    amp: Annotated[bool, typer.Option(help="Mixed precision (fp16 on CUDA, bf16 on CPU).")] = False,
+    channels_last: Annotated[bool, typer.Option(help="channels-last memory format.")] = False,
+    flip: Annotated[bool, typer.Option(help="Random horizontal flips.")] = True,
+    seed: Annotated[int, typer.Option(help="Seed of data order and augmentation.")] = 0,
+    workers: Annotated[int, typer.Option(help="DataLoader worker processes.")] = 0,
+    steps_per_epoch: Annotated[Optional[int], typer.Option(help="Cap steps per epoch (smoke runs).")] = None,
+    resume: Annotated[bool, typer.Option(help="Continue from OUT/checkpoint.pt.")] = False,
+    eval_data: Annotated[Optional[str], typer.Option(help="Evaluate after each epoch on this (test split / pairs).")] = None,
+    input_size: InputSizeOption = None,
+    model_arg: ModelArgOption = None,
+    weights: WeightsOption = None,
+    device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
+    as_json: JsonOption = False,
+    quiet: QuietOption = False,
+) -> None:
+    """Fine-tune MODEL_OR_ARTIFACT; also runs under torchrun (DDP: NCCL on GPUs, gloo on CPUs)."""
+    from dataclasses import asdict
+
+    from foadx.data.labeled import open_labeled
+    from foadx.prune import save_trained
+    from foadx.train import FinetuneConfig, finetune
+
+    config = FinetuneConfig(
+        task=task, epochs=epochs, lr=lr, batch_size=batch_size, schedule=schedule, optimizer=optimizer,
+        weight_decay=weight_decay, head=head, margin=margin, scale=scale, margin_warmup_epochs=margin_warmup_epochs,
+        amp=amp, channels_last=channels_last, flip=flip, seed=seed, workers=workers, steps_per_epoch=steps_per_epoch,
+    )
+    config.validate()
+    network = _load_module(model, weights, None, input_size, model_arg)
+    teacher = _load_module(distill_from, None, None, input_size, None).eval() if distill_from else None
+    training_data = open_labeled(data, "train", task)
+    evaluate = _epoch_evaluator(eval_data, task) if eval_data else None
+    with render.training_progress(enabled=not quiet and not as_json) as advance:
+        history = finetune(network, training_data, out, config, resume=resume, teacher=teacher,
+                           evaluate=evaluate, progress=advance, device=device)
+    from foadx.train.distributed import Distributed
+
+    processes = Distributed.from_environment(device)
+    if processes.is_main:
+        network.to("cpu")
+        save_trained(network, out, {"config": asdict(config), "data": data, "from": model, "epochs": history})
+        if as_json:
+            typer.echo(json.dumps(history, indent=2))
+        elif not quiet:
+            render.training_table(history, out)
+    processes.close()
+
+
+def _epoch_evaluator(eval_data: str, task: str):
+    from foadx.evaluate.runner import evaluate_model
+
+    return lambda network: evaluate_model(network, eval_data, task).summary()
+
+
+@app.command("eval")
+@handles_errors
+def eval_command(
+    model: Annotated[str, typer.Argument(help="Pruned artifact, model spec, or an ONNX file (run in onnxruntime).")],
+    data: Annotated[str, typer.Option(help="classify: test split (demo, CIFAR, folders); face: demo, a .bin or an LFW folder.")],
+    task: TaskOption = "classify",
+    batch_size: Annotated[int, typer.Option(help="Batch size.")] = 128,
+    far: Annotated[float, typer.Option(help="Face: report TAR at this FAR.")] = 1e-3,
+    out: Annotated[Optional[Path], typer.Option(help="Write the result (JSON) here.")] = None,
+    input_size: InputSizeOption = None,
+    model_arg: ModelArgOption = None,
+    weights: WeightsOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Top-1 (classify) or 10-fold face verification with TAR@FAR (face)."""
+    from foadx.atomic import write_json
+    from foadx.evaluate.runner import evaluate_model
+
+    if out is not None:
+        _check_output_path(out)
+    target = Path(model) if model.endswith(".onnx") else _load_module(model, weights, None, input_size, model_arg)
+    result = evaluate_model(target, data, task, batch_size=batch_size, far_target=far)
+    report = {"model": model, "data": data, "task": task, **result.to_json()}
+    if out is not None:
+        write_json(out, report)
+    if as_json:
+        typer.echo(json.dumps(report, indent=2))
+    else:
+        typer.echo(result.line())
 
 
 def main() -> None:

@@ -161,3 +161,37 @@ def latency_table(report: dict[str, Any]) -> None:
         verdict = "passed" if gate["passed"] else "[red]FAILED[/red]"
         worst = max(row["change_pct"] for row in gate["rows"])
         stdout.print(f"regression gate {verdict}: worst change {worst:+.1f}% (allowed +{gate['max_regression_pct']:g}%)")
+
+
+@contextmanager
+def training_progress(enabled: bool) -> Iterator[Callable[[int, int, dict], None] | None]:
+    """Per-epoch bars with loss, accuracy and images/s; yields the loop's hook."""
+    if not enabled:
+        yield None
+        return
+    columns = (TextColumn("[bold]epoch {task.fields[epoch]}"), BarColumn(), MofNCompleteColumn(),
+               TextColumn("loss {task.fields[loss]:.4f} acc {task.fields[acc]:.3f} {task.fields[rate]:.0f} img/s"),
+               TimeElapsedColumn())
+    with Progress(*columns, console=stderr, transient=True) as bar:
+        tasks: dict[int, Any] = {}
+
+        def advance(done: int, total: int, info: dict) -> None:
+            epoch = info["epoch"]
+            if epoch not in tasks:
+                tasks[epoch] = bar.add_task("train", total=total, epoch=epoch, loss=0.0, acc=0.0, rate=0.0)
+            bar.update(tasks[epoch], completed=done, loss=info["loss"], acc=info["acc"], rate=info["img/s"])
+
+        yield advance
+
+
+def training_table(history: list[dict[str, Any]], out: Any) -> None:
+    table = Table(title=f"fine-tuning -> {out}")
+    extra = sorted({key for record in history for key in record if key.startswith("eval_")})
+    for column in ("epoch", "loss", "train acc", *extra, "img/s", "seconds"):
+        table.add_column(column, justify="right")
+    for record in history:
+        cells = [str(record["epoch"]), f"{record['loss']:.4f}", f"{record['train_accuracy']:.4f}"]
+        cells += [f"{record[key]:.4f}" if isinstance(record.get(key), float) else str(record.get(key)) for key in extra]
+        cells += [f"{record['images_per_s']:.0f}", f"{record['seconds']:.1f}"]
+        table.add_row(*cells)
+    stdout.print(table)

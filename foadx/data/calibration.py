@@ -18,6 +18,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from foadx.data.safe_pickle import safe_load
+from foadx.data.transforms import prepare_batch
 from foadx.errors import DataError
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".ppm", ".pgm", ".tif", ".tiff", ".webp"}
@@ -179,8 +180,8 @@ class CalibrationImages:
             self.indices = sorted(torch.randperm(available, generator=generator)[:count].tolist())
         self.reader = reader
         self.input_size = tuple(input_size)
-        self.mean = torch.tensor(mean, dtype=torch.float32).view(1, -1, 1, 1)
-        self.std = torch.tensor(std, dtype=torch.float32).view(1, -1, 1, 1)
+        self.mean = tuple(mean)
+        self.std = tuple(std)
         self.batch_size = batch_size
         self.description = description
 
@@ -196,14 +197,7 @@ class CalibrationImages:
             yield self._prepare(self.reader.read(self.indices[start : start + self.batch_size]))
 
     def _prepare(self, images: np.ndarray) -> Tensor:
-        batch = torch.from_numpy(np.ascontiguousarray(images)).permute(0, 3, 1, 2).float()
-        if images.dtype == np.uint8:
-            batch = batch / 255.0
-        if batch.shape[1] == 1:
-            batch = batch.expand(-1, 3, -1, -1)
-        if tuple(batch.shape[-2:]) != self.input_size:
-            batch = F.interpolate(batch, size=self.input_size, mode="bilinear", antialias=True, align_corners=False)
-        return (batch - self.mean) / self.std
+        return prepare_batch(images, self.input_size, self.mean, self.std)
 
     def describe(self) -> dict[str, Any]:
         return {"source": self.description, "available": len(self.reader)}

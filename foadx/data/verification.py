@@ -24,9 +24,10 @@ from foadx.errors import DataError
 
 @dataclass
 class PairSet:
-    """Images (encoded bytes or file paths) where images 2k and 2k+1 are pair k."""
+    """Images (encoded bytes, file paths, or indices into an image array) where images 2k and
+    2k+1 are pair k."""
 
-    images: list[bytes | Path]
+    images: list[bytes | Path | int]
     same: np.ndarray  # bool, one per pair
     source: str
 

@@ -1,7 +1,7 @@
 """Structure: channel groups, feature taps, selection, surgery, artifacts, baseline criteria."""
 
 from foadx.prune.api import CRITERIA, PruneResult, inspect_model, prune
-from foadx.prune.artifact import is_artifact, load_pruned, plan_digest, read_plan, save_pruned
+from foadx.prune.artifact import is_artifact, load_pruned, plan_digest, read_plan, save_pruned, save_trained
 
 __all__ = [
     "CRITERIA",
@@ -13,4 +13,5 @@ __all__ = [
     "prune",
     "read_plan",
     "save_pruned",
+    "save_trained",
 ]

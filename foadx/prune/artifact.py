@@ -20,7 +20,8 @@ from torch import nn
 from foadx.atomic import write_json, write_with
 from foadx.device import resolve_device
 from foadx.errors import ArtifactError, WeightsError
-from foadx.models.registry import ModelSource, build_model, read_state_dict
+from foadx._version import __version__
+from foadx.models.registry import ModelSource, build_model, model_source, read_state_dict
 from foadx.prune.api import PLAN_SCHEMA_VERSION, PruneResult
 from foadx.prune.apply import apply_kept
 from foadx.prune.groups import build_dependency_graph, discover_groups
@@ -39,7 +40,24 @@ def plan_digest(plan: dict[str, Any]) -> str:
 
 
 def save_pruned(result: PruneResult, directory: str | Path) -> Path:
-    if result.plan.get("model") is None:
+    return _write_artifact(result.plan, result.model, directory)
+
+
+def save_trained(model: nn.Module, directory: str | Path, training: dict[str, Any]) -> Path:
+    """A fine-tuned model in the same artifact format: its pruning plan (an empty one for an
+    unpruned model) with a ``finetune`` record, and its weights."""
+    plan = getattr(model, "_foadx_plan", None)
+    if plan is None:
+        source = model_source(model)
+        plan = {
+            "schema_version": PLAN_SCHEMA_VERSION, "foadx_version": __version__,
+            "model": source.to_json() if source else None, "criterion": None, "output_layers": [], "groups": [],
+        }
+    return _write_artifact({**plan, "finetune": training}, model, directory)
+
+
+def _write_artifact(plan: dict[str, Any], model: nn.Module, directory: str | Path) -> Path:
+    if plan.get("model") is None:
         raise ArtifactError(
             "the model was not built by foadx.models.build_model, so its architecture cannot be "
             "rebuilt from a plan; build it with build_model(spec)"
@@ -48,16 +66,16 @@ def save_pruned(result: PruneResult, directory: str | Path) -> Path:
     if not directory.parent.is_dir():
         raise ArtifactError(f"folder does not exist: {directory.parent}")
     try:  # an artifact that cannot be loaded back is worse than none
-        build_pruned_architecture(result.plan, torch.device("cpu"))
+        build_pruned_architecture(plan, torch.device("cpu"))
     except ArtifactError as error:
         raise ArtifactError(
-            f"{error}: the plan must apply to the freshly built {result.plan['model']['spec']} "
+            f"{error}: the plan must apply to the freshly built {plan['model']['spec']} "
             "(a model pruned twice cannot be saved as an artifact; prune the original once)"
         ) from error
     directory.mkdir(exist_ok=True)
-    state = {key: value.detach().cpu() for key, value in result.model.state_dict().items()}
+    state = {key: value.detach().cpu() for key, value in model.state_dict().items()}
     write_with(directory / WEIGHTS_FILE, lambda stream: torch.save(state, stream))
-    write_json(directory / PLAN_FILE, result.plan)
+    write_json(directory / PLAN_FILE, plan)
     return directory
 
 
@@ -74,9 +92,8 @@ def read_plan(directory: str | Path) -> dict[str, Any]:
             f"{path} has schema version {plan.get('schema_version') if isinstance(plan, dict) else None!r}; "
             f"this foadx reads version {PLAN_SCHEMA_VERSION}"
         )
-    for key in ("model", "groups"):
-        if not plan.get(key):
-            raise ArtifactError(f"{path} lacks {key!r}")
+    if not plan.get("model") or not isinstance(plan.get("groups"), list):
+        raise ArtifactError(f"{path} lacks the model spec or the groups list")
     return plan
 
 

@@ -1,0 +1,67 @@
+"""Evaluating a model through the runtime layer: a PyTorch model runs on a torch backend, an
+ONNX file in onnxruntime, so the accuracy of the deployed file is measured, not assumed."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from foadx.data.decode import decode_rgb
+from foadx.data.labeled import LabeledImages
+from foadx.data.transforms import prepare_batch
+from foadx.data.verification import PairSet
+from foadx.evaluate.verification import VerificationResult, pair_distances, verify_pairs
+
+Runner = Callable[[np.ndarray], np.ndarray]  # float32 NCHW batch -> first output
+
+
+@dataclass(frozen=True)
+class Preprocessing:
+    input_size: tuple[int, int]
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+
+    def __call__(self, images: np.ndarray) -> np.ndarray:
+        return prepare_batch(images, self.input_size, self.mean, self.std).numpy()
+
+
+def top1(run: Runner, data: LabeledImages, preprocess: Preprocessing, batch_size: int = 128) -> dict[str, float]:
+    correct = 0
+    for start in range(0, len(data), batch_size):
+        indices = range(start, min(start + batch_size, len(data)))
+        images = np.stack([_same_size(data.load(i), preprocess) for i in indices])
+        predictions = run(preprocess(images)).argmax(1)
+        correct += int((predictions == data.labels[start:start + len(indices)]).sum())
+    return {"top1": correct / len(data), "count": len(data)}
+
+
+def _same_size(image: np.ndarray, preprocess: Preprocessing) -> np.ndarray:
+    """Images of one batch must share a size before stacking; resize odd ones on their own."""
+    if image.shape[:2] == preprocess.input_size:
+        return image
+    prepared = prepare_batch(image[None], preprocess.input_size, (0.0,) * 3, (1 / 255.0,) * 3)
+    return prepared[0].permute(1, 2, 0).round().clamp(0, 255).byte().numpy()
+
+
+def flip_sum_embeddings(run: Runner, images: Sequence[np.ndarray], preprocess: Preprocessing,
+                        batch_size: int = 128) -> np.ndarray:
+    """insightface: embedding(image) + embedding(horizontally flipped image)."""
+    parts = []
+    for start in range(0, len(images), batch_size):
+        batch = preprocess(np.stack([_same_size(image, preprocess) for image in images[start:start + batch_size]]))
+        parts.append(run(batch) + run(np.ascontiguousarray(batch[..., ::-1])))
+    return np.concatenate(parts)
+
+
+def verification(run: Runner, pairs: PairSet, preprocess: Preprocessing, image_array: np.ndarray | None = None,
+                 batch_size: int = 128, far_target: float = 1e-3) -> VerificationResult:
+    def load(entry: bytes | Path | int) -> np.ndarray:
+        if isinstance(entry, (int, np.integer)):
+            return image_array[int(entry)]
+        return decode_rgb(entry, pairs.source)
+
+    embeddings = flip_sum_embeddings(run, [load(entry) for entry in pairs.images], preprocess, batch_size)
+    return verify_pairs(pair_distances(embeddings), pairs.same, far_target=far_target)
