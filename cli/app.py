@@ -26,6 +26,9 @@ WeightsOption = Annotated[Optional[Path], typer.Option(help="State dict to load 
 WeightsMapOption = Annotated[Optional[Path], typer.Option(help="JSON regex -> replacement for keys.")]
 InputSizeOption = Annotated[Optional[str], typer.Option(help="H or HxW (default: the model's).")]
 JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON on stdout.")]
+ModelOrArtifactArgument = Annotated[
+    str, typer.Argument(help="Pruned-artifact directory, or zoo name / torchvision:NAME / pkg.module:fn / file.py:fn.")
+]
 
 app = typer.Typer(
     add_completion=False,
@@ -164,7 +167,7 @@ def inspect_command(
 @app.command("prune")
 @handles_errors
 def prune_command(
-    model: ModelArgument,
+    model: ModelOrArtifactArgument,
     data: Annotated[str, typer.Option(help="Calibration images: folder, CIFAR batches, .npy/.npz or 'demo'.")],
     out: Annotated[Path, typer.Option(help="Artifact directory to write (plan.json + weights.pt).")],
     t: Annotated[Optional[int], typer.Option("--t", help="FOAD t (neighbours one kept channel may remove); paper mode default 2.")] = None,
@@ -199,7 +202,7 @@ def prune_command(
     if out.exists() and not out.is_dir():
         raise BadInputError(f"--out {out} exists and is not a directory")
     group_ratios = render.read_ratios(ratios) if ratios else None
-    network = _load_model(model, weights, weights_map, input_size, model_arg)
+    network = _load_module(model, weights, weights_map, input_size, model_arg)
     source = model_source(network)
     calibration = calibration_images(data, images, source.input_size, source.mean, source.std, batch_size, seed)
     with render.progress("calibration batches", enabled=not quiet and not as_json) as advance:
@@ -221,9 +224,6 @@ def prune_command(
         render.prune_report(result.report)
 
 
-ModelOrArtifactArgument = Annotated[
-    str, typer.Argument(help="Pruned-artifact directory, or zoo name / torchvision:NAME / pkg.module:fn / file.py:fn.")
-]
 AtolOption = Annotated[float, typer.Option(help="Absolute tolerance; an element fails only where atol AND rtol are exceeded.")]
 RtolOption = Annotated[float, typer.Option(help="Relative tolerance (|a-r|/|r|, Polygraphy's definition).")]
 VerifyDataOption = Annotated[str, typer.Option("--data", help="Real images to compare on besides random inputs ('none' to skip).")]
@@ -481,6 +481,9 @@ def finetune_command(
         amp=amp, channels_last=channels_last, flip=flip, seed=seed, workers=workers, steps_per_epoch=steps_per_epoch,
     )
     config.validate()
+    import torch
+
+    torch.manual_seed(seed)  # a model built from a spec starts from seeded random weights
     network = _load_module(model, weights, None, input_size, model_arg)
     teacher = _load_module(distill_from, None, None, input_size, None).eval() if distill_from else None
     training_data = open_labeled(data, "train", task)

@@ -151,6 +151,7 @@ def finetune(
     source = model_source(model)
     if source is None:
         raise BadInputError("fine-tuning needs a model built by foadx (its input size and normalisation)")
+    torch.manual_seed(config.seed)  # the margin head's initialisation
     dist = Distributed.from_environment(device)
     device = dist.device
     if dist.is_main:

@@ -1,0 +1,49 @@
+"""Prints the accuracy table of `make demo` from the artifacts and `foadx eval --out` files in demo-out/.
+
+    .venv/bin/python scripts/demo_table.py demo-out
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import torch
+
+import foadx
+from foadx.prune.cost import count_cost
+
+CRITERIA = ("foad", "l1", "random")
+
+
+def accuracy(folder: Path, name: str) -> float:
+    return json.loads((folder / f"eval-{name}.json").read_text())["top1"]
+
+
+def macs(folder: Path, name: str) -> int:
+    return count_cost(foadx.load_pruned(folder / name, "cpu"), torch.zeros(1, 3, 32, 32)).macs
+
+
+def main(folder: Path) -> None:
+    base_macs = macs(folder, "digits-base")
+    print(f"\nMobileFaceNet at 32x32 on the embedded MNIST digits; held-out top-1 (1,000 images, every 5th of each class)")
+    print(f"baseline (trained here): {accuracy(folder, 'digits-base'):.4f}, {base_macs / 1e6:.2f}M MACs\n")
+    print(f"| criterion | MACs | MACs removed | after pruning (+BN re-estimate) | after fine-tuning |")
+    print(f"|---|---|---|---|---|")
+    for criterion in CRITERIA:
+        pruned = macs(folder, f"digits-{criterion}")
+        print(f"| {criterion} | {pruned / 1e6:.2f}M | {1 - pruned / base_macs:.1%} | "
+              f"{accuracy(folder, f'digits-{criterion}'):.4f} | {accuracy(folder, f'digits-{criterion}-tuned'):.4f} |")
+    onnx = folder / "eval-digits-foad-tuned-onnx.json"
+    if onnx.is_file():
+        print(f"\nFOAD fine-tuned, exported to ONNX and evaluated in onnxruntime: {json.loads(onnx.read_text())['top1']:.4f}")
+    face = folder / "eval-face.json"
+    if face.is_file():
+        result = json.loads(face.read_text())
+        print(f"face path (ArcFace on digits 0-6, open-set pairs of 7-9, 10 folds): "
+              f"{result['accuracy']:.4f} +- {result['accuracy_std']:.4f}; TAR {result['tar']:.4f} at FAR {result['far']:.1e}")
+
+
+if __name__ == "__main__":
+    main(Path(sys.argv[1] if len(sys.argv) > 1 else "demo-out"))
