@@ -109,10 +109,15 @@ ModelArgOption = Annotated[
 
 
 def _load_model(spec: str, weights: Optional[Path], weights_map: Optional[Path], input_size: Optional[str],
-                model_args: Optional[list[str]] = None):
+                model_args: Optional[list[str]] = None, seed: int = 0):
+    """Builds a model; without --weights its random initialisation is seeded, so the same
+    command gives the same result."""
+    import torch
+
     from foadx.models import build_model, load_weights
     from foadx.models.registry import read_weights_map
 
+    torch.manual_seed(seed)
     model = build_model(spec, parse_input_size(input_size), **parse_model_args(model_args))
     if weights is not None:
         load_weights(model, weights, read_weights_map(weights_map) if weights_map else None)
@@ -234,7 +239,7 @@ ParityReportOption = Annotated[Optional[Path], typer.Option(help="Write the pari
 
 
 def _load_module(spec: str, weights: Optional[Path], weights_map: Optional[Path], input_size: Optional[str],
-                 model_args: Optional[list[str]] = None):
+                 model_args: Optional[list[str]] = None, seed: int = 0):
     """A pruned artifact (directory with plan.json) or a model spec, on the CPU."""
     from foadx.prune import is_artifact, load_pruned
 
@@ -244,7 +249,7 @@ def _load_module(spec: str, weights: Optional[Path], weights_map: Optional[Path]
         return load_pruned(spec, device="cpu")
     if spec.endswith(".onnx"):
         raise BadInputError(f"{spec} is an ONNX file; this needs the PyTorch model or pruned artifact")
-    return _load_model(spec, weights, weights_map, input_size, model_args)
+    return _load_model(spec, weights, weights_map, input_size, model_args, seed)
 
 
 def _verification_images(data: str, model, count: int):
@@ -481,10 +486,7 @@ def finetune_command(
         amp=amp, channels_last=channels_last, flip=flip, seed=seed, workers=workers, steps_per_epoch=steps_per_epoch,
     )
     config.validate()
-    import torch
-
-    torch.manual_seed(seed)  # a model built from a spec starts from seeded random weights
-    network = _load_module(model, weights, None, input_size, model_arg)
+    network = _load_module(model, weights, None, input_size, model_arg, seed)
     teacher = _load_module(distill_from, None, None, input_size, None).eval() if distill_from else None
     training_data = open_labeled(data, "train", task)
     evaluate = _epoch_evaluator(eval_data, task) if eval_data else None

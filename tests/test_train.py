@@ -134,3 +134,34 @@ def test_two_process_gloo_ddp_matches_single_process(tmp_path):
     accuracy = {run: evaluate_model(foadx.load_pruned(tmp_path / run, "cpu"), "demo", "classify").classification["top1"]
                 for run in ("one", "two")}
     assert accuracy["one"] > 0.8 and abs(accuracy["one"] - accuracy["two"]) < 0.03, accuracy
+
+
+def test_cli_finetune_eval_and_bad_input(tmp_path):
+    from typer.testing import CliRunner
+
+    from foadx_cli.app import app
+
+    def run(*args):
+        return CliRunner().invoke(app, [str(a) for a in args])
+
+    digits = ("--input-size", "32", "--model-arg", "embedding_size=10")
+    result = run("finetune", "mobilefacenet", *digits, "--data", "demo", "--out", tmp_path / "run", "--steps-per-epoch", "3",
+                 "--batch-size", "16", "--json")
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.output)[0]["images"] == 48
+    assert foadx.load_pruned(tmp_path / "run", "cpu") is not None  # the artifact format
+    evaluated = run("eval", tmp_path / "run", "--data", "demo", "--json")
+    assert evaluated.exit_code == 0 and json.loads(evaluated.output)["count"] == 1000
+    bad = [
+        (("finetune", "mobilefacenet", *digits, "--data", "demo", "--out", tmp_path / "x", "--lr", "-1"), "--lr"),
+        (("finetune", "mobilefacenet", *digits, "--data", "demo", "--out", tmp_path / "x", "--epochs", "0"), "--epochs"),
+        (("finetune", "mobilefacenet", "--input-size", "32", "--data", "demo", "--out", tmp_path / "run", "--resume"), "another model"),
+        (("finetune", "mobilefacenet", *digits, "--data", tmp_path / "nothing", "--out", tmp_path / "x"), "not found"),
+        (("eval", tmp_path / "run", "--data", tmp_path / "nothing.bin", "--task", "face"), "not found"),
+        (("eval", tmp_path / "run", "--data", "demo", "--task", "detect"), "--task"),
+        (("finetune", "mobilefacenet", *digits, "--data", "demo", "--out", tmp_path / "x", "--model-arg", "oops"), "KEY=VALUE"),
+    ]
+    for args, message in bad:
+        outcome = run(*args)
+        assert outcome.exit_code == 3, (args, outcome.output)
+        assert message in outcome.output and "Traceback" not in outcome.output, (args, outcome.output)
