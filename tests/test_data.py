@@ -73,3 +73,28 @@ def test_bad_sources(tmp_path):
     images = calibration_images(str(tmp_path), 1, (8, 8), (0.0,) * 3, (1.0,) * 3)
     with pytest.raises(DataError, match="cannot decode"):
         list(images)
+
+
+def test_labeled_cifar_and_class_folders(tmp_path):
+    from PIL import Image
+
+    from foadx.data.labeled import open_labeled
+
+    rng = np.random.default_rng(0)
+    for name, labels in (("data_batch_1", [3, 7]), ("data_batch_2", [1]), ("test_batch", [9, 0, 4])):
+        pixels = rng.integers(0, 256, (len(labels), 3072), dtype=np.uint8)
+        (tmp_path / "cifar").mkdir(exist_ok=True)
+        (tmp_path / "cifar" / name).write_bytes(pickle.dumps({b"data": pixels, b"labels": labels}, protocol=2))
+    train, test = open_labeled(str(tmp_path / "cifar"), "train"), open_labeled(str(tmp_path / "cifar"), "test")
+    assert train.labels.tolist() == [3, 7, 1] and test.labels.tolist() == [9, 0, 4]
+    expected = pickle.loads((tmp_path / "cifar" / "test_batch").read_bytes())[b"data"][2].reshape(3, 32, 32).transpose(1, 2, 0)
+    np.testing.assert_array_equal(test.load(2), expected)
+
+    for split, classes in (("train", ("cat", "dog")), ("val", ("cat", "dog"))):
+        for label, name in enumerate(classes):
+            folder = tmp_path / "tree" / split / name
+            folder.mkdir(parents=True)
+            Image.fromarray(np.full((5, 6, 3), 40 * label + (split == "val"), np.uint8)).save(folder / "a.png")
+    tree_train = open_labeled(str(tmp_path / "tree"), "train")
+    tree_test = open_labeled(str(tmp_path / "tree"), "test")
+    assert tree_train.labels.tolist() == [0, 1] and tree_test.load(1)[0, 0].tolist() == [41, 41, 41]

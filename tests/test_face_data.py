@@ -12,6 +12,7 @@ import pytest
 from PIL import Image
 
 from foadx.data.decode import decode_rgb
+from foadx.data.labeled import open_labeled
 from foadx.data.recordio import MAGIC, FaceRecordDataset, RecordFile, read_property, unpack_image_record
 from foadx.data.verification import read_lfw_pairs, read_pairs, read_verification_bin
 from foadx.errors import DataError
@@ -85,6 +86,12 @@ def test_insightface_layout(tmp_path):
     header, _ = unpack_image_record(RecordFile(tmp_path / "train.rec").read(7))
     assert header.flag == 2 and header.label.tolist() == [3.0, 5.0]
     assert read_property(tmp_path) == (3, 112, 112)
+    training = open_labeled(str(tmp_path / "train.rec"), task="face")
+    assert training.labels.tolist() == labels
+    with pytest.raises(DataError, match="record 0 is 8x8, property says 112x112"):
+        training.load(0)
+    (tmp_path / "property").write_text("3,8,8\n")
+    assert open_labeled(str(tmp_path / "train.rec"), task="face").load(4).shape == (8, 8, 3)
 
 
 def test_broken_recordio_files(tmp_path):

@@ -92,11 +92,21 @@ def _folder(path: Path, split: str) -> LabeledImages:
 
 
 def _records(path: Path) -> LabeledImages:
-    from foadx.data.recordio import FaceRecordDataset
+    """insightface RecordIO; where a ``property`` file gives the aligned size, every image must
+    have it (a misaligned set would otherwise be silently resized)."""
+    from foadx.data.recordio import FaceRecordDataset, read_property
 
     dataset = FaceRecordDataset(path)
     labels = np.asarray([dataset.raw(i)[1] for i in range(len(dataset))], dtype=np.int64)
-    return LabeledImages(lambda i: decode_rgb(dataset.raw(i)[0], f"{path} record {i}"), labels, f"records {path.name}")
+    size = read_property(path.parent)[1:] if (path.parent / "property").is_file() else None
+
+    def load(index: int) -> np.ndarray:
+        image = decode_rgb(dataset.raw(index)[0], f"{path} record {index}")
+        if size is not None and image.shape[:2] != size:
+            raise DataError(f"{path} record {index} is {image.shape[0]}x{image.shape[1]}, property says {size[0]}x{size[1]}")
+        return image
+
+    return LabeledImages(load, labels, f"records {path.name}")
 
 
 def open_labeled(source: str, split: str = "train", task: str = "classify") -> LabeledImages:
