@@ -279,7 +279,7 @@ def export_command(
     opset: Annotated[int, typer.Option(help="ONNX opset; >= 18 uses the dynamo exporter, older ones the legacy exporter.")] = 18,
     batch: Annotated[str, typer.Option(help="'dynamic' or a fixed batch size.")] = "dynamic",
     input_size: InputSizeOption = None,
-    prelu_rewrite: Annotated[bool, typer.Option(help="Rewrite PReLU as relu(x) - a*relu(-x) (exact; faster on onnxruntime).")] = True,
+    prelu_rewrite: Annotated[Optional[bool], typer.Option(help="Rewrite PReLU as relu(x) - a*relu(-x) (exact; faster on onnxruntime). Default: on, off with --trt (TensorRT fuses PReLU).")] = None,
     prelu_form: Annotated[str, typer.Option(help="auto, depthwise (stays in onnxruntime's NCHWc layout) or elementwise.")] = "auto",
     verify: Annotated[bool, typer.Option(help="Prove parity in onnxruntime before the file replaces --out.")] = True,
     data: VerifyDataOption = "demo",
@@ -290,16 +290,34 @@ def export_command(
     report: ParityReportOption = None,
     weights: WeightsOption = None,
     weights_map: WeightsMapOption = None,
+    precision: Annotated[str, typer.Option(help="fp32 (the ONNX), int8 (also a Q/DQ ONNX: OUT with .int8.onnx), fp16 (engine only).")] = "fp32",
+    calib_data: Annotated[str, typer.Option(help="int8 calibration images.")] = "demo",
+    calib_images: Annotated[int, typer.Option(help="Number of int8 calibration images.")] = 256,
+    trt: Annotated[bool, typer.Option("--trt", help="Also build a TensorRT engine (OUT with .engine) and check it against onnxruntime.")] = False,
+    min_batch: Annotated[Optional[int], typer.Option(help="Engine profile: smallest batch (default 1; --batch N: N).")] = None,
+    opt_batch: Annotated[Optional[int], typer.Option(help="Engine profile: batch tuned for.")] = None,
+    max_batch: Annotated[Optional[int], typer.Option(help="Engine profile: largest batch.")] = None,
+    workspace_gb: Annotated[Optional[float], typer.Option(help="TensorRT workspace limit, GiB.")] = None,
+    timing_cache: Annotated[Optional[Path], typer.Option(help="TensorRT timing cache file (read and updated).")] = None,
     as_json: JsonOption = False,
     quiet: QuietOption = False,
 ) -> None:
-    """Export MODEL_OR_ARTIFACT to one self-contained ONNX file, verified in onnxruntime."""
+    """Export MODEL_OR_ARTIFACT to one self-contained ONNX file, verified in onnxruntime; with
+    --precision int8 also a Q/DQ ONNX; with --trt also a TensorRT engine."""
     from foadx.atomic import write_json
     from foadx.export import ParityFailedError, export_onnx
 
     _check_output_path(out)
     if report is not None:
         _check_output_path(report)
+    if precision not in ("fp32", "fp16", "int8"):
+        raise BadInputError(f"--precision must be fp32, fp16 or int8, got {precision!r}")
+    if precision == "fp16" and not trt:
+        raise BadInputError("--precision fp16 applies to the TensorRT engine: add --trt")
+    if prelu_rewrite is None:
+        from foadx.export.onnx_export import default_prelu_rewrite
+
+        prelu_rewrite = default_prelu_rewrite("trt" if trt else "ort-cpu")
     network = _load_module(model, weights, weights_map, input_size)
     verify_options = {"atol": atol, "rtol": rtol, "strict": strict,
                       "images": _verification_images(data, network, images) if verify else None}
@@ -315,10 +333,74 @@ def export_command(
         raise
     if report is not None and result.parity is not None:
         write_json(report, result.parity.to_json())
-    if as_json:
-        typer.echo(json.dumps(result.to_json(), indent=2))
+    summary = result.to_json()
+    deployed = out
+    if precision == "int8":
+        from foadx.export.quantize import quantize_int8
+
+        deployed = out.with_name(out.stem + ".int8.onnx")
+        summary["int8"] = quantize_int8(out, deployed, _verification_images(calib_data, network, calib_images))
+    if as_json and not trt:
+        typer.echo(json.dumps(summary, indent=2))
     elif not quiet:
         render.export_summary(result)
+        if "int8" in summary:
+            render.int8_summary(summary["int8"])
+    if trt:
+        summary["engine"] = _build_and_check_engine(
+            deployed, out.with_suffix(".engine"), precision,
+            _engine_profile(batch, min_batch, opt_batch, max_batch), workspace_gb, timing_cache,
+            _verification_images(data, network, images) if data != "none" else None,
+        )
+        if as_json:
+            typer.echo(json.dumps(summary, indent=2))
+        elif not quiet:
+            typer.echo(f"engine: {json.dumps(summary['engine'])}")
+
+
+def _engine_profile(batch: str, min_batch: Optional[int], opt_batch: Optional[int], max_batch: Optional[int]):
+    from foadx.export.onnx_export import parse_batch
+    from foadx.export.tensorrt import EngineProfile
+
+    fixed = parse_batch(batch)
+    if fixed != "dynamic":
+        if any(value is not None for value in (min_batch, opt_batch, max_batch)):
+            raise BadInputError("--batch N fixes the engine's batch: drop --min/--opt/--max-batch")
+        return EngineProfile.fixed(fixed)
+    return EngineProfile(min_batch or 1, opt_batch or min_batch or 1, max_batch or max(opt_batch or 1, min_batch or 1))
+
+
+def _build_and_check_engine(onnx_path: Path, engine_path: Path, precision: str, profile, workspace_gb, timing_cache,
+                            images) -> dict:
+    from foadx.export.engine_check import check_engine
+    from foadx.export.tensorrt import EngineOptions, build_engine
+
+    options = EngineOptions(precision=precision, profile=profile, workspace_gb=workspace_gb,
+                            timing_cache=str(timing_cache) if timing_cache else None)
+    sidecar = build_engine(onnx_path, engine_path, options)
+    return {**sidecar, "parity": check_engine(engine_path, onnx_path, precision, images, profile)}
+
+
+@app.command("build-engine")
+@handles_errors
+def build_engine_command(
+    onnx_file: Annotated[Path, typer.Argument(help="The ONNX file (a Q/DQ file for int8).")],
+    out: Annotated[Optional[Path], typer.Option(help="Engine file (default: the ONNX path with .engine).")] = None,
+    precision: Annotated[str, typer.Option(help="fp32, fp16 or int8.")] = "fp16",
+    batch: Annotated[str, typer.Option(help="'dynamic' (use the profile options) or a fixed batch size.")] = "dynamic",
+    min_batch: Annotated[Optional[int], typer.Option(help="Profile: smallest batch.")] = None,
+    opt_batch: Annotated[Optional[int], typer.Option(help="Profile: batch tuned for.")] = None,
+    max_batch: Annotated[Optional[int], typer.Option(help="Profile: largest batch.")] = None,
+    workspace_gb: Annotated[Optional[float], typer.Option(help="Workspace limit, GiB.")] = None,
+    timing_cache: Annotated[Optional[Path], typer.Option(help="Timing cache file (read and updated).")] = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Build a TensorRT engine from ONNX_FILE and check it against onnxruntime."""
+    engine_path = out or onnx_file.with_suffix(".engine")
+    _check_output_path(engine_path)
+    result = _build_and_check_engine(onnx_file, engine_path, precision, _engine_profile(batch, min_batch, opt_batch, max_batch),
+                                     workspace_gb, timing_cache, None)
+    typer.echo(json.dumps(result, indent=2) if as_json else f"wrote {engine_path}: {json.dumps(result)}")
 
 
 @app.command("verify")
@@ -364,8 +446,10 @@ def verify_command(
 @app.command("bench")
 @handles_errors
 def bench_command(
-    models: Annotated[list[str], typer.Argument(help="Models to compare (artifact, .onnx or spec); speedups are against the first.")],
-    backend: Annotated[list[str], typer.Option(help="ort-cpu, torch-cpu, torch-cuda or torch-cuda-graph (repeatable).")] = ["ort-cpu"],  # noqa: B006
+    models: Annotated[Optional[list[str]], typer.Argument(help="Models to compare (artifact, .onnx or spec); speedups are against the first.")] = None,
+    backend: Annotated[list[str], typer.Option(help="ort-cpu, torch-cpu, torch-cuda, torch-cuda-graph or trtexec (repeatable).")] = ["ort-cpu"],  # noqa: B006
+    trtexec_log: Annotated[Optional[list[Path]], typer.Option(help="Ingest a trtexec log made elsewhere instead of measuring (repeatable).")] = None,
+    label: Annotated[Optional[list[str]], typer.Option(help="Names for the --trtexec-log files, in order.")] = None,
     batch: Annotated[str, typer.Option(help="Comma-separated batch sizes.")] = "1",
     out: Annotated[Optional[Path], typer.Option(help="Write the latency report (JSON) here.")] = None,
     markdown: Annotated[Optional[Path], typer.Option(help="Also write the report as Markdown here.")] = None,
@@ -374,7 +458,7 @@ def bench_command(
     min_iterations: Annotated[int, typer.Option(help="Minimum timed iterations per configuration.")] = 10,
     rounds: Annotated[int, typer.Option(help="Interleaved rounds (the gate compares their medians).")] = 5,
     threads: Annotated[Optional[int], typer.Option(help="CPU threads (default: the runtime's).")] = None,
-    precision: Annotated[str, typer.Option(help="fp32 or fp16 (CUDA backends).")] = "fp32",
+    precision: Annotated[str, typer.Option(help="fp32 or fp16 (CUDA backends); fp32, fp16 or int8 for trtexec.")] = "fp32",
     channels_last: Annotated[bool, typer.Option(help="channels-last memory format (torch backends).")] = False,
     baseline: Annotated[Optional[Path], typer.Option(help="A previous report to gate against.")] = None,
     max_regression: Annotated[float, typer.Option(help="Allowed slowdown against --baseline, percent; exit 5 beyond.")] = 10.0,
@@ -385,23 +469,38 @@ def bench_command(
     """Measure latency and throughput of MODELS, interleaved, and gate on a baseline."""
     from foadx.atomic import write_json, write_text
     from foadx.bench import bench_model, compare_to_baseline, parse_batches, run_bench
+    from foadx.bench.run import report_from_trtexec_logs
+    from foadx.runtime.trtexec import TrtexecOptions
     from foadx.report import read_report, render_markdown
     from foadx.runtime import SessionOptions, TimingSettings, get_backend
 
     for path in (out, markdown):
         if path is not None:
             _check_output_path(path)
-    backends = [name.strip() for entry in backend for name in entry.split(",") if name.strip()]
-    for name in backends:
-        get_backend(name)
     batches = parse_batches(batch)
-    options = SessionOptions(precision=precision, threads=threads, channels_last=channels_last)
-    settings = TimingSettings(warmup_ms, duration_s, min_iterations, rounds)
     previous = read_report(baseline) if baseline is not None else None
-    entries = [bench_model(spec, spec if spec.endswith(".onnx") else _load_module(spec, None, None, None))
-               for spec in models]
-    with render.progress("measuring", enabled=not quiet and not as_json) as advance:
-        report = run_bench(entries, backends, batches, options=options, settings=settings, progress=advance)
+    if trtexec_log:
+        if models:
+            raise BadInputError("give either MODELS to measure or --trtexec-log files to ingest, not both")
+        names = list(label or [])
+        if names and len(names) != len(trtexec_log):
+            raise BadInputError(f"{len(names)} --label for {len(trtexec_log)} --trtexec-log files")
+        logs = list(zip(names or [path.stem for path in trtexec_log], trtexec_log))
+        report = report_from_trtexec_logs(logs, batches[0] if len(batches) == 1 and batch != "1" else None, precision)
+    else:
+        if not models:
+            raise BadInputError("give at least one model to benchmark (or --trtexec-log files)")
+        backends = [name.strip() for entry in backend for name in entry.split(",") if name.strip()]
+        for name in backends:
+            get_backend(name)
+        trtexec_only = all(get_backend(name).external for name in backends)
+        options = SessionOptions(precision="fp32" if trtexec_only else precision, threads=threads, channels_last=channels_last)
+        settings = TimingSettings(warmup_ms, duration_s, min_iterations, rounds)
+        entries = [bench_model(spec, spec if spec.endswith(".onnx") else _load_module(spec, None, None, None))
+                   for spec in models]
+        with render.progress("measuring", enabled=not quiet and not as_json) as advance:
+            report = run_bench(entries, backends, batches, options=options, settings=settings, progress=advance,
+                               trtexec=TrtexecOptions(precision=precision))
     gate = compare_to_baseline(report, previous, max_regression, strict_env) if previous is not None else None
     if gate is not None:
         report["gate"] = gate.to_json()

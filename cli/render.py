@@ -145,16 +145,17 @@ def parity_table(report: dict[str, Any]) -> None:
 
 def latency_table(report: dict[str, Any]) -> None:
     environment = report["environment"]
-    title = f"latency (ms) on {environment['cpu']}" + (f" + {environment['gpu']}" if environment.get("gpu") else "")
+    machine = environment.get("source") or environment["cpu"]
+    title = f"latency (ms) on {machine}" + (f" + {environment['gpu']}" if environment.get("gpu") else "")
     table = Table(title=title)
     for column in ("model", "backend", "batch", "mean", "p50", "p90", "p99", "median", "images/s", "speedup"):
         table.add_column(column, justify="left" if column in ("model", "backend") else "right")
     for result in report["results"]:
         latency = result["latency_ms"]
-        table.add_row(result["model"], result["backend"], str(result["batch"]), f"{latency['mean']:.3f}",
-                      f"{latency['p50']:.3f}", f"{latency['p90']:.3f}", f"{latency['p99']:.3f}",
+        cells = [f"{latency[key]:.3f}" if key in latency else "n/a" for key in ("mean", "p50", "p90", "p99")]
+        table.add_row(result["model"], result["backend"], str(result["batch"]), *cells,
                       f"{result['median_of_rounds_ms']:.3f}", f"{result['throughput_ips']:,.1f}",
-                      f"{result['speedup_vs_first']:.2f}x")
+                      "n/a" if result["speedup_vs_first"] is None else f"{result['speedup_vs_first']:.2f}x")
     stdout.print(table)
     gate = report.get("gate")
     if gate:
@@ -195,3 +196,11 @@ def training_table(history: list[dict[str, Any]], out: Any) -> None:
         cells += [f"{record['images_per_s']:.0f}", f"{record['seconds']:.1f}"]
         table.add_row(*cells)
     stdout.print(table)
+
+
+def int8_summary(int8: dict[str, Any]) -> None:
+    against = int8["vs_fp32"]
+    stdout.print(
+        f"int8 Q/DQ: wrote {int8['path']} ({int8['qdq_nodes']} Q/DQ nodes, {int8['calibration_images']} calibration "
+        f"images); against the fp32 file: cosine {against['cosine']:.6f}, max abs {against['max_abs']:.3g}"
+    )

@@ -49,7 +49,7 @@ def test_backend_mismatches_are_bad_input(resnet):
     model, path = resnet
     with pytest.raises(BadInputError, match="unknown backend 'tensorrtx'"):
         open_session("tensorrtx", path)
-    with pytest.raises(BadInputError, match="runs ONNX files"):
+    with pytest.raises(BadInputError, match="runs onnx files"):
         open_session("ort-cpu", model)
     with pytest.raises(BadInputError, match="runs PyTorch models"):
         open_session("torch-cpu", path)
@@ -132,3 +132,18 @@ def test_environment_fingerprint_tracks_what_matters():
     assert fingerprint(other) != environment["fingerprint"]
     assert fingerprint({**environment, "platform": "changed", "python": "0"}) == environment["fingerprint"]
     assert environment_differences(other, environment) == [f"cpu: {environment['cpu']!r} -> 'another CPU'"]
+
+
+def test_tensorrt_paths_without_tensorrt_say_what_is_missing(resnet, tmp_path):
+    pytest.importorskip("onnx")
+    try:
+        import tensorrt  # noqa: F401
+    except ImportError:
+        pass
+    else:
+        pytest.skip("TensorRT is installed here")
+    from foadx.export.tensorrt import EngineOptions, build_engine
+
+    with pytest.raises(MissingDependencyError, match=r'pip install "foadx\[trt\]"'):
+        build_engine(resnet[1], tmp_path / "r.engine", EngineOptions())
+    assert not (tmp_path / "r.engine").exists()

@@ -29,9 +29,23 @@ class BenchModel:
     onnx_path: Path | None
     input_shape: tuple[int, int, int]  # C, H, W
     sizes: dict[str, Any] = field(default_factory=dict)
+    engine_path: Path | None = None
 
-    def for_backend(self, loads: str, scratch: Path, export_options: dict[str, Any]) -> Any:
-        """The module or ONNX path a backend loads; exports once into ``scratch`` when needed."""
+    def for_backend(self, loads: str, scratch: Path, export_options: dict[str, Any],
+                    engine_options: Any = None) -> Any:
+        """The module, ONNX or engine path a backend loads; exports (and builds) once into
+        ``scratch`` when needed."""
+        if loads == "engine":
+            if self.engine_path is None:
+                from foadx.export.tensorrt import EngineOptions, build_engine
+
+                onnx = self.for_backend("onnx", scratch, {**export_options, "prelu_rewrite": False})
+                self.engine_path = scratch / f"engine-{id(self)}.engine"
+                build_engine(onnx, self.engine_path, engine_options or EngineOptions())
+                self.sizes["bytes"]["engine"] = self.engine_path.stat().st_size
+            return self.engine_path
+        if self.onnx_path is None and self.module is None:
+            raise BadInputError(f"{self.label} is a TensorRT engine: only the trt backend runs it")
         if loads == "torch":
             if self.module is None:
                 raise BadInputError(f"{self.label} is an ONNX file: torch backends need a model or artifact")
@@ -55,7 +69,8 @@ def _module_sizes(module: nn.Module, input_shape: tuple[int, int, int]) -> dict[
 
 
 def bench_model(label: str, model: nn.Module | str | Path) -> BenchModel:
-    """Wraps a module or an ONNX path, with params, MACs and bytes for the report."""
+    """Wraps a module, an ONNX file or a TensorRT engine (with its foadx sidecar), with params,
+    MACs and bytes for the report."""
     if isinstance(model, nn.Module):
         source = model_source(model)
         if source is None:
@@ -63,6 +78,12 @@ def bench_model(label: str, model: nn.Module | str | Path) -> BenchModel:
         shape = (3, *source.input_size)
         return BenchModel(label, model.eval(), None, shape, _module_sizes(model, shape))
     path = Path(model)
+    if path.suffix in (".engine", ".plan"):
+        from foadx.export.tensorrt import read_sidecar
+
+        sidecar = read_sidecar(path)
+        sizes = {"params": None, "macs": None, "bytes": {"engine": path.stat().st_size}, "plan_digest": None}
+        return BenchModel(label, None, None, tuple(sidecar["input_chw"]), sizes, engine_path=path)
     graph = load_onnx(path)
     dims = [dim.dim_value for dim in graph.graph.input[0].type.tensor_type.shape.dim]
     if len(dims) != 4 or min(dims[1:]) < 1:

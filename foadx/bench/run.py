@@ -7,6 +7,7 @@ under the same conditions. The report follows ``foadx/report/latency.schema.json
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
 import tempfile
 from collections.abc import Callable
@@ -15,10 +16,12 @@ from typing import Any
 
 from foadx._version import __version__
 from foadx.bench.models import BenchModel
+from foadx.bench.trtexec_report import run_trtexec, trtexec_row
 from foadx.errors import BadInputError
 from foadx.report.schema import LATENCY_KIND, SCHEMA_VERSION, validate_report
 from foadx.runtime import SessionOptions, TimingSettings, get_backend, measure_interleaved, open_session, summarize
-from foadx.runtime.environment import describe_environment
+from foadx.runtime.environment import describe_environment, fingerprint
+from foadx.runtime.trtexec import TrtexecOptions, read_trtexec_log
 
 
 def parse_batches(text: str) -> list[int]:
@@ -32,6 +35,57 @@ def parse_batches(text: str) -> list[int]:
     return batches
 
 
+def add_speedups(results: list[dict[str, Any]], labels: list[str]) -> None:
+    """Each row's speedup against the first model's row of the same backend and batch."""
+    firsts = {(r["backend"], r["batch"]): r["median_of_rounds_ms"] for r in results if r["model"] == labels[0]}
+    for row in results:
+        first = firsts.get((row["backend"], row["batch"]))
+        row["speedup_vs_first"] = first / row["median_of_rounds_ms"] if first else None
+
+
+def _trtexec_rows(models: list[BenchModel], batches: list[int], scratch: Path, export_options: dict[str, Any],
+                  settings: TimingSettings, trtexec: TrtexecOptions | None) -> list[dict[str, Any]]:
+    base = trtexec or TrtexecOptions()
+    rows = []
+    for model in models:
+        path = model.for_backend("onnx", scratch, export_options)
+        for batch in batches:
+            options = dataclasses.replace(base, min_batch=1, opt_batch=batch, max_batch=max(batch, base.max_batch),
+                                          warmup_ms=settings.warmup_ms, duration_s=settings.duration_s,
+                                          min_iterations=settings.min_iterations)
+            summary = run_trtexec(path, _input_name(path), model.input_shape, options)
+            rows.append(trtexec_row(summary, model.label, batch, base.precision, "trtexec run here"))
+    return rows
+
+
+def _input_name(path: Path) -> str:
+    import onnx
+
+    return onnx.load(str(path), load_external_data=False).graph.input[0].name
+
+
+def report_from_trtexec_logs(logs: list[tuple[str, Path]], batch: int | None, precision: str) -> dict[str, Any]:
+    """A latency report from trtexec logs produced elsewhere (``foadx bench --trtexec-log``)."""
+    summaries = [(label, path, read_trtexec_log(path)) for label, path in logs]
+    results = [trtexec_row(summary, label, batch, precision, str(path)) for label, path, summary in summaries]
+    add_speedups(results, [logs[0][0]])
+    versions = sorted({summary.tensorrt_version for _, _, summary in summaries if summary.tensorrt_version})
+    environment = {"cpu": None, "cpu_count": None, "gpu": None, "gpu_driver": None,
+                   "libraries": {"tensorrt": ", ".join(versions) or None}, "source": "trtexec logs"}
+    environment["fingerprint"] = fingerprint(environment)
+    report = {
+        "schema_version": SCHEMA_VERSION, "kind": LATENCY_KIND,
+        "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "foadx_version": __version__, "environment": environment,
+        "settings": {"warmup_ms": None, "duration_s": None, "min_iterations": None, "rounds": None,
+                     "threads": None, "precision": precision, "source": "trtexec logs (trtexec's own settings)"},
+        "models": [{"label": label, "params": None, "macs": None, "bytes": {}} for label, _ in logs],
+        "results": results,
+    }
+    validate_report(report)
+    return report
+
+
 def run_bench(
     models: list[BenchModel],
     backends: list[str],
@@ -41,6 +95,7 @@ def run_bench(
     settings: TimingSettings | None = None,
     export_options: dict[str, Any] | None = None,
     progress: Callable[[int, int], None] | None = None,
+    trtexec: TrtexecOptions | None = None,
 ) -> dict[str, Any]:
     """Measures every model x backend x batch and returns a latency report (a dict)."""
     options = options or SessionOptions()
@@ -50,29 +105,25 @@ def run_bench(
     labels = [model.label for model in models]
     if len(set(labels)) != len(labels):
         raise BadInputError(f"model labels must be distinct, got {labels}")
-    for backend in backends:
-        get_backend(backend)
+    entries = [get_backend(backend) for backend in backends]
+    results = []
     with tempfile.TemporaryDirectory(prefix="foadx-bench-") as scratch:
         steps, backend_settings = {}, {}
-        for backend in backends:
-            loads = get_backend(backend).loads
+        for backend in (entry for entry in entries if not entry.external):
             for model in models:
-                loaded = model.for_backend(loads, Path(scratch), export_options or {})
-                session = open_session(backend, loaded, options, input_shape=(None, *model.input_shape))
-                backend_settings[(model.label, backend)] = session.settings()
+                loaded = model.for_backend(backend.loads, Path(scratch), export_options or {})
+                session = open_session(backend.name, loaded, options, input_shape=(None, *model.input_shape))
+                backend_settings[(model.label, backend.name)] = session.settings()
                 for batch in batches:
-                    steps[(model.label, backend, batch)] = session.timed_step(batch)
-        samples = measure_interleaved(steps, settings, progress)
+                    steps[(model.label, backend.name, batch)] = session.timed_step(batch)
+        samples = measure_interleaved(steps, settings, progress) if steps else {}
+        for (label, backend, batch), measured in samples.items():
+            results.append({"model": label, "backend": backend, "batch": batch, "precision": options.precision,
+                            "backend_settings": backend_settings[(label, backend)], **summarize(measured, batch)})
+        if any(entry.external for entry in entries):
+            results += _trtexec_rows(models, batches, Path(scratch), export_options or {}, settings, trtexec)
         environment = describe_environment()
-    results = []
-    for (label, backend, batch), measured in samples.items():
-        summary = summarize(measured, batch)
-        first = summarize(samples[(labels[0], backend, batch)], batch)["median_of_rounds_ms"]
-        results.append({
-            "model": label, "backend": backend, "batch": batch, "precision": options.precision,
-            "backend_settings": backend_settings[(label, backend)], **summary,
-            "speedup_vs_first": first / summary["median_of_rounds_ms"],
-        })
+    add_speedups(results, labels)
     report = {
         "schema_version": SCHEMA_VERSION,
         "kind": LATENCY_KIND,

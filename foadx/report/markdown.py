@@ -22,15 +22,20 @@ def _bytes(value: int | None) -> str:
 def latency_markdown(report: dict[str, Any]) -> str:
     environment, settings = report["environment"], report["settings"]
     libraries = ", ".join(f"{name} {version}" for name, version in environment["libraries"].items() if version)
-    machine = f"{environment['cpu']} ({environment['cpu_count']} cores)"
+    if environment.get("source"):
+        machine = environment["source"]
+        timing = f"Timed by trtexec with its own settings; precision {settings['precision']}."
+    else:
+        machine = f"{environment['cpu']} ({environment['cpu_count']} cores)"
+        timing = (f"Warm-up {settings['warmup_ms']:g} ms, {settings['duration_s']:g} s over {settings['rounds']} "
+                  f"interleaved rounds (at least {settings['min_iterations']} iterations), precision "
+                  f"{settings['precision']}, threads {settings.get('threads') or 'default'}.")
     if environment.get("gpu"):
         machine += f", {environment['gpu']} (driver {environment.get('gpu_driver')})"
     parts = [
         "# foadx latency report",
         f"{report['created']} on {machine}; {libraries}.",
-        f"Warm-up {settings['warmup_ms']:g} ms, {settings['duration_s']:g} s over {settings['rounds']} "
-        f"interleaved rounds (at least {settings['min_iterations']} iterations), precision "
-        f"{settings['precision']}, threads {settings.get('threads') or 'default'}.",
+        timing,
         "## Models",
         _table(
             ["model", "params", "MACs", "weights bytes", "ONNX bytes"],
@@ -46,10 +51,15 @@ def latency_markdown(report: dict[str, Any]) -> str:
         cells = [f"{latency[key]:.3f}" if key in latency else "n/a" for key in ("mean", "std", "p50", "p90", "p95", "p99")]
         rows.append([result["model"], result["backend"], str(result["batch"]), *cells,
                      f"{result['median_of_rounds_ms']:.3f}", f"{result['throughput_ips']:,.1f}",
-                     f"{result['speedup_vs_first']:.2f}x"])
+                     "n/a" if result["speedup_vs_first"] is None else f"{result['speedup_vs_first']:.2f}x"])
     header = ["model", "backend", "batch", "mean", "std", "p50", "p90", "p95", "p99", "median of rounds",
               "images/s", "speedup"]
     parts.append(_table(header, rows))
+    stage_rows = [[r["model"], str(r["batch"]), stage, *(f"{values[k]:.4f}" if k in values else "n/a" for k in ("mean", "p50", "p90", "p99"))]
+                  for r in report["results"] for stage, values in r.get("stages_ms", {}).items()]
+    if stage_rows:
+        parts.append("## trtexec stages (ms)")
+        parts.append(_table(["model", "batch", "stage", "mean", "p50", "p90", "p99"], stage_rows))
     parts.append("Speedup: the first model's median over rounds divided by this model's, same backend and batch.")
     return "\n\n".join(parts) + "\n"
 

@@ -14,10 +14,11 @@ from foadx.runtime.base import Session, SessionOptions
 @dataclass(frozen=True)
 class Backend:
     name: str
-    loads: str  # "onnx": a file path; "torch": an nn.Module
+    loads: str  # "onnx" or "engine": a file path; "torch": an nn.Module
     description: str
     opener: Callable[..., Session]
     needs_gpu: bool = False
+    external: bool = False  # timed by an outside tool (trtexec), not through a Session
 
 
 def _ort(model: Any, options: SessionOptions, input_shape: tuple[int, ...] | None) -> Session:
@@ -35,6 +36,16 @@ def _torch(device: str) -> Callable[..., Session]:
     return opener
 
 
+def _external(model: Any, options: SessionOptions, input_shape: tuple[int, ...] | None) -> Session:
+    raise BadInputError("trtexec runs as its own process: use it through foadx bench --backend trtexec")
+
+
+def _trt(model: Any, options: SessionOptions, input_shape: tuple[int, ...] | None) -> Session:
+    from foadx.runtime.tensorrt_backend import TensorRTSession
+
+    return TensorRTSession(model, options)
+
+
 def _cuda_graph(model: Any, options: SessionOptions, input_shape: tuple[int, ...]) -> Session:
     from foadx.runtime.torch_backends import CudaGraphSession
 
@@ -49,6 +60,8 @@ BACKENDS: dict[str, Backend] = {
         Backend("torch-cuda", "torch", "PyTorch eager on a CUDA GPU", _torch("cuda"), needs_gpu=True),
         Backend("torch-cuda-graph", "torch", "PyTorch on a CUDA GPU, replayed from a CUDA graph", _cuda_graph,
                 needs_gpu=True),
+        Backend("trt", "engine", "a TensorRT engine, run with torch CUDA buffers", _trt, needs_gpu=True),
+        Backend("trtexec", "onnx", "TensorRT's trtexec, run as a process (it times itself)", _external, external=True),
     )
 }
 
@@ -81,8 +94,8 @@ def open_session(
     entry = get_backend(backend)
     if entry.needs_gpu:
         require_gpu(backend)
-    if entry.loads == "onnx" and not isinstance(model, (str, Path)):
-        raise BadInputError(f"backend {backend} runs ONNX files; export the model first")
+    if entry.loads in ("onnx", "engine") and not isinstance(model, (str, Path)):
+        raise BadInputError(f"backend {backend} runs {entry.loads} files; export the model first")
     if entry.loads == "torch" and isinstance(model, (str, Path)):
         raise BadInputError(f"backend {backend} runs PyTorch models, not the file {model}")
     if entry.loads == "torch" and input_shape is None:

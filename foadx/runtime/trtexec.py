@@ -5,7 +5,9 @@ for logs produced on another machine (``foadx bench --trtexec-log``).
 trtexec reports per inference: Latency (host: H2D + GPU compute + D2H), Enqueue Time, H2D
 Latency, GPU Compute Time, D2H Latency, each as min/max/mean/median and percentiles; TensorRT
 8.x prints only the 99th percentile, 10.x the 90th, 95th and 99th. Throughput is in inferences
-per second (qps); one inference processes a whole batch.
+per second (qps); one inference processes a whole batch, except in TensorRT 8's implicit-batch
+mode (``--batch=N``), where qps already counts images (the Jetson sample: ~2,570 inferences/s of
+16 images are printed as 41,088 qps).
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ _THROUGHPUT = re.compile(r"\[I\]\s+Throughput:\s*([0-9.eE+-]+)\s*qps")
 _VERSION = re.compile(r"\[TensorRT v(\d+)\]")
 _WALLTIME = re.compile(r"\[I\]\s+Total Host Walltime:\s*([0-9.eE+-]+)\s*s")
 _GPU_TOTAL = re.compile(r"\[I\]\s+Total GPU Compute Time:\s*([0-9.eE+-]+)\s*s")
-_BATCH = re.compile(r"--(?:shapes|optShapes)=[^\s:]+:(\d+)x|--batch=(\d+)")
+_BATCH = re.compile(r"--(?:shapes|optShapes)=[^\s:]+:(\d+)x|--batch=(\d+)")  # explicit | implicit batch
 KEYS = {"Latency": "latency", "End-to-End Host Latency": "end_to_end", "Enqueue Time": "enqueue",
         "H2D Latency": "h2d", "GPU Compute Time": "gpu_compute", "D2H Latency": "d2h"}
 
@@ -33,6 +35,7 @@ class TrtexecSummary:
     stages: dict[str, dict[str, float]]  # stage -> {mean, min, max, p50, p90?, p95?, p99?} in ms
     tensorrt_version: str | None = None
     batch: int | None = None
+    implicit_batch: bool = False  # --batch=N (TensorRT <= 8): qps already counts images
     host_walltime_s: float | None = None
     gpu_compute_total_s: float | None = None
     notes: list[str] = field(default_factory=list)
@@ -90,6 +93,7 @@ def parse_trtexec_log(text: str, source: str = "trtexec log") -> TrtexecSummary:
         stages=stages,
         tensorrt_version=_version(version.group(1)) if version else None,
         batch=int(batch.group(1) or batch.group(2)) if batch else None,
+        implicit_batch=bool(batch and batch.group(2)),
         host_walltime_s=float(walltime.group(1)) if walltime else None,
         gpu_compute_total_s=float(gpu_total.group(1)) if gpu_total else None,
     )
