@@ -486,7 +486,7 @@ def bench_command(
         if names and len(names) != len(trtexec_log):
             raise BadInputError(f"{len(names)} --label for {len(trtexec_log)} --trtexec-log files")
         logs = list(zip(names or [path.stem for path in trtexec_log], trtexec_log))
-        report = report_from_trtexec_logs(logs, batches[0] if len(batches) == 1 and batch != "1" else None, precision)
+        report = report_from_trtexec_logs(logs, batches[0], precision)  # --batch where a log does not say
     else:
         if not models:
             raise BadInputError("give at least one model to benchmark (or --trtexec-log files)")

@@ -132,3 +132,13 @@ def test_engine_build_run_and_parity(digits_model, tmp_path, precision):
     assert session.timed_step(4)() > 0 and min(session.last_transfer_ms) >= 0
     batch = np.zeros((3, 3, 32, 32), np.float32)
     assert session.run(batch)[0].shape == (3, 10)
+
+
+@pytest.mark.skipif(__import__("shutil").which("trtexec") is not None, reason="trtexec is installed here")
+def test_jetson_script_says_what_is_missing(tmp_path):
+    import subprocess
+
+    script = Path(__file__).parents[1] / "deploy" / "jetson" / "build_and_bench.sh"
+    completed = subprocess.run(["sh", str(script), "model.onnx", "1", "fp16", str(tmp_path / "out")],
+                               capture_output=True, text=True, env={"PATH": "/usr/bin:/bin", "TRTEXEC": "/nonexistent"})
+    assert completed.returncode == 6 and "trtexec not found" in completed.stderr

@@ -23,7 +23,7 @@ TRTEXEC_MISSING = (
 
 
 def trtexec_row(summary: TrtexecSummary, label: str, batch: int | None, precision: str, source: str) -> dict[str, Any]:
-    batch = batch or summary.batch
+    batch = summary.batch or batch  # the log's own command line wins over the caller's guess
     if batch is None:
         raise BadInputError(f"{source}: the log does not say the batch size; give it with --batch")
     latency = summary.stages["latency"]
