@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 FOADX  := $(VENV)/bin/foadx
 STAMP  := $(VENV)/.installed
 
-.PHONY: install test test-all demo demo-accuracy bench clean
+.PHONY: install test test-all demo demo-accuracy bench gpu-check clean
 
 install: $(STAMP)
 
@@ -67,6 +67,10 @@ demo-accuracy: install
 bench: install
 	$(PY) benchmarks/bench_foad_similarity.py
 	$(PY) benchmarks/bench_export.py --batch 1,8
+
+# Everything GPU-worth in one call (also runs on a CPU, skipping the GPU parts); OUT=dir for results.
+gpu-check: install
+	$(PY) scripts/gpu_check.py --out $${OUT:-gpu-check-out}
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache

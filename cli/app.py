@@ -460,6 +460,7 @@ def bench_command(
     threads: Annotated[Optional[int], typer.Option(help="CPU threads (default: the runtime's).")] = None,
     precision: Annotated[str, typer.Option(help="fp32 or fp16 (CUDA backends); fp32, fp16 or int8 for trtexec.")] = "fp32",
     channels_last: Annotated[bool, typer.Option(help="channels-last memory format (torch backends).")] = False,
+    fold_bn: Annotated[bool, typer.Option(help="Fold BatchNorm into the convolutions (torch backends).")] = False,
     baseline: Annotated[Optional[Path], typer.Option(help="A previous report to gate against.")] = None,
     max_regression: Annotated[float, typer.Option(help="Allowed slowdown against --baseline, percent; exit 5 beyond.")] = 10.0,
     strict_env: Annotated[bool, typer.Option(help="Refuse a baseline from a different environment.")] = False,
@@ -494,7 +495,8 @@ def bench_command(
         for name in backends:
             get_backend(name)
         trtexec_only = all(get_backend(name).external for name in backends)
-        options = SessionOptions(precision="fp32" if trtexec_only else precision, threads=threads, channels_last=channels_last)
+        options = SessionOptions(precision="fp32" if trtexec_only else precision, threads=threads,
+                                 channels_last=channels_last, fold_bn=fold_bn)
         settings = TimingSettings(warmup_ms, duration_s, min_iterations, rounds)
         entries = [bench_model(spec, spec if spec.endswith(".onnx") else _load_module(spec, None, None, None))
                    for spec in models]

@@ -70,7 +70,7 @@ def main() -> None:
                        ("torch-cuda", "fp16", True), ("torch-cuda-graph", "fp16", True)] if gpu
                       else [("ort-cpu", "fp32", False)])
     for backend, precision, channels_last in configurations:
-        options = SessionOptions(precision=precision, channels_last=channels_last)
+        options = SessionOptions(precision=precision, channels_last=channels_last, fold_bn=backend != "ort-cpu")
         name = f"bench-{backend}-{precision}"
         batches = [1, 256] if gpu else [1, 8]
         report = stage(args.out, name, summary,

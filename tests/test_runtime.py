@@ -147,3 +147,14 @@ def test_tensorrt_paths_without_tensorrt_say_what_is_missing(resnet, tmp_path):
     with pytest.raises(MissingDependencyError, match=r'pip install "foadx\[trt\]"'):
         build_engine(resnet[1], tmp_path / "r.engine", EngineOptions())
     assert not (tmp_path / "r.engine").exists()
+
+
+def test_folded_batchnorm_gives_the_same_answers(resnet):
+    model = resnet[0]
+    batch = np.random.default_rng(3).standard_normal((2, 3, 32, 32), dtype=np.float32)
+    plain = open_session("torch-cpu", model, input_shape=(None, 3, 32, 32))
+    folded = open_session("torch-cpu", model, SessionOptions(fold_bn=True), input_shape=(None, 3, 32, 32))
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in folded.model.modules())
+    assert sum(isinstance(m, torch.nn.BatchNorm2d) for m in plain.model.modules()) == 55
+    expected = plain.run(batch)[0]
+    np.testing.assert_allclose(folded.run(batch)[0], expected, atol=1e-4 * np.abs(expected).max(), rtol=1e-4)

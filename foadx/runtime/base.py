@@ -22,11 +22,12 @@ PRECISIONS = ("fp32", "fp16")
 @dataclass(frozen=True)
 class SessionOptions:
     """How a model is loaded: numeric precision, CPU threads (None: the runtime's default),
-    channels-last memory format (torch backends)."""
+    channels-last memory format and BatchNorm folded into the convolutions (torch backends)."""
 
     precision: str = "fp32"
     threads: int | None = None
     channels_last: bool = False
+    fold_bn: bool = False
 
     def __post_init__(self) -> None:
         if self.precision not in PRECISIONS:

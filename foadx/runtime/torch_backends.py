@@ -22,6 +22,17 @@ from foadx.runtime.base import Session, SessionOptions, TimedStep
 _DTYPES = {"fp32": torch.float32, "fp16": torch.float16}
 
 
+def fold_batchnorm(model: nn.Module) -> nn.Module:
+    """A copy with every Conv->BN pair fused into one convolution (eval-mode statistics), via
+    torch.fx; what ONNX exporters and TensorRT do anyway, and one kernel less per layer."""
+    from torch.fx.experimental.optimization import fuse
+
+    try:
+        return fuse(copy.deepcopy(model).eval(), inplace=True)
+    except Exception as error:  # fx cannot trace data-dependent control flow
+        raise BadInputError(f"cannot fold BatchNorm: torch.fx cannot trace this model ({error})") from error
+
+
 class TorchSession(Session):
     """Eager execution on the CPU or a GPU."""
 
@@ -36,7 +47,8 @@ class TorchSession(Session):
         self.options = options
         self.dtype = _DTYPES[options.precision]
         self.memory_format = torch.channels_last if options.channels_last else torch.contiguous_format
-        self.model = copy.deepcopy(model).eval().to(self.device, dtype=self.dtype, memory_format=self.memory_format)
+        network = fold_batchnorm(model) if options.fold_bn else copy.deepcopy(model).eval()
+        self.model = network.to(self.device, dtype=self.dtype, memory_format=self.memory_format)
         self.input_name = "input"
         self.input_shape = (None, *input_shape[1:])
         with torch.inference_mode():
@@ -84,6 +96,7 @@ class TorchSession(Session):
         settings: dict[str, object] = {
             "precision": self.options.precision,
             "channels_last": self.options.channels_last,
+            "fold_bn": self.options.fold_bn,
             "torch": torch.__version__,
         }
         if self.device.type == "cpu":
