@@ -43,28 +43,38 @@ class TensorRTSession(Session):
         self.use_cuda_graph = use_cuda_graph
         self.last_transfer_ms: tuple[float, float] = (0.0, 0.0)
         self._buffers: dict[int, tuple] = {}
+        self._active: int | None = None
 
     def _bind(self, batch_size: int):
-        """Device buffers for one batch size, addresses set on the context (and a graph if asked)."""
-        if batch_size not in self._buffers:
-            torch = self.torch
-            shape = (batch_size, *self.input_shape[1:])
-            self.context.set_input_shape(self.input_name, shape)
-            device_input = torch.empty(shape, dtype=torch.float32, device="cuda")
-            self.context.set_tensor_address(self.input_name, device_input.data_ptr())
-            outputs = []
-            for name in self.output_names:
-                output = torch.empty(tuple(self.context.get_tensor_shape(name)), dtype=torch.float32, device="cuda")
-                self.context.set_tensor_address(name, output.data_ptr())
-                outputs.append(output)
-            graph = None
-            if self.use_cuda_graph:
-                self.context.execute_async_v3(self.stream.cuda_stream)  # warm-up before capture
-                self.stream.synchronize()
-                graph = torch.cuda.CUDAGraph()
-                with torch.cuda.graph(graph, stream=self.stream):
-                    self.context.execute_async_v3(self.stream.cuda_stream)
-            self._buffers[batch_size] = (device_input, outputs, graph)
+        """Device buffers for one batch size, with the context's shape and addresses pointing at
+        them (re-pointed whenever another batch size was bound since), and a graph if asked."""
+        torch = self.torch
+        shape = (batch_size, *self.input_shape[1:])
+        if batch_size in self._buffers:
+            device_input, outputs, graph = self._buffers[batch_size]
+            if self._active != batch_size:
+                self.context.set_input_shape(self.input_name, shape)
+                for name, tensor in zip([self.input_name, *self.output_names], [device_input, *outputs]):
+                    self.context.set_tensor_address(name, tensor.data_ptr())
+                self._active = batch_size
+            return self._buffers[batch_size]
+        self.context.set_input_shape(self.input_name, shape)
+        device_input = torch.empty(shape, dtype=torch.float32, device="cuda")
+        self.context.set_tensor_address(self.input_name, device_input.data_ptr())
+        outputs = []
+        for name in self.output_names:
+            output = torch.empty(tuple(self.context.get_tensor_shape(name)), dtype=torch.float32, device="cuda")
+            self.context.set_tensor_address(name, output.data_ptr())
+            outputs.append(output)
+        self._active = batch_size
+        graph = None
+        if self.use_cuda_graph:
+            self.context.execute_async_v3(self.stream.cuda_stream)  # warm-up before capture
+            self.stream.synchronize()
+            graph = torch.cuda.CUDAGraph()
+            with torch.cuda.graph(graph, stream=self.stream):
+                self.context.execute_async_v3(self.stream.cuda_stream)
+        self._buffers[batch_size] = (device_input, outputs, graph)
         return self._buffers[batch_size]
 
     def _enqueue(self, graph) -> None:
