@@ -74,5 +74,7 @@ def main() -> None:
     app(prog_name="foadx")
 
 
-if __name__ == "__main__":
-    sys.exit(main())
+if __name__ == "__main__":  # run as a file, this module is not foadx_cli.app: use the package's
+    from foadx_cli.app import main as registered_main
+
+    sys.exit(registered_main())

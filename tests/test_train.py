@@ -122,11 +122,11 @@ def test_two_process_gloo_ddp_matches_single_process(tmp_path):
     common = ["finetune", "mobilefacenet", "--data", "demo", "--input-size", "32", "--model-arg", "embedding_size=10",
               "--epochs", "1", "--lr", "0.1", "--no-flip", "--quiet", "--steps-per-epoch", "40"]
     environment = {**os.environ, "OMP_NUM_THREADS": "1"}
-    single = subprocess.run([sys.executable, "-m", "foadx_cli.app", *common, "--batch-size", "64", "--out", str(tmp_path / "one")],
+    single = subprocess.run([sys.executable, "-m", "foadx_cli", *common, "--batch-size", "64", "--out", str(tmp_path / "one")],
                             capture_output=True, text=True, env=environment, timeout=600)
     assert single.returncode == 0, single.stderr
     ddp = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-                          "-m", "foadx_cli.app", *common, "--batch-size", "32", "--out", str(tmp_path / "two")],
+                          "-m", "foadx_cli", *common, "--batch-size", "32", "--out", str(tmp_path / "two")],
                          capture_output=True, text=True, env=environment, timeout=600)
     assert ddp.returncode == 0, ddp.stderr[-3000:]
     record = json.loads((tmp_path / "two" / METRICS_FILE).read_text().splitlines()[-1])
