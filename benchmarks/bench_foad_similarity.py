@@ -103,7 +103,7 @@ def main() -> None:
     name = torch.cuda.get_device_name() if device.type == "cuda" else f"CPU x{torch.get_num_threads()} threads"
     print(f"\nFOAD on MobileFaceNet 112x112, {sum(b.shape[0] for b in batches)} images, "
           f"{len(groups)} groups, {name}, torch {torch.__version__}, median of {args.repeats}")
-    print(f"| stage | seconds | speedup vs per-pair loop |\n|---|---|---|")
+    print("| stage | seconds | speedup vs per-pair loop |\n|---|---|---|")
     for label, seconds in rows:
         ratio = f"{reference / seconds:.1f}x" if reference else "-"
         print(f"| {label} | {seconds:.2f} | {ratio} |")

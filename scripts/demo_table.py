@@ -27,10 +27,10 @@ def macs(folder: Path, name: str) -> int:
 
 def main(folder: Path) -> None:
     base_macs = macs(folder, "digits-base")
-    print(f"\nMobileFaceNet at 32x32 on the embedded MNIST digits; held-out top-1 (1,000 images, every 5th of each class)")
+    print("\nMobileFaceNet at 32x32 on the embedded MNIST digits; held-out top-1 (1,000 images, every 5th of each class)")
     print(f"baseline (trained here): {accuracy(folder, 'digits-base'):.4f}, {base_macs / 1e6:.2f}M MACs\n")
-    print(f"| criterion | MACs | MACs removed | after pruning (+BN re-estimate) | after fine-tuning |")
-    print(f"|---|---|---|---|---|")
+    print("| criterion | MACs | MACs removed | after pruning (+BN re-estimate) | after fine-tuning |")
+    print("|---|---|---|---|---|")
     for criterion in CRITERIA:
         pruned = macs(folder, f"digits-{criterion}")
         print(f"| {criterion} | {pruned / 1e6:.2f}M | {1 - pruned / base_macs:.1%} | "

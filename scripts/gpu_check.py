@@ -80,11 +80,9 @@ def main() -> None:
                 summary.append(f"  {row['model']:<10} {backend:<17} {precision} b{row['batch']:<4} "
                                f"{row['median_of_rounds_ms']:8.3f} ms {row['throughput_ips']:10.0f} img/s "
                                f"{row['speedup_vs_first']:.2f}x")
-    try:
-        import tensorrt  # noqa: F401
-        have_trt = gpu
-    except ImportError:
-        have_trt = False
+    import importlib.util
+
+    have_trt = gpu and importlib.util.find_spec("tensorrt") is not None
     if have_trt:
         report = stage(args.out, "bench-trt-fp16", summary, lambda: run_bench(
             entries, ["trt"], [1, 256], settings=settings, options=SessionOptions()))

@@ -14,7 +14,6 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-import foadx
 from foadx.errors import BadInputError
 from foadx.export import export_onnx
 from foadx.export.quantize import quantize_int8
@@ -30,11 +29,9 @@ def run(*args):
 
 
 def have_tensorrt_and_gpu() -> bool:
-    try:
-        import tensorrt  # noqa: F401
-    except ImportError:
-        return False
-    return torch.cuda.is_available()
+    import importlib.util
+
+    return importlib.util.find_spec("tensorrt") is not None and torch.cuda.is_available()
 
 
 @pytest.fixture(scope="module")
