@@ -152,6 +152,9 @@ def test_cli_finetune_eval_and_bad_input(tmp_path):
     assert foadx.load_pruned(tmp_path / "run", "cpu") is not None  # the artifact format
     evaluated = run("eval", tmp_path / "run", "--data", "demo", "--json")
     assert evaluated.exit_code == 0 and json.loads(evaluated.output)["count"] == 1000
+    exported = run("export", tmp_path / "run", "--out", tmp_path / "run.onnx", "--opset", "17", "--json", "--quiet")
+    metadata = json.loads(exported.output)["metadata"]
+    assert metadata["task"] == "classify" and metadata["outputs"] == "logits"  # fine-tuned as a classifier
     bad = [
         (("finetune", "mobilefacenet", *digits, "--data", "demo", "--out", tmp_path / "x", "--lr", "-1"), "--lr"),
         (("finetune", "mobilefacenet", *digits, "--data", "demo", "--out", tmp_path / "x", "--epochs", "0"), "--epochs"),

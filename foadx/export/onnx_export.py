@@ -147,7 +147,7 @@ def export_onnx(
     size = tuple(input_size) if input_size else (source.input_size if source else None)
     if size is None:
         raise BadInputError("this model was not built by foadx: give input_size=(H, W)")
-    task = model_task(source.spec) if source else "unknown"
+    task = _task(model, source)
     rewrite = default_prelu_rewrite() if prelu_rewrite is None else prelu_rewrite
     if prelu_form not in passes.PRELU_FORMS:
         raise BadInputError(f"PReLU rewrite form must be one of {', '.join(passes.PRELU_FORMS)}, got {prelu_form!r}")
@@ -193,6 +193,14 @@ def export_onnx(
             result.parity.path = str(path)
             result.parity.raise_if_failed()
     return result
+
+
+def _task(model: nn.Module, source: Any) -> str:
+    """What the output means: the task it was fine-tuned for (recorded in its artifact's plan),
+    else the zoo's word for the architecture."""
+    plan = getattr(model, "_foadx_plan", None) or {}
+    trained = ((plan.get("finetune") or {}).get("config") or {}).get("task")
+    return trained or (model_task(source.spec) if source else "unknown")
 
 
 def _cpu_float_copy(model: nn.Module) -> nn.Module:
