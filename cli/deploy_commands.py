@@ -80,8 +80,8 @@ def export_command(
 
         prelu_rewrite = default_prelu_rewrite("trt" if trt else "ort-cpu")
     network = load_module(model, weights, weights_map, input_size)
-    verify_options = {"atol": atol, "rtol": rtol, "strict": strict,
-                      "images": verification_images(data, network, images) if verify else None}
+    real_images = verification_images(data, network, images) if verify or trt else None  # read once
+    verify_options = {"atol": atol, "rtol": rtol, "strict": strict, "images": real_images}
     try:
         with render.status("exporting and verifying" if verify else "exporting", enabled=not quiet and not as_json):
             result = export_onnx(
@@ -111,7 +111,7 @@ def export_command(
         summary["engine"] = _build_and_check_engine(
             deployed, out.with_suffix(".engine"), precision,
             _engine_profile(batch, min_batch, opt_batch, max_batch), workspace_gb, timing_cache,
-            verification_images(data, network, images) if data != "none" else None,
+            real_images,
         )
         if as_json:
             typer.echo(json.dumps(summary, indent=2))

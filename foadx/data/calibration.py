@@ -14,11 +14,10 @@ from typing import Any, Protocol
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 
 from foadx.data.safe_pickle import safe_load
-from foadx.data.transforms import prepare_batch
+from foadx.data.transforms import prepare_batch, resize_uint8
 from foadx.errors import DataError
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".ppm", ".pgm", ".tif", ".tiff", ".webp"}
@@ -69,13 +68,7 @@ class FileReader:
 
 
 def _stack_resized(images: list[np.ndarray]) -> np.ndarray:
-    height, width = images[0].shape[:2]
-    resized = []
-    for image in images:
-        tensor = torch.from_numpy(image).permute(2, 0, 1)[None].float()
-        tensor = F.interpolate(tensor, size=(height, width), mode="bilinear", antialias=True, align_corners=False)
-        resized.append(tensor[0].permute(1, 2, 0).round().clamp(0, 255).byte().numpy())
-    return np.stack(resized)
+    return np.stack([resize_uint8(image, images[0].shape[:2]) for image in images])
 
 
 def _to_nhwc(array: np.ndarray, source: str) -> np.ndarray:

@@ -1,4 +1,5 @@
-"""Turning uint8 images (N, H, W, C) into a model's normalised float input (N, 3, H, W)."""
+"""Turning uint8 images (N, H, W, C) into a model's normalised float input (N, 3, H, W), and
+resizing single uint8 images so that images of mixed sizes can be stacked into one batch."""
 
 from __future__ import annotations
 
@@ -25,3 +26,12 @@ def prepare_batch(images: np.ndarray | Tensor, input_size: Sequence[int], mean: 
     mean_tensor = torch.tensor(mean, dtype=torch.float32).view(1, -1, 1, 1)
     std_tensor = torch.tensor(std, dtype=torch.float32).view(1, -1, 1, 1)
     return (batch - mean_tensor) / std_tensor
+
+
+def resize_uint8(image: np.ndarray, size: Sequence[int]) -> np.ndarray:
+    """One (H, W, C) uint8 image resized (bilinear, antialiased) to ``size``, still uint8."""
+    if tuple(image.shape[:2]) == tuple(size):
+        return image
+    tensor = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1)[None].float()
+    tensor = F.interpolate(tensor, size=tuple(size), mode="bilinear", antialias=True, align_corners=False)
+    return tensor[0].permute(1, 2, 0).round().clamp(0, 255).to(torch.uint8).numpy()

@@ -11,7 +11,7 @@ import numpy as np
 
 from foadx.data.decode import decode_rgb
 from foadx.data.labeled import LabeledImages
-from foadx.data.transforms import prepare_batch
+from foadx.data.transforms import prepare_batch, resize_uint8
 from foadx.data.verification import PairSet
 from foadx.evaluate.verification import VerificationResult, pair_distances, verify_pairs
 
@@ -32,18 +32,10 @@ def top1(run: Runner, data: LabeledImages, preprocess: Preprocessing, batch_size
     correct = 0
     for start in range(0, len(data), batch_size):
         indices = range(start, min(start + batch_size, len(data)))
-        images = np.stack([_same_size(data.load(i), preprocess) for i in indices])
+        images = np.stack([resize_uint8(data.load(i), preprocess.input_size) for i in indices])
         predictions = run(preprocess(images)).argmax(1)
         correct += int((predictions == data.labels[start:start + len(indices)]).sum())
     return {"top1": correct / len(data), "count": len(data)}
-
-
-def _same_size(image: np.ndarray, preprocess: Preprocessing) -> np.ndarray:
-    """Images of one batch must share a size before stacking; resize odd ones on their own."""
-    if image.shape[:2] == preprocess.input_size:
-        return image
-    prepared = prepare_batch(image[None], preprocess.input_size, (0.0,) * 3, (1 / 255.0,) * 3)
-    return prepared[0].permute(1, 2, 0).round().clamp(0, 255).byte().numpy()
 
 
 def flip_sum_embeddings(run: Runner, images: Sequence[np.ndarray], preprocess: Preprocessing,
@@ -51,7 +43,7 @@ def flip_sum_embeddings(run: Runner, images: Sequence[np.ndarray], preprocess: P
     """insightface: embedding(image) + embedding(horizontally flipped image)."""
     parts = []
     for start in range(0, len(images), batch_size):
-        batch = preprocess(np.stack([_same_size(image, preprocess) for image in images[start:start + batch_size]]))
+        batch = preprocess(np.stack([resize_uint8(image, preprocess.input_size) for image in images[start:start + batch_size]]))
         parts.append(run(batch) + run(np.ascontiguousarray(batch[..., ::-1])))
     return np.concatenate(parts)
 

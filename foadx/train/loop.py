@@ -22,7 +22,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from foadx.data.labeled import LabeledImages
-from foadx.data.transforms import prepare_batch
+from foadx.data.transforms import prepare_batch, resize_uint8
 from foadx.errors import BadInputError
 from foadx.models.registry import model_source
 from foadx.train.checkpoint import load_checkpoint, model_identity, save_checkpoint
@@ -83,25 +83,21 @@ class _Images(torch.utils.data.Dataset):
         return len(self.data)
 
     def __getitem__(self, index: int):
-        image = torch.from_numpy(self.data.load(index))
-        if tuple(image.shape[:2]) != self.input_size:
-            resized = F.interpolate(image.permute(2, 0, 1)[None].float(), size=self.input_size, mode="bilinear",
-                                    antialias=True, align_corners=False)
-            image = resized[0].permute(1, 2, 0).round().clamp(0, 255).to(torch.uint8)
-        return image, int(self.data.labels[index])
+        return torch.from_numpy(resize_uint8(self.data.load(index), self.input_size)), int(self.data.labels[index])
 
 
 def _parameter_groups(model: nn.Module, head: nn.Module | None, decay: float) -> list[dict[str, Any]]:
     """No decay on BN, biases and PReLU slopes; 10x on the layers after the global pooling /
     GDConv (the network's output layers) and the margin head; the base rate elsewhere — the
     MobileFaceNet paper's 4e-5 / 4e-4 split."""
-    output_layers = set(getattr(model, "output_layers", lambda: [])())
+    # the top-level modules holding the output layers (MobileFaceNet: "embedding" after "gdconv")
+    head_modules = {name.split(".")[0] for name in getattr(model, "output_layers", lambda: [])()}
     groups: dict[str, list[nn.Parameter]] = {"none": [], "base": [], "head": []}
     for module_name, module in model.named_modules():
         for name, parameter in module.named_parameters(recurse=False):
             if isinstance(module, (nn.modules.batchnorm._BatchNorm, nn.PReLU)) or name == "bias":
                 groups["none"].append(parameter)
-            elif module_name in output_layers or module_name.split(".")[0] in {n.split(".")[0] for n in output_layers}:
+            elif module_name.split(".")[0] in head_modules:
                 groups["head"].append(parameter)
             else:
                 groups["base"].append(parameter)
