@@ -23,8 +23,8 @@ import foadx
 from foadx.bench import bench_model, parse_batches, run_bench
 from foadx.data import calibration_images
 from foadx.export import export_onnx
-from foadx.prune.batchnorm import recalibrate_batchnorm
-from foadx.prune.cost import count_cost
+from foadx.pruning.batchnorm import recalibrate_batchnorm
+from foadx.pruning.cost import count_cost
 from foadx.runtime import SessionOptions, TimingSettings, get_backend
 
 FORMS = {"prelu": {"prelu_rewrite": False}, "elementwise": {"prelu_form": "elementwise"},

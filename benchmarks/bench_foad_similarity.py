@@ -21,8 +21,8 @@ import torch
 import foadx
 from foadx.data import calibration_images
 from foadx.foad import SimilarityAccumulator, greedy_select
-from foadx.prune.features import FeatureTaps, group_maps
-from foadx.prune.groups import build_dependency_graph, discover_groups
+from foadx.pruning.features import FeatureTaps, group_maps
+from foadx.pruning.groups import build_dependency_graph, discover_groups
 
 
 def reference_similarity(maps: np.ndarray) -> np.ndarray:

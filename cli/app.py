@@ -1,7 +1,9 @@
 """The ``foadx`` command line: a thin skin over the library.
 
-Every command turns foadx's exceptions into one line on stderr and the exit codes of
-DESIGN.md (3 bad input, 4 check failed, 5 regression, 6 missing dependency/hardware, 1 other).
+Every error — foadx's own and Click's usage errors alike — is one line on stderr, with the exit
+codes of docs/design.md: 2 usage, 3 bad input, 4 check failed, 5 regression, 6 missing
+dependency or hardware, 1 anything unexpected. Command modules import the library lazily, inside
+the commands, so ``foadx --version`` and ``--help`` answer without loading torch.
 """
 
 from __future__ import annotations
@@ -13,20 +15,57 @@ from collections.abc import Callable
 from typing import Annotated, Any
 
 import typer
+from typer.core import TyperGroup
 
 from foadx._version import __version__
 from foadx.errors import FoadxError
-
-app = typer.Typer(
-    add_completion=False,
-    no_args_is_help=True,
-    help="foadx: prune CNNs with FOAD and take them to a fast, verified deployment.",
-)
 
 
 def _fail(message: str, code: int) -> None:
     typer.echo(f"foadx: error: {message}", err=True)
     raise typer.Exit(code)
+
+
+class OneLineErrors(TyperGroup):
+    """Runs the commands in Click's non-standalone mode so that a usage error is printed as one
+    line like every other error, not as a framed box."""
+
+    def main(self, args: Any = None, prog_name: Any = None, complete_var: Any = None,
+             standalone_mode: bool = True, **extra: Any) -> Any:
+        try:
+            result = super().main(args=args, prog_name=prog_name, complete_var=complete_var,
+                                  standalone_mode=False, **extra)
+        except typer.Abort:
+            result = 130
+        except Exception as error:  # Click's exceptions (vendored by recent typer): duck-typed
+            if not hasattr(error, "format_message") or not hasattr(error, "exit_code"):
+                raise
+            result = _report_click_error(error)
+        code = result if isinstance(result, int) else 0
+        if not standalone_mode:
+            return code
+        sys.exit(code)
+
+
+def _report_click_error(error: Any) -> int:
+    context = getattr(error, "ctx", None)
+    if type(error).__name__ == "NoArgsIsHelpError":  # bare `foadx` or `foadx CMD`: the help
+        typer.echo(context.get_help() if context else error.format_message())
+        return 0
+    message = " ".join(error.format_message().split())
+    if error.exit_code == 2 and context is not None:  # a usage error
+        message += f" (see '{context.command_path} --help')"
+    typer.echo(f"foadx: error: {message}", err=True)
+    return int(error.exit_code)
+
+
+app = typer.Typer(
+    cls=OneLineErrors,
+    add_completion=True,
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    help="foadx: prune CNNs with FOAD and take them to a fast, verified deployment.",
+)
 
 
 def handles_errors(command: Callable) -> Callable:

@@ -1,8 +1,10 @@
-"""Shared CLI pieces: option types, model loading and small parsers used by several commands."""
+"""Option types shared by the commands, so an option means one thing everywhere, and the small
+parsers that turn option text into library values."""
 
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 from typing import Annotated, Any, Optional
 
@@ -10,22 +12,27 @@ import typer
 
 from foadx.errors import BadInputError
 
-ModelArgument = Annotated[str, typer.Argument(help="Zoo name, torchvision:NAME, pkg.module:fn or file.py:fn.")]
-WeightsOption = Annotated[Optional[Path], typer.Option(help="State dict to load (weights_only).")]
-WeightsMapOption = Annotated[Optional[Path], typer.Option(help="JSON regex -> replacement for keys.")]
-InputSizeOption = Annotated[Optional[str], typer.Option(help="H or HxW (default: the model's).")]
-JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON on stdout.")]
-ModelOrArtifactArgument = Annotated[
-    str, typer.Argument(help="Pruned-artifact directory, or zoo name / torchvision:NAME / pkg.module:fn / file.py:fn.")
+ModelArgument = Annotated[str, typer.Argument(
+    help="Pruned-artifact folder, .onnx file, .engine, or a model spec: zoo name, torchvision:NAME, "
+         "pkg.module:fn or file.py:fn.", metavar="MODEL")]
+WeightsOption = Annotated[Optional[Path], typer.Option(help="State dict to load into a model spec (weights_only).")]
+WeightsMapOption = Annotated[Optional[Path], typer.Option(help="JSON of regex -> replacement for checkpoint keys.")]
+InputSizeOption = Annotated[Optional[str], typer.Option(help="H or HxW for a model spec (default: the model's).")]
+ModelArgOption = Annotated[
+    Optional[list[str]], typer.Option(help="Factory argument KEY=VALUE for a model spec, e.g. embedding_size=10 (repeatable).")
 ]
-
+SeedOption = Annotated[int, typer.Option(help="Seed: initialisation of a spec without weights, image sampling, data order.")]
+JsonOption = Annotated[bool, typer.Option("--json", help="Print the result as JSON on stdout (and nothing else).")]
+QuietOption = Annotated[bool, typer.Option("--quiet", "-q", help="No progress and no table.")]
+ReportOption = Annotated[Optional[Path], typer.Option(help="Write the JSON report here.")]
+ForceOption = Annotated[bool, typer.Option(help="Replace a non-empty --out folder that is not this command's earlier output.")]
+DataOption = Annotated[str, typer.Option(help="Images: 'demo', a folder, CIFAR batches or .npy/.npz ('none' to skip where optional).")]
+ImagesOption = Annotated[int, typer.Option(help="How many images to take from --data.")]
+BatchListOption = Annotated[str, typer.Option("--batch", help="Comma-separated batch sizes, e.g. 1,8.")]
+DeviceOption = Annotated[str, typer.Option(help="auto, cpu or cuda.")]
 AtolOption = Annotated[float, typer.Option(help="Absolute tolerance; an element fails only where atol AND rtol are exceeded.")]
 RtolOption = Annotated[float, typer.Option(help="Relative tolerance (|a-r|/|r|, Polygraphy's definition).")]
-VerifyDataOption = Annotated[str, typer.Option("--data", help="Real images to compare on besides random inputs ('none' to skip).")]
-QuietOption = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar or table.")]
-ImagesOption = Annotated[int, typer.Option(help="Real images used for parity.")]
 StrictOption = Annotated[bool, typer.Option(help="Fail when a deployability check fails.")]
-ParityReportOption = Annotated[Optional[Path], typer.Option(help="Write the parity report (JSON) here.")]
 
 
 def parse_input_size(text: Optional[str]) -> Optional[tuple[int, int]]:
@@ -36,8 +43,8 @@ def parse_input_size(text: Optional[str]) -> Optional[tuple[int, int]]:
         values = [int(part) for part in parts]
     except ValueError:
         raise BadInputError(f"--input-size must be H or HxW, got {text!r}") from None
-    if len(values) not in (1, 2) or min(values) < 1:
-        raise BadInputError(f"--input-size must be H or HxW with positive sizes, got {text!r}")
+    if len(values) not in (1, 2) or min(values) < 1 or max(values) > 8192:
+        raise BadInputError(f"--input-size must be H or HxW with sizes in 1..8192, got {text!r}")
     return (values[0], values[-1])
 
 
@@ -55,57 +62,46 @@ def parse_model_args(pairs: Optional[list[str]]) -> dict[str, Any]:
     return kwargs
 
 
-ModelArgOption = Annotated[
-    Optional[list[str]], typer.Option(help="Factory argument KEY=VALUE, e.g. embedding_size=10 (repeatable).")
-]
+def finite(value: Optional[float], name: str) -> Optional[float]:
+    """Float options are finite numbers: NaN and infinity mean a typo, never a setting."""
+    if value is not None and not math.isfinite(value):
+        raise BadInputError(f"{name} must be a finite number, got {value}")
+    return value
 
 
-def load_model(spec: str, weights: Optional[Path], weights_map: Optional[Path], input_size: Optional[str],
-                model_args: Optional[list[str]] = None, seed: int = 0):
-    """Builds a model; without --weights its random initialisation is seeded, so the same
-    command gives the same result."""
-    import torch
+def build_options(weights: Optional[Path] = None, weights_map: Optional[Path] = None, input_size: Optional[str] = None,
+                  model_arg: Optional[list[str]] = None, seed: int = 0):
+    from foadx.resolve import BuildOptions
 
-    from foadx.models import build_model, load_weights
-    from foadx.models.registry import read_weights_map
-
-    torch.manual_seed(seed)
-    model = build_model(spec, parse_input_size(input_size), **parse_model_args(model_args))
-    if weights is not None:
-        load_weights(model, weights, read_weights_map(weights_map) if weights_map else None)
-    elif weights_map is not None:
-        raise BadInputError("--weights-map needs --weights")
-    return model
+    return BuildOptions(weights, weights_map, parse_input_size(input_size), parse_model_args(model_arg), seed)
 
 
-def load_module(spec: str, weights: Optional[Path], weights_map: Optional[Path], input_size: Optional[str],
-                 model_args: Optional[list[str]] = None, seed: int = 0):
-    """A pruned artifact (directory with plan.json) or a model spec, on the CPU."""
-    from foadx.prune import is_artifact, load_pruned
+def resolve(model: str, weights: Optional[Path] = None, weights_map: Optional[Path] = None,
+            input_size: Optional[str] = None, model_arg: Optional[list[str]] = None, seed: int = 0, defaults=None):
+    """The MODEL argument and its build options, resolved by the library's one resolver."""
+    from foadx.resolve import resolve_model
 
-    if is_artifact(spec):
-        if weights is not None or input_size is not None or model_args:
-            raise BadInputError("--weights, --input-size and --model-arg do not apply to a pruned artifact")
-        return load_pruned(spec, device="cpu")
-    if spec.endswith(".onnx"):
-        raise BadInputError(f"{spec} is an ONNX file; this needs the PyTorch model or pruned artifact")
-    return load_model(spec, weights, weights_map, input_size, model_args, seed)
+    return resolve_model(model, build_options(weights, weights_map, input_size, model_arg, seed), defaults=defaults)
 
 
-def verification_images(data: str, model, count: int):
-    """Real preprocessed images for parity, as one float32 array (None for --data none)."""
+def real_images(data: str, ref, count: int):
+    """Real preprocessed images at the model's input, as one float32 array (None for 'none')."""
     import torch
 
     from foadx.data import calibration_images
-    from foadx.models import model_source
 
     if data == "none":
         return None
-    source = model_source(model)
-    images = calibration_images(data, count, source.input_size, source.mean, source.std, count, 0)
+    if ref.source is None:
+        raise BadInputError(f"{ref.text} records no normalisation; give --data none")
+    images = calibration_images(data, count, ref.input_chw[1:], ref.source.mean, ref.source.std, count, 0)
     return torch.cat(list(images)).numpy()
 
 
-def check_output_path(path: Path) -> None:
-    if not path.parent.is_dir():
-        raise BadInputError(f"output folder does not exist: {path.parent}")
+def prepare_report(path: Optional[Path]) -> Optional[Path]:
+    """Checks a report path before any work (creates its folder; refuses links and folders)."""
+    if path is None:
+        return None
+    from foadx.atomic import prepare_output
+
+    return prepare_output(path, "file")

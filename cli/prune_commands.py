@@ -8,37 +8,46 @@ from typing import Annotated, Optional
 
 import typer
 
-from foadx.errors import BadInputError
 from foadx_cli import render
 from foadx_cli.app import app, handles_errors
 from foadx_cli.options import (
+    DataOption,
+    DeviceOption,
+    ForceOption,
+    ImagesOption,
     InputSizeOption,
     JsonOption,
     ModelArgOption,
     ModelArgument,
-    ModelOrArtifactArgument,
+    QuietOption,
+    ReportOption,
+    SeedOption,
     WeightsMapOption,
     WeightsOption,
-    load_model,
-    load_module,
+    finite,
+    prepare_report,
+    resolve,
 )
+
+# The registry's names, written out so that `foadx --help` need not import torch; a test keeps
+# this line equal to foadx.pruning.CRITERIA.
+CRITERION_HELP = ("foad: FOAD feature-map similarity (the method); l1: filter L1 norm (Li et al. 2017); "
+                  "random: seeded random channels; hrank: mean feature-map rank (Lin et al. 2020).")
 
 
 @app.command("models")
 @handles_errors
-def models_command(
-    as_json: JsonOption = False,
-) -> None:
+def models_command(as_json: JsonOption = False, quiet: QuietOption = False) -> None:
     """List the model zoo."""
     from foadx.models import ZOO
 
     rows = [
-        {"name": name, "input_size": list(entry.input_size), "description": entry.description}
+        {"name": name, "input_size": list(entry.input_size), "task": entry.task, "description": entry.description}
         for name, entry in ZOO.items()
     ]
     if as_json:
         typer.echo(json.dumps(rows, indent=2))
-    else:
+    elif not quiet:
         render.models_table(rows)
 
 
@@ -49,30 +58,28 @@ def inspect_command(
     weights: WeightsOption = None,
     weights_map: WeightsMapOption = None,
     input_size: InputSizeOption = None,
+    model_arg: ModelArgOption = None,
     as_json: JsonOption = False,
+    quiet: QuietOption = False,
 ) -> None:
-    """Show a model's prunable channel groups, widths, params and MACs."""
-    import torch
+    """Show a model's prunable channel groups, widths, params and MACs (an ONNX file or engine:
+    its input, outputs and metadata)."""
+    from foadx.inspection import inspect_ref
 
-    from foadx.models import model_source
-    from foadx.prune import inspect_model
-
-    network = load_model(model, weights, weights_map, input_size)
-    source = model_source(network)
-    info = inspect_model(network, torch.zeros(2, 3, *source.input_size))
-    info["model"] = model
+    ref = resolve(model, weights, weights_map, input_size, model_arg)
+    info = inspect_ref(ref)
     if as_json:
         typer.echo(json.dumps(info, indent=2))
-    else:
+    elif not quiet:
         render.inspect_table(info)
 
 
 @app.command("prune")
 @handles_errors
 def prune_command(
-    model: ModelOrArtifactArgument,
-    data: Annotated[str, typer.Option(help="Calibration images: folder, CIFAR batches, .npy/.npz or 'demo'.")],
-    out: Annotated[Path, typer.Option(help="Artifact directory to write (plan.json + weights.pt).")],
+    model: ModelArgument,
+    data: DataOption,
+    out: Annotated[Path, typer.Option(help="Artifact folder to write (plan.json + weights.pt); created if missing.")],
     t: Annotated[Optional[int], typer.Option("--t", help="FOAD t (neighbours one kept channel may remove); paper mode default 2.")] = None,
     s: Annotated[Optional[float], typer.Option("--s", help="FOAD similarity threshold s; paper mode default 0.5.")] = None,
     ratio: Annotated[Optional[float], typer.Option(help="Fraction of channels removed per group, in (0, 1).")] = None,
@@ -80,35 +87,41 @@ def prune_command(
     flops_target: Annotated[Optional[float], typer.Option(help="Fraction of MACs to remove, one (t, s) for all groups.")] = None,
     params_target: Annotated[Optional[float], typer.Option(help="Fraction of params to remove.")] = None,
     round_to: Annotated[int, typer.Option(help="Round kept widths up to a multiple (8 for fp16 tensor cores).")] = 1,
-    criterion: Annotated[str, typer.Option(help="foad, l1, random or hrank.")] = "foad",
+    criterion: Annotated[str, typer.Option(help=CRITERION_HELP)] = "foad",
     include_coupled: Annotated[bool, typer.Option(help="Also prune residual-coupled groups.")] = False,
     exclude: Annotated[Optional[list[str]], typer.Option(help="Group name to leave whole (repeatable).")] = None,
-    images: Annotated[int, typer.Option(help="Number of calibration images.")] = 128,
+    images: ImagesOption = 128,
     batch_size: Annotated[int, typer.Option(help="Calibration batch size.")] = 32,
-    input_size: InputSizeOption = None,
-    device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
+    device: DeviceOption = "auto",
+    recalibrate_bn: Annotated[bool, typer.Option(help="Re-estimate BN statistics after pruning.")] = False,
     weights: WeightsOption = None,
     weights_map: WeightsMapOption = None,
-    recalibrate_bn: Annotated[bool, typer.Option(help="Re-estimate BN statistics after pruning.")] = False,
+    input_size: InputSizeOption = None,
     model_arg: ModelArgOption = None,
-    seed: Annotated[int, typer.Option(help="Seed for sampling images and the random criterion.")] = 0,
-    as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON on stdout.")] = False,
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar or table.")] = False,
+    seed: SeedOption = 0,
+    force: ForceOption = False,
+    report: ReportOption = None,
+    as_json: JsonOption = False,
+    quiet: QuietOption = False,
 ) -> None:
     """Prune MODEL with FOAD (or a baseline criterion) and write a pruned-model artifact."""
     import foadx
+    from foadx.atomic import check_folder_target, write_json
     from foadx.data import calibration_images
-    from foadx.models import model_source
+    from foadx.pruning.api import refuse_pruned
+    from foadx.pruning.artifact import is_own_output
 
-    if not out.parent.is_dir():
-        raise BadInputError(f"output folder does not exist: {out.parent}")
-    if out.exists() and not out.is_dir():
-        raise BadInputError(f"--out {out} exists and is not a directory")
+    for name, value in (("--s", s), ("--ratio", ratio), ("--flops-target", flops_target), ("--params-target", params_target)):
+        finite(value, name)
+    check_folder_target(out, is_own_output, force, "foadx prune")
+    prepare_report(report)
     group_ratios = render.read_ratios(ratios) if ratios else None
-    network = load_module(model, weights, weights_map, input_size, model_arg)
-    source = model_source(network)
+    ref = resolve(model, weights, weights_map, input_size, model_arg, seed)
+    network = ref.module()
+    refuse_pruned(network)
+    source = ref.source
     calibration = calibration_images(data, images, source.input_size, source.mean, source.std, batch_size, seed)
-    with render.progress("calibration batches", enabled=not quiet and not as_json) as advance:
+    with render.staged_progress(enabled=not quiet and not as_json) as advance:
         result = foadx.prune(
             network, calibration, criterion=criterion, t=t, s=s, ratio=ratio, ratios=group_ratios,
             flops_target=flops_target, params_target=params_target, round_to=round_to,
@@ -116,11 +129,11 @@ def prune_command(
             batch_size=batch_size, seed=seed, device=device, progress=advance,
             calibration={**calibration.describe(), "data": data, "seed": seed},
         )
-    if weights is not None:
-        result.plan["model"]["weights"] = str(weights)
-    result.save(out)
+    result.save(out, force=force)
     result.report["out"] = str(out)
     result.report["weights_bytes"]["file"] = (out / "weights.pt").stat().st_size
+    if report is not None:
+        write_json(report, result.report)
     if as_json:
         typer.echo(json.dumps(result.report, indent=2))
     elif not quiet:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -18,6 +19,7 @@ from foadx.errors import BadInputError
 # Piped output (CI logs, files) gets wide tables instead of rich's 80-column default.
 stdout = Console(width=None if sys.stdout.isatty() else 160)
 stderr = Console(stderr=True)
+stderr_plain = sys.stderr
 
 
 def read_ratios(path: Path) -> dict[str, float]:
@@ -30,20 +32,54 @@ def read_ratios(path: Path) -> dict[str, float]:
     return ratios
 
 
+class _LineProgress:
+    """Progress where stderr is not a terminal (CI logs, pipes): one line per stage every few
+    seconds, so a long step is visibly alive without flooding the log."""
+
+    interval_s = 5.0
+
+    def __init__(self) -> None:
+        self.last: dict[str, float] = {}
+        self.started = time.monotonic()
+
+    def update(self, stage: str, done: int, total: int | None, detail: str = "") -> None:
+        now = time.monotonic()
+        finished = total is not None and done >= total
+        if now - self.last.get(stage, self.started - self.interval_s) < self.interval_s and not finished:
+            return
+        self.last[stage] = now
+        count = f"{done}/{total}" if total is not None else str(done)
+        stderr_plain.write(f"foadx: {stage} {count}{detail} ({now - self.started:.0f} s)\n")
+        stderr_plain.flush()
+
+
 @contextmanager
-def progress(label: str, enabled: bool) -> Iterator[Callable[[int, int | None], None] | None]:
-    """A progress bar on stderr; yields the hook the library calls (done, total)."""
+def staged_progress(enabled: bool) -> Iterator[Callable[[str, int, int | None], None] | None]:
+    """Yields the library's progress hook ``(stage, done, total)``: bars with a known total on a
+    terminal, periodic lines elsewhere."""
     if not enabled:
         yield None
         return
+    if not stderr.is_terminal:
+        yield _LineProgress().update
+        return
     columns = (TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
     with Progress(*columns, console=stderr, transient=True) as bar:
-        task = bar.add_task(label, total=None)
+        tasks: dict[str, Any] = {}
 
-        def advance(done: int, total: int | None) -> None:
-            bar.update(task, completed=done, total=total)
+        def advance(stage: str, done: int, total: int | None) -> None:
+            if stage not in tasks:
+                tasks[stage] = bar.add_task(stage, total=total)
+            bar.update(tasks[stage], completed=done, total=total)
 
         yield advance
+
+
+@contextmanager
+def progress(label: str, enabled: bool) -> Iterator[Callable[[int, int | None], None] | None]:
+    """One stage's progress; yields the hook ``(done, total)``."""
+    with staged_progress(enabled) as advance:
+        yield None if advance is None else (lambda done, total: advance(label, done, total))
 
 
 def _millions(value: int) -> str:
@@ -61,13 +97,23 @@ def models_table(rows: list[dict[str, Any]]) -> None:
 
 
 def inspect_table(info: dict[str, Any]) -> None:
-    table = Table(title=f"{info['model']}: {_millions(info['params'])} params, {_millions(info['macs'])} MACs")
+    shape = "x".join(map(str, info["input"][1:]))
+    if "groups" not in info:  # an ONNX file or an engine
+        stdout.print(f"{info['model']}: {info['kind']}, input {info['input'][0]!r} N x {shape}, task {info['task']}")
+        for key in ("opset", "outputs", "params", "file_bytes", "op_counts", "metadata", "sidecar"):
+            if key in info:
+                stdout.print(f"  {key}: {info[key]}")
+        return
+    title = f"{info['model']} ({info['kind']}, input {shape}): {_millions(info['params'])} params, {_millions(info['macs'])} MACs"
+    table = Table(title=title)
     for column in ("group", "channels", "kind", "pruned by default"):
         table.add_column(column, justify="right" if column == "channels" else "left")
     for group in info["groups"]:
         kind = "unsupported: " + group["note"] if group["note"] else ("coupled" if group["coupled"] else "decoupled")
         table.add_row(group["name"], str(group["channels"]), kind, "yes" if group["default"] else "no")
     table.caption = f"never pruned (output): {', '.join(info['output_layers'])}"
+    if info.get("pruned_groups"):
+        table.caption += f"; already pruned by {info['criterion']}: {len(info['pruned_groups'])} groups"
     stdout.print(table)
 
 
@@ -169,6 +215,11 @@ def training_progress(enabled: bool) -> Iterator[Callable[[int, int, dict], None
     """Per-epoch bars with loss, accuracy and images/s; yields the loop's hook."""
     if not enabled:
         yield None
+        return
+    if not stderr.is_terminal:
+        lines = _LineProgress()
+        yield lambda done, total, info: lines.update(
+            f"epoch {info['epoch']}", done, total, f", loss {info['loss']:.4f}, {info['img/s']:.0f} img/s")
         return
     columns = (TextColumn("[bold]epoch {task.fields[epoch]}"), BarColumn(), MofNCompleteColumn(),
                TextColumn("loss {task.fields[loss]:.4f} acc {task.fields[acc]:.3f} {task.fields[rate]:.0f} img/s"),

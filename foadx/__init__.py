@@ -1,22 +1,46 @@
 """foadx: FOAD filter pruning to a fast, verified deployment.
 
-The public API: ``prune``, ``load_pruned``, ``build_model``, ``export_onnx``, ``verify_onnx``;
-the method itself is in ``foadx.foad``; structure in ``foadx.prune``; runtimes and latency in
-``foadx.runtime`` and ``foadx.bench``.
+The public API: ``build_model``, ``load_weights``, ``prune``, ``load_pruned``, ``export_onnx``,
+``verify_onnx``, ``resolve_model`` and ``provenance_of``; the method itself is in ``foadx.foad``,
+structure in ``foadx.pruning``, runtimes and latency in ``foadx.runtime`` and ``foadx.bench``.
+
+Names are imported on first use (PEP 562): ``import foadx`` and ``foadx --version`` do not pay
+for torch, onnx and onnxruntime until something needs them.
 """
 
-from foadx._version import __version__
-from foadx.export import export_onnx, verify_onnx
-from foadx.models import build_model, load_weights
-from foadx.prune import PruneResult, load_pruned, prune
+from __future__ import annotations
 
-__all__ = [
-    "PruneResult",
-    "__version__",
-    "build_model",
-    "export_onnx",
-    "load_pruned",
-    "load_weights",
-    "prune",
-    "verify_onnx",
-]
+import importlib
+from typing import Any
+
+from foadx._version import __version__
+
+_EXPORTS = {
+    "PruneResult": "foadx.pruning",
+    "prune": "foadx.pruning",
+    "load_pruned": "foadx.pruning",
+    "build_model": "foadx.models",
+    "load_weights": "foadx.models",
+    "export_onnx": "foadx.export",
+    "verify_onnx": "foadx.export",
+    "resolve_model": "foadx.resolve",
+    "ModelRef": "foadx.resolve",
+    "Plan": "foadx.provenance",
+    "Provenance": "foadx.provenance",
+    "provenance_of": "foadx.provenance",
+}
+
+__all__ = ["__version__", *sorted(_EXPORTS)]
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'foadx' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)

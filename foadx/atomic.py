@@ -1,30 +1,66 @@
-"""Atomic file writes: a temp file in the same folder, fsync, then rename over the target.
+"""Atomic writes of files and whole folders: build beside the target, then rename over it.
 
-A crash or error mid-write leaves the previous file (or nothing) — never half a file.
+A crash or error mid-write leaves the previous file or folder (or nothing) — never half of one.
+Files get the permissions the umask gives a new file (0644 under 0022), not ``mkstemp``'s 0600:
+artifacts are copied to other users and containers. Missing parent folders are created.
 """
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import json
 import os
+import shutil
+import stat
 import tempfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, Any
 
+from foadx.errors import BadInputError
+
+_RENAME_EXCHANGE = 2  # linux/fs.h: swap two paths in one step
+
+
+def _umask() -> int:
+    current = os.umask(0)
+    os.umask(current)
+    return current
+
+
+def prepare_output(target: str | Path, kind: str = "file") -> Path:
+    """Checks an output path before any work: creates missing parent folders, refuses a path
+    that is a symlink, a device or another special file, or an existing entry of the wrong kind."""
+    target = Path(target)
+    if target.is_symlink():
+        raise BadInputError(f"output {target} is a symbolic link; foadx does not write through links")
+    if target.exists():
+        mode = target.stat().st_mode
+        if not (stat.S_ISREG(mode) or stat.S_ISDIR(mode)):
+            raise BadInputError(f"output {target} is not a regular file or folder")
+        if kind == "file" and stat.S_ISDIR(mode):
+            raise BadInputError(f"output {target} is a folder; give a file path")
+        if kind == "folder" and stat.S_ISREG(mode):
+            raise BadInputError(f"output {target} is a file; give a folder path")
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise BadInputError(f"cannot create the folder of {target}: {error.strerror}") from error
+    return target
+
 
 @contextmanager
 def atomic_path(target: str | Path) -> Iterator[Path]:
     """Yields a temporary path beside ``target``; renames it onto ``target`` on success."""
-    target = Path(target)
-    if not target.parent.is_dir():
-        raise FileNotFoundError(f"folder does not exist: {target.parent}")
+    target = prepare_output(target, "file")
     handle, temporary = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
     os.close(handle)
     temporary_path = Path(temporary)
     try:
         yield temporary_path
+        os.chmod(temporary_path, 0o666 & ~_umask())
         with open(temporary_path, "rb") as written:
             os.fsync(written.fileno())
         os.replace(temporary_path, target)
@@ -43,3 +79,51 @@ def write_text(target: str | Path, text: str) -> None:
 
 def write_json(target: str | Path, data: Any) -> None:
     write_text(target, json.dumps(data, indent=2, sort_keys=False) + "\n")
+
+
+def check_folder_target(target: str | Path, owned: Callable[[Path], bool], force: bool, what: str) -> Path:
+    """Refuses (before any work) a non-empty folder that is not an earlier ``what`` output,
+    unless ``force``: foadx never mixes a new output with another run's files."""
+    target = prepare_output(target, "folder")
+    if target.is_dir() and any(target.iterdir()) and not owned(target) and not force:
+        raise BadInputError(
+            f"--out {target} is not empty and is not an earlier {what} output; choose another folder "
+            "or add --force to replace it as a whole"
+        )
+    return target
+
+
+def _exchange(first: Path, second: Path) -> bool:
+    """renameat2(RENAME_EXCHANGE): both paths swap in one atomic step (Linux >= 3.15)."""
+    library = ctypes.util.find_library("c")
+    if library is None:
+        return False
+    renameat2 = getattr(ctypes.CDLL(library, use_errno=True), "renameat2", None)
+    if renameat2 is None:
+        return False
+    at_cwd = -100
+    result = renameat2(at_cwd, os.fsencode(first), at_cwd, os.fsencode(second), _RENAME_EXCHANGE)
+    return result == 0
+
+
+@contextmanager
+def atomic_directory(target: str | Path) -> Iterator[Path]:
+    """Yields an empty staging folder beside ``target``; on success it replaces ``target`` as a
+    whole (stale files of an earlier run disappear with it). On failure ``target`` is untouched."""
+    target = prepare_output(target, "folder")
+    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".partial", dir=target.parent))
+    try:
+        yield staging
+        os.chmod(staging, 0o777 & ~_umask())
+        if not target.exists():
+            os.rename(staging, target)
+        elif _exchange(staging, target):
+            shutil.rmtree(staging)  # now holds the previous folder
+        else:  # no renameat2: a short window in which target is absent, never half-written
+            previous = staging.with_suffix(".previous")
+            os.rename(target, previous)
+            os.rename(staging, target)
+            shutil.rmtree(previous)
+    finally:
+        if staging.exists():
+            shutil.rmtree(staging, ignore_errors=True)

@@ -12,7 +12,7 @@ from pathlib import Path
 import torch
 
 import foadx
-from foadx.prune.cost import count_cost
+from foadx.pruning.cost import count_cost
 
 CRITERIA = ("foad", "l1", "random")
 

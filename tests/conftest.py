@@ -33,7 +33,7 @@ def mobilefacenet() -> torch.nn.Module:
 def realistic(spec: str, images: torch.Tensor, **kwargs) -> torch.nn.Module:
     """A zoo model whose BN statistics come from real digits, so its outputs have a realistic
     scale (freshly initialised MobileFaceNet outputs are ~1e-7 and would make parity trivial)."""
-    from foadx.prune.batchnorm import recalibrate_batchnorm
+    from foadx.pruning.batchnorm import recalibrate_batchnorm
 
     torch.manual_seed(0)
     model = foadx.build_model(spec, **kwargs)

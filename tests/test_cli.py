@@ -92,7 +92,9 @@ def test_mismatched_weights_name_the_keys(tmp_path):
     assert "shape mismatch: fc.weight" in error_line(result)
 
 
-def test_missing_output_folder(tmp_path):
-    result = run("prune", "vgg16_cifar", "--data", "demo", "--ratio", "0.5", "--out", str(tmp_path / "a" / "b"))
-    assert result.exit_code == 3
-    assert "output folder does not exist" in error_line(result)
+def test_missing_output_folders_are_created(tmp_path):
+    """The README's first prune command works in a fresh folder."""
+    out = tmp_path / "a" / "b"
+    result = run("prune", "resnet56_cifar", "--data", "demo", "--images", "8", "--ratio", "0.5", "--out", str(out), "--quiet")
+    assert result.exit_code == 0, result.output
+    assert sorted(p.name for p in out.iterdir()) == ["plan.json", "weights.pt"]

@@ -9,7 +9,6 @@ import torch
 from typer.testing import CliRunner
 
 import foadx
-from foadx.prune import save_pruned
 from foadx_cli.app import app
 
 runner = CliRunner()
@@ -30,7 +29,7 @@ def artifact(tmp_path_factory, digits_112):
     torch.manual_seed(0)
     model = foadx.build_model("mobilefacenet")
     result = foadx.prune(model, digits_112, flops_target=0.636, round_to=8, recalibrate_bn=True)
-    return save_pruned(result, tmp_path_factory.mktemp("cli") / "pruned")
+    return result.save(tmp_path_factory.mktemp("cli") / "pruned")
 
 
 @pytest.fixture(scope="module")
@@ -51,7 +50,7 @@ def test_export_writes_a_verified_file_and_its_parity_report(exported):
 
 def test_verify_passes_and_writes_json(exported, artifact, tmp_path):
     folder, _ = exported
-    result = run("verify", folder / "m.onnx", "--against", artifact, "--out", tmp_path / "p.json", "--batch-sizes", "2,3")
+    result = run("verify", folder / "m.onnx", "--against", artifact, "--report", tmp_path / "p.json", "--batch", "2,3")
     assert result.exit_code == 0, result.output
     assert [case["batch"] for case in json.loads((tmp_path / "p.json").read_text())["cases"]] == [2, 3, 2, 3]
     assert "parity passed" in result.output
@@ -65,7 +64,7 @@ def test_verify_against_a_perturbed_model_exits_4(exported, artifact, tmp_path):
     tampered.mkdir()
     (tampered / "plan.json").write_text((artifact / "plan.json").read_text())
     torch.save(state, tampered / "weights.pt")
-    result = run("verify", folder / "m.onnx", "--against", tampered, "--out", tmp_path / "p.json")
+    result = run("verify", folder / "m.onnx", "--against", tampered, "--report", tmp_path / "p.json")
     assert result.exit_code == 4
     assert "parity FAILED" in error_line(result)
     assert json.loads((tmp_path / "p.json").read_text())["passed"] is False  # the report is kept
@@ -77,7 +76,7 @@ def test_bad_input_exits_3(exported, artifact, tmp_path):
     cases = [
         (("verify", tmp_path / "broken.onnx", "--against", artifact), "not a valid ONNX model"),
         (("verify", tmp_path / "absent.onnx", "--against", artifact), "not found"),
-        (("export", artifact, "--out", tmp_path / "no" / "m.onnx"), "output folder does not exist"),
+        (("export", artifact, "--out", folder / "m.onnx" / "m.onnx"), "cannot create the folder"),
         (("export", "nosuchmodel", "--out", tmp_path / "m.onnx"), "unknown model"),
         (("bench", artifact, "--backend", "tensorrt-xl"), "unknown backend"),
         (("bench", artifact, "--batch", "0"), "batch sizes"),
@@ -99,7 +98,7 @@ def test_cuda_backend_without_gpu_exits_6(artifact):
 def test_bench_report_markdown_and_regression_gate(exported, artifact, tmp_path):
     folder, _ = exported
     timing = ("--duration-s", "0.2", "--warmup-ms", "10", "--rounds", "2", "--min-iterations", "2")
-    result = run("bench", "mobilefacenet", artifact, folder / "m.onnx", "--batch", "1", "--out", tmp_path / "r.json",
+    result = run("bench", "mobilefacenet", artifact, folder / "m.onnx", "--batch", "1", "--report", tmp_path / "r.json",
                  "--markdown", tmp_path / "r.md", "--quiet", *timing)
     assert result.exit_code == 0, result.output
     report = json.loads((tmp_path / "r.json").read_text())

@@ -13,7 +13,6 @@ import foadx
 from foadx.errors import BadInputError
 from foadx.export import export_onnx, load_onnx, metadata_of, verify_onnx
 from foadx.export.passes import rewrite_prelu
-from foadx.prune import plan_digest, save_pruned
 
 from conftest import realistic
 
@@ -72,12 +71,12 @@ def test_torchvision_model_exports(tmp_path):
 def test_metadata_round_trip(realistic_mobilefacenet, digits_112, tmp_path):
     artifact = tmp_path / "pruned"
     result = foadx.prune(realistic_mobilefacenet, digits_112, ratio=0.25)
-    save_pruned(result, artifact)
+    result.save(artifact)
     reloaded = foadx.load_pruned(artifact, device="cpu")
     export_onnx(reloaded, tmp_path / "m.onnx", verify=False)
     metadata = metadata_of(onnx.load(str(tmp_path / "m.onnx")))
     assert metadata["version"] == foadx.__version__
-    assert metadata["plan_digest"] == plan_digest(result.plan)
+    assert metadata["plan_digest"] == result.plan.digest()
     assert metadata["source_model"]["spec"] == "mobilefacenet"
     assert metadata["input_name"] == "input"
     assert metadata["input_shape"] == ["batch", 3, 112, 112]
@@ -88,11 +87,9 @@ def test_metadata_round_trip(realistic_mobilefacenet, digits_112, tmp_path):
     assert metadata["prelu_rewrite"] == "auto"
 
 
-def test_a_model_pruned_twice_is_not_saved_as_a_broken_artifact(pruned_mobilefacenet, digits_112, tmp_path):
-    again = foadx.prune(pruned_mobilefacenet, digits_112, ratio=0.25)
-    with pytest.raises(foadx.errors.ArtifactError, match="pruned twice"):
-        save_pruned(again, tmp_path / "twice")
-    assert not (tmp_path / "twice").exists()
+def test_a_pruned_model_is_refused_before_any_work(pruned_mobilefacenet, digits_112):
+    with pytest.raises(foadx.errors.BadInputError, match="already pruned"):
+        foadx.prune(pruned_mobilefacenet, digits_112, ratio=0.25)
 
 
 def test_unpruned_model_says_so(tmp_path):

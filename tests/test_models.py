@@ -7,7 +7,7 @@ import torch
 
 import foadx
 from foadx.errors import UnknownModelError, WeightsError
-from foadx.prune.cost import count_cost
+from foadx.pruning.cost import count_cost
 
 
 def vgg16_cifar_formula() -> tuple[int, int]:

@@ -11,8 +11,8 @@ import torch
 import foadx
 from foadx.errors import ArtifactError, BudgetError
 from foadx.models.mobilefacenet import BOTTLENECK_SETTINGS
-from foadx.prune import inspect_model
-from foadx.prune.cost import count_cost
+from foadx.pruning import inspect_model
+from foadx.pruning.cost import count_cost
 
 
 def mobilefacenet_formula(stem: int, hidden: list[int], head: int, embedding: int = 128) -> tuple[int, int]:
@@ -71,14 +71,14 @@ def test_surgery_keeps_exactly_the_planned_channels(mobilefacenet, digits_112):
     modules = dict(reference.named_modules())
     consumers = {"stem.conv": ["blocks.0.expand.conv"], "head.conv": ["embedding.conv"]}
     consumers.update({f"blocks.{i}.expand.conv": [f"blocks.{i}.project.conv"] for i in range(15)})
-    for group in result.plan["groups"]:
+    for group in result.plan.to_json()["groups"]:
         removed = sorted(set(range(group["channels"])) - set(group["kept"]))
         for consumer in consumers[group["name"]]:
             with torch.no_grad():
                 modules[consumer].weight[:, removed] = 0.0
     pruned_out, full_out = result.model(digits_112), reference(digits_112)
     torch.testing.assert_close(pruned_out, full_out, rtol=1e-4, atol=1e-5)
-    stem, first = result.plan["groups"][0], result.plan["groups"][1]
+    stem, first = result.plan.to_json()["groups"][0], result.plan.to_json()["groups"][1]
     assert (stem["name"], first["name"]) == ("stem.conv", "blocks.0.expand.conv")
     expected = mobilefacenet.blocks[0].expand.conv.weight[first["kept"]][:, stem["kept"]]
     torch.testing.assert_close(result.model.blocks[0].expand.conv.weight, expected)
@@ -89,7 +89,7 @@ def test_flops_target_chooses_t_and_reaches_the_paper_budget(mobilefacenet, digi
     assert result.report["macs"]["reduction"] >= 0.636
     t = result.report["t"]
     assert t >= 2
-    assert result.plan["parameters"]["t"] == t
+    assert result.plan.parameters["t"] == t
     # A larger s would keep more: the found s is the largest that still meets the target.
     denser = foadx.prune(mobilefacenet, digits_112, t=t, s=min(1.0, result.report["s"] + 1e-3), batch_size=8)
     assert denser.report["macs"]["reduction"] < 0.636
@@ -124,10 +124,10 @@ def test_ratios_file_semantics(mobilefacenet, digits_112):
 
 def test_coupled_groups_keep_residual_adds_consistent(mobilefacenet, digits_112):
     result = foadx.prune(mobilefacenet, digits_112, ratio=0.5, include_coupled=True, batch_size=8)
-    coupled = [g for g in result.plan["groups"] if g["coupled"]]
+    coupled = [g for g in result.plan.to_json()["groups"] if g["coupled"]]
     assert [g["channels"] for g in coupled] == [64, 128, 128]
     kept64 = coupled[0]["kept"]
-    hidden = {g["name"]: g["kept"] for g in result.plan["groups"]}
+    hidden = {g["name"]: g["kept"] for g in result.plan.to_json()["groups"]}
     for index in range(5):
         project = result.model.blocks[index].project.conv
         assert project.out_channels == 32
@@ -164,13 +164,13 @@ def test_l1_keeps_largest_filters(digits_32):
     result = foadx.prune(model, digits_32, ratio=0.5, criterion="l1")
     norms = model.features[0].conv.weight.abs().sum(dim=(1, 2, 3))
     expected = sorted(torch.argsort(norms, descending=True, stable=True)[:32].tolist())
-    assert result.plan["groups"][0]["kept"] == expected
+    assert result.plan.to_json()["groups"][0]["kept"] == expected
 
 
 def test_same_seed_same_plan(mobilefacenet, digits_112):
     first = foadx.prune(mobilefacenet, digits_112, t=2, s=0.3, batch_size=8)
     second = foadx.prune(mobilefacenet, digits_112, t=2, s=0.3, batch_size=16)
-    assert first.plan["groups"] == second.plan["groups"]
+    assert first.plan.to_json()["groups"] == second.plan.to_json()["groups"]
 
 
 def test_artifact_round_trip(tmp_path, mobilefacenet, digits_112):
@@ -208,14 +208,14 @@ def test_torchvision_models_prune_and_run(name):
 
 
 def test_cost_model_predicts_the_built_network(mobilefacenet, digits_112):
-    from foadx.prune.cost import CostModel
-    from foadx.prune.groups import build_dependency_graph, discover_groups
+    from foadx.pruning.cost import CostModel
+    from foadx.pruning.groups import build_dependency_graph, discover_groups
 
     graph = build_dependency_graph(mobilefacenet, digits_112[:2])
     groups = discover_groups(mobilefacenet, graph, ["embedding.conv"])
     model = CostModel(mobilefacenet, [g for g in groups if g.unsupported is None], digits_112[:2])
     result = foadx.prune(mobilefacenet, digits_112, ratio=0.3, include_coupled=True, batch_size=8)
-    predicted = model.evaluate({g["name"]: len(g["kept"]) for g in result.plan["groups"]})
+    predicted = model.evaluate({g["name"]: len(g["kept"]) for g in result.plan.to_json()["groups"]})
     actual = count_cost(result.model, digits_112)
     assert predicted == actual
 
@@ -225,4 +225,4 @@ def test_cost_model_predicts_the_built_network(mobilefacenet, digits_112):
 def test_plan_is_the_same_on_cpu_and_gpu(mobilefacenet, digits_112):
     cpu = foadx.prune(mobilefacenet, digits_112, flops_target=0.636, device="cpu")
     gpu = foadx.prune(mobilefacenet, digits_112, flops_target=0.636, device="cuda")
-    assert cpu.plan["groups"] == gpu.plan["groups"]
+    assert cpu.plan.to_json()["groups"] == gpu.plan.to_json()["groups"]

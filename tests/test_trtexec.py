@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from foadx.errors import BadInputError
+from foadx.runtime.engine_options import EngineOptions, EngineProfile
 from foadx.runtime.trtexec import TrtexecOptions, parse_trtexec_log, read_trtexec_log, trtexec_command
 
 FIXTURES = Path(__file__).parent / "fixtures" / "trtexec"
@@ -48,8 +49,8 @@ def test_logs_without_a_summary_are_refused(tmp_path):
 
 
 def test_command_for_an_onnx_build_with_a_dynamic_batch_profile():
-    options = TrtexecOptions(precision="fp16", min_batch=1, opt_batch=8, max_batch=256, workspace_gb=2,
-                             timing_cache="cache.bin", save_engine="m.engine", warmup_ms=500, duration_s=5)
+    engine = EngineOptions("fp16", EngineProfile(1, 8, 256), workspace_gb=2, timing_cache="cache.bin")
+    options = TrtexecOptions(engine, save_engine="m.engine", warmup_ms=500, duration_s=5)
     command = trtexec_command("m.onnx", "input", (3, 112, 112), options)
     assert command == [
         "trtexec", "--onnx=m.onnx", "--minShapes=input:1x3x112x112", "--optShapes=input:8x3x112x112",
@@ -59,16 +60,16 @@ def test_command_for_an_onnx_build_with_a_dynamic_batch_profile():
 
 
 def test_command_per_precision_and_for_a_saved_engine():
-    fp32 = trtexec_command("m.onnx", "input", (3, 32, 32), TrtexecOptions(precision="fp32", use_cuda_graph=False))
+    fp32 = trtexec_command("m.onnx", "input", (3, 32, 32), TrtexecOptions(EngineOptions("fp32"), use_cuda_graph=False))
     assert "--fp16" not in fp32 and "--int8" not in fp32 and "--useCudaGraph" not in fp32
-    int8 = trtexec_command("q.onnx", "input", (3, 32, 32), TrtexecOptions(precision="int8"))
+    int8 = trtexec_command("q.onnx", "input", (3, 32, 32), TrtexecOptions(EngineOptions("int8")))
     assert "--int8" in int8
-    engine = trtexec_command("m.engine", "input", (3, 112, 112), TrtexecOptions(opt_batch=4, max_batch=4))
+    engine = trtexec_command("m.engine", "input", (3, 112, 112), TrtexecOptions(EngineOptions(profile=EngineProfile(1, 4, 4))))
     assert engine[1:3] == ["--loadEngine=m.engine", "--shapes=input:4x3x112x112"]
 
 
-@pytest.mark.parametrize("kwargs", [{"precision": "int4"}, {"min_batch": 2, "opt_batch": 1}, {"opt_batch": 9, "max_batch": 8},
-                                    {"workspace_gb": 0}])
-def test_bad_trtexec_options(kwargs):
+@pytest.mark.parametrize("make", [lambda: EngineOptions("int4"), lambda: EngineProfile(2, 1, 1),
+                                  lambda: EngineProfile(1, 9, 8), lambda: EngineOptions(workspace_gb=0)])
+def test_bad_engine_options_shared_by_trtexec(make):
     with pytest.raises(BadInputError):
-        TrtexecOptions(**kwargs)
+        make()

@@ -1,13 +1,13 @@
-"""What ``foadx bench`` measures: each MODEL argument resolved, sized, and ready for a backend.
+"""What ``foadx bench`` measures: each resolved MODEL, sized, and ready for a backend.
 
-A MODEL is a pruned artifact, an ONNX file or a model spec (DESIGN.md). Module backends get the
-module; ONNX backends get the file, exported on the fly with foadx's default export choices when
-the user gave a module.
+Module backends get the module; ONNX backends get the file, exported through the loader chain
+when the user gave a module; the ``trt`` backend gets an engine built from that ONNX with the
+benchmark's own precision (never a default hidden here).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -16,80 +16,96 @@ import torch
 from torch import nn
 
 from foadx.errors import BadInputError
-from foadx.export import export_onnx, load_onnx, metadata_of
-from foadx.models.registry import model_source
-from foadx.prune.artifact import plan_digest
-from foadx.prune.cost import count_cost
+from foadx.export.loaders import EngineFromOnnx, ExportOptions, OnnxFromModule, PathLoader, existing
+from foadx.pruning.cost import count_cost
+from foadx.resolve import ModelRef, as_ref
+from foadx.runtime.engine_options import EngineOptions
 
 
 @dataclass
 class BenchModel:
     label: str
-    module: nn.Module | None
-    onnx_path: Path | None
-    input_shape: tuple[int, int, int]  # C, H, W
+    ref: ModelRef
+    input_chw: tuple[int, int, int]
     sizes: dict[str, Any] = field(default_factory=dict)
-    engine_path: Path | None = None
+    _onnx: PathLoader | None = field(default=None, repr=False)
+    _engine: PathLoader | None = field(default=None, repr=False)
 
-    def for_backend(self, loads: str, scratch: Path, export_options: dict[str, Any],
-                    engine_options: Any = None) -> Any:
-        """The module, ONNX or engine path a backend loads; exports (and builds) once into
-        ``scratch`` when needed."""
-        if loads == "engine":
-            if self.engine_path is None:
-                from foadx.export.tensorrt import EngineOptions, build_engine
-
-                onnx = self.for_backend("onnx", scratch, {**export_options, "prelu_rewrite": False})
-                self.engine_path = scratch / f"engine-{id(self)}.engine"
-                build_engine(onnx, self.engine_path, engine_options or EngineOptions())
-                self.sizes["bytes"]["engine"] = self.engine_path.stat().st_size
-            return self.engine_path
-        if self.onnx_path is None and self.module is None:
-            raise BadInputError(f"{self.label} is a TensorRT engine: only the trt backend runs it")
+    def for_backend(self, loads: str, scratch: Path, export_options: ExportOptions,
+                    engine_options: EngineOptions) -> nn.Module | Path:
+        """The module, ONNX path or engine path a backend loads, made once through the chain."""
         if loads == "torch":
-            if self.module is None:
-                raise BadInputError(f"{self.label} is an ONNX file: torch backends need a model or artifact")
-            return self.module
-        if self.onnx_path is None:
-            target = scratch / f"model-{id(self)}.onnx"
-            self.onnx_path = export_onnx(self.module, target, verify=False, **export_options).path
-            self.sizes["bytes"]["onnx"] = self.onnx_path.stat().st_size
-        return self.onnx_path
+            if not self.ref.runs_in_torch:
+                raise BadInputError(f"{self.label} is a{'n ONNX file' if self.ref.kind == 'onnx' else ' TensorRT engine'}: "
+                                    "torch backends need a model or artifact")
+            return self.ref.module()
+        if loads == "engine":
+            if self._engine is None:
+                self._engine = (existing(self.ref.path) if self.ref.kind == "engine"
+                                else EngineFromOnnx(self._onnx_loader(scratch, replace(export_options, prelu_rewrite=False)),
+                                                    scratch, engine_options))
+            path = self._engine()
+            self.sizes["bytes"]["engine"] = path.stat().st_size
+            return path
+        if self.ref.kind == "engine":
+            raise BadInputError(f"{self.label} is a TensorRT engine: only the trt backend runs it")
+        path = self._onnx_loader(scratch, export_options)()
+        self.sizes["bytes"]["onnx"] = path.stat().st_size
+        return path
+
+    def _onnx_loader(self, scratch: Path, export_options: ExportOptions) -> PathLoader:
+        if self._onnx is None:
+            self._onnx = (existing(self.ref.path) if self.ref.kind == "onnx"
+                          else OnnxFromModule(self.ref.module(), scratch,
+                                              replace(export_options, input_size=self.input_chw[1:])))
+        return self._onnx
 
 
-def _module_sizes(module: nn.Module, input_shape: tuple[int, int, int]) -> dict[str, Any]:
-    cost = count_cost(module, torch.zeros(1, *input_shape))
+def _module_sizes(module: nn.Module, input_chw: tuple[int, int, int]) -> dict[str, Any]:
+    cost = count_cost(module, torch.zeros(1, *input_chw))
     state_bytes = sum(tensor.numel() * tensor.element_size() for tensor in module.state_dict().values())
-    plan = getattr(module, "_foadx_plan", None)
-    return {
-        "params": cost.params, "macs": cost.macs,
-        "bytes": {"weights": state_bytes, "onnx": None},
-        "plan_digest": plan_digest(plan) if plan else None,
-    }
+    return {"params": cost.params, "macs": cost.macs, "bytes": {"weights": state_bytes, "onnx": None}}
 
 
-def bench_model(label: str, model: nn.Module | str | Path) -> BenchModel:
-    """Wraps a module, an ONNX file or a TensorRT engine (with its foadx sidecar), with params,
-    MACs and bytes for the report."""
-    if isinstance(model, nn.Module):
-        source = model_source(model)
-        if source is None:
-            raise BadInputError(f"{label}: build the model with foadx.build_model so its input size is known")
-        shape = (3, *source.input_size)
-        return BenchModel(label, model.eval(), None, shape, _module_sizes(model, shape))
-    path = Path(model)
-    if path.suffix in (".engine", ".plan"):
-        from foadx.export.tensorrt import read_sidecar
+def _onnx_params(path: Path) -> int:
+    graph = onnx.load(str(path))
+    return sum(int(torch.Size(tensor.dims).numel()) for tensor in graph.graph.initializer
+               if tensor.data_type == onnx.TensorProto.FLOAT)
 
-        sidecar = read_sidecar(path)
-        sizes = {"params": None, "macs": None, "bytes": {"engine": path.stat().st_size}, "plan_digest": None}
-        return BenchModel(label, None, None, tuple(sidecar["input_chw"]), sizes, engine_path=path)
-    graph = load_onnx(path)
-    dims = [dim.dim_value for dim in graph.graph.input[0].type.tensor_type.shape.dim]
-    if len(dims) != 4 or min(dims[1:]) < 1:
-        raise BadInputError(f"{path}: foadx benchmarks N x C x H x W image models with fixed C, H, W")
-    params = sum(int(torch.Size(tensor.dims).numel()) for tensor in graph.graph.initializer
-                 if tensor.data_type == onnx.TensorProto.FLOAT)
-    sizes = {"params": params, "macs": None, "bytes": {"weights": None, "onnx": path.stat().st_size},
-             "plan_digest": metadata_of(graph).get("plan_digest")}
-    return BenchModel(label, None, path, tuple(dims[1:]), sizes)
+
+def bench_model(label: str, model: ModelRef | nn.Module | str | Path,
+                input_size: tuple[int, int] | None = None) -> BenchModel:
+    """Wraps a model (a resolved ref, a foadx-built module, or a MODEL text) with params, MACs
+    and bytes for the report. ``input_size`` runs a module at another size (a file keeps the
+    size it was exported or built for)."""
+    ref = as_ref(model, label)
+    chw = ref.input_chw
+    if input_size is not None and tuple(input_size) != chw[1:]:
+        if not ref.runs_in_torch:
+            raise BadInputError(f"{label} is a {ref.kind} file fixed at {chw[1]}x{chw[2]}; --input-size "
+                                f"{input_size[0]}x{input_size[1]} applies to models and artifacts only")
+        chw = (chw[0], *input_size)
+    if ref.runs_in_torch:
+        try:
+            sizes = _module_sizes(ref.module(), chw)
+        except RuntimeError as error:
+            raise BadInputError(f"{label} cannot run on {chw[1]}x{chw[2]} inputs: {str(error).splitlines()[0]}") from error
+    elif ref.kind == "onnx":
+        sizes = {"params": _onnx_params(ref.path), "macs": None,
+                 "bytes": {"weights": None, "onnx": ref.path.stat().st_size}}
+    else:
+        sizes = {"params": None, "macs": None, "bytes": {"engine": ref.path.stat().st_size}}
+    sizes["plan_digest"] = ref.plan_digest
+    sizes["input_shape"] = list(chw)
+    return BenchModel(label, ref, chw, sizes)
+
+
+def require_same_input(models: list[BenchModel]) -> None:
+    """Speedups are defined only between equal input shapes."""
+    shapes = {model.input_chw for model in models}
+    if len(shapes) > 1:
+        listed = ", ".join(f"{model.label}: {'x'.join(map(str, model.input_chw))}" for model in models)
+        raise BadInputError(
+            f"the models take different input sizes ({listed}); speedups between them would be meaningless: "
+            "put them on one size with --input-size (models and artifacts only)"
+        )

@@ -15,13 +15,16 @@ from pathlib import Path
 from typing import Any
 
 from foadx._version import __version__
-from foadx.bench.models import BenchModel
-from foadx.bench.trtexec_report import run_trtexec, trtexec_row
+from foadx.bench.models import BenchModel, bench_model, require_same_input
+from foadx.bench.trtexec_report import trtexec_row
+from foadx.export.loaders import ExportOptions
 from foadx.errors import BadInputError
+from foadx.resolve import BuildOptions, resolve_model
 from foadx.report.schema import LATENCY_KIND, SCHEMA_VERSION, validate_report
 from foadx.runtime import SessionOptions, TimingSettings, get_backend, measure_interleaved, open_session, summarize
 from foadx.runtime.environment import describe_environment, fingerprint
-from foadx.runtime.trtexec import TrtexecOptions, read_trtexec_log
+from foadx.runtime.engine_options import EngineOptions, EngineProfile
+from foadx.runtime.trtexec import TrtexecOptions, read_trtexec_log, run_trtexec
 
 
 def parse_batches(text: str) -> list[int]:
@@ -43,18 +46,18 @@ def add_speedups(results: list[dict[str, Any]], labels: list[str]) -> None:
         row["speedup_vs_first"] = first / row["median_of_rounds_ms"] if first else None
 
 
-def _trtexec_rows(models: list[BenchModel], batches: list[int], scratch: Path, export_options: dict[str, Any],
-                  settings: TimingSettings, trtexec: TrtexecOptions | None) -> list[dict[str, Any]]:
-    base = trtexec or TrtexecOptions()
+def _trtexec_rows(models: list[BenchModel], batches: list[int], scratch: Path, export_options: ExportOptions,
+                  settings: TimingSettings, trtexec: TrtexecOptions) -> list[dict[str, Any]]:
     rows = []
     for model in models:
-        path = model.for_backend("onnx", scratch, export_options)
+        path = model.for_backend("onnx", scratch, export_options, trtexec.engine)
         for batch in batches:
-            options = dataclasses.replace(base, min_batch=1, opt_batch=batch, max_batch=max(batch, base.max_batch),
-                                          warmup_ms=settings.warmup_ms, duration_s=settings.duration_s,
-                                          min_iterations=settings.min_iterations)
-            summary = run_trtexec(path, _input_name(path), model.input_shape, options)
-            rows.append(trtexec_row(summary, model.label, batch, base.precision, "trtexec run here"))
+            engine = dataclasses.replace(trtexec.engine, profile=EngineProfile.tuned_for(batch, trtexec.engine.profile.max_batch))
+            options = dataclasses.replace(trtexec, engine=engine, warmup_ms=settings.warmup_ms,
+                                          duration_s=settings.duration_s, min_iterations=settings.min_iterations)
+            summary = run_trtexec(path, _input_name(path), model.input_chw, options)
+            row = trtexec_row(summary, model.label, batch, trtexec.engine.precision, "trtexec run here")
+            rows.append({**row, "input_shape": [batch, *model.input_chw]})
     return rows
 
 
@@ -93,15 +96,23 @@ def run_bench(
     *,
     options: SessionOptions | None = None,
     settings: TimingSettings | None = None,
-    export_options: dict[str, Any] | None = None,
+    export_options: ExportOptions | None = None,
     progress: Callable[[int, int], None] | None = None,
     trtexec: TrtexecOptions | None = None,
 ) -> dict[str, Any]:
-    """Measures every model x backend x batch and returns a latency report (a dict)."""
+    """Measures every model x backend x batch and returns a latency report (a dict).
+
+    The ``trt`` backend builds its engines at ``options.precision``; ``trtexec`` at its own
+    options' precision (default: the same).
+    """
     options = options or SessionOptions()
     settings = settings or TimingSettings()
+    export_options = export_options or ExportOptions()
+    engine_options = EngineOptions(precision=options.precision)
+    trtexec = trtexec or TrtexecOptions(engine=engine_options)
     if not models:
         raise BadInputError("give at least one model to benchmark")
+    require_same_input(models)
     labels = [model.label for model in models]
     if len(set(labels)) != len(labels):
         raise BadInputError(f"model labels must be distinct, got {labels}")
@@ -111,17 +122,19 @@ def run_bench(
         steps, backend_settings = {}, {}
         for backend in (entry for entry in entries if not entry.external):
             for model in models:
-                loaded = model.for_backend(backend.loads, Path(scratch), export_options or {})
-                session = open_session(backend.name, loaded, options, input_shape=(None, *model.input_shape))
+                loaded = model.for_backend(backend.loads, Path(scratch), export_options, engine_options)
+                session = open_session(backend.name, loaded, options, input_shape=(None, *model.input_chw))
                 backend_settings[(model.label, backend.name)] = session.settings()
                 for batch in batches:
                     steps[(model.label, backend.name, batch)] = session.timed_step(batch)
         samples = measure_interleaved(steps, settings, progress) if steps else {}
+        models_by_label = {model.label: model for model in models}
         for (label, backend, batch), measured in samples.items():
             results.append({"model": label, "backend": backend, "batch": batch, "precision": options.precision,
+                            "input_shape": [batch, *models_by_label[label].input_chw],
                             "backend_settings": backend_settings[(label, backend)], **summarize(measured, batch)})
         if any(entry.external for entry in entries):
-            results += _trtexec_rows(models, batches, Path(scratch), export_options or {}, settings, trtexec)
+            results += _trtexec_rows(models, batches, Path(scratch), export_options, settings, trtexec)
         environment = describe_environment()
     add_speedups(results, labels)
     report = {
@@ -140,3 +153,49 @@ def run_bench(
     }
     validate_report(report)
     return report
+
+
+def check_backends(backends: list[str]) -> list[str]:
+    """Unknown backends are bad input; a backend whose GPU, TensorRT or trtexec is absent is a
+    missing dependency — both refused before any model is loaded, exported or built."""
+    from foadx.optional import require_cuda, require_tensorrt, trtexec_executable
+
+    if not backends:
+        raise BadInputError("give at least one --backend")
+    for name in backends:
+        entry = get_backend(name)
+        if entry.loads == "engine":
+            require_tensorrt()
+        elif entry.external:
+            trtexec_executable()
+        elif entry.needs_gpu:
+            require_cuda(f"backend {name}")
+    return backends
+
+
+def measure_models(
+    models: list[str],
+    backends: list[str],
+    batches: list[int],
+    *,
+    input_size: tuple[int, int] | None = None,
+    precision: str = "fp32",
+    threads: int | None = None,
+    channels_last: bool = False,
+    fold_bn: bool = False,
+    timing: tuple[float, float, int, int] | None = None,
+    seed: int = 0,
+    progress: Callable[[int, int], None] | None = None,
+) -> dict[str, Any]:
+    """``foadx bench``: MODELs (resolved here; ``input_size`` builds specs at that size and runs
+    artifacts at it) on the named backends, measured interleaved; speedups against the first
+    model, which must take the same input size as the others."""
+    check_backends(backends)
+    refs = [resolve_model(text, BuildOptions(input_size=input_size, seed=seed), specs_only=True) for text in models]
+    trtexec_only = all(get_backend(name).external for name in backends)
+    options = SessionOptions(precision="fp32" if trtexec_only else precision, threads=threads,
+                             channels_last=channels_last, fold_bn=fold_bn)
+    settings = TimingSettings(*timing) if timing else TimingSettings()
+    models = [bench_model(ref.text, ref, input_size) for ref in refs]
+    trtexec = TrtexecOptions(engine=EngineOptions(precision=precision))
+    return run_bench(models, backends, batches, options=options, settings=settings, progress=progress, trtexec=trtexec)

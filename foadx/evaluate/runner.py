@@ -7,7 +7,6 @@ metadata records; both through the runtime layer.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from torch import nn
@@ -17,7 +16,8 @@ from foadx.data.verification import read_pairs
 from foadx.errors import BadInputError
 from foadx.evaluate.api import Preprocessing, top1, verification
 from foadx.evaluate.verification import VerificationResult
-from foadx.models.registry import model_source
+from foadx.provenance import provenance_of
+from foadx.resolve import ModelRef
 from foadx.runtime import open_session
 
 
@@ -49,24 +49,26 @@ class EvalResult:
         return line + f" ({self.backend})"
 
 
-def _runner(target: nn.Module | Path) -> tuple[Any, Preprocessing, str]:
-    if isinstance(target, (str, Path)):
-        from foadx.export import load_onnx, metadata_of
-
-        metadata = metadata_of(load_onnx(target))
-        if not {"input_shape", "mean", "std"} <= metadata.keys():
-            raise BadInputError(f"{target} carries no foadx preprocessing metadata; export it with foadx export")
-        session = open_session("ort-cpu", target)
-        preprocess = Preprocessing(tuple(metadata["input_shape"][2:]), tuple(metadata["mean"]), tuple(metadata["std"]))
-        return session, preprocess, "ort-cpu"
-    source = model_source(target)
-    if source is None:
+def _runner(target: nn.Module | ModelRef) -> tuple[Any, Preprocessing, str]:
+    """A session and the preprocessing it expects: a module on torch (CPU); an ONNX file in
+    onnxruntime with the preprocessing its foadx metadata records."""
+    if isinstance(target, ModelRef) and not target.runs_in_torch:
+        if target.kind != "onnx" or target.source is None:
+            raise BadInputError(f"{target.text} carries no foadx preprocessing metadata (input size, mean, std); "
+                                "evaluate a foadx-exported ONNX file, a model or an artifact")
+        source = target.source
+        session = open_session("ort-cpu", target.path)
+        return session, Preprocessing(tuple(target.input_chw[1:]), tuple(source.mean), tuple(source.std)), "ort-cpu"
+    module = target.module() if isinstance(target, ModelRef) else target
+    provenance = provenance_of(module)
+    if provenance is None:
         raise BadInputError("evaluation needs a model built by foadx (its input size and normalisation)")
-    session = open_session("torch-cpu", target.eval(), input_shape=(None, 3, *source.input_size))
+    source = provenance.source
+    session = open_session("torch-cpu", module.eval(), input_shape=(None, 3, *source.input_size))
     return session, Preprocessing(tuple(source.input_size), tuple(source.mean), tuple(source.std)), "torch-cpu"
 
 
-def evaluate_model(target: nn.Module | Path, data: str, task: str, *, batch_size: int = 128,
+def evaluate_model(target: nn.Module | ModelRef, data: str, task: str, *, batch_size: int = 128,
                    far_target: float = 1e-3) -> EvalResult:
     if task not in ("classify", "face"):
         raise BadInputError(f"--task must be classify or face, got {task!r}")

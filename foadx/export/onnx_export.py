@@ -28,7 +28,7 @@ from foadx.atomic import atomic_path
 from foadx.errors import BadInputError, FoadxError
 from foadx.export import passes
 from foadx.export.metadata import write_metadata
-from foadx.models.registry import model_source, model_task
+from foadx.provenance import Provenance, provenance_of
 
 DYNAMO_MIN_OPSET = 18
 DEFAULT_OPSET = 18
@@ -143,11 +143,11 @@ def export_onnx(
     if not LEGACY_MIN_OPSET <= opset <= onnx.defs.onnx_opset_version():
         raise BadInputError(f"opset must be in {LEGACY_MIN_OPSET}..{onnx.defs.onnx_opset_version()}, got {opset}")
     batch = parse_batch(batch)
-    source = model_source(model)
-    size = tuple(input_size) if input_size else (source.input_size if source else None)
+    provenance = provenance_of(model)
+    size = tuple(input_size) if input_size else (provenance.source.input_size if provenance else None)
     if size is None:
         raise BadInputError("this model was not built by foadx: give input_size=(H, W)")
-    task = _task(model, source)
+    task = provenance.task if provenance else "unknown"
     rewrite = default_prelu_rewrite() if prelu_rewrite is None else prelu_rewrite
     if prelu_form not in passes.PRELU_FORMS:
         raise BadInputError(f"PReLU rewrite form must be one of {', '.join(passes.PRELU_FORMS)}, got {prelu_form!r}")
@@ -165,7 +165,8 @@ def export_onnx(
                     exporter = _torch_export(network, example, raw, opset, batch == "dynamic", output_names)
             except Exception as error:  # the exporters raise many types; all mean "cannot export"
                 message = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-                raise ExportError(f"torch.onnx cannot export {source.spec if source else 'the model'}: {message}") from error
+                name = provenance.source.spec if provenance else type(model).__name__
+                raise ExportError(f"torch.onnx cannot export {name}: {message}") from error
             exported = onnx.load(str(raw))
         written_opset = _default_domain_opset(exported)
         if written_opset != opset:
@@ -174,7 +175,7 @@ def export_onnx(
         rewritten = 0
         if rewrite:
             exported, rewritten = passes.rewrite_prelu(exported, prelu_form)
-        metadata = _metadata(model, source, task, size, batch, output_names, prelu_form if rewritten else "none", exporter)
+        metadata = _metadata(model, provenance, size, batch, output_names, prelu_form if rewritten else "none", exporter)
         write_metadata(exported, metadata)
         try:
             onnx.checker.check_model(exported, full_check=True)
@@ -195,14 +196,6 @@ def export_onnx(
     return result
 
 
-def _task(model: nn.Module, source: Any) -> str:
-    """What the output means: the task it was fine-tuned for (recorded in its artifact's plan),
-    else the zoo's word for the architecture."""
-    plan = getattr(model, "_foadx_plan", None) or {}
-    trained = ((plan.get("finetune") or {}).get("config") or {}).get("task")
-    return trained or (model_task(source.spec) if source else "unknown")
-
-
 def _cpu_float_copy(model: nn.Module) -> nn.Module:
     import copy
 
@@ -216,11 +209,10 @@ def _default_domain_opset(model: onnx.ModelProto) -> int:
     return next(entry.version for entry in model.opset_import if entry.domain in ("", "ai.onnx"))
 
 
-def _metadata(model: nn.Module, source: Any, task: str, size: tuple[int, int], batch: int | str,
+def _metadata(model: nn.Module, provenance: Provenance | None, size: tuple[int, int], batch: int | str,
               output_names: list[str], prelu_rewrite: str, exporter: str) -> dict[str, Any]:
-    from foadx.prune.artifact import plan_digest
-
-    plan = getattr(model, "_foadx_plan", None)
+    task = provenance.task if provenance else "unknown"
+    plan = provenance.plan if provenance else None
     meanings = {
         "face": "face embedding (not L2-normalised; compare by cosine similarity)",
         "classify": "class logits (before softmax)",
@@ -228,17 +220,17 @@ def _metadata(model: nn.Module, source: Any, task: str, size: tuple[int, int], b
     }
     return {
         "version": __version__,
-        "source_model": source.to_json() if source else {"spec": type(model).__name__},
-        "plan_digest": plan_digest(plan) if plan else "unpruned",
+        "source_model": plan.model.to_json() if plan else {"spec": type(model).__name__},
+        "plan_digest": plan.digest() if plan and (plan.is_pruned or plan.finetune) else "unpruned",
         "input_name": INPUT_NAME,
         "input_shape": ["batch" if batch == "dynamic" else batch, 3, *size],
-        "mean": list(source.mean) if source else [],
-        "std": list(source.std) if source else [],
+        "mean": list(plan.model.mean) if plan else [],
+        "std": list(plan.model.std) if plan else [],
         "channel_order": "RGB",
         "input_range": "pixels / 255, then (x - mean) / std",
         "task": task,
         "outputs": ", ".join(output_names),
-        "output_meaning": meanings[task],
+        "output_meaning": meanings.get(task, meanings["unknown"]),
         "prelu_rewrite": prelu_rewrite,
         "exporter": exporter,
     }

@@ -20,7 +20,7 @@ import onnx
 from foadx.atomic import atomic_path
 from foadx.errors import BadInputError
 from foadx.export.metadata import load_onnx, metadata_of, write_metadata
-from foadx.runtime import compare_output, open_session
+from foadx.runtime import InputBatch, Tolerances, compare_sessions, open_session
 
 
 @contextlib.contextmanager
@@ -65,10 +65,10 @@ def quantize_int8(fp32_path: str | Path, int8_path: str | Path, images: np.ndarr
         quantized = onnx.load(str(temporary))
         write_metadata(quantized, {**metadata_of(source), "precision": "int8", "calibration_images": str(len(images))})
         onnx.save_model(quantized, str(temporary))
-    sample = images[: min(len(images), 32)]
-    reference = open_session("ort-cpu", fp32_path).run(sample)[0]
-    actual = open_session("ort-cpu", int8_path).run(sample)[0]
-    comparison = compare_output("output", actual, reference, atol=0.0, rtol=0.0)
+    sample = [InputBatch("images", images[: min(len(images), 32)])]
+    case = compare_sessions(open_session("ort-cpu", int8_path), open_session("ort-cpu", fp32_path), sample,
+                            Tolerances.report_only())[0]
+    comparison = case.outputs[0]
     return {"path": str(int8_path), "calibration_images": int(len(images)),
             "qdq_nodes": sum(node.op_type in ("QuantizeLinear", "DequantizeLinear") for node in quantized.graph.node),
             "vs_fp32": {"max_abs": comparison.max_abs, "mean_abs": comparison.mean_abs, "cosine": comparison.cosine}}

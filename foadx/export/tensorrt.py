@@ -13,72 +13,16 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 from foadx.atomic import write_json, write_with
-from foadx.errors import BadInputError, FoadxError, MissingDependencyError
+from foadx.errors import BadInputError, FoadxError
+from foadx.optional import import_tensorrt, require_cuda
+from foadx.runtime.engine_options import EngineOptions, EngineProfile
 
-TENSORRT_MISSING = (
-    "TensorRT is not installed: pip install \"foadx[trt]\" on a CUDA machine (or use NVIDIA's TensorRT "
-    "container); on Jetson it comes with JetPack"
-)
-PRECISIONS = ("fp32", "fp16", "int8")
-
-
-def import_tensorrt():
-    try:
-        import tensorrt
-    except ImportError as error:
-        raise MissingDependencyError(TENSORRT_MISSING) from error
-    return tensorrt
-
-
-def require_cuda() -> Any:
-    import torch
-
-    if not torch.cuda.is_available():
-        raise MissingDependencyError("TensorRT needs a CUDA GPU, but torch sees none (no GPU, or a CPU-only torch build)")
-    return torch
-
-
-@dataclass(frozen=True)
-class EngineProfile:
-    """The optimization profile of the dynamic batch: min <= opt <= max."""
-
-    min_batch: int = 1
-    opt_batch: int = 1
-    max_batch: int = 1
-
-    def __post_init__(self) -> None:
-        if not 1 <= self.min_batch <= self.opt_batch <= self.max_batch:
-            raise BadInputError(
-                f"the batch profile needs 1 <= min <= opt <= max, got {self.min_batch}/{self.opt_batch}/{self.max_batch}"
-            )
-
-    @classmethod
-    def fixed(cls, batch: int) -> "EngineProfile":
-        """``export --batch N --trt``: min = opt = max = N."""
-        return cls(batch, batch, batch)
-
-    def shapes(self, chw: tuple[int, int, int]) -> tuple[tuple[int, ...], tuple[int, ...], tuple[int, ...]]:
-        return tuple((batch, *chw) for batch in (self.min_batch, self.opt_batch, self.max_batch))
-
-
-@dataclass(frozen=True)
-class EngineOptions:
-    precision: str = "fp16"
-    profile: EngineProfile = EngineProfile()
-    workspace_gb: float | None = None
-    timing_cache: str | None = None
-
-    def __post_init__(self) -> None:
-        if self.precision not in PRECISIONS:
-            raise BadInputError(f"--precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}")
-        if self.workspace_gb is not None and self.workspace_gb <= 0:
-            raise BadInputError(f"--workspace-gb must be positive, got {self.workspace_gb}")
-
+__all__ = ["EngineOptions", "EngineProfile", "build_engine", "read_sidecar"]
 
 def file_digest(path: Path) -> str:
     return hashlib.sha256(Path(path).read_bytes()).hexdigest()

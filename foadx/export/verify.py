@@ -1,8 +1,8 @@
 """``verify_onnx``: proves an ONNX file answers like the PyTorch model it came from.
 
 onnxruntime (CPU) is compared against torch fp32 on random inputs and on real calibration
-images, at several batch sizes, with Polygraphy's tolerance semantics (``foadx.runtime.parity``).
-Both sides run through the runtime layer, the same sessions ``foadx bench`` times.
+images, at several batch sizes, through the one comparator (``foadx.runtime.compare_sessions``)
+and the same sessions ``foadx bench`` times.
 """
 
 from __future__ import annotations
@@ -17,15 +17,9 @@ from torch import nn
 from foadx.errors import BadInputError, CheckFailedError
 from foadx.export.checks import Check, deployability_checks
 from foadx.export.metadata import load_onnx, metadata_of
-from foadx.models.registry import model_source, model_task
-from foadx.runtime import SessionOptions, compare_output, open_session
-from foadx.runtime.parity import OutputComparison
-
-# fp32 vs fp32 with different kernels (conv algorithms, summation order): measured worst on the
-# zoo models is ~3e-6 absolute on outputs of magnitude ~1 (README), so these leave ~30x margin
-# while a single perturbed weight fails by orders of magnitude.
-DEFAULT_ATOL = 1e-3
-DEFAULT_RTOL = 1e-3
+from foadx.provenance import provenance_of
+from foadx.runtime import CaseComparison, SessionOptions, Tolerances, compare_sessions, comparison_inputs, open_session
+from foadx.runtime.parity import DEFAULT_ATOL, DEFAULT_RTOL, OutputComparison
 DEFAULT_BATCH_SIZES = (1, 4, 7)
 
 
@@ -38,27 +32,12 @@ class ParityFailedError(CheckFailedError):
 
 
 @dataclass
-class ParityCase:
-    inputs: str  # "random" or "images"
-    batch: int
-    outputs: list[OutputComparison]
-
-    @property
-    def passed(self) -> bool:
-        return all(output.passed for output in self.outputs)
-
-    def to_json(self) -> dict[str, Any]:
-        return {"inputs": self.inputs, "batch": self.batch, "passed": self.passed,
-                "outputs": [output.to_json() for output in self.outputs]}
-
-
-@dataclass
 class VerifyReport:
     path: str
     atol: float
     rtol: float
     strict: bool
-    cases: list[ParityCase]
+    cases: list[CaseComparison]
     checks: list[Check]
     metadata: dict[str, Any] = field(default_factory=dict)
 
@@ -132,53 +111,17 @@ def verify_onnx(
     ``images``: real preprocessed images (N, 3, H, W) to compare on besides random inputs; a
     fixed-batch file is compared at its own batch size only.
     """
+    tolerances = Tolerances(atol, rtol)
     onnx_model = load_onnx(path)
     metadata = metadata_of(onnx_model)
     onnx_session = open_session("ort-cpu", path)
     shape = onnx_session.input_shape
     if len(shape) != 4 or any(dim is None for dim in shape[1:]):
         raise BadInputError(f"{path}: input {onnx_session.input_name!r} must be N x C x H x W with fixed C, H, W")
-    source = model_source(model)
     torch_session = open_session("torch-cpu", model, SessionOptions(), input_shape=tuple(shape))
     sizes = (shape[0],) if shape[0] is not None else tuple(batch_sizes)
-    cases = []
-    for inputs, batches in _input_sets(onnx_session, sizes, images, seed):
-        for batch in batches:
-            cases.append(_compare(onnx_session, torch_session, inputs, batch, atol, rtol))
-    task = metadata.get("task") or (model_task(source.spec) if source else "unknown")
+    inputs = comparison_inputs(tuple(shape[1:]), sizes, images, seed)
+    cases = compare_sessions(onnx_session, torch_session, inputs, tolerances)
+    provenance = provenance_of(model)
+    task = metadata.get("task") or (provenance.task if provenance else "unknown")
     return VerifyReport(str(path), atol, rtol, strict, cases, deployability_checks(onnx_model, task), metadata)
-
-
-def _input_sets(session, sizes: tuple[int, ...], images: np.ndarray | None, seed: int):
-    rng = np.random.default_rng(seed)
-    channel_height_width = tuple(session.input_shape[1:])
-    yield "random", [rng.standard_normal((size, *channel_height_width), dtype=np.float32) for size in sizes]
-    if images is not None:
-        images = np.asarray(images, dtype=np.float32)
-        if images.shape[1:] != channel_height_width:
-            raise BadInputError(
-                f"verification images are {list(images.shape[1:])}, the model takes {list(channel_height_width)}"
-            )
-        yield "images", [_take(images, size, offset) for offset, size in enumerate(sizes)]
-
-
-def _take(images: np.ndarray, size: int, offset: int) -> np.ndarray:
-    indices = (np.arange(size) + offset * 7) % len(images)
-    return images[indices]
-
-
-def _compare(onnx_session, torch_session, inputs: str, batch: np.ndarray, atol: float, rtol: float) -> ParityCase:
-    actual = onnx_session.run(batch)
-    reference = torch_session.run(batch)
-    if len(actual) != len(reference):
-        raise BadInputError(
-            f"the ONNX file has {len(actual)} output(s) but the model gives {len(reference)}: not the same model"
-        )
-    outputs = []
-    for name, got, want in zip(onnx_session.output_names, actual, reference):
-        if got.shape != want.shape:
-            raise BadInputError(
-                f"ONNX output {name!r} is {list(got.shape)} but the model gives {list(want.shape)}: not the same model"
-            )
-        outputs.append(compare_output(name, got, want, atol, rtol))
-    return ParityCase(inputs, len(batch), outputs)

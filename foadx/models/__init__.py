@@ -1,7 +1,7 @@
 """The model zoo and the registry that turns model specs into networks."""
 
 from foadx.models.mobilefacenet import MobileFaceNet
-from foadx.models.registry import ZOO, ModelSource, build_model, load_weights, model_source, model_task
+from foadx.models.registry import ZOO, ModelSource, build_model, load_weights, model_task
 from foadx.models.resnet_cifar import ResNetCifar
 from foadx.models.vgg_cifar import VGG16Cifar
 
@@ -13,6 +13,5 @@ __all__ = [
     "VGG16Cifar",
     "build_model",
     "load_weights",
-    "model_source",
     "model_task",
 ]

@@ -1,6 +1,6 @@
 """Model specs -> nn.Module: the zoo, ``torchvision:NAME``, ``pkg.module:fn`` and ``file.py:fn``.
 
-Every model built here remembers where it came from (``model_source(model)``) so that a pruned
+Every model built here carries its provenance (``foadx.provenance_of(model)``) so that a pruned
 artifact can rebuild the architecture later without pickling code.
 """
 
@@ -10,20 +10,27 @@ import importlib
 import importlib.util
 import re
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
 
-from foadx.errors import UnknownModelError, WeightsError
+from foadx.errors import MissingDependencyError, UnknownModelError, WeightsError
 from foadx.models.mobilefacenet import MobileFaceNet
 from foadx.models.resnet_cifar import ResNetCifar
 from foadx.models.vgg_cifar import VGG16Cifar
+from foadx.provenance import (
+    IMAGENET_MEAN,
+    IMAGENET_STD,
+    ModelSource,
+    Plan,
+    Provenance,
+    provenance_of,
+    record_provenance,
+)
 
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
 CIFAR_MEAN = (0.4914, 0.4822, 0.4465)
 CIFAR_STD = (0.2470, 0.2435, 0.2616)
 FACE_MEAN = (0.5, 0.5, 0.5)  # insightface: (x - 127.5) / 127.5
@@ -58,42 +65,11 @@ ZOO: dict[str, ZooEntry] = {
 }
 
 
-@dataclass(frozen=True)
-class ModelSource:
-    """Enough to rebuild an architecture: the spec, its keyword arguments and the input size."""
-
-    spec: str
-    input_size: tuple[int, int]
-    kwargs: dict[str, Any] = field(default_factory=dict)
-    mean: tuple[float, ...] = IMAGENET_MEAN
-    std: tuple[float, ...] = IMAGENET_STD
-
-    def to_json(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def from_json(cls, data: dict[str, Any]) -> "ModelSource":
-        return cls(
-            spec=data["spec"],
-            input_size=tuple(data["input_size"]),
-            kwargs=dict(data.get("kwargs", {})),
-            mean=tuple(data.get("mean", IMAGENET_MEAN)),
-            std=tuple(data.get("std", IMAGENET_STD)),
-        )
-
-
-_SOURCE_ATTRIBUTE = "_foadx_source"
-
-
 def model_task(spec: str) -> str:
     """What a model's output means: "face" (embedding), "classify" (logits) or "unknown"."""
     if spec in ZOO:
         return ZOO[spec].task
     return "classify" if spec.startswith("torchvision:") else "unknown"
-
-
-def model_source(model: nn.Module) -> ModelSource | None:
-    return getattr(model, _SOURCE_ATTRIBUTE, None)
 
 
 def _load_factory(spec: str) -> Callable[..., nn.Module]:
@@ -148,7 +124,7 @@ def build_model(
             raise UnknownModelError(
                 f"torchvision has no classification model {name!r} (see torchvision.models.list_models())"
             )
-        model = torchvision.models.get_model(name, weights=None, **kwargs)
+        model = _torchvision_model(name, kwargs)
         size = _parse_input_size(input_size, (224, 224))
         source = ModelSource(spec, size, kwargs, IMAGENET_MEAN, IMAGENET_STD)
     elif ":" in spec:
@@ -166,8 +142,25 @@ def build_model(
             f"unknown model {spec!r}: use one of {known}, torchvision:NAME, pkg.module:function "
             "or path/file.py:function"
         )
-    setattr(model, _SOURCE_ATTRIBUTE, source)
+    record_provenance(model, Provenance(Plan.empty(source), model_task(source.spec)))
     return model
+
+
+def _torchvision_model(name: str, kwargs: dict[str, Any]) -> nn.Module:
+    """``get_model`` with weights=None unless the user asked for weights (``--model-arg weights=...``);
+    pretrained weights that are neither cached nor downloadable are a missing dependency."""
+    import torchvision
+
+    arguments = {"weights": None, **kwargs}
+    try:
+        return torchvision.models.get_model(name, **arguments)
+    except (TypeError, ValueError, KeyError) as error:
+        raise UnknownModelError(f"cannot build torchvision:{name} with {kwargs}: {error}") from error
+    except OSError as error:  # urllib's URLError is an OSError: no cache, no network
+        raise MissingDependencyError(
+            f"torchvision:{name} weights {arguments['weights']!r} are not in the torch hub cache and cannot be "
+            f"downloaded: {error}"
+        ) from error
 
 
 def read_weights_map(path: str | Path) -> list[tuple[str, str]]:
@@ -234,3 +227,6 @@ def load_weights(
     if problems:
         raise WeightsError(f"weights {path} do not fit the model: " + "; ".join(problems))
     model.load_state_dict(state)
+    provenance = provenance_of(model)
+    if provenance is not None:
+        record_provenance(model, replace(provenance, plan=replace(provenance.plan, weights=str(path))))

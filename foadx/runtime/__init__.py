@@ -4,12 +4,25 @@ Knows nothing about pruning or export: it runs what it is given (an ONNX file or
 """
 
 from foadx.runtime.base import Session, SessionOptions
-from foadx.runtime.parity import OutputComparison, compare_output
+from foadx.runtime.parity import (
+    CaseComparison,
+    InputBatch,
+    OutputComparison,
+    Tolerances,
+    compare_output,
+    compare_sessions,
+    comparison_inputs,
+)
 from foadx.runtime.registry import BACKENDS, get_backend, open_session
 from foadx.runtime.timing import TimingSettings, measure_interleaved, summarize
 
 __all__ = [
     "BACKENDS",
+    "CaseComparison",
+    "InputBatch",
+    "Tolerances",
+    "compare_sessions",
+    "comparison_inputs",
     "OutputComparison",
     "Session",
     "SessionOptions",

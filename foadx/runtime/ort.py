@@ -7,16 +7,9 @@ from pathlib import Path
 
 import numpy as np
 
-from foadx.errors import BadInputError, MissingDependencyError
+from foadx.errors import BadInputError
+from foadx.optional import import_onnxruntime
 from foadx.runtime.base import Session, SessionOptions, TimedStep
-
-
-def _onnxruntime():
-    try:
-        import onnxruntime
-    except ImportError as error:
-        raise MissingDependencyError("onnxruntime is not installed: pip install onnxruntime") from error
-    return onnxruntime
 
 
 class OrtCpuSession(Session):
@@ -25,7 +18,7 @@ class OrtCpuSession(Session):
     def __init__(self, model_path: str | Path, options: SessionOptions) -> None:
         if options.precision != "fp32":
             raise BadInputError("ort-cpu runs the ONNX file's own precision: use --precision fp32")
-        ort = _onnxruntime()
+        ort = import_onnxruntime()
         session_options = ort.SessionOptions()
         session_options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         session_options.log_severity_level = 3
@@ -65,7 +58,7 @@ class OrtCpuSession(Session):
         return step
 
     def settings(self) -> dict[str, object]:
-        ort = _onnxruntime()
+        ort = import_onnxruntime()
         return {
             "providers": self._session.get_providers(),
             "intra_op_threads": self._threads if self._threads is not None else "default",

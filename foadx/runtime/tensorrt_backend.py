@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from foadx.errors import BadInputError
-from foadx.export.tensorrt import import_tensorrt, require_cuda
+from foadx.optional import import_tensorrt, require_cuda
 from foadx.runtime.base import Session, SessionOptions, TimedStep
 
 

@@ -51,8 +51,12 @@ class TorchSession(Session):
         self.model = network.to(self.device, dtype=self.dtype, memory_format=self.memory_format)
         self.input_name = "input"
         self.input_shape = (None, *input_shape[1:])
-        with torch.inference_mode():
-            outputs = self._forward(self._tensor(self.random_batch(2, 0)))
+        try:
+            with torch.inference_mode():
+                outputs = self._forward(self._tensor(self.random_batch(2, 0)))
+        except RuntimeError as error:  # the network cannot take this input size
+            shape = "x".join(map(str, input_shape[1:]))
+            raise BadInputError(f"the model cannot run on {shape} inputs: {str(error).splitlines()[0]}") from error
         self.output_names = [f"output_{index}" for index in range(len(outputs))] if len(outputs) > 1 else ["output"]
 
     def _tensor(self, batch: np.ndarray) -> torch.Tensor:

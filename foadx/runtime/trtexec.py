@@ -13,10 +13,13 @@ mode (``--batch=N``), where qps already counts images (the Jetson sample: ~2,570
 from __future__ import annotations
 
 import re
+import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from foadx.errors import BadInputError
+from foadx.errors import BadInputError, FoadxError
+from foadx.optional import trtexec_executable
+from foadx.runtime.engine_options import EngineOptions
 
 _STAT = re.compile(r"(min|max|mean|median|percentile\((\d+(?:\.\d+)?)%\))\s*=\s*([0-9.eE+-]+)\s*ms")
 _LINE = re.compile(r"\[I\]\s+(Latency|End-to-End Host Latency|Enqueue Time|H2D Latency|GPU Compute Time|D2H Latency):\s*(.*)$")
@@ -110,29 +113,15 @@ def read_trtexec_log(path: str | Path) -> TrtexecSummary:
 
 @dataclass(frozen=True)
 class TrtexecOptions:
-    """What foadx asks trtexec for; see ``trtexec --help`` of TensorRT 8.6/10."""
+    """What foadx asks trtexec for (see ``trtexec --help`` of TensorRT 8.6/10): the engine as the
+    Python builder would build it, plus trtexec's own timing settings."""
 
-    precision: str = "fp16"  # fp32 | fp16 | int8 (int8: a Q/DQ ONNX, explicit quantization)
-    min_batch: int = 1
-    opt_batch: int = 1
-    max_batch: int = 1
-    workspace_gb: float | None = None
-    timing_cache: str | None = None
+    engine: EngineOptions = EngineOptions()
     warmup_ms: float = 200.0
     duration_s: float = 3.0
     min_iterations: int = 10
     use_cuda_graph: bool = True
     save_engine: str | None = None
-
-    def __post_init__(self) -> None:
-        if self.precision not in ("fp32", "fp16", "int8"):
-            raise BadInputError(f"precision must be fp32, fp16 or int8, got {self.precision!r}")
-        if not 1 <= self.min_batch <= self.opt_batch <= self.max_batch:
-            raise BadInputError(
-                f"the batch profile needs 1 <= min <= opt <= max, got {self.min_batch}/{self.opt_batch}/{self.max_batch}"
-            )
-        if self.workspace_gb is not None and self.workspace_gb <= 0:
-            raise BadInputError(f"--workspace-gb must be positive, got {self.workspace_gb}")
 
 
 def _shape(name: str, batch: int, chw: tuple[int, int, int]) -> str:
@@ -143,27 +132,41 @@ def trtexec_command(model: str | Path, input_name: str, chw: tuple[int, int, int
                     executable: str = "trtexec") -> list[str]:
     """The trtexec argument list: build from an ONNX file (with an optimization profile for the
     dynamic batch) or load a serialized engine, then time at the opt batch size."""
-    model = str(model)
+    model, engine, profile = str(model), options.engine, options.engine.profile
     command = [executable]
     if model.endswith(".onnx"):
         command += [f"--onnx={model}",
-                    f"--minShapes={_shape(input_name, options.min_batch, chw)}",
-                    f"--optShapes={_shape(input_name, options.opt_batch, chw)}",
-                    f"--maxShapes={_shape(input_name, options.max_batch, chw)}"]
-        if options.precision == "fp16":
+                    f"--minShapes={_shape(input_name, profile.min_batch, chw)}",
+                    f"--optShapes={_shape(input_name, profile.opt_batch, chw)}",
+                    f"--maxShapes={_shape(input_name, profile.max_batch, chw)}"]
+        if engine.precision == "fp16":
             command.append("--fp16")
-        elif options.precision == "int8":
+        elif engine.precision == "int8":
             command += ["--int8", "--fp16"]  # Q/DQ layers run int8, the rest may use fp16
-        if options.workspace_gb is not None:
-            command.append(f"--memPoolSize=workspace:{int(options.workspace_gb * 1024)}M")
-        if options.timing_cache:
-            command.append(f"--timingCacheFile={options.timing_cache}")
+        if engine.workspace_gb is not None:
+            command.append(f"--memPoolSize=workspace:{int(engine.workspace_gb * 1024)}M")
+        if engine.timing_cache:
+            command.append(f"--timingCacheFile={engine.timing_cache}")
         if options.save_engine:
             command.append(f"--saveEngine={options.save_engine}")
     else:
-        command += [f"--loadEngine={model}", f"--shapes={_shape(input_name, options.opt_batch, chw)}"]
+        command += [f"--loadEngine={model}", f"--shapes={_shape(input_name, profile.opt_batch, chw)}"]
     command += [f"--warmUp={int(options.warmup_ms)}", f"--duration={options.duration_s:g}",
                 f"--iterations={options.min_iterations}"]
     if options.use_cuda_graph:
         command.append("--useCudaGraph")
     return command
+
+
+def run_trtexec(model: Path, input_name: str, chw: tuple[int, int, int], options: TrtexecOptions,
+                timeout_s: float = 3600) -> TrtexecSummary:
+    """Runs trtexec on an ONNX file or engine here and parses its summary."""
+    command = trtexec_command(model, input_name, chw, options, trtexec_executable())
+    try:
+        completed = subprocess.run(command, capture_output=True, text=True, timeout=timeout_s)
+    except subprocess.TimeoutExpired as error:
+        raise FoadxError(f"trtexec did not finish within {timeout_s:g} s: {' '.join(command)}") from error
+    if completed.returncode != 0:
+        tail = " | ".join((completed.stdout + completed.stderr).strip().splitlines()[-3:])
+        raise FoadxError(f"trtexec failed (exit {completed.returncode}): {tail}")
+    return parse_trtexec_log(completed.stdout, "trtexec output")

@@ -22,9 +22,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from foadx.data.labeled import LabeledImages
-from foadx.data.transforms import prepare_batch, resize_uint8
+from foadx.data.transforms import prepare_batch, resize_uint8, writable
 from foadx.errors import BadInputError
-from foadx.models.registry import model_source
+from foadx.provenance import ModelSource, provenance_of
 from foadx.train.checkpoint import load_checkpoint, model_identity, save_checkpoint
 from foadx.train.distributed import Distributed
 from foadx.train.heads import MarginHead
@@ -83,7 +83,7 @@ class _Images(torch.utils.data.Dataset):
         return len(self.data)
 
     def __getitem__(self, index: int):
-        return torch.from_numpy(resize_uint8(self.data.load(index), self.input_size)), int(self.data.labels[index])
+        return torch.from_numpy(writable(resize_uint8(self.data.load(index), self.input_size))), int(self.data.labels[index])
 
 
 def _parameter_groups(model: nn.Module, head: nn.Module | None, decay: float) -> list[dict[str, Any]]:
@@ -124,6 +124,63 @@ def _epoch_order(count: int, config: FinetuneConfig, epoch: int, dist: Distribut
     return order[:usable][dist.rank::dist.world], generator
 
 
+@dataclass
+class _Training:
+    """Everything a run updates: the model (and its DDP wrapper), the margin head, the optimiser
+    state, and the epochs done so far."""
+
+    model: nn.Module
+    trained: nn.Module
+    head: MarginHead | None
+    optimizer: torch.optim.Optimizer
+    scheduler: Any
+    scaler: torch.amp.GradScaler
+    steps_per_epoch: int
+    history: list[dict[str, Any]]
+    start_epoch: int = 0
+
+    def checkpoint(self, epoch: int, config: FinetuneConfig) -> dict[str, Any]:
+        return {
+            "epoch": epoch, "identity": model_identity(self.model), "model": self.model.state_dict(),
+            "head": self.head.state_dict() if self.head is not None else {}, "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(), "scaler": self.scaler.state_dict(),
+            "config_json": json.dumps(asdict(config)), "history_json": json.dumps(self.history),
+        }
+
+    def restore(self, state: dict[str, Any]) -> None:
+        self.model.load_state_dict(state["model"])
+        if self.head is not None:
+            self.head.load_state_dict(state["head"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        self.scaler.load_state_dict(state["scaler"])
+        self.start_epoch, self.history = int(state["epoch"]), json.loads(state["history_json"])
+
+
+def _set_up(model: nn.Module, data: LabeledImages, config: FinetuneConfig, source: ModelSource,
+            dist: Distributed) -> _Training:
+    device = dist.device
+    model.to(device)
+    if config.channels_last:
+        model.to(memory_format=torch.channels_last)
+    head = None
+    if config.task == "face":
+        embedding_size = _output_width(model, source.input_size, device)
+        head = MarginHead(embedding_size, data.classes, config.head, config.scale, config.margin).to(device)
+    decay = config.weight_decay if config.weight_decay is not None else (4e-5 if config.task == "face" else 5e-4)
+    groups = _parameter_groups(model, head, decay)
+    if config.optimizer == "sgd":
+        optimizer = torch.optim.SGD(groups, lr=config.lr, momentum=config.momentum, nesterov=True)
+    else:
+        optimizer = torch.optim.AdamW(groups, lr=config.lr)
+    steps_per_epoch = (len(data) // dist.world) // config.batch_size
+    if config.steps_per_epoch:
+        steps_per_epoch = min(steps_per_epoch, config.steps_per_epoch)
+    scheduler = _schedule(optimizer, config, max(steps_per_epoch, 1))
+    scaler = torch.amp.GradScaler("cuda", enabled=config.amp and device.type == "cuda")
+    return _Training(model, model, head, optimizer, scheduler, scaler, steps_per_epoch, [])
+
+
 def finetune(
     model: nn.Module,
     data: LabeledImages,
@@ -142,109 +199,89 @@ def finetune(
     """
     config.validate()
     out = Path(out)
-    if not out.parent.is_dir():
-        raise BadInputError(f"folder does not exist: {out.parent}")
-    source = model_source(model)
-    if source is None:
+    provenance = provenance_of(model)
+    if provenance is None:
         raise BadInputError("fine-tuning needs a model built by foadx (its input size and normalisation)")
+    source = provenance.source
     torch.manual_seed(config.seed)  # the margin head's initialisation
     dist = Distributed.from_environment(device)
-    device = dist.device
     if dist.is_main:
-        out.mkdir(exist_ok=True)
-    model.to(device)
-    if config.channels_last:
-        model.to(memory_format=torch.channels_last)
-    head = None
-    if config.task == "face":
-        embedding_size = _output_width(model, source.input_size, device)
-        head = MarginHead(embedding_size, data.classes, config.head, config.scale, config.margin).to(device)
-    decay = config.weight_decay if config.weight_decay is not None else (4e-5 if config.task == "face" else 5e-4)
-    groups = _parameter_groups(model, head, decay)
-    if config.optimizer == "sgd":
-        optimizer = torch.optim.SGD(groups, lr=config.lr, momentum=config.momentum, nesterov=True)
-    else:
-        optimizer = torch.optim.AdamW(groups, lr=config.lr)
-    per_rank = len(data) // dist.world
-    steps_per_epoch = per_rank // config.batch_size
-    if config.steps_per_epoch:
-        steps_per_epoch = min(steps_per_epoch, config.steps_per_epoch)
-    scheduler = _schedule(optimizer, config, max(steps_per_epoch, 1))
-    use_amp = config.amp and device.type == "cuda"
-    scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
-    start_epoch, history = 0, []
+        out.mkdir(parents=True, exist_ok=True)
+    run = _set_up(model, data, config, source, dist)
     if resume:
-        state = load_checkpoint(out / CHECKPOINT_FILE, model)
-        model.load_state_dict(state["model"])
-        if head is not None:
-            head.load_state_dict(state["head"])
-        optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
-        scaler.load_state_dict(state["scaler"])
-        start_epoch, history = int(state["epoch"]), json.loads(state["history_json"])
-    trained = dist.wrap(model)
+        run.restore(load_checkpoint(out / CHECKPOINT_FILE, model))
+    run.trained = dist.wrap(model)
     dataset = _Images(data, tuple(source.input_size))
-    for epoch in range(start_epoch, config.epochs):
-        if head is not None:
-            head.margin_scale = min(1.0, (epoch + 1) / (config.margin_warmup_epochs + 1))
-        order, generator = _epoch_order(len(data), config, epoch, dist)
-        loader = torch.utils.data.DataLoader(
-            dataset, batch_size=config.batch_size, sampler=order, num_workers=config.workers, drop_last=True,
-        )
-        model.train()
-        seen = correct = 0
-        loss_sum = 0.0
-        started = time.perf_counter()
-        for step, (images, labels) in enumerate(loader):
-            if step >= steps_per_epoch:
-                break
-            flips = torch.rand(len(images), generator=generator) < 0.5
-            if config.flip:
-                images[flips] = images[flips].flip(2)
-            batch = prepare_batch(images, source.input_size, source.mean, source.std).to(device)
-            if config.channels_last:
-                batch = batch.contiguous(memory_format=torch.channels_last)
-            labels = labels.to(device)
-            with torch.autocast(device.type, dtype=torch.float16 if device.type == "cuda" else torch.bfloat16, enabled=config.amp):
-                outputs = trained(batch)
-                logits = head(outputs, labels) if head is not None else outputs
-                loss = F.cross_entropy(logits.float(), labels)
-                if teacher is not None:
-                    loss = loss + config.distill_weight * _distill_loss(outputs, teacher, batch, config)
-            optimizer.zero_grad(set_to_none=True)
-            scaler.scale(loss).backward()
-            scaler.step(optimizer)
-            scaler.update()
-            scheduler.step()
-            seen += len(labels)
-            loss_sum += float(loss.detach()) * len(labels)
-            correct += int((logits.argmax(1) == labels).sum())
-            if progress is not None and dist.is_main:
-                elapsed = time.perf_counter() - started
-                progress(step + 1, steps_per_epoch, {"epoch": epoch + 1, "loss": loss_sum / seen,
-                                                     "acc": correct / seen, "img/s": seen * dist.world / elapsed})
-        totals = dist.sum([loss_sum, correct, seen])
-        seconds = time.perf_counter() - started
-        record = {
-            "epoch": epoch + 1, "loss": totals[0] / totals[2], "train_accuracy": totals[1] / totals[2],
-            "lr_end": optimizer.param_groups[0]["lr"], "images": int(totals[2]),
-            "images_per_s": totals[2] / seconds, "seconds": seconds, "world_size": dist.world,
-        }
+    for epoch in range(run.start_epoch, config.epochs):
+        record = _train_epoch(run, dataset, epoch, config, source, dist, teacher, progress)
         if evaluate is not None and dist.is_main:
             model.eval()
             record.update({f"eval_{key}": value for key, value in evaluate(model).items()})
-        history.append(record)
+        run.history.append(record)
         if dist.is_main:
             _append_metrics(out / METRICS_FILE, record)
-            save_checkpoint(out / CHECKPOINT_FILE, {
-                "epoch": epoch + 1, "identity": model_identity(model), "model": model.state_dict(),
-                "head": head.state_dict() if head is not None else {}, "optimizer": optimizer.state_dict(),
-                "scheduler": scheduler.state_dict(), "scaler": scaler.state_dict(),
-                "config_json": json.dumps(asdict(config)), "history_json": json.dumps(history),
-            })
+            save_checkpoint(out / CHECKPOINT_FILE, run.checkpoint(epoch + 1, config))
         dist.barrier()
     model.eval()
-    return history
+    return run.history
+
+
+def _train_epoch(run: _Training, dataset: "_Images", epoch: int, config: FinetuneConfig, source: ModelSource,
+                 dist: Distributed, teacher: nn.Module | None,
+                 progress: Callable[[int, int, dict[str, float]], None] | None) -> dict[str, Any]:
+    device = dist.device
+    if run.head is not None:
+        run.head.margin_scale = min(1.0, (epoch + 1) / (config.margin_warmup_epochs + 1))
+    order, generator = _epoch_order(len(dataset), config, epoch, dist)
+    loader = torch.utils.data.DataLoader(
+        dataset, batch_size=config.batch_size, sampler=order, num_workers=config.workers, drop_last=True,
+    )
+    run.model.train()
+    seen = correct = 0
+    loss_sum = 0.0
+    started = time.perf_counter()
+    for step, (images, labels) in enumerate(loader):
+        if step >= run.steps_per_epoch:
+            break
+        flips = torch.rand(len(images), generator=generator) < 0.5
+        if config.flip:
+            images[flips] = images[flips].flip(2)
+        batch = prepare_batch(images, source.input_size, source.mean, source.std).to(device)
+        if config.channels_last:
+            batch = batch.contiguous(memory_format=torch.channels_last)
+        labels = labels.to(device)
+        loss, logits = _step(run, batch, labels, config, teacher, device)
+        seen += len(labels)
+        loss_sum += float(loss.detach()) * len(labels)
+        correct += int((logits.argmax(1) == labels).sum())
+        if progress is not None and dist.is_main:
+            elapsed = time.perf_counter() - started
+            progress(step + 1, run.steps_per_epoch, {"epoch": epoch + 1, "loss": loss_sum / seen,
+                                                     "acc": correct / seen, "img/s": seen * dist.world / elapsed})
+    totals = dist.sum([loss_sum, correct, seen])
+    seconds = time.perf_counter() - started
+    return {
+        "epoch": epoch + 1, "loss": totals[0] / totals[2], "train_accuracy": totals[1] / totals[2],
+        "lr_end": run.optimizer.param_groups[0]["lr"], "images": int(totals[2]),
+        "images_per_s": totals[2] / seconds, "seconds": seconds, "world_size": dist.world,
+    }
+
+
+def _step(run: _Training, batch: torch.Tensor, labels: torch.Tensor, config: FinetuneConfig,
+          teacher: nn.Module | None, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """One optimiser step (autocast, margin head, optional distillation); returns loss and logits."""
+    with torch.autocast(device.type, dtype=torch.float16 if device.type == "cuda" else torch.bfloat16, enabled=config.amp):
+        outputs = run.trained(batch)
+        logits = run.head(outputs, labels) if run.head is not None else outputs
+        loss = F.cross_entropy(logits.float(), labels)
+        if teacher is not None:
+            loss = loss + config.distill_weight * _distill_loss(outputs, teacher, batch, config)
+    run.optimizer.zero_grad(set_to_none=True)
+    run.scaler.scale(loss).backward()
+    run.scaler.step(run.optimizer)
+    run.scaler.update()
+    run.scheduler.step()
+    return loss, logits
 
 
 def _output_width(model: nn.Module, input_size: tuple[int, int], device: torch.device) -> int:

@@ -7,7 +7,7 @@ from collections.abc import Mapping
 import torch_pruning as tp
 from torch import nn
 
-from foadx.prune.groups import ChannelGroup
+from foadx.pruning.groups import ChannelGroup
 
 
 def apply_kept(

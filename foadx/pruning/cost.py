@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from foadx.prune.groups import ChannelGroup
+from foadx.pruning.groups import ChannelGroup
 
 
 @dataclass(frozen=True)

@@ -17,7 +17,7 @@ from contextlib import contextmanager
 import torch
 from torch import Tensor, nn
 
-from foadx.prune.groups import ChannelGroup
+from foadx.pruning.groups import ChannelGroup
 
 _FOLLOWERS = (
     nn.modules.batchnorm._BatchNorm,
@@ -109,3 +109,29 @@ class FeatureTaps:
 def group_maps(captured: dict[str, Tensor], group: ChannelGroup) -> list[Tensor]:
     """The member maps FOAD scores for ``group``: one per producing layer."""
     return [captured[producer] for producer in group.producers]
+
+
+ProgressHook = Callable[[str, int, "int | None"], None]
+
+
+def accumulate_over_images(
+    model: nn.Module,
+    groups: list[ChannelGroup],
+    batches: Iterable[Tensor],
+    device: torch.device,
+    make: Callable[[int], object],
+    progress: ProgressHook | None = None,
+) -> dict[str, object]:
+    """One forward pass of the unpruned network; every group's accumulator sees every batch
+    (one-shot scoring: pruning an earlier group never changes a later group's maps)."""
+    accumulators = {group.name: make(group.channels) for group in groups}
+    taps = FeatureTaps(model, [p for group in groups for p in group.producers])
+    total = len(batches) if hasattr(batches, "__len__") else None
+    with taps.attached():
+        for index, batch in enumerate(batches):
+            captured = taps.run(batch.to(device))
+            for group in groups:
+                accumulators[group.name].add(group_maps(captured, group))
+            if progress:
+                progress("calibration batches", index + 1, total)
+    return accumulators

@@ -21,7 +21,7 @@ from foadx.foad import (
     search_global,
     select_k,
 )
-from foadx.prune.criteria import keep_top_k
+from foadx.pruning.criteria import keep_top_k
 
 
 @dataclass(frozen=True)

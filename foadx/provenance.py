@@ -1,0 +1,212 @@
+"""Where a model came from: its source spec, its pruning plan and what it was fine-tuned for.
+
+One typed record travels with every network foadx builds, prunes, loads or fine-tunes, so that
+saving, exporting and benchmarking never have to guess: ``provenance_of(model)`` reads it,
+``record_provenance(model, ...)`` sets it. The record lives in the module's ``foadx_provenance``
+attribute, which ``copy.deepcopy`` carries along with the weights.
+
+``Plan`` owns the ``plan.json`` schema: the one place that reads, validates, writes and digests
+it. An unpruned model has the empty plan (no groups); ``Plan.is_pruned`` tells them apart.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from dataclasses import asdict, dataclass, field, replace
+from typing import Any
+
+from foadx._version import __version__
+from foadx.errors import ArtifactError
+
+PLAN_SCHEMA_VERSION = 1
+PROVENANCE_ATTRIBUTE = "foadx_provenance"
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+TASKS = ("face", "classify", "unknown")
+
+
+def _fail(message: str) -> None:
+    raise ArtifactError(f"malformed plan: {message}")
+
+
+def _tuple_of_floats(value: Any, name: str, positive: bool = False) -> tuple[float, ...]:
+    if not isinstance(value, (list, tuple)) or not value:
+        _fail(f"{name} must be a non-empty list of numbers")
+    numbers = tuple(float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else math.nan for v in value)
+    if not all(math.isfinite(v) and (v > 0 or not positive) for v in numbers):
+        _fail(f"{name} must hold finite{' positive' if positive else ''} numbers, got {value!r}")
+    return numbers
+
+
+@dataclass(frozen=True)
+class ModelSource:
+    """Enough to rebuild an architecture: the spec, its keyword arguments, the input size and the
+    normalisation its inputs expect."""
+
+    spec: str
+    input_size: tuple[int, int]
+    kwargs: dict[str, Any] = field(default_factory=dict)
+    mean: tuple[float, ...] = IMAGENET_MEAN
+    std: tuple[float, ...] = IMAGENET_STD
+
+    def to_json(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["input_size"] = list(self.input_size)
+        data["mean"], data["std"] = list(self.mean), list(self.std)
+        return data
+
+    @classmethod
+    def from_json(cls, data: Any) -> "ModelSource":
+        if not isinstance(data, dict) or not isinstance(data.get("spec"), str) or not data["spec"]:
+            _fail("the model entry must be an object with a non-empty 'spec'")
+        size = data.get("input_size")
+        if (not isinstance(size, list) or len(size) != 2
+                or not all(isinstance(v, int) and not isinstance(v, bool) and 1 <= v <= 8192 for v in size)):
+            _fail(f"model input_size must be [H, W] with 1 <= H, W <= 8192, got {size!r}")
+        kwargs = data.get("kwargs", {})
+        if not isinstance(kwargs, dict):
+            _fail("model kwargs must be an object")
+        return cls(
+            spec=data["spec"], input_size=(size[0], size[1]), kwargs=dict(kwargs),
+            mean=_tuple_of_floats(data.get("mean", IMAGENET_MEAN), "mean"),
+            std=_tuple_of_floats(data.get("std", IMAGENET_STD), "std", positive=True),
+        )
+
+
+@dataclass(frozen=True)
+class PlanGroup:
+    """One pruned channel group: its original width and the channel indices kept."""
+
+    name: str
+    channels: int
+    kept: tuple[int, ...]
+    coupled: bool = False
+
+    def to_json(self) -> dict[str, Any]:
+        return {"name": self.name, "channels": self.channels, "kept": list(self.kept), "coupled": self.coupled}
+
+    @classmethod
+    def from_json(cls, data: Any) -> "PlanGroup":
+        if not isinstance(data, dict) or not isinstance(data.get("name"), str):
+            _fail("every group must be an object with a 'name'")
+        name, channels, kept = data["name"], data.get("channels"), data.get("kept")
+        if not isinstance(channels, int) or isinstance(channels, bool) or channels < 1:
+            _fail(f"group {name!r}: channels must be a positive integer, got {channels!r}")
+        if not isinstance(kept, list) or not kept or not all(isinstance(i, int) and not isinstance(i, bool) for i in kept):
+            _fail(f"group {name!r}: kept must be a non-empty list of channel indices")
+        if len(set(kept)) != len(kept) or min(kept) < 0 or max(kept) >= channels:
+            _fail(f"group {name!r}: kept indices must be distinct and within 0..{channels - 1}")
+        return cls(name, channels, tuple(sorted(kept)), bool(data.get("coupled", False)))
+
+
+@dataclass(frozen=True)
+class Plan:
+    """The structure of a (possibly) pruned network, as ``plan.json`` records it."""
+
+    model: ModelSource
+    groups: tuple[PlanGroup, ...] = ()
+    criterion: str | None = None
+    parameters: dict[str, Any] = field(default_factory=dict)
+    calibration: dict[str, Any] = field(default_factory=dict)
+    output_layers: tuple[str, ...] = ()
+    finetune: dict[str, Any] | None = None
+    weights: str | None = None  # the checkpoint the unpruned model was loaded from, if any
+    foadx_version: str = __version__
+
+    @classmethod
+    def empty(cls, model: ModelSource) -> "Plan":
+        """The plan of an unpruned model."""
+        return cls(model=model)
+
+    @property
+    def is_pruned(self) -> bool:
+        return bool(self.groups)
+
+    @property
+    def kept(self) -> dict[str, list[int]]:
+        return {group.name: list(group.kept) for group in self.groups}
+
+    @property
+    def trained_task(self) -> str | None:
+        task = ((self.finetune or {}).get("config") or {}).get("task")
+        return task if task in TASKS else None
+
+    def with_finetune(self, training: dict[str, Any]) -> "Plan":
+        return replace(self, finetune=training)
+
+    def to_json(self) -> dict[str, Any]:
+        data: dict[str, Any] = {
+            "schema_version": PLAN_SCHEMA_VERSION, "foadx_version": self.foadx_version,
+            "model": {**self.model.to_json(), **({"weights": self.weights} if self.weights else {})},
+            "criterion": self.criterion, "parameters": self.parameters, "calibration": self.calibration,
+            "output_layers": list(self.output_layers), "groups": [group.to_json() for group in self.groups],
+        }
+        if self.finetune is not None:
+            data["finetune"] = self.finetune
+        return data
+
+    def digest(self) -> str:
+        """sha256 of the canonical JSON: names the exact structure and history of a model."""
+        return hashlib.sha256(json.dumps(self.to_json(), sort_keys=True).encode()).hexdigest()
+
+    @classmethod
+    def from_json(cls, data: Any) -> "Plan":
+        """Validates types, ranges and indices before anything is built from the plan."""
+        if not isinstance(data, dict):
+            _fail("the plan must be a JSON object")
+        if data.get("schema_version") != PLAN_SCHEMA_VERSION:
+            raise ArtifactError(
+                f"plan schema version {data.get('schema_version')!r}; this foadx reads version {PLAN_SCHEMA_VERSION}"
+            )
+        groups = data.get("groups")
+        if not isinstance(groups, list):
+            _fail("'groups' must be a list")
+        parsed = tuple(PlanGroup.from_json(group) for group in groups)
+        if len({group.name for group in parsed}) != len(parsed):
+            _fail("group names must be distinct")
+        layers = data.get("output_layers", [])
+        if not isinstance(layers, list) or not all(isinstance(layer, str) for layer in layers):
+            _fail("'output_layers' must be a list of layer names")
+        for key in ("parameters", "calibration"):
+            if not isinstance(data.get(key) or {}, dict):
+                _fail(f"'{key}' must be an object")
+        finetune = data.get("finetune")
+        if finetune is not None and not isinstance(finetune, dict):
+            _fail("'finetune' must be an object")
+        weights = (data.get("model") or {}).get("weights") if isinstance(data.get("model"), dict) else None
+        return cls(
+            model=ModelSource.from_json(data.get("model")), groups=parsed,
+            criterion=data.get("criterion") if isinstance(data.get("criterion"), str) else None,
+            parameters=dict(data.get("parameters") or {}), calibration=dict(data.get("calibration") or {}),
+            output_layers=tuple(layers), finetune=finetune,
+            weights=weights if isinstance(weights, str) else None,
+            foadx_version=str(data.get("foadx_version", "unknown")),
+        )
+
+
+@dataclass(frozen=True)
+class Provenance:
+    """A model's origin: how to rebuild it (``plan.model``), its structure (``plan``) and what its
+    output means (``task``: "face" embeddings, "classify" logits or "unknown")."""
+
+    plan: Plan
+    task: str = "unknown"
+
+    @property
+    def source(self) -> ModelSource:
+        return self.plan.model
+
+    def with_plan(self, plan: Plan) -> "Provenance":
+        return Provenance(plan, plan.trained_task or self.task)
+
+
+def provenance_of(model: Any) -> Provenance | None:
+    """The provenance record of a module foadx built, pruned, loaded or fine-tuned (else None)."""
+    record = getattr(model, PROVENANCE_ATTRIBUTE, None)
+    return record if isinstance(record, Provenance) else None
+
+
+def record_provenance(model: Any, provenance: Provenance) -> None:
+    setattr(model, PROVENANCE_ATTRIBUTE, provenance)

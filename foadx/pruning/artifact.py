@@ -1,0 +1,130 @@
+"""The pruned-model artifact: a folder with ``plan.json`` and ``weights.pt``.
+
+``load_pruned`` rebuilds the original architecture from the plan's model spec, cuts it to the
+plan's kept indices with the same group discovery, and loads the weights with
+``weights_only=True`` — no code is unpickled, and a model saved on a GPU loads on a CPU.
+The folder is written whole beside its target and swapped in (``foadx.atomic``), so a plan and
+its weights always belong together.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from foadx.atomic import atomic_directory, check_folder_target, write_json, write_with
+from foadx.device import resolve_device
+from foadx.errors import ArtifactError, BadInputError, WeightsError
+from foadx.models.registry import build_model, model_task, read_state_dict
+from foadx.pruning.apply import apply_kept
+from foadx.pruning.groups import build_dependency_graph, discover_groups
+from foadx.provenance import Plan, Provenance, provenance_of, record_provenance
+
+PLAN_FILE = "plan.json"
+WEIGHTS_FILE = "weights.pt"
+ARTIFACT_FILES = frozenset({PLAN_FILE, WEIGHTS_FILE})
+MAX_PLAN_BYTES = 16 << 20  # a plan lists indices of a few thousand channels: kilobytes
+
+
+def is_artifact(path: str | Path) -> bool:
+    return (Path(path) / PLAN_FILE).is_file()
+
+
+def is_own_output(directory: Path, allowed: frozenset[str] = ARTIFACT_FILES) -> bool:
+    """An earlier artifact written by the same kind of command: a plan and only known files."""
+    names = {entry.name for entry in directory.iterdir()}
+    return PLAN_FILE in names and names <= allowed
+
+
+def plan_of(model: nn.Module) -> Plan:
+    provenance = provenance_of(model)
+    if provenance is None:
+        raise ArtifactError(
+            "the model was not built by foadx.models.build_model, so its architecture cannot be "
+            "rebuilt from a plan; build it with build_model(spec)"
+        )
+    return provenance.plan
+
+
+def save_artifact(model: nn.Module, directory: str | Path, *, force: bool = False,
+                  extra: frozenset[str] = frozenset()) -> Path:
+    """Writes ``model`` (its provenance plan and its weights) as an artifact folder, replacing an
+    earlier artifact as a whole; another non-empty folder only with ``force``."""
+    plan = plan_of(model)
+    target = check_folder_target(directory, lambda d: is_own_output(d, ARTIFACT_FILES | extra), force, "foadx artifact")
+    try:  # an artifact that cannot be loaded back is worse than none
+        build_pruned_architecture(plan, torch.device("cpu"))
+    except ArtifactError as error:
+        raise ArtifactError(f"{error}: the plan must apply to the freshly built {plan.model.spec}") from error
+    state = {key: value.detach().cpu() for key, value in model.state_dict().items()}
+    with atomic_directory(target) as staging:
+        write_artifact_files(staging, plan, state)
+    return target
+
+
+def write_artifact_files(folder: Path, plan: Plan, state: dict[str, torch.Tensor]) -> None:
+    write_with(folder / WEIGHTS_FILE, lambda stream: torch.save(state, stream))
+    write_json(folder / PLAN_FILE, plan.to_json())
+
+
+def record_training(model: nn.Module, training: dict[str, Any]) -> None:
+    """Notes a fine-tune in the model's provenance (the artifact's ``finetune`` record)."""
+    provenance = provenance_of(model)
+    if provenance is None:
+        raise BadInputError("fine-tuning needs a model built by foadx (its input size and normalisation)")
+    record_provenance(model, provenance.with_plan(provenance.plan.with_finetune(training)))
+
+
+def read_plan(directory: str | Path) -> Plan:
+    path = Path(directory) / PLAN_FILE
+    if not path.is_file():
+        raise ArtifactError(f"no {PLAN_FILE} in {directory}: not a pruned-model artifact")
+    if path.stat().st_size > MAX_PLAN_BYTES:
+        raise ArtifactError(f"{path} is {path.stat().st_size} bytes; a plan is at most {MAX_PLAN_BYTES}")
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError, RecursionError) as error:
+        raise ArtifactError(f"corrupt {path}: {str(error).splitlines()[0]}") from error
+    try:
+        return Plan.from_json(data)
+    except ArtifactError as error:
+        raise ArtifactError(f"{path}: {error}") from error
+
+
+def build_pruned_architecture(plan: Plan, device: torch.device) -> nn.Module:
+    """The original architecture, cut to the plan's widths (weights still random)."""
+    source = plan.model
+    model = build_model(source.spec, source.input_size, **source.kwargs).to(device).eval()
+    if not plan.is_pruned:
+        return model
+    example = torch.zeros(2, 3, *source.input_size, device=device)
+    dependency_graph = build_dependency_graph(model, example)
+    groups = discover_groups(model, dependency_graph, list(plan.output_layers))
+    by_name = {group.name: group for group in groups}
+    for planned in plan.groups:
+        group = by_name.get(planned.name)
+        if group is None or group.channels != planned.channels:
+            raise ArtifactError(f"plan group {planned.name!r} does not match the architecture of {source.spec}")
+    apply_kept(model, dependency_graph, groups, plan.kept)
+    return model
+
+
+def load_pruned(path: str | Path, device: str | torch.device | None = None) -> nn.Module:
+    """Rebuilds a pruned (or fine-tuned) model from its artifact folder, on ``device`` (default: auto)."""
+    target = resolve_device(device)
+    plan = read_plan(path)
+    model = build_pruned_architecture(plan, target)
+    try:
+        state = read_state_dict(Path(path) / WEIGHTS_FILE, map_location=target)
+        model.load_state_dict(state)
+    except WeightsError as error:
+        raise ArtifactError(str(error)) from error
+    except RuntimeError as error:
+        raise ArtifactError(f"{Path(path) / WEIGHTS_FILE} does not fit its plan: {str(error).splitlines()[0]}") from error
+    model.eval()
+    record_provenance(model, Provenance(plan, plan.trained_task or model_task(plan.model.spec)))
+    return model

@@ -1,0 +1,185 @@
+"""The one place that decides what a MODEL argument is.
+
+A MODEL is, in this order: a folder holding ``plan.json`` (a foadx artifact), a ``.onnx`` file,
+a TensorRT engine (``.engine``/``.plan`` with foadx's JSON sidecar), or a model spec (a zoo name,
+``torchvision:NAME``, ``pkg.module:function``, ``path/file.py:function``). ``resolve_model``
+turns it into a ``ModelRef`` that knows its kind, its input name and shape, its normalisation,
+its task and its sizes; every command and the benchmark use it, so no two places guess apart.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from foadx.errors import BadInputError
+from foadx.provenance import ModelSource, provenance_of
+
+ENGINE_SUFFIXES = (".engine", ".plan")
+KINDS = ("spec", "artifact", "onnx", "engine", "module")
+
+
+@dataclass(frozen=True)
+class BuildOptions:
+    """How a model spec is built: factory arguments, input size, weights, and the seed of the
+    random initialisation when no weights are given (same command, same model)."""
+
+    weights: Path | None = None
+    weights_map: Path | None = None
+    input_size: tuple[int, int] | None = None
+    model_args: dict[str, Any] = field(default_factory=dict)
+    seed: int = 0
+
+    @property
+    def given(self) -> list[str]:
+        names = {"--weights": self.weights, "--weights-map": self.weights_map,
+                 "--input-size": self.input_size, "--model-arg": self.model_args or None}
+        return [name for name, value in names.items() if value is not None]
+
+
+@dataclass
+class ModelRef:
+    """A resolved MODEL argument. ``module()`` gives the PyTorch network of a spec or artifact;
+    ``path`` is the file of an artifact, ONNX file or engine."""
+
+    text: str
+    kind: str
+    input_chw: tuple[int, int, int]
+    input_name: str = "input"
+    source: ModelSource | None = None
+    task: str = "unknown"
+    path: Path | None = None
+    plan_digest: str | None = None
+    _module: nn.Module | None = field(default=None, repr=False)
+
+    @property
+    def runs_in_torch(self) -> bool:
+        return self._module is not None
+
+    def module(self) -> nn.Module:
+        if self._module is None:
+            raise BadInputError(f"{self.text} is a{'n ONNX file' if self.kind == 'onnx' else ' TensorRT engine'}; "
+                                "this needs a PyTorch model or a pruned artifact")
+        return self._module
+
+    def describe(self) -> dict[str, Any]:
+        return {"model": self.text, "kind": self.kind, "input": [self.input_name, *self.input_chw],
+                "task": self.task, "source": self.source.to_json() if self.source else None,
+                "plan_digest": self.plan_digest}
+
+
+def resolve_model(text: str, options: BuildOptions | None = None, *,
+                  defaults: ModelSource | None = None, specs_only: bool = False) -> ModelRef:
+    """Resolves ``text``. ``defaults``: the source recorded in a file being compared against
+    (e.g. an ONNX file's metadata) — a spec naming the same model is then built with that
+    file's input size and factory arguments unless the options give their own.
+    ``specs_only``: the build options are meant for the specs among several MODELs (``bench
+    --input-size``); a file or artifact ignores them instead of refusing them."""
+    options = options or BuildOptions()
+    path = Path(text)
+    if specs_only and (path.is_dir() or path.suffix == ".onnx" or path.suffix in ENGINE_SUFFIXES):
+        options = BuildOptions(seed=options.seed)
+    if path.is_dir():
+        return _artifact(text, path, options)
+    if path.suffix == ".onnx":
+        return _onnx(text, path, options)
+    if path.suffix in ENGINE_SUFFIXES:
+        return _engine(text, path, options)
+    return _spec(text, options, defaults)
+
+
+def as_ref(model: ModelRef | nn.Module | str | Path, label: str | None = None) -> ModelRef:
+    """A ModelRef for what library callers hold: a ref, a foadx-built module, or a MODEL text."""
+    if isinstance(model, ModelRef):
+        return model
+    if isinstance(model, nn.Module):
+        if provenance_of(model) is None:
+            raise BadInputError(f"{label or type(model).__name__}: build the model with foadx.build_model "
+                                "so its input size and normalisation are known")
+        return _module_ref(label or type(model).__name__, "module", model, None)
+    return resolve_model(str(model))
+
+
+def _refuse_build_options(text: str, kind: str, options: BuildOptions) -> None:
+    if options.given:
+        raise BadInputError(f"{', '.join(options.given)} do not apply to {text}: it is a{'n' if kind[0] in 'ao' else ''} "
+                            f"{kind}, built already")
+
+
+def _module_ref(text: str, kind: str, module: nn.Module, path: Path | None) -> ModelRef:
+    provenance = provenance_of(module)
+    plan = provenance.plan
+    digest = plan.digest() if plan.is_pruned or plan.finetune else None
+    return ModelRef(text, kind, (3, *provenance.source.input_size), source=provenance.source,
+                    task=provenance.task, path=path, plan_digest=digest, _module=module.eval())
+
+
+def _artifact(text: str, path: Path, options: BuildOptions) -> ModelRef:
+    from foadx.pruning.artifact import PLAN_FILE, is_artifact, load_pruned
+
+    if not is_artifact(path):
+        raise BadInputError(f"{text} is a folder without {PLAN_FILE}: not a foadx artifact")
+    _refuse_build_options(text, "artifact", options)
+    return _module_ref(text, "artifact", load_pruned(path, device="cpu"), path)
+
+
+def _onnx(text: str, path: Path, options: BuildOptions) -> ModelRef:
+    from foadx.export.metadata import load_onnx, metadata_of
+
+    _refuse_build_options(text, "ONNX file", options)
+    graph = load_onnx(path)
+    if len(graph.graph.input) != 1:
+        raise BadInputError(f"{text} has {len(graph.graph.input)} inputs; foadx runs single-input image models")
+    dims = [dim.dim_value for dim in graph.graph.input[0].type.tensor_type.shape.dim]
+    if len(dims) != 4 or min(dims[1:]) < 1:
+        raise BadInputError(f"{text}: foadx runs N x C x H x W image models with fixed C, H, W")
+    metadata = metadata_of(graph)
+    return ModelRef(text, "onnx", (dims[1], dims[2], dims[3]), graph.graph.input[0].name,
+                    source=_metadata_source(metadata), task=metadata.get("task", "unknown"), path=path,
+                    plan_digest=metadata.get("plan_digest"))
+
+
+def _metadata_source(metadata: dict[str, Any]) -> ModelSource | None:
+    """The source recorded in an ONNX file foadx wrote; None for other files."""
+    recorded = metadata.get("source_model")
+    if not isinstance(recorded, dict) or "input_size" not in recorded:
+        return None
+    try:
+        return ModelSource.from_json({**recorded, "mean": metadata.get("mean") or recorded.get("mean"),
+                                      "std": metadata.get("std") or recorded.get("std")})
+    except BadInputError:
+        return None
+
+
+def _engine(text: str, path: Path, options: BuildOptions) -> ModelRef:
+    from foadx.export.tensorrt import read_sidecar
+
+    _refuse_build_options(text, "TensorRT engine", options)
+    if not path.is_file():
+        raise BadInputError(f"engine not found: {text}")
+    sidecar = read_sidecar(path)
+    chw = sidecar.get("input_chw")
+    if not isinstance(chw, list) or len(chw) != 3 or not all(isinstance(v, int) and v > 0 for v in chw):
+        raise BadInputError(f"{text}: its sidecar does not record the input shape (input_chw)")
+    return ModelRef(text, "engine", (chw[0], chw[1], chw[2]), str(sidecar.get("input", "input")), path=path)
+
+
+def _spec(text: str, options: BuildOptions, defaults: ModelSource | None) -> ModelRef:
+    from foadx.models import build_model, load_weights
+    from foadx.models.registry import read_weights_map
+
+    input_size, kwargs = options.input_size, dict(options.model_args)
+    if defaults is not None and defaults.spec == text:
+        input_size = input_size or defaults.input_size
+        kwargs = kwargs or dict(defaults.kwargs)
+    if options.weights_map is not None and options.weights is None:
+        raise BadInputError("--weights-map needs --weights")
+    torch.manual_seed(options.seed)
+    module = build_model(text, input_size, **kwargs)
+    if options.weights is not None:
+        load_weights(module, options.weights, read_weights_map(options.weights_map) if options.weights_map else None)
+    return _module_ref(text, "spec", module, None)
