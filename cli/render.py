@@ -19,7 +19,6 @@ from foadx.errors import BadInputError
 # Piped output (CI logs, files) gets wide tables instead of rich's 80-column default.
 stdout = Console(width=None if sys.stdout.isatty() else 160)
 stderr = Console(stderr=True)
-stderr_plain = sys.stderr
 
 
 def read_ratios(path: Path) -> dict[str, float]:
@@ -49,8 +48,7 @@ class _LineProgress:
             return
         self.last[stage] = now
         count = f"{done}/{total}" if total is not None else str(done)
-        stderr_plain.write(f"foadx: {stage} {count}{detail} ({now - self.started:.0f} s)\n")
-        stderr_plain.flush()
+        print(f"foadx: {stage} {count}{detail} ({now - self.started:.0f} s)", file=sys.stderr, flush=True)
 
 
 @contextmanager

@@ -89,6 +89,12 @@ def report_from_trtexec_logs(logs: list[tuple[str, Path]], batch: int | None, pr
     return report
 
 
+def engine_options_for(options: SessionOptions) -> EngineOptions:
+    """The engines the ``trt`` backend builds run at the benchmark's own precision (a row
+    labelled fp32 is an fp32 engine)."""
+    return EngineOptions(precision=options.precision)
+
+
 def run_bench(
     models: list[BenchModel],
     backends: list[str],
@@ -108,7 +114,7 @@ def run_bench(
     options = options or SessionOptions()
     settings = settings or TimingSettings()
     export_options = export_options or ExportOptions()
-    engine_options = EngineOptions(precision=options.precision)
+    engine_options = engine_options_for(options)
     trtexec = trtexec or TrtexecOptions(engine=engine_options)
     if not models:
         raise BadInputError("give at least one model to benchmark")
