@@ -16,10 +16,12 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q "torch==2.14.1" "torchvision==0.29.1"
 	$(PY) -m pip install -q -e ".[dev]"
-	$(PY) -c "import foadx, torch_pruning, foadx_cli"
+	$(PY) -c "import foadx, torch_pruning, foadx_cli, importlinter"
 	touch $(STAMP)
 
+# The layer contracts (pyproject.toml, [tool.importlinter]) first: an upward import fails fast.
 test: install
+	$(VENV)/bin/lint-imports --no-cache
 	$(PY) -m pytest -q
 
 test-all: install
@@ -39,7 +41,7 @@ demo: install
 	$(FOADX) export mobilefacenet --out demo-out/mobilefacenet.onnx --quiet
 	$(FOADX) export demo-out/mobilefacenet-foad --out demo-out/mobilefacenet-foad.onnx --report demo-out/parity.json
 	$(FOADX) verify demo-out/mobilefacenet-foad.onnx --against demo-out/mobilefacenet-foad --quiet
-	$(FOADX) bench demo-out/mobilefacenet.onnx demo-out/mobilefacenet-foad.onnx --batch 1,8 --duration-s 3 --out demo-out/latency.json --markdown demo-out/latency.md
+	$(FOADX) bench demo-out/mobilefacenet.onnx demo-out/mobilefacenet-foad.onnx --batch 1,8 --duration-s 3 --report demo-out/latency.json --markdown demo-out/latency.md
 	$(FOADX) bench demo-out/mobilefacenet.onnx demo-out/mobilefacenet-foad.onnx --batch 1,8 --duration-s 3 --baseline demo-out/latency.json --max-regression 50 --quiet
 	@echo "regression gate passed (exit 0); reports: demo-out/latency.md, demo-out/parity.json"
 	$(MAKE) demo-accuracy
@@ -51,17 +53,17 @@ DIGITS := --input-size 32 --model-arg embedding_size=10
 demo-accuracy: install
 	mkdir -p demo-out
 	$(FOADX) finetune mobilefacenet $(DIGITS) --data demo --epochs 2 --lr 0.1 --no-flip --out demo-out/digits-base --quiet
-	$(FOADX) eval demo-out/digits-base --data demo --out demo-out/eval-digits-base.json
+	$(FOADX) eval demo-out/digits-base --data demo --report demo-out/eval-digits-base.json
 	for criterion in foad l1 random; do \
 	  $(FOADX) prune demo-out/digits-base --data demo --flops-target 0.6 --criterion $$criterion --recalibrate-bn --out demo-out/digits-$$criterion --quiet && \
-	  $(FOADX) eval demo-out/digits-$$criterion --data demo --out demo-out/eval-digits-$$criterion.json && \
+	  $(FOADX) eval demo-out/digits-$$criterion --data demo --report demo-out/eval-digits-$$criterion.json && \
 	  $(FOADX) finetune demo-out/digits-$$criterion --data demo --epochs 1 --lr 0.02 --no-flip --out demo-out/digits-$$criterion-tuned --quiet && \
-	  $(FOADX) eval demo-out/digits-$$criterion-tuned --data demo --out demo-out/eval-digits-$$criterion-tuned.json || exit 1; \
+	  $(FOADX) eval demo-out/digits-$$criterion-tuned --data demo --report demo-out/eval-digits-$$criterion-tuned.json || exit 1; \
 	done
 	$(FOADX) export demo-out/digits-foad-tuned --out demo-out/digits-foad-tuned.onnx --quiet
-	$(FOADX) eval demo-out/digits-foad-tuned.onnx --data demo --out demo-out/eval-digits-foad-tuned-onnx.json
+	$(FOADX) eval demo-out/digits-foad-tuned.onnx --data demo --report demo-out/eval-digits-foad-tuned-onnx.json
 	$(FOADX) finetune mobilefacenet --input-size 32 --task face --data demo --epochs 2 --lr 0.1 --margin-warmup-epochs 1 --out demo-out/face --quiet
-	$(FOADX) eval demo-out/face --task face --data demo --out demo-out/eval-face.json
+	$(FOADX) eval demo-out/face --task face --data demo --report demo-out/eval-face.json
 	$(PY) scripts/demo_table.py demo-out
 
 bench: install

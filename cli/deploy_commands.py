@@ -28,8 +28,8 @@ from foadx_cli.options import (
     StrictOption,
     WeightsMapOption,
     WeightsOption,
+    build_options,
     finite,
-    parse_input_size,
     prepare_report,
     real_images,
     resolve,
@@ -205,7 +205,7 @@ def bench_command(
     trtexec_log: Annotated[Optional[list[Path]], typer.Option(help="Ingest a trtexec log made elsewhere instead of measuring (repeatable).")] = None,
     label: Annotated[Optional[list[str]], typer.Option(help="Names for the --trtexec-log files, in order.")] = None,
     batch: BatchListOption = "1",
-    input_size: Annotated[Optional[str], typer.Option(help="Run every model and artifact at H or HxW (files keep their own size).")] = None,
+    input_size: Annotated[Optional[str], typer.Option(help="H or HxW: build specs and run artifacts at this size (ONNX files and engines keep theirs).")] = None,
     markdown: Annotated[Optional[Path], typer.Option(help="Also write the report as Markdown here.")] = None,
     warmup_ms: Annotated[float, typer.Option(help="Warm-up per configuration, milliseconds.")] = 200.0,
     duration_s: Annotated[float, typer.Option(help="Measured time per configuration, seconds.")] = 3.0,
@@ -218,6 +218,9 @@ def bench_command(
     baseline: Annotated[Optional[Path], typer.Option(help="A previous report to gate against.")] = None,
     max_regression: Annotated[float, typer.Option(help="Allowed slowdown against --baseline, percent; exit 5 beyond.")] = 10.0,
     strict_env: Annotated[bool, typer.Option(help="Refuse a baseline from a different environment.")] = False,
+    weights: WeightsOption = None,
+    weights_map: WeightsMapOption = None,
+    model_arg: ModelArgOption = None,
     seed: SeedOption = 0,
     report: ReportOption = None,
     as_json: JsonOption = False,
@@ -249,9 +252,9 @@ def bench_command(
         backends = [name.strip() for entry in backend for name in entry.split(",") if name.strip()]
         with render.progress("measuring", enabled=not quiet and not as_json) as advance:
             result = measure_models(
-                models, backends, batches, input_size=parse_input_size(input_size), precision=precision,
-                threads=threads, channels_last=channels_last, fold_bn=fold_bn,
-                timing=(warmup_ms, duration_s, min_iterations, rounds), seed=seed, progress=advance,
+                models, backends, batches, build=build_options(weights, weights_map, input_size, model_arg, seed),
+                precision=precision, threads=threads, channels_last=channels_last, fold_bn=fold_bn,
+                timing=(warmup_ms, duration_s, min_iterations, rounds), progress=advance,
             )
     gate = compare_to_baseline(result, previous, max_regression, strict_env) if previous is not None else None
     if gate is not None:

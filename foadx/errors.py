@@ -1,4 +1,4 @@
-"""foadx's exception types; each carries the CLI exit code of DESIGN.md.
+"""foadx's exception types; each carries the CLI exit code of docs/design.md.
 
 0 success; 2 usage (Click's own); 3 bad input; 4 parity or accuracy check failed; 5 latency
 regression gate failed; 6 missing dependency or hardware; 1 anything unexpected.

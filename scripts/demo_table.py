@@ -1,4 +1,4 @@
-"""Prints the accuracy table of `make demo` from the artifacts and `foadx eval --out` files in demo-out/.
+"""Prints the accuracy table of `make demo` from the artifacts and `foadx eval --report` files in demo-out/.
 
     .venv/bin/python scripts/demo_table.py demo-out
 """

@@ -1,4 +1,4 @@
-"""One call on a GPU machine (../shared/GPU.md): FOAD on cuda, export, and latency of full vs
+"""One call on a GPU machine (docs/gpu.md): FOAD on cuda, export, and latency of full vs
 FOAD-pruned MobileFaceNet on torch-cuda (eager and CUDA graph; fp32 and fp16; batch 1 and 256),
 TensorRT where importable. On a CPU-only machine the GPU parts are skipped and ORT CPU runs
 instead, so the script is tested where it is written.

@@ -1,4 +1,4 @@
-"""The CLI: one clear line and DESIGN.md's exit codes on bad input; nothing half-written."""
+"""The CLI: one clear line and docs/design.md's exit codes on bad input; nothing half-written."""
 
 from __future__ import annotations
 

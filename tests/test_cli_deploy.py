@@ -1,4 +1,4 @@
-"""The export / verify / bench / report commands end to end, with DESIGN.md's exit codes."""
+"""The export / verify / bench / report commands end to end, with docs/design.md's exit codes."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""FOAD.md section 3 (paper-mode greedy) and section 5 (select_k), by hand and against loops."""
+"""docs/method.md section 3 (paper-mode greedy) and section 5 (select_k), by hand and against loops."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from foadx.foad import add_back, greedy_select, kept_count_for_ratio, round_up_c
 
 
 def reference_greedy(S: list[list[float]], t: int, s: float) -> list[int]:
-    """FOAD.md section 3 as written: a plain loop, a stable sort, no vectorisation."""
+    """docs/method.md section 3 as written: a plain loop, a stable sort, no vectorisation."""
     C = len(S)
     alive = [True] * C
     kept: list[int] = []
@@ -29,7 +29,7 @@ def reference_greedy(S: list[list[float]], t: int, s: float) -> list[int]:
 
 
 def reference_select_k(S: list[list[float]], k: int) -> list[int]:
-    """FOAD.md section 5 as written, on the reference greedy."""
+    """docs/method.md section 5 as written, on the reference greedy."""
     C = len(S)
     if k >= C:
         return list(range(C))

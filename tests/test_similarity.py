@@ -1,4 +1,4 @@
-"""FOAD.md section 2: S equals the per-pair definition, streams exactly, scores dead channels 1."""
+"""docs/method.md section 2: S equals the per-pair definition, streams exactly, scores dead channels 1."""
 
 from __future__ import annotations
 

@@ -26,8 +26,8 @@ command -v jetson_clocks >/dev/null 2>&1 && sudo -n jetson_clocks 2>/dev/null ||
     --warmUp=500 --duration=10 --useCudaGraph --shapes="$input:${batch}x$shape" | tee "$out/$name-trtexec.log"
 if command -v foadx >/dev/null 2>&1; then
     foadx bench --trtexec-log "$out/$name-trtexec.log" --label "$name-jetson" --batch "$batch" \
-        --precision "$precision" --out "$out/$name-latency.json" --markdown "$out/$name-latency.md"
+        --precision "$precision" --report "$out/$name-latency.json" --markdown "$out/$name-latency.md"
 else
     echo "foadx not installed here: copy $out/$name-trtexec.log and run" \
-         "foadx bench --trtexec-log $name-trtexec.log --batch $batch --precision $precision --out latency.json"
+         "foadx bench --trtexec-log $name-trtexec.log --batch $batch --precision $precision --report latency.json"
 fi

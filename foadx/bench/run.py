@@ -184,24 +184,24 @@ def measure_models(
     backends: list[str],
     batches: list[int],
     *,
-    input_size: tuple[int, int] | None = None,
+    build: BuildOptions | None = None,
     precision: str = "fp32",
     threads: int | None = None,
     channels_last: bool = False,
     fold_bn: bool = False,
     timing: tuple[float, float, int, int] | None = None,
-    seed: int = 0,
     progress: Callable[[int, int], None] | None = None,
 ) -> dict[str, Any]:
-    """``foadx bench``: MODELs (resolved here; ``input_size`` builds specs at that size and runs
-    artifacts at it) on the named backends, measured interleaved; speedups against the first
-    model, which must take the same input size as the others."""
+    """``foadx bench``: MODELs (resolved here; ``build`` applies to the specs among them, and its
+    input size also runs artifacts at that size) on the named backends, measured interleaved;
+    speedups against the first model, which must take the same input size as the others."""
     check_backends(backends)
-    refs = [resolve_model(text, BuildOptions(input_size=input_size, seed=seed), specs_only=True) for text in models]
+    build = build or BuildOptions()
+    refs = [resolve_model(text, build, specs_only=True) for text in models]
     trtexec_only = all(get_backend(name).external for name in backends)
     options = SessionOptions(precision="fp32" if trtexec_only else precision, threads=threads,
                              channels_last=channels_last, fold_bn=fold_bn)
     settings = TimingSettings(*timing) if timing else TimingSettings()
-    models = [bench_model(ref.text, ref, input_size) for ref in refs]
+    models = [bench_model(ref.text, ref, build.input_size) for ref in refs]
     trtexec = TrtexecOptions(engine=EngineOptions(precision=precision))
     return run_bench(models, backends, batches, options=options, settings=settings, progress=progress, trtexec=trtexec)

@@ -1,4 +1,4 @@
-"""Global FLOPs/params targets for FOAD in paper mode (FOAD.md section 5).
+"""Global FLOPs/params targets for FOAD in paper mode (docs/method.md section 5).
 
 One (t, s) for every group: t is the user's, else the smallest t >= 2 that reaches the target at
 s = 0 (up to 8); s is the largest value in [0, 1] that still meets the target, by 40 halvings.

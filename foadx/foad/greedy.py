@@ -1,4 +1,4 @@
-"""FOAD's greedy selection (FOAD.md section 3, paper mode) and the exact-count rule (section 5).
+"""FOAD's greedy selection (docs/method.md section 3, paper mode) and the exact-count rule (section 5).
 
 Paper mode walks channels in index order; each kept channel removes up to ``t`` of its most
 similar still-alive neighbours whose similarity reaches ``s``. The loop over channels is
@@ -46,7 +46,7 @@ def add_back(S: Tensor, kept: list[int], k: int) -> list[int]:
     """Grows ``kept`` to ``k`` channels, adding the least represented removed channel each time.
 
     "Least represented" is the removed j with the smallest max over kept i of S(i, j); ties go
-    to the lower index (FOAD.md section 5, step 4; also used by ``round_to``).
+    to the lower index (docs/method.md section 5, step 4; also used by ``round_to``).
     """
     _check_square(S)
     S = S.detach().to("cpu", torch.float64)
@@ -73,7 +73,7 @@ def _distinct_thresholds(S: Tensor) -> Tensor:
 
 
 def select_k(S: Tensor, k: int) -> list[int]:
-    """Exactly ``k`` kept channels, deterministically, built on paper mode (FOAD.md section 5)."""
+    """Exactly ``k`` kept channels, deterministically, built on paper mode (docs/method.md section 5)."""
     _check_square(S)
     S = S.detach().to("cpu", torch.float64)
     channels = S.shape[0]
@@ -97,7 +97,7 @@ def select_k(S: Tensor, k: int) -> list[int]:
 
 
 def kept_count_for_ratio(channels: int, ratio: float) -> int:
-    """k = max(1, C - floor(R * C)) for a removal ratio R in (0, 1) (FOAD.md section 5)."""
+    """k = max(1, C - floor(R * C)) for a removal ratio R in (0, 1) (docs/method.md section 5)."""
     if not 0.0 < ratio < 1.0:
         raise ValueError(f"ratio must be in (0, 1), got {ratio}")
     return max(1, channels - math.floor(ratio * channels))

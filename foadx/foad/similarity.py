@@ -1,4 +1,4 @@
-"""Channel similarity of FOAD (FOAD.md section 2), accumulated image by image.
+"""Channel similarity of FOAD (docs/method.md section 2), accumulated image by image.
 
     S(i, j) = (1/N) * sum_n 1 / (1 + ||F[n, i] - F[n, j]||_2)
 
@@ -35,7 +35,7 @@ def pairwise_squared_distances(maps: Tensor) -> Tensor:
 class SimilarityAccumulator:
     """Streams batches of feature maps into FOAD's S in constant memory.
 
-    A coupled group (FOAD.md section 5) has several member tensors that share one channel index
+    A coupled group (docs/method.md section 5) has several member tensors that share one channel index
     set; their per-image distance is sqrt(sum over members of ||dF_member||^2). A plain group is
     the one-member case.
     """

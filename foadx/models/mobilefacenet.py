@@ -97,7 +97,7 @@ class MobileFaceNet(nn.Module):
         return self.flatten(self.embedding(self.gdconv(self.head(x))))
 
     def foad_taps(self) -> dict[str, str]:
-        """Producing conv -> module whose output FOAD scores (FOAD.md section 1)."""
+        """Producing conv -> module whose output FOAD scores (docs/method.md section 1)."""
         taps = {"stem.conv": "stem", "head.conv": "head"}
         for index in range(len(self.blocks)):
             taps[f"blocks.{index}.expand.conv"] = f"blocks.{index}.expand"

@@ -6,7 +6,7 @@ consumes them. foadx decides *which* indices to keep; torch-pruning knows *how* 
 
 FOAD's default scope is the "decoupled" groups: exactly one producing (non-depthwise) layer and
 no residual add, concat or split, so removing channels changes nothing outside the group
-(FOAD.md section 4). Groups with several producers (residual adds) are "coupled" and are only
+(docs/method.md section 4). Groups with several producers (residual adds) are "coupled" and are only
 pruned when asked for. Groups that torch-pruning cannot represent faithfully — e.g. a channel
 zero-padding shortcut, which it treats as a one-to-one op although it changes the width — are
 marked unsupported and never pruned.

@@ -1,7 +1,7 @@
 """From budgets to kept index lists: FOAD paper mode, exact counts, global targets, rounding.
 
 Scoring (similarities, norms, ranks) happens before; this module only decides which indices
-survive in each group, by the rules of FOAD.md sections 3 and 5.
+survive in each group, by the rules of docs/method.md sections 3 and 5.
 """
 
 from __future__ import annotations
