@@ -78,8 +78,10 @@ def export_command(
     as_json: JsonOption = False,
     quiet: QuietOption = False,
 ) -> None:
-    """Export MODEL to one self-contained ONNX file, verified in onnxruntime; with --precision
-    int8 also a Q/DQ ONNX; with --trt also a TensorRT engine."""
+    """Export MODEL to one self-contained ONNX file, verified in onnxruntime.
+
+    With --precision int8 also a Q/DQ ONNX; with --trt also a TensorRT engine.
+    """
     from foadx.atomic import prepare_output
     from foadx.export.loaders import ExportOptions
     from foadx.export.onnx_export import default_prelu_rewrite

@@ -62,8 +62,10 @@ def inspect_command(
     as_json: JsonOption = False,
     quiet: QuietOption = False,
 ) -> None:
-    """Show a model's prunable channel groups, widths, params and MACs (an ONNX file or engine:
-    its input, outputs and metadata)."""
+    """Show a model's channel groups, widths, params and MACs.
+
+    An ONNX file or engine: its input, outputs, opset and metadata.
+    """
     from foadx.inspection import inspect_ref
 
     ref = resolve(model, weights, weights_map, input_size, model_arg)

@@ -66,8 +66,10 @@ def finetune_command(
     as_json: JsonOption = False,
     quiet: QuietOption = False,
 ) -> None:
-    """Fine-tune MODEL and write it as an artifact; also runs under torchrun (DDP: NCCL on GPUs,
-    gloo on CPUs)."""
+    """Fine-tune MODEL and write it as an artifact.
+
+    Also runs under torchrun (DDP: NCCL on GPUs, gloo on CPUs).
+    """
     from foadx.atomic import write_json
     from foadx.data.labeled import open_labeled
     from foadx.train import FinetuneConfig
@@ -127,8 +129,10 @@ def eval_command(
     as_json: JsonOption = False,
     quiet: QuietOption = False,
 ) -> None:
-    """Top-1 (classify) or 10-fold face verification with TAR@FAR (face); an ONNX file runs in
-    onnxruntime with the preprocessing its metadata records."""
+    """Top-1 (classify) or 10-fold face verification with TAR@FAR (face).
+
+    An ONNX file runs in onnxruntime with the preprocessing its metadata records.
+    """
     from foadx.atomic import write_json
     from foadx.evaluate.runner import evaluate_model
 

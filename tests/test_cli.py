@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 import torch
@@ -12,6 +13,8 @@ import foadx
 from foadx_cli.app import app
 
 runner = CliRunner()
+# progress in a non-terminal: 'foadx: <stage> <done>[/<total>][, detail] (<seconds> s)'
+PROGRESS_LINE = re.compile(r"^foadx: (?!error: |warning: ).* \(\d+ s\)$")
 
 
 def run(*args: str):
@@ -19,7 +22,7 @@ def run(*args: str):
 
 
 def error_line(result) -> str:
-    lines = [line for line in result.output.splitlines() if line.strip()]
+    lines = [line for line in result.output.splitlines() if line.strip() and not PROGRESS_LINE.match(line)]
     assert len(lines) == 1, result.output
     assert lines[0].startswith("foadx: error: ")
     assert "Traceback" not in result.output

@@ -7,6 +7,7 @@ the real library, real files and real onnxruntime sessions.
 from __future__ import annotations
 
 import json
+import re
 import os
 import stat
 import time
@@ -27,6 +28,8 @@ from foadx.resolve import BuildOptions, resolve_model
 from foadx_cli.app import app
 
 runner = CliRunner()
+# progress in a non-terminal: 'foadx: <stage> <done>[/<total>][, detail] (<seconds> s)'
+PROGRESS_LINE = re.compile(r"^foadx: (?!error: |warning: ).* \(\d+ s\)$")
 
 
 def run(*args):
@@ -34,7 +37,7 @@ def run(*args):
 
 
 def one_error_line(result) -> str:
-    lines = [line for line in result.output.splitlines() if line.strip()]
+    lines = [line for line in result.output.splitlines() if line.strip() and not PROGRESS_LINE.match(line)]
     assert len(lines) == 1 and lines[0].startswith("foadx: error: "), result.output
     return lines[0]
 

@@ -20,6 +20,7 @@ from torch import Tensor, nn
 from foadx.device import resolve_device
 from foadx.errors import BadInputError, BudgetError, DataError
 from foadx.pruning.apply import apply_kept
+from foadx.pruning.artifact import save_artifact
 from foadx.pruning.batchnorm import recalibrate_batchnorm
 from foadx.pruning.cost import CostModel, ModelCost, count_cost
 from foadx.pruning.criteria import CRITERIA, ScoringInputs
@@ -37,8 +38,7 @@ class PruneResult:
     groups: list[ChannelGroup] = field(repr=False, default_factory=list)
 
     def save(self, directory: str | Path, *, force: bool = False) -> Path:
-        from foadx.pruning.artifact import save_artifact
-
+        """Writes the pruned model as an artifact folder (``foadx.load_pruned`` reads it)."""
         return save_artifact(self.model, directory, force=force)
 
 
