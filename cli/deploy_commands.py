@@ -16,15 +16,20 @@ from foadx_cli.options import (
     AtolOption,
     BatchListOption,
     DataOption,
+    ErrorQuantileOption,
+    ErrorStatOption,
     ImagesOption,
     InputSizeOption,
     JsonOption,
+    MaxScaledErrorOption,
+    MinCosineOption,
     ModelArgOption,
     ModelArgument,
     QuietOption,
     ReportOption,
     RtolOption,
     SeedOption,
+    TrustCodeOption,
     StrictOption,
     WeightsMapOption,
     WeightsOption,
@@ -33,6 +38,7 @@ from foadx_cli.options import (
     prepare_report,
     real_images,
     resolve,
+    tolerances,
 )
 
 # Written out so that `foadx --help` need not import the runtimes; a test keeps it equal to
@@ -59,6 +65,10 @@ def export_command(
     images: ImagesOption = 16,
     atol: AtolOption = DEFAULT_ATOL,
     rtol: RtolOption = DEFAULT_RTOL,
+    min_cosine: MinCosineOption = None,
+    max_scaled_error: MaxScaledErrorOption = None,
+    check_error_stat: ErrorStatOption = "elemwise",
+    error_quantile: ErrorQuantileOption = 0.99,
     strict: StrictOption = False,
     precision: Annotated[str, typer.Option(help="fp32 (the ONNX), int8 (also a Q/DQ ONNX: OUT with .int8.onnx), fp16 (engine only).")] = "fp32",
     calib_data: Annotated[str, typer.Option(help="int8 calibration images.")] = "demo",
@@ -74,6 +84,7 @@ def export_command(
     input_size: InputSizeOption = None,
     model_arg: ModelArgOption = None,
     seed: SeedOption = 0,
+    trust_code: TrustCodeOption = False,
     report: ReportOption = None,
     as_json: JsonOption = False,
     quiet: QuietOption = False,
@@ -88,19 +99,19 @@ def export_command(
     from foadx.runtime.engine_options import EngineOptions
     from foadx.workflow import DeployOptions, check_deploy_request, deploy, engine_profile
 
-    for name, value in (("--atol", atol), ("--rtol", rtol), ("--workspace-gb", workspace_gb)):
-        finite(value, name)
+    finite(workspace_gb, "--workspace-gb")
+    parity = tolerances(atol, rtol, min_cosine, max_scaled_error, check_error_stat, error_quantile)
     prepare_output(out, "file")
     engine = EngineOptions(precision, engine_profile(batch, min_batch, opt_batch, max_batch), workspace_gb,
                            str(timing_cache) if timing_cache else None) if trt else None
     rewrite = default_prelu_rewrite("trt" if trt else "ort-cpu") if prelu_rewrite is None else prelu_rewrite
     options = DeployOptions(
         export=ExportOptions(opset, batch, None, rewrite, prelu_form), verify=verify,
-        verify_options={"atol": atol, "rtol": rtol, "strict": strict}, precision=precision, trt=trt,
+        verify_options={"tolerances": parity, "strict": strict}, precision=precision, trt=trt,
         engine=engine, report=prepare_report(report),
     )
     check_deploy_request(options)  # TensorRT and a GPU are checked before any work
-    ref = resolve(model, weights, weights_map, input_size, model_arg, seed)
+    ref = resolve(model, weights, weights_map, input_size, model_arg, seed, trust_code)
     network = ref.module()
     verification = real_images(data, ref, images) if verify or trt else None
     with render.status("exporting and verifying" if verify else "exporting", enabled=not quiet and not as_json):
@@ -163,12 +174,17 @@ def verify_command(
     batch: BatchListOption = "1,4,7",
     atol: AtolOption = DEFAULT_ATOL,
     rtol: RtolOption = DEFAULT_RTOL,
+    min_cosine: MinCosineOption = None,
+    max_scaled_error: MaxScaledErrorOption = None,
+    check_error_stat: ErrorStatOption = "elemwise",
+    error_quantile: ErrorQuantileOption = 0.99,
     strict: StrictOption = False,
     weights: WeightsOption = None,
     weights_map: WeightsMapOption = None,
     input_size: InputSizeOption = None,
     model_arg: ModelArgOption = None,
     seed: SeedOption = 0,
+    trust_code: TrustCodeOption = False,
     report: ReportOption = None,
     as_json: JsonOption = False,
     quiet: QuietOption = False,
@@ -179,16 +195,15 @@ def verify_command(
     from foadx.export import verify_onnx
     from foadx.resolve import resolve_model
 
-    for name, value in (("--atol", atol), ("--rtol", rtol)):
-        finite(value, name)
+    parity_tolerances = tolerances(atol, rtol, min_cosine, max_scaled_error, check_error_stat, error_quantile)
     prepare_report(report)
     batches = tuple(parse_batches(batch))
     file_ref = resolve_model(str(onnx_file)) if onnx_file.suffix == ".onnx" else None
     if file_ref is None:
         raise BadInputError(f"{onnx_file} is not an .onnx file")
-    ref = resolve(against, weights, weights_map, input_size, model_arg, seed, defaults=file_ref.source)
+    ref = resolve(against, weights, weights_map, input_size, model_arg, seed, trust_code, defaults=file_ref.source)
     with render.status("verifying", enabled=not quiet and not as_json):
-        parity = verify_onnx(onnx_file, ref.module(), atol=atol, rtol=rtol, strict=strict, batch_sizes=batches,
+        parity = verify_onnx(onnx_file, ref.module(), tolerances=parity_tolerances, strict=strict, batch_sizes=batches,
                              images=real_images(data, file_ref if file_ref.source else ref, images))
     if report is not None:
         write_json(report, parity.to_json())
@@ -220,10 +235,12 @@ def bench_command(
     baseline: Annotated[Optional[Path], typer.Option(help="A previous report to gate against.")] = None,
     max_regression: Annotated[float, typer.Option(help="Allowed slowdown against --baseline, percent; exit 5 beyond.")] = 10.0,
     strict_env: Annotated[bool, typer.Option(help="Refuse a baseline from a different environment.")] = False,
+    allow_missing: Annotated[bool, typer.Option(help="A configuration only one of this run and --baseline has is a warning, not a failure.")] = False,
     weights: WeightsOption = None,
     weights_map: WeightsMapOption = None,
     model_arg: ModelArgOption = None,
     seed: SeedOption = 0,
+    trust_code: TrustCodeOption = False,
     report: ReportOption = None,
     as_json: JsonOption = False,
     quiet: QuietOption = False,
@@ -254,11 +271,12 @@ def bench_command(
         backends = [name.strip() for entry in backend for name in entry.split(",") if name.strip()]
         with render.progress("measuring", enabled=not quiet and not as_json) as advance:
             result = measure_models(
-                models, backends, batches, build=build_options(weights, weights_map, input_size, model_arg, seed),
+                models, backends, batches, build=build_options(weights, weights_map, input_size, model_arg, seed, trust_code),
                 precision=precision, threads=threads, channels_last=channels_last, fold_bn=fold_bn,
                 timing=(warmup_ms, duration_s, min_iterations, rounds), progress=advance,
             )
-    gate = compare_to_baseline(result, previous, max_regression, strict_env) if previous is not None else None
+    gate = (compare_to_baseline(result, previous, max_regression, strict_env, allow_missing)
+            if previous is not None else None)
     if gate is not None:
         result["gate"] = gate.to_json()
     if report is not None:

@@ -21,6 +21,7 @@ InputSizeOption = Annotated[Optional[str], typer.Option(help="H or HxW for a mod
 ModelArgOption = Annotated[
     Optional[list[str]], typer.Option(help="Factory argument KEY=VALUE for a model spec, e.g. embedding_size=10 (repeatable).")
 ]
+TrustCodeOption = Annotated[bool, typer.Option(help="Build a model factory (module:function, file.py:function) that an artifact's plan names: runs its code.")]
 SeedOption = Annotated[int, typer.Option(help="Seed: initialisation of a spec without weights, image sampling, data order.")]
 JsonOption = Annotated[bool, typer.Option("--json", help="Print the result as JSON on stdout (and nothing else).")]
 QuietOption = Annotated[bool, typer.Option("--quiet", "-q", help="No progress and no table.")]
@@ -33,6 +34,10 @@ DeviceOption = Annotated[str, typer.Option(help="auto, cpu or cuda.")]
 AtolOption = Annotated[float, typer.Option(help="Absolute tolerance; an element fails only where atol AND rtol are exceeded.")]
 RtolOption = Annotated[float, typer.Option(help="Relative tolerance (|a-r|/|r|, Polygraphy's definition).")]
 StrictOption = Annotated[bool, typer.Option(help="Fail when a deployability check fails.")]
+MinCosineOption = Annotated[Optional[float], typer.Option(help="Every sample's cosine similarity must reach this (default by precision: 0.9999 fp32).")]
+MaxScaledErrorOption = Annotated[Optional[float], typer.Option(help="Largest allowed max|a-r| / RMS(r) per output (default by precision: 1e-3 fp32).")]
+ErrorStatOption = Annotated[str, typer.Option(help="What atol/rtol bound (Polygraphy's --check-error-stat): elemwise, max, mean, median or quantile.")]
+ErrorQuantileOption = Annotated[float, typer.Option(help="The quantile for --check-error-stat quantile.")]
 
 
 def parse_input_size(text: Optional[str]) -> Optional[tuple[int, int]]:
@@ -69,19 +74,35 @@ def finite(value: Optional[float], name: str) -> Optional[float]:
     return value
 
 
+def tolerances(atol: float, rtol: float, min_cosine: Optional[float], max_scaled_error: Optional[float],
+               error_stat: str, error_quantile: float, precision: str = "fp32"):
+    """The comparator's tolerances from the parity options; unset floors take the precision's."""
+    from foadx.runtime import Tolerances
+
+    for name, value in (("--atol", atol), ("--rtol", rtol), ("--min-cosine", min_cosine),
+                        ("--max-scaled-error", max_scaled_error), ("--error-quantile", error_quantile)):
+        finite(value, name)
+    chosen = {"atol": atol, "rtol": rtol, "error_stat": error_stat, "error_quantile": error_quantile}
+    chosen.update({key: value for key, value in (("min_cosine", min_cosine), ("max_scaled_error", max_scaled_error))
+                   if value is not None})
+    return Tolerances.for_precision(precision, **chosen)
+
+
 def build_options(weights: Optional[Path] = None, weights_map: Optional[Path] = None, input_size: Optional[str] = None,
-                  model_arg: Optional[list[str]] = None, seed: int = 0):
+                  model_arg: Optional[list[str]] = None, seed: int = 0, trust_code: bool = False):
     from foadx.resolve import BuildOptions
 
-    return BuildOptions(weights, weights_map, parse_input_size(input_size), parse_model_args(model_arg), seed)
+    return BuildOptions(weights, weights_map, parse_input_size(input_size), parse_model_args(model_arg), seed, trust_code)
 
 
 def resolve(model: str, weights: Optional[Path] = None, weights_map: Optional[Path] = None,
-            input_size: Optional[str] = None, model_arg: Optional[list[str]] = None, seed: int = 0, defaults=None):
+            input_size: Optional[str] = None, model_arg: Optional[list[str]] = None, seed: int = 0,
+            trust_code: bool = False, defaults=None):
     """The MODEL argument and its build options, resolved by the library's one resolver."""
     from foadx.resolve import resolve_model
 
-    return resolve_model(model, build_options(weights, weights_map, input_size, model_arg, seed), defaults=defaults)
+    options = build_options(weights, weights_map, input_size, model_arg, seed, trust_code)
+    return resolve_model(model, options, defaults=defaults)
 
 
 def real_images(data: str, ref, count: int):

@@ -22,6 +22,7 @@ from foadx_cli.options import (
     QuietOption,
     ReportOption,
     SeedOption,
+    TrustCodeOption,
     WeightsMapOption,
     WeightsOption,
     finite,
@@ -59,6 +60,7 @@ def inspect_command(
     weights_map: WeightsMapOption = None,
     input_size: InputSizeOption = None,
     model_arg: ModelArgOption = None,
+    trust_code: TrustCodeOption = False,
     as_json: JsonOption = False,
     quiet: QuietOption = False,
 ) -> None:
@@ -68,7 +70,7 @@ def inspect_command(
     """
     from foadx.inspection import inspect_ref
 
-    ref = resolve(model, weights, weights_map, input_size, model_arg)
+    ref = resolve(model, weights, weights_map, input_size, model_arg, trust_code=trust_code)
     info = inspect_ref(ref)
     if as_json:
         typer.echo(json.dumps(info, indent=2))
@@ -101,6 +103,7 @@ def prune_command(
     input_size: InputSizeOption = None,
     model_arg: ModelArgOption = None,
     seed: SeedOption = 0,
+    trust_code: TrustCodeOption = False,
     force: ForceOption = False,
     report: ReportOption = None,
     as_json: JsonOption = False,
@@ -118,7 +121,7 @@ def prune_command(
     check_folder_target(out, is_own_output, force, "foadx prune")
     prepare_report(report)
     group_ratios = render.read_ratios(ratios) if ratios else None
-    ref = resolve(model, weights, weights_map, input_size, model_arg, seed)
+    ref = resolve(model, weights, weights_map, input_size, model_arg, seed, trust_code)
     network = ref.module()
     refuse_pruned(network)
     source = ref.source

@@ -168,14 +168,20 @@ def export_summary(result: Any) -> None:
 
 def parity_table(report: dict[str, Any]) -> None:
     table = Table(title=f"parity: onnxruntime CPU vs torch fp32 (atol={report['atol']:g}, rtol={report['rtol']:g})")
-    for column in ("inputs", "batch", "output", "max abs", "max rel", "mean abs", "cosine", "mismatches"):
+    columns = ("inputs", "batch", "output", "RMS ref", "max |ref|", "max abs", "err/RMS", "min sample cos",
+               "agree", "mismatches", "ok")
+    for column in columns:
         table.add_column(column, justify="left" if column in ("inputs", "output") else "right")
     for case in report["cases"]:
+        agreement = "" if case["agreement_pct"] is None else f"{case['agreement_pct']:.0f}%"
         for output in case["outputs"]:
-            table.add_row(case["inputs"], str(case["batch"]), output["name"], f"{output['max_abs']:.2e}",
-                          f"{output['max_rel']:.2e}", f"{output['mean_abs']:.2e}", f"{output['cosine']:.7f}",
-                          f"{output['mismatches']}/{output['elements']}")
+            table.add_row(case["inputs"], str(case["batch"]), output["name"], f"{output['rms_reference']:.2e}",
+                          f"{output['max_abs_reference']:.2e}", f"{output['max_abs']:.2e}",
+                          f"{output['scaled_error']:.2e}", f"{output['min_sample_cosine']:.7f}", agreement,
+                          f"{output['mismatches']}/{output['elements']}", "yes" if output["passed"] else "[red]NO[/red]")
     stdout.print(table)
+    for failure in report["failures"][:5]:
+        stdout.print(f"[red]failed[/red]: {failure}")
     worst = report["worst"]
     stdout.print(
         f"parity {'passed' if report['parity_passed'] else '[red]FAILED[/red]'}; smallest passing tolerances: "
@@ -204,8 +210,11 @@ def latency_table(report: dict[str, Any]) -> None:
     gate = report.get("gate")
     if gate:
         verdict = "passed" if gate["passed"] else "[red]FAILED[/red]"
-        worst = max(row["change_pct"] for row in gate["rows"])
-        stdout.print(f"regression gate {verdict}: worst change {worst:+.1f}% (allowed +{gate['max_regression_pct']:g}%)")
+        changes = [row["change_pct"] for row in gate["rows"] if row["change_pct"] is not None]
+        missing = sum(row["change_pct"] is None for row in gate["rows"])
+        worst = f"worst change {max(changes):+.1f}%" if changes else "nothing compared"
+        stdout.print(f"regression gate {verdict}: {worst} (allowed +{gate['max_regression_pct']:g}%)"
+                     + (f"; {missing} configuration(s) missing" if missing else ""))
 
 
 @contextmanager

@@ -20,6 +20,7 @@ from foadx_cli.options import (
     QuietOption,
     ReportOption,
     SeedOption,
+    TrustCodeOption,
     WeightsMapOption,
     WeightsOption,
     finite,
@@ -53,7 +54,8 @@ def finetune_command(
     flip: Annotated[bool, typer.Option(help="Random horizontal flips.")] = True,
     workers: Annotated[int, typer.Option(help="DataLoader worker processes.")] = 0,
     steps_per_epoch: Annotated[Optional[int], typer.Option(help="Cap steps per epoch (smoke runs).")] = None,
-    resume: Annotated[bool, typer.Option(help="Continue from OUT/checkpoint.pt.")] = False,
+    resume: Annotated[bool, typer.Option(help="Continue from OUT/checkpoint.pt, with the settings it was written with.")] = False,
+    override: Annotated[bool, typer.Option(help="With --resume: continue with settings that differ from the checkpoint's (recorded).")] = False,
     eval_data: Annotated[Optional[str], typer.Option(help="Evaluate after each epoch on this (test split / pairs).")] = None,
     device: DeviceOption = "auto",
     weights: WeightsOption = None,
@@ -61,6 +63,7 @@ def finetune_command(
     input_size: InputSizeOption = None,
     model_arg: ModelArgOption = None,
     seed: SeedOption = 0,
+    trust_code: TrustCodeOption = False,
     force: ForceOption = False,
     report: ReportOption = None,
     as_json: JsonOption = False,
@@ -86,14 +89,14 @@ def finetune_command(
     config.validate()
     check_finetune_output(out, resume=resume, force=force)
     prepare_report(report)
-    network = resolve(model, weights, weights_map, input_size, model_arg, seed).module()
-    teacher = resolve(distill_from).module().eval() if distill_from else None
+    network = resolve(model, weights, weights_map, input_size, model_arg, seed, trust_code).module()
+    teacher = resolve(distill_from, trust_code=trust_code).module().eval() if distill_from else None
     training_data = open_labeled(data, "train", task)
     evaluate = _epoch_evaluator(eval_data, task) if eval_data else None
     with render.training_progress(enabled=not quiet and not as_json) as advance:
         history = finetune_to_artifact(
             network, training_data, out, config, {"data": data, "from": model}, resume=resume, force=force,
-            teacher=teacher, evaluate=evaluate, progress=advance, device=device,
+            override=override, teacher=teacher, evaluate=evaluate, progress=advance, device=device,
         )
     processes = Distributed.from_environment(device)
     if processes.is_main:
@@ -125,6 +128,7 @@ def eval_command(
     input_size: InputSizeOption = None,
     model_arg: ModelArgOption = None,
     seed: SeedOption = 0,
+    trust_code: TrustCodeOption = False,
     report: ReportOption = None,
     as_json: JsonOption = False,
     quiet: QuietOption = False,
@@ -138,7 +142,7 @@ def eval_command(
 
     finite(far, "--far")
     prepare_report(report)
-    ref = resolve(model, weights, weights_map, input_size, model_arg, seed)
+    ref = resolve(model, weights, weights_map, input_size, model_arg, seed, trust_code)
     result = evaluate_model(ref, data, task, batch_size=batch_size, far_target=far)
     summary = {"model": model, "data": data, "task": task, **result.to_json()}
     if report is not None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import fcntl
 import json
 import os
 import shutil
@@ -107,23 +108,52 @@ def _exchange(first: Path, second: Path) -> bool:
 
 
 @contextmanager
+def _locked(target: Path) -> Iterator[None]:
+    """An exclusive lock on ``target`` (a hidden ``.NAME.lock`` file beside it) for one writer at
+    a time; a second writer is refused at once rather than interleaved."""
+    lock_path = target.parent / f".{target.name}.lock"
+    handle = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o666 & ~_umask())
+    try:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise BadInputError(f"another foadx run is writing {target}; wait for it or choose another --out") from None
+        yield
+    finally:
+        os.close(handle)  # releases the lock
+
+
+def _remove_stale_staging(target: Path) -> None:
+    """Staging folders a killed run left beside ``target`` (safe: we hold its lock)."""
+    for stale in target.parent.glob(f".{target.name}.*.partial"):
+        shutil.rmtree(stale, ignore_errors=True)
+
+
+@contextmanager
 def atomic_directory(target: str | Path) -> Iterator[Path]:
     """Yields an empty staging folder beside ``target``; on success it replaces ``target`` as a
-    whole (stale files of an earlier run disappear with it). On failure ``target`` is untouched."""
+    whole (stale files of an earlier run disappear with it). On failure ``target`` is untouched.
+    One writer at a time per target; staging folders of killed runs are removed first."""
     target = prepare_output(target, "folder")
-    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".partial", dir=target.parent))
-    try:
-        yield staging
-        os.chmod(staging, 0o777 & ~_umask())
-        if not target.exists():
-            os.rename(staging, target)
-        elif _exchange(staging, target):
-            shutil.rmtree(staging)  # now holds the previous folder
-        else:  # no renameat2: a short window in which target is absent, never half-written
-            previous = staging.with_suffix(".previous")
-            os.rename(target, previous)
-            os.rename(staging, target)
-            shutil.rmtree(previous)
-    finally:
-        if staging.exists():
-            shutil.rmtree(staging, ignore_errors=True)
+    with _locked(target):
+        _remove_stale_staging(target)
+        staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".partial", dir=target.parent))
+        try:
+            yield staging
+            os.chmod(staging, 0o777 & ~_umask())
+            _swap_in(staging, target)
+        finally:
+            if staging.exists():
+                shutil.rmtree(staging, ignore_errors=True)
+
+
+def _swap_in(staging: Path, target: Path) -> None:
+    if not target.exists():
+        os.rename(staging, target)
+    elif _exchange(staging, target):
+        shutil.rmtree(staging)  # now holds the previous folder
+    else:  # no renameat2: a short window in which target is absent, never half-written
+        previous = staging.with_name(staging.name + ".previous")
+        os.rename(target, previous)
+        os.rename(staging, target)
+        shutil.rmtree(previous)

@@ -33,6 +33,7 @@ class BuildOptions:
     input_size: tuple[int, int] | None = None
     model_args: dict[str, Any] = field(default_factory=dict)
     seed: int = 0
+    trust_code: bool = False  # build a code factory named by an artifact's plan
 
     @property
     def given(self) -> list[str]:
@@ -82,7 +83,7 @@ def resolve_model(text: str, options: BuildOptions | None = None, *,
     options = options or BuildOptions()
     path = Path(text)
     if specs_only and (path.is_dir() or path.suffix == ".onnx" or path.suffix in ENGINE_SUFFIXES):
-        options = BuildOptions(seed=options.seed)
+        options = BuildOptions(seed=options.seed, trust_code=options.trust_code)
     if path.is_dir():
         return _artifact(text, path, options)
     if path.suffix == ".onnx":
@@ -124,7 +125,7 @@ def _artifact(text: str, path: Path, options: BuildOptions) -> ModelRef:
     if not is_artifact(path):
         raise BadInputError(f"{text} is a folder without {PLAN_FILE}: not a foadx artifact")
     _refuse_build_options(text, "artifact", options)
-    return _module_ref(text, "artifact", load_pruned(path, device="cpu"), path)
+    return _module_ref(text, "artifact", load_pruned(path, device="cpu", trust_code=options.trust_code), path)
 
 
 def _onnx(text: str, path: Path, options: BuildOptions) -> ModelRef:

@@ -22,7 +22,7 @@ from foadx.export import ParityFailedError, export_onnx
 from foadx.export.loaders import ExportOptions
 from foadx.export.onnx_export import parse_batch
 from foadx.optional import require_tensorrt
-from foadx.pruning.artifact import ARTIFACT_FILES, is_own_output, record_training, write_artifact_files
+from foadx.pruning.artifact import ARTIFACT_FILES, PLAN_FILE, record_training, write_artifact_files
 from foadx.provenance import provenance_of
 from foadx.runtime.engine_options import EngineOptions, EngineProfile
 from foadx.train import CHECKPOINT_FILE, METRICS_FILE, FinetuneConfig, finetune
@@ -39,7 +39,13 @@ def check_finetune_output(out: str | Path, *, resume: bool, force: bool) -> Path
         if not (target / CHECKPOINT_FILE).is_file():
             raise BadInputError(f"--resume: no {CHECKPOINT_FILE} in {target}")
         return target
-    return check_folder_target(out, lambda folder: is_own_output(folder, FINETUNE_FILES), force, "foadx finetune")
+    return check_folder_target(out, _own_finetune_output, force, "foadx finetune")
+
+
+def _own_finetune_output(folder: Path) -> bool:
+    """An earlier fine-tune's folder: finished (with a plan) or killed (a checkpoint only)."""
+    names = {entry.name for entry in folder.iterdir()}
+    return names <= FINETUNE_FILES and bool(names & {PLAN_FILE, CHECKPOINT_FILE})
 
 
 def finetune_to_artifact(
@@ -54,13 +60,15 @@ def finetune_to_artifact(
     **training: Any,
 ) -> list[dict[str, Any]]:
     """Fine-tunes ``model`` and writes it as an artifact into ``out`` with its checkpoint and
-    metrics. A fresh run trains in a staging folder that replaces ``out`` only when done;
-    ``resume`` continues in ``out`` itself (its checkpoint is there)."""
+    metrics. Into a new or empty folder the run trains in place, so a run that is killed or
+    diverges leaves its last good checkpoint there for ``--resume``; an existing earlier output
+    (or a ``force``-d folder) is replaced as a whole only when the new run is done."""
     from foadx.train.distributed import Distributed
 
     target = check_finetune_output(out, resume=resume, force=force)
     processes = Distributed.from_environment(training.get("device"))
-    if resume or not processes.is_main or processes.world > 1:
+    fresh_folder = not target.exists() or not any(target.iterdir())
+    if resume or fresh_folder or not processes.is_main or processes.world > 1:
         return _train_and_write(model, data, target, config, record, resume, processes.is_main, training)
     with atomic_directory(target) as staging:
         return _train_and_write(model, data, staging, config, record, resume, True, training)

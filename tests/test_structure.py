@@ -207,7 +207,7 @@ def test_prune_refuses_a_foreign_folder_and_replaces_it_whole_with_force(tmp_pat
     assert sorted(p.name for p in out.iterdir()) == ["plan.json", "weights.pt"]  # before: stale files kept
     again = run(*args)  # its own earlier output: replaced without --force
     assert again.exit_code == 0 and sorted(p.name for p in out.iterdir()) == ["plan.json", "weights.pt"]
-    assert not list(tmp_path.glob(".out.*"))  # no staging folder left behind
+    assert not list(tmp_path.glob(".out.*.partial"))  # no staging folder left behind
 
 
 def test_a_failed_folder_write_leaves_the_previous_folder(tmp_path):
@@ -218,7 +218,7 @@ def test_a_failed_folder_write_leaves_the_previous_folder(tmp_path):
         with atomic_directory(target) as staging:
             (staging / "plan.json").write_text("new")
             raise RuntimeError("killed mid-write")
-    assert (target / "plan.json").read_text() == "old" and not list(tmp_path.glob(".art.*"))
+    assert (target / "plan.json").read_text() == "old" and not list(tmp_path.glob(".art.*.partial"))
 
 
 # --- the CLI surface: one-line usage errors, progress in logs, float options ---

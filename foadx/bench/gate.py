@@ -8,6 +8,7 @@ environment fingerprint is a warning, or a refusal under ``strict_env``.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -32,6 +33,13 @@ class GateResult:
     def raise_if_failed(self) -> None:
         failed = [row for row in self.rows if not row["passed"]]
         if failed:
+            missing = [row for row in failed if "missing" in row]
+            if missing:
+                row = missing[0]
+                raise RegressionError(
+                    f"{len(missing)} configuration(s) missing from one of the reports (first: {row['model']} on "
+                    f"{row['backend']} batch {row['batch']}, missing in {row['missing']}); --allow-missing accepts that"
+                )
             worst = max(failed, key=lambda row: row["change_pct"])
             raise RegressionError(
                 f"{len(failed)} configuration(s) slower than the baseline by more than {self.max_regression_pct:g}%; "
@@ -44,31 +52,79 @@ def _key(result: dict[str, Any]) -> tuple:
     return (result["model"], result["backend"], result["batch"], result["precision"])
 
 
-def compare_to_baseline(
-    report: dict[str, Any], baseline: dict[str, Any], max_regression_pct: float, strict_env: bool = False
-) -> GateResult:
-    if max_regression_pct < 0:
-        raise BadInputError(f"--max-regression must be >= 0 percent, got {max_regression_pct}")
-    warnings = []
-    differences = environment_differences(report["environment"], baseline["environment"])
-    if differences:
-        message = "the baseline was measured in another environment (" + "; ".join(differences) + ")"
-        if strict_env:
-            raise BadInputError(message + ": refusing to compare (--strict-env)")
-        warnings.append(message)
-    previous = {_key(result): result for result in baseline["results"]}
-    rows = []
+def _rows_by_key(report: dict[str, Any], which: str) -> dict[tuple, dict[str, Any]]:
+    """One row per configuration, each with a finite positive median; anything else means the
+    report was edited or broken, and a gate on it would be meaningless."""
+    rows: dict[tuple, dict[str, Any]] = {}
     for result in report["results"]:
-        old = previous.get(_key(result))
+        key = _key(result)
+        if key in rows:
+            raise BadInputError(f"the {which} report lists {key[0]} on {key[1]} batch {key[2]} twice")
+        median = result["median_of_rounds_ms"]
+        if not (isinstance(median, (int, float)) and math.isfinite(median) and median > 0):
+            raise BadInputError(f"the {which} report's median for {key[0]} on {key[1]} batch {key[2]} is {median!r}")
+        rows[key] = result
+    return rows
+
+
+IDENTITY_FIELDS = ("plan_digest", "params", "input_shape")
+
+
+def check_same_models(report: dict[str, Any], baseline: dict[str, Any]) -> None:
+    """A label must name the same model in both reports: same plan digest, params and input
+    shape where both record them; a different model under an old label is refused."""
+    previous = {model["label"]: model for model in baseline["models"]}
+    for model in report["models"]:
+        old = previous.get(model["label"])
         if old is None:
-            warnings.append(f"no baseline for {result['model']} on {result['backend']} batch {result['batch']}")
             continue
-        change = (result["median_of_rounds_ms"] / old["median_of_rounds_ms"] - 1.0) * 100.0
-        rows.append({
-            "model": result["model"], "backend": result["backend"], "batch": result["batch"],
-            "baseline_ms": old["median_of_rounds_ms"], "current_ms": result["median_of_rounds_ms"],
-            "change_pct": change, "passed": change <= max_regression_pct,
-        })
-    if not rows:
+        for field_name in IDENTITY_FIELDS:
+            now, then = model.get(field_name), old.get(field_name)
+            if now is not None and then is not None and now != then:
+                raise BadInputError(
+                    f"{model['label']} is not the model the baseline measured under that label: its {field_name} "
+                    f"is {now} now and {then} in the baseline"
+                )
+
+
+def compare_to_baseline(
+    report: dict[str, Any], baseline: dict[str, Any], max_regression_pct: float, strict_env: bool = False,
+    allow_missing: bool = False,
+) -> GateResult:
+    """Every configuration of either report is compared on its median over rounds; one that only
+    one report has fails the gate unless ``allow_missing`` (then it is a warning)."""
+    if not (max_regression_pct >= 0 and math.isfinite(max_regression_pct)):
+        raise BadInputError(f"--max-regression must be a finite number >= 0 percent, got {max_regression_pct}")
+    warnings = _environment_warnings(report, baseline, strict_env)
+    check_same_models(report, baseline)
+    previous, current = _rows_by_key(baseline, "baseline"), _rows_by_key(report, "current")
+    rows = []
+    for key in sorted(set(previous) | set(current), key=str):
+        old, new = previous.get(key), current.get(key)
+        if old is None or new is None:
+            where = "the baseline" if old is None else "this run"
+            message = f"{key[0]} on {key[1]} batch {key[2]} ({key[3]}) is missing in {where}"
+            if allow_missing:
+                warnings.append(message)
+                continue
+            rows.append({"model": key[0], "backend": key[1], "batch": key[2], "baseline_ms": None if old is None else
+                         old["median_of_rounds_ms"], "current_ms": None if new is None else new["median_of_rounds_ms"],
+                         "change_pct": None, "passed": False, "missing": where})
+            continue
+        change = (new["median_of_rounds_ms"] / old["median_of_rounds_ms"] - 1.0) * 100.0
+        rows.append({"model": key[0], "backend": key[1], "batch": key[2], "baseline_ms": old["median_of_rounds_ms"],
+                     "current_ms": new["median_of_rounds_ms"], "change_pct": change,
+                     "passed": change <= max_regression_pct})
+    if not any("missing" not in row for row in rows):
         raise BadInputError("the baseline has none of this run's configurations (model, backend, batch, precision)")
     return GateResult(max_regression_pct, rows, warnings)
+
+
+def _environment_warnings(report: dict[str, Any], baseline: dict[str, Any], strict_env: bool) -> list[str]:
+    differences = environment_differences(report["environment"], baseline["environment"])
+    if not differences:
+        return []
+    message = "the baseline was measured in another environment (" + "; ".join(differences) + ")"
+    if strict_env:
+        raise BadInputError(message + ": refusing to compare (--strict-env)")
+    return [message]

@@ -187,7 +187,13 @@ class CalibrationImages:
 
     def __iter__(self) -> Iterator[Tensor]:
         for start in range(0, len(self.indices), self.batch_size):
-            yield self._prepare(self.reader.read(self.indices[start : start + self.batch_size]))
+            indices = self.indices[start : start + self.batch_size]
+            batch = self._prepare(self.reader.read(indices))
+            finite = torch.isfinite(batch.reshape(len(indices), -1)).all(dim=1)
+            if not bool(finite.all()):
+                bad = indices[int((~finite).nonzero()[0])]
+                raise DataError(f"{self.description or 'calibration data'}: image {bad} holds NaN or inf values")
+            yield batch
 
     def _prepare(self, images: np.ndarray) -> Tensor:
         return prepare_batch(images, self.input_size, self.mean, self.std)

@@ -1,7 +1,7 @@
 """A TensorRT engine against onnxruntime on the same inputs, through the one comparator, with
-precision-aware cosine floors: fp32 must agree like an fp32 file (cosine >= 0.99999), fp16
-cosine >= 0.999 on embeddings/logits; int8 is reported only (its accuracy is what matters:
-``foadx eval``)."""
+its precision's floors (``Tolerances.for_precision``: every sample's cosine and the error
+relative to the output's RMS; element tolerances do not apply across precisions); int8 is
+reported only (its accuracy is what matters: ``foadx eval``)."""
 
 from __future__ import annotations
 
@@ -14,9 +14,6 @@ import numpy as np
 from foadx.errors import CheckFailedError
 from foadx.runtime import SessionOptions, Tolerances, compare_sessions, comparison_inputs, open_session
 
-MIN_COSINE = {"fp32": 0.99999, "fp16": 0.999}
-
-
 def check_engine(engine: Path, onnx_path: Path, precision: str, images: np.ndarray | None, profile: Any) -> dict[str, Any]:
     reference = open_session("ort-cpu", onnx_path)
     engine_session = open_session("trt", engine, SessionOptions())
@@ -24,11 +21,14 @@ def check_engine(engine: Path, onnx_path: Path, precision: str, images: np.ndarr
     inputs = comparison_inputs(tuple(reference.input_shape[1:]), batches, None)
     if images is not None:
         inputs += comparison_inputs(tuple(reference.input_shape[1:]), (profile.max_batch,), images)[1:]
-    required = MIN_COSINE.get(precision)
-    cases = compare_sessions(engine_session, reference, inputs, Tolerances(math.inf, math.inf, required))
-    cosine = min(output.cosine for case in cases for output in case.outputs)
-    result = {"precision": precision, "min_cosine": cosine, "required": required,
-              "batches": [case.batch for case in cases]}
-    if not all(case.passed for case in cases):
-        raise CheckFailedError(f"{engine}: TensorRT {precision} vs onnxruntime cosine {cosine:.6f} < {required}")
+    tolerances = (Tolerances.for_precision(precision, atol=math.inf, rtol=math.inf) if precision != "int8"
+                  else Tolerances.report_only())
+    cases = compare_sessions(engine_session, reference, inputs, tolerances)
+    cosine = min(output.min_sample_cosine for case in cases for output in case.outputs)
+    failures = [reason for case in cases for output in case.outputs for reason in output.failures]
+    result = {"precision": precision, "min_sample_cosine": cosine, "required_cosine": tolerances.min_cosine,
+              "max_scaled_error": max(output.scaled_error for case in cases for output in case.outputs),
+              "batches": [case.batch for case in cases], "failures": failures}
+    if failures:
+        raise CheckFailedError(f"{engine}: TensorRT {precision} vs onnxruntime: {failures[0]}")
     return result

@@ -7,7 +7,7 @@ and the same sessions ``foadx bench`` times.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -34,8 +34,7 @@ class ParityFailedError(CheckFailedError):
 @dataclass
 class VerifyReport:
     path: str
-    atol: float
-    rtol: float
+    tolerances: Tolerances
     strict: bool
     cases: list[CaseComparison]
     checks: list[Check]
@@ -56,26 +55,41 @@ class VerifyReport:
     def _all_outputs(self) -> list[OutputComparison]:
         return [output for case in self.cases for output in case.outputs]
 
-    def worst(self) -> dict[str, float]:
+    def worst(self) -> dict[str, Any]:
         outputs = self._all_outputs()
+        agreements = [case.agreement_pct for case in self.cases if case.agreement_pct is not None]
         return {
             "max_abs": max(o.max_abs for o in outputs),
             "max_rel": max(o.max_rel for o in outputs),
             "mean_abs": max(o.mean_abs for o in outputs),
             "min_cosine": min(o.cosine for o in outputs),
+            "min_sample_cosine": min(o.min_sample_cosine for o in outputs),
+            "max_scaled_error": max(o.scaled_error for o in outputs),
+            "min_rms_reference": min(o.rms_reference for o in outputs),
+            "max_abs_reference": max(o.max_abs_reference for o in outputs),
             "smallest_passing_atol": max(o.smallest_atol for o in outputs),
             "smallest_passing_rtol": max(o.smallest_rtol for o in outputs),
+            "min_agreement_pct": min(agreements) if agreements else None,
         }
 
+    def failures(self) -> list[str]:
+        return [f"{case.inputs} batch {case.batch} {output.name}: {reason}"
+                for case in self.cases for output in case.outputs for reason in output.failures]
+
     def summary(self) -> str:
-        worst = self.worst()
+        worst, tolerances = self.worst(), self.tolerances
         verdict = "passed" if self.passed else "FAILED"
         line = (
-            f"parity {verdict} (atol={self.atol:g}, rtol={self.rtol:g}) on {len(self.cases)} cases: "
-            f"max abs {worst['max_abs']:.3g}, max rel {worst['max_rel']:.3g}, min cosine {worst['min_cosine']:.9f}; "
-            f"would pass with atol>={worst['smallest_passing_atol']:.3g} at rtol={self.rtol:g} "
-            f"or rtol>={worst['smallest_passing_rtol']:.3g} at atol={self.atol:g}"
+            f"parity {verdict} on {len(self.cases)} cases (atol={tolerances.atol:g}, rtol={tolerances.rtol:g}, "
+            f"{tolerances.error_stat}; cosine floor {tolerances.min_cosine}; error/RMS limit {tolerances.max_scaled_error}): "
+            f"max abs {worst['max_abs']:.3g} on outputs of RMS >= {worst['min_rms_reference']:.3g}, "
+            f"max error/RMS {worst['max_scaled_error']:.3g}, min sample cosine {worst['min_sample_cosine']:.9f}; "
+            f"the element check would pass with atol>={worst['smallest_passing_atol']:.3g} at rtol={tolerances.rtol:g} "
+            f"or rtol>={worst['smallest_passing_rtol']:.3g} at atol={tolerances.atol:g}"
         )
+        failures = self.failures()
+        if failures:
+            line += f"; {len(failures)} failure(s), first: {failures[0]}"
         failed_checks = [check.name for check in self.checks if not check.passed]
         if failed_checks:
             line += f"; deployability: {', '.join(failed_checks)} not met" + (" (strict)" if self.strict else "")
@@ -87,9 +101,10 @@ class VerifyReport:
 
     def to_json(self) -> dict[str, Any]:
         return {
-            "schema_version": 1, "kind": "foadx.parity", "path": self.path, "passed": self.passed,
+            "schema_version": 2, "kind": "foadx.parity", "path": self.path, "passed": self.passed,
             "parity_passed": self.parity_passed, "checks_passed": self.checks_passed, "strict": self.strict,
-            "atol": self.atol, "rtol": self.rtol, "worst": self.worst(),
+            "atol": self.tolerances.atol, "rtol": self.tolerances.rtol, "tolerances": asdict(self.tolerances),
+            "worst": self.worst(), "failures": self.failures(),
             "cases": [case.to_json() for case in self.cases],
             "checks": [check.to_json() for check in self.checks], "metadata": self.metadata,
         }
@@ -99,19 +114,21 @@ def verify_onnx(
     path: str | Path,
     model: nn.Module,
     *,
-    atol: float = DEFAULT_ATOL,
-    rtol: float = DEFAULT_RTOL,
+    tolerances: Tolerances | None = None,
     batch_sizes: tuple[int, ...] = DEFAULT_BATCH_SIZES,
     images: np.ndarray | None = None,
     strict: bool = False,
     seed: int = 0,
+    **tolerance_overrides: Any,
 ) -> VerifyReport:
     """Compares ``path`` in onnxruntime with ``model`` in torch fp32.
 
-    ``images``: real preprocessed images (N, 3, H, W) to compare on besides random inputs; a
-    fixed-batch file is compared at its own batch size only.
+    ``tolerances`` (default: fp32's), with any field overridden by keyword (``atol=...``,
+    ``min_cosine=...``). ``images``: real preprocessed images (N, 3, H, W) to compare on besides
+    random inputs (and to measure task agreement on); a fixed-batch file is compared at its own
+    batch size only.
     """
-    tolerances = Tolerances(atol, rtol)
+    tolerances = replace(tolerances or Tolerances(), **tolerance_overrides)
     onnx_model = load_onnx(path)
     metadata = metadata_of(onnx_model)
     onnx_session = open_session("ort-cpu", path)
@@ -121,7 +138,7 @@ def verify_onnx(
     torch_session = open_session("torch-cpu", model, SessionOptions(), input_shape=tuple(shape))
     sizes = (shape[0],) if shape[0] is not None else tuple(batch_sizes)
     inputs = comparison_inputs(tuple(shape[1:]), sizes, images, seed)
-    cases = compare_sessions(onnx_session, torch_session, inputs, tolerances)
     provenance = provenance_of(model)
     task = metadata.get("task") or (provenance.task if provenance else "unknown")
-    return VerifyReport(str(path), atol, rtol, strict, cases, deployability_checks(onnx_model, task), metadata)
+    cases = compare_sessions(onnx_session, torch_session, inputs, tolerances, task)
+    return VerifyReport(str(path), tolerances, strict, cases, deployability_checks(onnx_model, task), metadata)

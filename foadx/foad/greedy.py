@@ -15,8 +15,12 @@ from torch import Tensor
 
 
 def _check_square(S: Tensor) -> None:
+    """A square, finite S: NaN compares false with every threshold, so on NaN the selection
+    loops could never reach their count."""
     if S.dim() != 2 or S.shape[0] != S.shape[1]:
         raise ValueError(f"S must be a square matrix, got shape {tuple(S.shape)}")
+    if not bool(torch.isfinite(S).all()):
+        raise ValueError("S holds NaN or infinite similarities")
 
 
 def greedy_select(S: Tensor, t: int, s: float) -> list[int]:

@@ -65,6 +65,12 @@ ZOO: dict[str, ZooEntry] = {
 }
 
 
+def runs_user_code(spec: str) -> bool:
+    """A spec that imports and calls code outside foadx and torchvision (``module:function``,
+    ``file.py:function``): safe to build when the user typed it, not when a file names it."""
+    return spec not in ZOO and not spec.startswith("torchvision:")
+
+
 def model_task(spec: str) -> str:
     """What a model's output means: "face" (embedding), "classify" (logits) or "unknown"."""
     if spec in ZOO:

@@ -55,13 +55,34 @@ class _Analysis:
     cost_model: CostModel
 
 
-def as_batches(images: Tensor | Iterable[Tensor], batch_size: int) -> Iterable[Tensor]:
-    """A re-iterable of image batches from a tensor (N, C, H, W) or any re-iterable of batches."""
+class FiniteBatches:
+    """Re-iterable calibration batches, each checked to hold only finite values: a NaN image
+    would make every similarity NaN and the selection meaningless."""
+
+    def __init__(self, batches: Iterable[Tensor]) -> None:
+        self.batches = batches
+
+    def __len__(self) -> int:
+        return len(self.batches)
+
+    def __iter__(self):
+        seen = 0
+        for batch in self.batches:
+            finite = torch.isfinite(batch.reshape(batch.shape[0], -1)).all(dim=1)
+            if not bool(finite.all()):
+                bad = seen + int((~finite).nonzero()[0])
+                raise DataError(f"calibration image {bad} (0-based, in sampling order) holds NaN or inf values")
+            seen += batch.shape[0]
+            yield batch
+
+
+def as_batches(images: Tensor | Iterable[Tensor], batch_size: int) -> FiniteBatches:
+    """A re-iterable of checked image batches from a tensor (N, C, H, W) or any re-iterable of batches."""
     if isinstance(images, Tensor):
         if images.dim() != 4 or images.shape[0] == 0:
             raise DataError(f"calibration images must be (N, C, H, W) with N > 0, got {tuple(images.shape)}")
-        return [images[start : start + batch_size] for start in range(0, images.shape[0], batch_size)]
-    return images
+        return FiniteBatches([images[start : start + batch_size] for start in range(0, images.shape[0], batch_size)])
+    return FiniteBatches(images)
 
 
 def select_groups(

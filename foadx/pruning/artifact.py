@@ -19,7 +19,7 @@ from torch import nn
 from foadx.atomic import atomic_directory, check_folder_target, write_json, write_with
 from foadx.device import resolve_device
 from foadx.errors import ArtifactError, BadInputError, WeightsError
-from foadx.models.registry import build_model, model_task, read_state_dict
+from foadx.models.registry import build_model, model_task, read_state_dict, runs_user_code
 from foadx.pruning.apply import apply_kept
 from foadx.pruning.groups import build_dependency_graph, discover_groups
 from foadx.provenance import Plan, Provenance, provenance_of, record_provenance
@@ -56,8 +56,8 @@ def save_artifact(model: nn.Module, directory: str | Path, *, force: bool = Fals
     earlier artifact as a whole; another non-empty folder only with ``force``."""
     plan = plan_of(model)
     target = check_folder_target(directory, lambda d: is_own_output(d, ARTIFACT_FILES | extra), force, "foadx artifact")
-    try:  # an artifact that cannot be loaded back is worse than none
-        build_pruned_architecture(plan, torch.device("cpu"))
+    try:  # an artifact that cannot be loaded back is worse than none (its code ran here already)
+        build_pruned_architecture(plan, torch.device("cpu"), trust_code=True)
     except ArtifactError as error:
         raise ArtifactError(f"{error}: the plan must apply to the freshly built {plan.model.spec}") from error
     state = {key: value.detach().cpu() for key, value in model.state_dict().items()}
@@ -95,9 +95,19 @@ def read_plan(directory: str | Path) -> Plan:
         raise ArtifactError(f"{path}: {error}") from error
 
 
-def build_pruned_architecture(plan: Plan, device: torch.device) -> nn.Module:
+def refuse_untrusted_code(plan: Plan, where: str, trust_code: bool) -> None:
+    """Opening a file never runs code it names, unless the user says so (``--trust-code``)."""
+    if runs_user_code(plan.model.spec) and not trust_code:
+        raise ArtifactError(
+            f"{where} names the model factory {plan.model.spec!r} with arguments {plan.model.kwargs}: building it "
+            "would import and run that code; pass --trust-code (trust_code=True) if you trust this file"
+        )
+
+
+def build_pruned_architecture(plan: Plan, device: torch.device, *, trust_code: bool = False) -> nn.Module:
     """The original architecture, cut to the plan's widths (weights still random)."""
     source = plan.model
+    refuse_untrusted_code(plan, "the plan", trust_code)
     model = build_model(source.spec, source.input_size, **source.kwargs).to(device).eval()
     if not plan.is_pruned:
         return model
@@ -113,11 +123,14 @@ def build_pruned_architecture(plan: Plan, device: torch.device) -> nn.Module:
     return model
 
 
-def load_pruned(path: str | Path, device: str | torch.device | None = None) -> nn.Module:
-    """Rebuilds a pruned (or fine-tuned) model from its artifact folder, on ``device`` (default: auto)."""
+def load_pruned(path: str | Path, device: str | torch.device | None = None, *, trust_code: bool = False) -> nn.Module:
+    """Rebuilds a pruned (or fine-tuned) model from its artifact folder, on ``device`` (default:
+    auto). A plan whose model is a ``module:function`` or ``file.py:function`` factory is built
+    only with ``trust_code=True``: loading an artifact is as safe as a weights_only checkpoint."""
     target = resolve_device(device)
     plan = read_plan(path)
-    model = build_pruned_architecture(plan, target)
+    refuse_untrusted_code(plan, f"{Path(path) / PLAN_FILE}", trust_code)
+    model = build_pruned_architecture(plan, target, trust_code=trust_code)
     try:
         state = read_state_dict(Path(path) / WEIGHTS_FILE, map_location=target)
         model.load_state_dict(state)

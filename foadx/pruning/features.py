@@ -17,6 +17,7 @@ from contextlib import contextmanager
 import torch
 from torch import Tensor, nn
 
+from foadx.errors import DataError
 from foadx.pruning.groups import ChannelGroup
 
 _FOLLOWERS = (
@@ -126,12 +127,19 @@ def accumulate_over_images(
     (one-shot scoring: pruning an earlier group never changes a later group's maps)."""
     accumulators = {group.name: make(group.channels) for group in groups}
     taps = FeatureTaps(model, [p for group in groups for p in group.producers])
-    total = len(batches) if hasattr(batches, "__len__") else None
+    try:
+        total = len(batches)
+    except TypeError:  # a plain iterable of batches: no known total
+        total = None
     with taps.attached():
         for index, batch in enumerate(batches):
             captured = taps.run(batch.to(device))
             for group in groups:
-                accumulators[group.name].add(group_maps(captured, group))
+                maps = group_maps(captured, group)
+                if not all(bool(torch.isfinite(member).all()) for member in maps):
+                    raise DataError(f"the feature maps of group {group.name!r} are not finite (NaN or inf) on "
+                                    f"calibration batch {index + 1}: the model or its weights produce them")
+                accumulators[group.name].add(maps)
             if progress:
                 progress("calibration batches", index + 1, total)
     return accumulators

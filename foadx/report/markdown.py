@@ -69,21 +69,35 @@ def parity_markdown(report: dict[str, Any]) -> str:
     parts = [
         f"# foadx parity report: {report['path']}",
         f"**{'passed' if report['passed'] else 'FAILED'}** with atol={report['atol']:g}, rtol={report['rtol']:g} "
-        "(an element fails only where both are exceeded). Smallest passing tolerances: "
+        f"({_tolerance_words(report)}). Smallest passing tolerances: "
         f"atol {worst['smallest_passing_atol']:.3g} at rtol={report['rtol']:g}; "
         f"rtol {worst['smallest_passing_rtol']:.3g} at atol={report['atol']:g}.",
         _table(
-            ["inputs", "batch", "output", "max abs", "max rel", "mean abs", "cosine", "mismatches", "passed"],
-            [[case["inputs"], str(case["batch"]), o["name"], f"{o['max_abs']:.3g}", f"{o['max_rel']:.3g}",
-              f"{o['mean_abs']:.3g}", f"{o['cosine']:.9f}", f"{o['mismatches']}/{o['elements']}",
-              "yes" if o["passed"] else "NO"]
+            ["inputs", "batch", "output", "RMS of reference", "max abs", "max abs / RMS", "min sample cosine",
+             "agreement", "mismatches", "passed"],
+            [[case["inputs"], str(case["batch"]), o["name"], f"{o.get('rms_reference', float('nan')):.3g}",
+              f"{o['max_abs']:.3g}", f"{o.get('scaled_error', float('nan')):.3g}",
+              f"{o.get('min_sample_cosine', o['cosine']):.9f}",
+              "n/a" if case.get("agreement_pct") is None else f"{case['agreement_pct']:.1f}%",
+              f"{o['mismatches']}/{o['elements']}", "yes" if o["passed"] else "NO"]
              for case in report["cases"] for o in case["outputs"]],
         ),
+        *(["## Failures", "\n".join(f"- {failure}" for failure in report["failures"])] if report.get("failures") else []),
         "## Deployability" + (" (strict)" if report["strict"] else " (reported; --strict makes them fail)"),
         _table(["check", "passed", "detail"],
                [[c["name"], "yes" if c["passed"] else "no", c["detail"]] for c in report["checks"]]),
     ]
     return "\n\n".join(parts) + "\n"
+
+
+def _tolerance_words(report: dict[str, Any]) -> str:
+    tolerances = report.get("tolerances") or {}
+    words = [f"{tolerances.get('error_stat', 'elemwise')} check: fails only where both are exceeded"]
+    if tolerances.get("min_cosine") is not None:
+        words.append(f"every sample's cosine >= {tolerances['min_cosine']:g}")
+    if tolerances.get("max_scaled_error") is not None:
+        words.append(f"max error <= {tolerances['max_scaled_error']:g} x the output's RMS")
+    return "; ".join(words)
 
 
 def render_markdown(report: dict[str, Any]) -> str:

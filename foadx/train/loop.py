@@ -188,6 +188,7 @@ def finetune(
     config: FinetuneConfig,
     *,
     resume: bool = False,
+    override: bool = False,
     teacher: nn.Module | None = None,
     evaluate: Callable[[nn.Module], dict[str, Any]] | None = None,
     progress: Callable[[int, int, dict[str, float]], None] | None = None,
@@ -196,6 +197,8 @@ def finetune(
     """Fine-tunes ``model`` in place on ``data``; writes checkpoints and metrics into ``out``.
 
     Returns the metrics of every epoch (also in ``out/metrics.jsonl``, one JSON line each).
+    ``resume`` continues from ``out``'s checkpoint with the settings it was written with; other
+    settings are refused unless ``override``, and then recorded in the next epoch's metrics.
     """
     config.validate()
     out = Path(out)
@@ -208,12 +211,21 @@ def finetune(
     if dist.is_main:
         out.mkdir(parents=True, exist_ok=True)
     run = _set_up(model, data, config, source, dist)
+    changed: dict[str, Any] = {}
     if resume:
-        run.restore(load_checkpoint(out / CHECKPOINT_FILE, model))
+        state = load_checkpoint(out / CHECKPOINT_FILE, model)
+        changed = resume_differences(json.loads(state["config_json"]), config)
+        if changed and not override:
+            listed = ", ".join(f"{key} {old!r} -> {new!r}" for key, (old, new) in changed.items())
+            raise BadInputError(f"--resume with other settings than the checkpoint's ({listed}); "
+                                "repeat them, or add --override to continue with the new ones")
+        run.restore(state)
     run.trained = dist.wrap(model)
     dataset = _Images(data, tuple(source.input_size))
     for epoch in range(run.start_epoch, config.epochs):
         record = _train_epoch(run, dataset, epoch, config, source, dist, teacher, progress)
+        if changed:  # the first epoch after an overridden resume says what changed
+            record["resume_overrides"], changed = {key: list(pair) for key, pair in changed.items()}, {}
         if evaluate is not None and dist.is_main:
             model.eval()
             record.update({f"eval_{key}": value for key, value in evaluate(model).items()})
@@ -224,6 +236,17 @@ def finetune(
         dist.barrier()
     model.eval()
     return run.history
+
+
+def resume_differences(saved: dict[str, Any], config: FinetuneConfig) -> dict[str, tuple[Any, Any]]:
+    """Settings that differ from the checkpoint's (the worker count does not change results)."""
+    current = asdict(config)
+    return {key: (saved.get(key), value) for key, value in current.items()
+            if key != "workers" and saved.get(key) != value}
+
+
+class TrainingDiverged(BadInputError):
+    """The loss became NaN or infinite: these settings do not train this model."""
 
 
 def _train_epoch(run: _Training, dataset: "_Images", epoch: int, config: FinetuneConfig, source: ModelSource,
@@ -251,6 +274,11 @@ def _train_epoch(run: _Training, dataset: "_Images", epoch: int, config: Finetun
             batch = batch.contiguous(memory_format=torch.channels_last)
         labels = labels.to(device)
         loss, logits = _step(run, batch, labels, config, teacher, device)
+        if not bool(torch.isfinite(loss.detach())):
+            raise TrainingDiverged(
+                f"the loss became {float(loss.detach())} at epoch {epoch + 1}, step {step + 1} (try a lower --lr or "
+                f"--scale); the last good checkpoint is the one written after epoch {epoch} (--resume continues from it)"
+            )
         seen += len(labels)
         loss_sum += float(loss.detach()) * len(labels)
         correct += int((logits.argmax(1) == labels).sum())
