@@ -26,6 +26,7 @@ from foadx.pruning.cost import CostModel, ModelCost, count_cost
 from foadx.pruning.criteria import CRITERIA, ScoringInputs
 from foadx.pruning.features import ProgressHook
 from foadx.pruning.groups import ChannelGroup, build_dependency_graph, discover_groups, find_output_layers
+from foadx.pruning.offsets import OffsetSpace
 from foadx.pruning.select import Budget, Selection, select_by_scores, select_foad
 from foadx.provenance import Plan, PlanGroup, Provenance, provenance_of, record_provenance
 
@@ -198,13 +199,17 @@ def prune(
     analysis = _analyse(model, first, target_device, include_coupled, exclude, budget)
     scores = CRITERIA[criterion].score(
         ScoringInputs(analysis.network, analysis.chosen, batches, target_device, seed, progress))
-    reduction_of = _reduction(analysis.cost_model, progress)
+    space = OffsetSpace(analysis.chosen)  # grouped convs: select offsets, cut every group alike
+    reduction_of = space.reduction(_reduction(analysis.cost_model, progress))
     select = select_foad if scores.by_similarity else select_by_scores
-    selection = select(scores.values, budget, reduction_of)
+    offsets = select(space.to_offsets(scores.values, scores.by_similarity), budget, reduction_of,
+                     space.steps(budget.round_to))
+    selection = replace(offsets, kept=space.to_channels(offsets.kept))
 
     pruned = analysis.network
     before, bytes_before = count_cost(pruned, analysis.example), _state_bytes(pruned)
     apply_kept(pruned, analysis.dependency_graph, analysis.chosen, selection.kept)
+    _check_runs(pruned, analysis.example)
     recalibrated = 0
     if recalibrate_bn:
         recalibrated = recalibrate_batchnorm(pruned, (b for b in batches if b.shape[0] > 1), target_device)
@@ -219,6 +224,19 @@ def prune(
     record_provenance(pruned, provenance_of(model).with_plan(plan) if provenance_of(model) else Provenance(plan))
     report = _report(plan, analysis.all_groups, before, after, bytes_before, _state_bytes(pruned), recalibrated)
     return PruneResult(pruned, plan, report, analysis.all_groups)
+
+
+def _check_runs(pruned: nn.Module, example: Tensor) -> None:
+    """The cut network must still run: a dependency the tracer missed shows up here, as a clear
+    refusal instead of a broken artifact."""
+    try:
+        with torch.no_grad():
+            pruned(example)
+    except RuntimeError as error:
+        raise BadInputError(
+            f"cutting the chosen groups broke the network ({str(error).splitlines()[0]}); leave the group "
+            "named there whole with --exclude, or report the model"
+        ) from error
 
 
 def _plan(model: nn.Module, criterion: str, selection: Selection, settings: dict[str, Any],

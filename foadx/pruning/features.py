@@ -108,8 +108,16 @@ class FeatureTaps:
 
 
 def group_maps(captured: dict[str, Tensor], group: ChannelGroup) -> list[Tensor]:
-    """The member maps FOAD scores for ``group``: one per producing layer."""
-    return [captured[producer] for producer in group.producers]
+    """The member maps FOAD scores for ``group``: one per producing layer, channels first. A
+    linear layer applied to channels-last maps (ConvNeXt's pointwise layers) yields (N, H, W, C):
+    its channels are moved to dimension 1."""
+    return [_channels_first(captured[producer], group.channels) for producer in group.producers]
+
+
+def _channels_first(maps: Tensor, channels: int) -> Tensor:
+    if maps.dim() > 2 and maps.shape[1] != channels and maps.shape[-1] == channels:
+        return maps.movedim(-1, 1)
+    return maps
 
 
 ProgressHook = Callable[[str, int, "int | None"], None]

@@ -89,13 +89,12 @@ class Selection:
 KeptSets = dict[str, list[int]]
 
 
-def round_kept(kept: KeptSets, channels: Mapping[str, int], round_to: int,
+def round_kept(kept: KeptSets, channels: Mapping[str, int], steps: Mapping[str, int],
                grow: Callable[[str, list[int], int], list[int]]) -> KeptSets:
-    """Raises each kept count to min(C, ceil(k / r) * r) with the criterion's own add-back."""
-    if round_to == 1:
-        return kept
+    """Raises each kept count to min(C, ceil(k / r) * r), r the group's step (``--round-to``, or
+    its offset equivalent for a grouped conv), with the criterion's own add-back."""
     return {
-        name: grow(name, indices, round_up_count(len(indices), channels[name], round_to))
+        name: indices if steps[name] == 1 else grow(name, indices, round_up_count(len(indices), channels[name], steps[name]))
         for name, indices in kept.items()
     }
 
@@ -104,9 +103,12 @@ def select_foad(
     similarities: Mapping[str, Tensor],
     budget: Budget,
     reduction_of: Callable[[str, KeptSets], float],
+    steps: Mapping[str, int] | None = None,
 ) -> Selection:
-    """FOAD selection for every group, by the budget's kind."""
+    """FOAD selection for every group, by the budget's kind; ``steps``: each group's rounding
+    multiple (default: the budget's ``round_to`` for all)."""
     channels = {name: S.shape[0] for name, S in similarities.items()}
+    steps = steps or {name: budget.round_to for name in similarities}
 
     def grow(name: str, indices: list[int], k: int) -> list[int]:
         return add_back(similarities[name], indices, k)
@@ -115,29 +117,30 @@ def select_foad(
         metric, target = budget.target
 
         def rounded_reduction(kept: KeptSets) -> float:
-            return reduction_of(metric, round_kept(kept, channels, budget.round_to, grow))
+            return reduction_of(metric, round_kept(kept, channels, steps, grow))
 
         try:
             choice = search_global(similarities, rounded_reduction, target, budget.t)
         except TargetUnreachable as error:
             raise BudgetError(f"{metric} target unreachable: {error}") from error
-        return Selection(round_kept(choice.kept, channels, budget.round_to, grow), choice.t, choice.s)
+        return Selection(round_kept(choice.kept, channels, steps, grow), choice.t, choice.s)
     if budget.ratio is not None or budget.ratios is not None:
         kept = {}
         for name, S in similarities.items():
             ratio = budget.ratio if budget.ratios is None else budget.ratios.get(name)
             kept[name] = list(range(channels[name])) if ratio is None else select_k(S, kept_count_for_ratio(channels[name], ratio))
-        return Selection(round_kept(kept, channels, budget.round_to, grow), None, None)
+        return Selection(round_kept(kept, channels, steps, grow), None, None)
     t = 2 if budget.t is None else budget.t
     s = 0.5 if budget.s is None else budget.s
     kept = {name: greedy_select(S, t, s) for name, S in similarities.items()}
-    return Selection(round_kept(kept, channels, budget.round_to, grow), t, s)
+    return Selection(round_kept(kept, channels, steps, grow), t, s)
 
 
 def select_by_scores(
     scores: Mapping[str, Tensor],
     budget: Budget,
     reduction_of: Callable[[str, KeptSets], float],
+    steps: Mapping[str, int] | None = None,
 ) -> Selection:
     """Baseline criteria: keep the top-k scores per group; a global target uses one ratio for all.
 
@@ -145,6 +148,7 @@ def select_by_scores(
     that meets it after rounding — the baseline's fair counterpart of FOAD's single (t, s).
     """
     channels = {name: values.shape[0] for name, values in scores.items()}
+    steps = steps or {name: budget.round_to for name in scores}
 
     def grow(name: str, indices: list[int], k: int) -> list[int]:
         return keep_top_k(scores[name], k)
@@ -155,7 +159,7 @@ def select_by_scores(
             ratio = ratio_of(name)
             k = channels[name] if ratio is None else kept_count_for_ratio(channels[name], ratio)
             kept[name] = keep_top_k(values, k)
-        return round_kept(kept, channels, budget.round_to, grow)
+        return round_kept(kept, channels, steps, grow)
 
     if budget.target is not None:
         metric, target = budget.target
