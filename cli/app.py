@@ -80,11 +80,21 @@ def handles_errors(command: Callable) -> Callable:
         except (typer.Exit, typer.Abort, KeyboardInterrupt):
             raise
         except Exception as error:  # the last resort: still one line, exit 1
+            if _out_of_memory(error):
+                _fail("the work does not fit in memory: use a smaller --batch-size, --input-size or --images", 3)
             if os.environ.get("FOADX_DEBUG"):
                 raise
             _fail(f"unexpected {type(error).__name__}: {error} (FOADX_DEBUG=1 shows the traceback)", 1)
 
     return wrapper
+
+
+def _out_of_memory(error: BaseException) -> bool:
+    """torch reports a failed allocation as a RuntimeError (CPU) or OutOfMemoryError (CUDA)."""
+    if isinstance(error, MemoryError):
+        return True
+    text = str(error)
+    return "can't allocate memory" in text or "out of memory" in text.lower() or type(error).__name__ == "OutOfMemoryError"
 
 
 def _version(value: bool) -> None:

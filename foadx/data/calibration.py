@@ -16,6 +16,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from foadx.data.decode import decode_rgb
 from foadx.data.safe_pickle import safe_load
 from foadx.data.transforms import prepare_batch, resize_uint8
 from foadx.errors import DataError
@@ -52,15 +53,7 @@ class FileReader:
         return len(self.files)
 
     def read(self, indices: Sequence[int]) -> np.ndarray:
-        from PIL import Image, UnidentifiedImageError
-
-        decoded = []
-        for index in indices:
-            try:
-                with Image.open(self.files[index]) as image:
-                    decoded.append(np.asarray(image.convert("RGB")))
-            except (OSError, UnidentifiedImageError) as error:
-                raise DataError(f"cannot decode image {self.files[index]}: {error}") from error
+        decoded = [decode_rgb(self.files[index]) for index in indices]
         shapes = {image.shape for image in decoded}
         if len(shapes) > 1:  # resize happens later per image; pad nothing, just keep a list shape
             return _stack_resized(decoded)
@@ -91,12 +84,26 @@ def _numpy_reader(path: Path) -> ArrayReader:
         key = next((k for k in ("images", "x", "data") if k in keys), keys[0] if keys else None)
         if key is None:
             raise DataError(f"{path} holds no arrays")
-        array = loaded[key]
+        try:
+            array = loaded[key]
+        except ValueError as error:  # an object array: it would need unpickling
+            raise DataError(f"cannot read {path}[{key!r}]: {error}") from error
     else:
         array = loaded
+    return ArrayReader(_to_nhwc(_checked_pixels(array, path), str(path)))
+
+
+def _checked_pixels(array: np.ndarray, path: Path) -> np.ndarray:
+    """uint8 in 0..255 or float in 0..1, in the machine's byte order; a float array in 0..255
+    would silently be read as 255x too bright, so it is refused."""
     if array.dtype != np.uint8 and not np.issubdtype(array.dtype, np.floating):
         raise DataError(f"{path}: images must be uint8 or float, got {array.dtype}")
-    return ArrayReader(_to_nhwc(array, str(path)))
+    if not array.dtype.isnative:
+        array = array.astype(array.dtype.newbyteorder("="))
+    if np.issubdtype(array.dtype, np.floating) and array.size and np.nanmax(array) > 1.0 + 1e-6:
+        raise DataError(f"{path}: float images must be in [0, 1], this array reaches {np.nanmax(array):g}; "
+                        "save uint8 pixels or divide by 255")
+    return array
 
 
 def read_cifar_batch(path: Path) -> tuple[np.ndarray, list[int]]:
@@ -107,7 +114,9 @@ def read_cifar_batch(path: Path) -> tuple[np.ndarray, list[int]]:
         raise DataError(f"cannot read {path}: {error}") from error
     if not isinstance(batch, dict) or b"data" not in batch:
         raise DataError(f"{path} is not a CIFAR python batch (no b'data')")
-    data = np.asarray(batch[b"data"])
+    data = batch[b"data"]
+    if not isinstance(data, np.ndarray):  # nested lists can share references and explode in np.asarray
+        raise DataError(f"{path}: CIFAR data must be a numpy array, got {type(data).__name__}")
     if data.dtype != np.uint8 or data.ndim != 2 or data.shape[1] != 3072:
         raise DataError(f"{path}: CIFAR data must be uint8 (N, 3072), got {data.dtype} {data.shape}")
     labels = batch.get(b"labels", batch.get(b"fine_labels", []))

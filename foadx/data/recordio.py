@@ -138,9 +138,19 @@ class FaceRecordDataset:
         self.records = RecordFile(rec_path, idx_path)
         header, _ = unpack_image_record(self.records.read(0))
         if header.flag > 0:  # insightface layout: record 0 names the image range
-            self.keys = list(range(1, int(header.label[0])))
+            self.keys = range(1, self._claimed_end(header))
         else:
             self.keys = sorted(self.records.offsets)
+
+    def _claimed_end(self, header: "ImageHeader") -> int:
+        """Record 0's claim of how many images follow, bounded by what the index lists: a header
+        is never trusted to size an allocation."""
+        first = header.label[0] if isinstance(header.label, np.ndarray) else header.label
+        listed = len(self.records.offsets)
+        if not np.isfinite(first) or first < 1 or first != int(first) or int(first) > listed:
+            raise DataError(f"{self.records.path}: record 0 claims images 1..{first}, but the index lists "
+                            f"{listed} records")
+        return int(first)
 
     def __len__(self) -> int:
         return len(self.keys)
@@ -148,4 +158,7 @@ class FaceRecordDataset:
     def raw(self, index: int) -> tuple[bytes, int]:
         header, image = unpack_image_record(self.records.read(self.keys[index]))
         label = header.label[0] if isinstance(header.label, np.ndarray) else header.label
+        if not np.isfinite(label) or label < 0 or label != int(label):
+            raise DataError(f"{self.records.path}: record {self.keys[index]} has the label {label}; labels are "
+                            "whole numbers >= 0")
         return image, int(label)

@@ -44,6 +44,9 @@ def read_verification_bin(path: str | Path) -> PairSet:
     if not (isinstance(loaded, (tuple, list)) and len(loaded) == 2):
         raise DataError(f"{path}: expected a pickled (images, same-person flags) pair, got {type(loaded).__name__}")
     images, flags = loaded
+    if isinstance(images, list) and len({id(image) for image in images}) < len(images):
+        raise DataError(f"{path}: the same image object is listed more than once (a pickle that repeats one "
+                        "reference expands far beyond its size); not a verification set")
     if not isinstance(images, list) or not all(isinstance(image, bytes) for image in images):
         raise DataError(f"{path}: the first element must be a list of encoded images (bytes)")
     if not isinstance(flags, list) or not all(isinstance(flag, bool) for flag in flags):

@@ -36,7 +36,10 @@ def metadata_of(model: onnx.ModelProto) -> dict[str, Any]:
         if not prop.key.startswith(PREFIX):
             continue
         key = prop.key[len(PREFIX):]
-        values[key] = json.loads(prop.value) if key in JSON_KEYS else prop.value
+        try:
+            values[key] = json.loads(prop.value) if key in JSON_KEYS else prop.value
+        except (ValueError, RecursionError) as error:
+            raise BadInputError(f"the ONNX metadata {prop.key!r} is not valid JSON: {str(error)[:80]}") from error
     return values
 
 

@@ -216,7 +216,10 @@ def load_weights(
     """Loads a state dict strictly, naming the keys that do not fit."""
     state = read_state_dict(path)
     for pattern, replacement in weights_map or []:
-        state = {re.sub(pattern, replacement, key): value for key, value in state.items()}
+        try:
+            state = {re.sub(pattern, replacement, key): value for key, value in state.items()}
+        except (re.error, IndexError) as error:  # e.g. a replacement naming a group the regex lacks
+            raise WeightsError(f"weights map: cannot apply {pattern!r} -> {replacement!r}: {error}") from error
     expected = model.state_dict()
     missing = [key for key in expected if key not in state]
     unexpected = [key for key in state if key not in expected]

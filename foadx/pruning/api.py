@@ -202,9 +202,13 @@ def prune(
     space = OffsetSpace(analysis.chosen)  # grouped convs: select offsets, cut every group alike
     reduction_of = space.reduction(_reduction(analysis.cost_model, progress))
     select = select_foad if scores.by_similarity else select_by_scores
-    offsets = select(space.to_offsets(scores.values, scores.by_similarity), budget, reduction_of,
-                     space.steps(budget.round_to))
+    try:
+        offsets = select(space.to_offsets(scores.values, scores.by_similarity), budget, reduction_of,
+                         space.steps(budget.round_to))
+    except BudgetError as error:
+        raise BudgetError(f"{error}{_coupled_hint(analysis, include_coupled)}") from error
     selection = replace(offsets, kept=space.to_channels(offsets.kept))
+    _refuse_no_op(selection, analysis.chosen, budget)
 
     pruned = analysis.network
     before, bytes_before = count_cost(pruned, analysis.example), _state_bytes(pruned)
@@ -224,6 +228,23 @@ def prune(
     record_provenance(pruned, provenance_of(model).with_plan(plan) if provenance_of(model) else Provenance(plan))
     report = _report(plan, analysis.all_groups, before, after, bytes_before, _state_bytes(pruned), recalibrated)
     return PruneResult(pruned, plan, report, analysis.all_groups)
+
+
+def _coupled_hint(analysis: _Analysis, include_coupled: bool) -> str:
+    coupled = [group for group in analysis.all_groups if group.coupled and group.unsupported is None]
+    if include_coupled or not coupled:
+        return ""
+    return f"; --include-coupled also prunes the {len(coupled)} residual-coupled group(s) and may reach it"
+
+
+def _refuse_no_op(selection: Selection, groups: list[ChannelGroup], budget: Budget) -> None:
+    """A budget that removes nothing is a mistake to report, not an artifact to write."""
+    if any(len(selection.kept[group.name]) < group.channels for group in groups):
+        return
+    widest = max(group.channels for group in groups)
+    reason = (f"--round-to {budget.round_to} is not below the widest group ({widest} channels)"
+              if budget.round_to >= widest else "the budget keeps every channel (a threshold s above every similarity?)")
+    raise BudgetError(f"nothing would be pruned: {reason}")
 
 
 def _check_runs(pruned: nn.Module, example: Tensor) -> None:

@@ -49,6 +49,8 @@ class Budget:
         ]
         if len(chosen) > 1:
             raise BudgetError(f"give one budget, not {' and '.join(chosen)}")
+        if self.ratios is not None and not self.ratios:
+            raise BudgetError("--ratios names no group: nothing would be pruned")
         if self.round_to < 1:
             raise BudgetError(f"round_to must be >= 1, got {self.round_to}")
         if self.t is not None and self.t < 1:
