@@ -116,6 +116,7 @@ def test_weight_decay_groups_follow_the_paper():
     assert id(head.weight) in {id(p) for p in groups["head"]["params"]}
 
 
+@pytest.mark.slow  # ~50 s: two processes; `make test-all` runs it
 def test_two_process_gloo_ddp_matches_single_process(tmp_path):
     """torchrun with 2 CPU processes: the ranks' batches together are the single-process batch,
     so held-out top-1 must agree within 0.03 (BN statistics are per rank, hence not bit-equal)."""
@@ -170,6 +171,7 @@ def test_cli_finetune_eval_and_bad_input(tmp_path):
         assert message in outcome.output and "Traceback" not in outcome.output, (args, outcome.output)
 
 
+@pytest.mark.slow  # ~45 s of training; `make test-all` runs it
 def test_distillation_pulls_the_student_towards_the_teacher(tmp_path):
     """A student distilled (weight 50) from a fixed teacher ends closer to the teacher's logits
     than the same student trained without it, from the same start on the same batches; the run

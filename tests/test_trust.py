@@ -184,7 +184,7 @@ def test_a_killed_prune_leaves_the_previous_artifact_loadable(tmp_path):
                "--ratio", "0.5", "--out", str(out), "--quiet"]
     subprocess.run(command, check=True, timeout=300)
     before = {path.name: path.read_bytes() for path in out.iterdir()}
-    for delay in (2.0, 4.0, 6.0):  # import, calibration, selection, writing: whatever it is doing
+    for delay in (2.5, 5.0):  # import, calibration, selection, writing: whatever it is doing
         process = subprocess.Popen([*command[:-2], "--ratio", "0.3", "--out", str(out), "--quiet"])
         time.sleep(delay)
         process.send_signal(signal.SIGKILL)
