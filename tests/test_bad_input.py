@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import pickle
-import re
 import struct
 import time
 from collections.abc import Callable
@@ -14,11 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from typer.testing import CliRunner
-
-from foadx_cli.app import app
-
-PROGRESS_LINE = re.compile(r"^foadx: (?!error: |warning: ).* \(\d+ s\)$")
+from cli_helpers import error_line, run
 
 
 def npy(name: str, array: np.ndarray) -> Callable[[Path], Path]:
@@ -177,10 +172,9 @@ def test_bad_input(case, tmp_path):
     (tmp_path / "ratios.json").write_text("{}")
     args = [part.format(input=made, tmp=tmp_path) for part in command]
     started = time.perf_counter()
-    result = CliRunner().invoke(app, args, prog_name="foadx")
+    result = run(*args)
     assert time.perf_counter() - started < 60, "took too long"
     assert result.exit_code == code, result.output
     if code:
-        lines = [line for line in result.output.splitlines() if line.strip() and not PROGRESS_LINE.match(line)]
-        assert len(lines) == 1 and lines[0].startswith("foadx: error: ") and words in lines[0], result.output
+        assert words in error_line(result)
         assert not (tmp_path / "out").exists()

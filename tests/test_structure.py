@@ -7,17 +7,16 @@ the real library, real files and real onnxruntime sessions.
 from __future__ import annotations
 
 import json
-import re
 import os
 import stat
 import time
-from pathlib import Path
 
 import numpy as np
 import onnx
 import pytest
 import torch
-from typer.testing import CliRunner
+from cli_helpers import error_line as one_error_line
+from cli_helpers import run
 
 import foadx
 from foadx.atomic import atomic_directory, write_json
@@ -25,21 +24,6 @@ from foadx.errors import ArtifactError, BadInputError
 from foadx.export import export_onnx, metadata_of
 from foadx.provenance import Plan, PlanGroup, provenance_of
 from foadx.resolve import BuildOptions, resolve_model
-from foadx_cli.app import app
-
-runner = CliRunner()
-# progress in a non-terminal: 'foadx: <stage> <done>[/<total>][, detail] (<seconds> s)'
-PROGRESS_LINE = re.compile(r"^foadx: (?!error: |warning: ).* \(\d+ s\)$")
-
-
-def run(*args):
-    return runner.invoke(app, [str(a) for a in args], prog_name="foadx")
-
-
-def one_error_line(result) -> str:
-    lines = [line for line in result.output.splitlines() if line.strip() and not PROGRESS_LINE.match(line)]
-    assert len(lines) == 1 and lines[0].startswith("foadx: error: "), result.output
-    return lines[0]
 
 
 @pytest.fixture(scope="module")
@@ -151,10 +135,11 @@ def test_bench_resolves_engines_and_needs_tensorrt_for_them(tmp_path):
 
 
 def test_backend_and_criterion_help_list_every_registered_name():
-    from foadx.pruning import CRITERIA
-    from foadx.runtime import BACKENDS
     from foadx_cli.deploy_commands import BACKEND_HELP
     from foadx_cli.prune_commands import CRITERION_HELP
+
+    from foadx.pruning import CRITERIA
+    from foadx.runtime import BACKENDS
 
     assert all(name in BACKEND_HELP for name in BACKENDS)  # before: "trt" was missing
     assert [part.split(":")[0].strip() for part in CRITERION_HELP.split(";")] == list(CRITERIA)

@@ -4,8 +4,6 @@ an attacker or a careless pipeline would, reproduced (every test here failed bef
 from __future__ import annotations
 
 import json
-import os
-import re
 import signal
 import subprocess
 import sys
@@ -16,29 +14,13 @@ import numpy as np
 import onnx
 import pytest
 import torch
+from cli_helpers import error_line, run
 from onnx import numpy_helper
-from typer.testing import CliRunner
 
 import foadx
 from foadx.atomic import atomic_directory
 from foadx.errors import ArtifactError, BadInputError
 from foadx.export import export_onnx, verify_onnx
-from foadx_cli.app import app
-
-runner = CliRunner()
-PROGRESS_LINE = re.compile(r"^foadx: (?!error: |warning: ).* \(\d+ s\)$")
-
-
-def run(*args):
-    return runner.invoke(app, [str(a) for a in args], prog_name="foadx")
-
-
-def error_line(result) -> str:
-    lines = [line for line in result.output.splitlines() if line.strip() and not PROGRESS_LINE.match(line)]
-    errors = [line for line in lines if line.startswith("foadx: error: ")]
-    assert len(errors) == 1 and "Traceback" not in result.output, result.output
-    return errors[0]
-
 
 # --- verify cannot pass a wrong model, however small its outputs ---
 
@@ -74,7 +56,7 @@ def test_a_perturbed_file_fails_although_every_element_is_within_atol(tiny_outpu
 def test_verify_cli_exits_4_on_the_perturbed_file(tiny_output_model, tmp_path):
     pruned, folder = tiny_output_model
     artifact = foadx.pruning.save_artifact(pruned, tmp_path / "art")
-    result = run("verify", folder / "perturbed.onnx", "--against", artifact, "--report", tmp_path / "p.json")
+    result = run("verify", folder / "perturbed.onnx", "--against", artifact, "--report", tmp_path / "p.json", "--quiet")
     assert result.exit_code == 4 and "x the output's RMS" in error_line(result)
     report = json.loads((tmp_path / "p.json").read_text())
     assert report["failures"] and report["tolerances"]["min_cosine"] == 0.9999

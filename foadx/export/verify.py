@@ -19,7 +19,8 @@ from foadx.export.checks import Check, deployability_checks
 from foadx.export.metadata import load_onnx, metadata_of
 from foadx.provenance import provenance_of
 from foadx.runtime import CaseComparison, SessionOptions, Tolerances, compare_sessions, comparison_inputs, open_session
-from foadx.runtime.parity import DEFAULT_ATOL, DEFAULT_RTOL, OutputComparison
+from foadx.runtime.parity import OutputComparison
+
 DEFAULT_BATCH_SIZES = (1, 4, 7)
 
 
