@@ -160,6 +160,9 @@ CASES = [
     ("report path is a folder", None, ("eval", "resnet56_cifar", "--data", "demo", "--report", "{tmp}"), 3, "folder"),
     ("huge input size", None, ("inspect", "mobilefacenet", "--input-size", "100000"), 3, "1..8192"),
     ("round-to wider than every group", None, (*PRUNE, "--data", "demo", "--round-to", "1000"), 3, "nothing would"),
+    ("unreachable target suggests coupled groups", None,
+     ("prune", "mobilefacenet", "--data", "demo", "--images", "8", "--flops-target", "0.6", "--t", "1",
+      "--out", "{tmp}/out"), 3, "--include-coupled also prunes"),
     ("empty --ratios", None, ("prune", "resnet56_cifar", "--data", "demo", "--ratios", "{tmp}/ratios.json",
                               "--out", "{tmp}/out"), 3, "names no group"),
 ]
