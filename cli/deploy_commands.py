@@ -145,7 +145,6 @@ def build_engine_command(
 ) -> None:
     """Build a TensorRT engine from ONNX_FILE and check it against onnxruntime."""
     from foadx.atomic import prepare_output, write_json
-    from foadx.optional import require_tensorrt
     from foadx.runtime.engine_options import EngineOptions
     from foadx.workflow import build_and_check_engine, engine_profile
 
@@ -154,7 +153,6 @@ def build_engine_command(
     prepare_report(report)
     options = EngineOptions(precision, engine_profile(batch, min_batch, opt_batch, max_batch), workspace_gb,
                             str(timing_cache) if timing_cache else None)
-    require_tensorrt()
     result = build_and_check_engine(onnx_file, engine_path, options, None)
     if report is not None:
         write_json(report, result)
@@ -198,9 +196,9 @@ def verify_command(
     parity_tolerances = tolerances(atol, rtol, min_cosine, max_scaled_error, check_error_stat, error_quantile)
     prepare_report(report)
     batches = tuple(parse_batches(batch))
-    file_ref = resolve_model(str(onnx_file)) if onnx_file.suffix == ".onnx" else None
-    if file_ref is None:
+    if onnx_file.suffix != ".onnx":
         raise BadInputError(f"{onnx_file} is not an .onnx file")
+    file_ref = resolve_model(str(onnx_file))
     ref = resolve(against, weights, weights_map, input_size, model_arg, seed, trust_code, defaults=file_ref.source)
     with render.status("verifying", enabled=not quiet and not as_json):
         parity = verify_onnx(onnx_file, ref.module(), tolerances=parity_tolerances, strict=strict, batch_sizes=batches,

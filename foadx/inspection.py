@@ -32,13 +32,13 @@ def inspect_ref(ref: ModelRef) -> dict[str, Any]:
 def _onnx_summary(ref: ModelRef) -> dict[str, Any]:
     import onnx
 
-    from foadx.export.metadata import metadata_of
+    from foadx.export.metadata import float_parameter_count, metadata_of
 
     graph = onnx.load(str(ref.path))
     return {
         "opset": next((entry.version for entry in graph.opset_import if entry.domain in ("", "ai.onnx")), None),
         "outputs": [output.name for output in graph.graph.output],
-        "params": sum(int(torch.Size(tensor.dims).numel()) for tensor in graph.graph.initializer),
+        "params": float_parameter_count(graph),
         "op_counts": dict(Counter(node.op_type for node in graph.graph.node)),
         "metadata": metadata_of(graph),
         "file_bytes": ref.path.stat().st_size,

@@ -16,6 +16,7 @@ import torch
 from torch import nn
 
 from foadx.errors import BadInputError
+from foadx.export.metadata import float_parameter_count
 from foadx.export.loaders import EngineFromOnnx, ExportOptions, OnnxFromModule, PathLoader, existing
 from foadx.pruning.cost import count_cost
 from foadx.resolve import ModelRef, as_ref
@@ -67,12 +68,6 @@ def _module_sizes(module: nn.Module, input_chw: tuple[int, int, int]) -> dict[st
     return {"params": cost.params, "macs": cost.macs, "bytes": {"weights": state_bytes, "onnx": None}}
 
 
-def _onnx_params(path: Path) -> int:
-    graph = onnx.load(str(path))
-    return sum(int(torch.Size(tensor.dims).numel()) for tensor in graph.graph.initializer
-               if tensor.data_type == onnx.TensorProto.FLOAT)
-
-
 def bench_model(label: str, model: ModelRef | nn.Module | str | Path,
                 input_size: tuple[int, int] | None = None) -> BenchModel:
     """Wraps a model (a resolved ref, a foadx-built module, or a MODEL text) with params, MACs
@@ -91,7 +86,7 @@ def bench_model(label: str, model: ModelRef | nn.Module | str | Path,
         except RuntimeError as error:
             raise BadInputError(f"{label} cannot run on {chw[1]}x{chw[2]} inputs: {str(error).splitlines()[0]}") from error
     elif ref.kind == "onnx":
-        sizes = {"params": _onnx_params(ref.path), "macs": None,
+        sizes = {"params": float_parameter_count(onnx.load(str(ref.path))), "macs": None,
                  "bytes": {"weights": None, "onnx": ref.path.stat().st_size}}
     else:
         sizes = {"params": None, "macs": None, "bytes": {"engine": ref.path.stat().st_size}}

@@ -18,9 +18,7 @@ def check_engine(engine: Path, onnx_path: Path, precision: str, images: np.ndarr
     reference = open_session("ort-cpu", onnx_path)
     engine_session = open_session("trt", engine, SessionOptions())
     batches = tuple(sorted({profile.min_batch, profile.opt_batch, profile.max_batch}))
-    inputs = comparison_inputs(tuple(reference.input_shape[1:]), batches, None)
-    if images is not None:
-        inputs += comparison_inputs(tuple(reference.input_shape[1:]), (profile.max_batch,), images)[1:]
+    inputs = comparison_inputs(tuple(reference.input_shape[1:]), batches, images)
     tolerances = (Tolerances.for_precision(precision, atol=math.inf, rtol=math.inf) if precision != "int8"
                   else Tolerances.report_only())
     cases = compare_sessions(engine_session, reference, inputs, tolerances)

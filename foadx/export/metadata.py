@@ -8,6 +8,7 @@ graph, so the same file serves pipelines that normalise on the GPU or in a prepr
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 from typing import Any
 
@@ -41,6 +42,13 @@ def metadata_of(model: onnx.ModelProto) -> dict[str, Any]:
         except (ValueError, RecursionError) as error:
             raise BadInputError(f"the ONNX metadata {prop.key!r} is not valid JSON: {str(error)[:80]}") from error
     return values
+
+
+def float_parameter_count(model: onnx.ModelProto) -> int:
+    """Parameters of an ONNX file: its float initializers (BN is folded into the convolutions by
+    the exporter, so this counts what the graph computes with)."""
+    return sum(math.prod(tensor.dims) for tensor in model.graph.initializer
+               if tensor.data_type == onnx.TensorProto.FLOAT)
 
 
 def load_onnx(path: str | Path, *, with_weights: bool = True) -> onnx.ModelProto:

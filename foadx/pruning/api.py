@@ -185,6 +185,7 @@ def prune(
         raise BadInputError(f"unknown criterion {criterion!r}: use one of {', '.join(CRITERIA)}")
     if batch_size < 1:
         raise BadInputError(f"batch size must be >= 1, got {batch_size}")
+    provenance = _provenance_of_foadx_model(model)
     refuse_pruned(model)
     budget = Budget(t, s, ratio, dict(ratios) if ratios is not None else None, flops_target, params_target, round_to)
     budget.validate(criterion)
@@ -224,8 +225,8 @@ def prune(
                 "include_coupled": include_coupled, "exclude": sorted(set(exclude)),
                 "recalibrate_bn": recalibrate_bn, "seed": seed}
     calibration_record = {**(calibration or {}), "images": scores.images or None, "batch_size": batch_size}
-    plan = _plan(model, criterion, selection, settings, calibration_record, analysis)
-    record_provenance(pruned, provenance_of(model).with_plan(plan) if provenance_of(model) else Provenance(plan))
+    plan = _plan(provenance, criterion, selection, settings, calibration_record, analysis)
+    record_provenance(pruned, provenance.with_plan(plan))
     report = _report(plan, analysis.all_groups, before, after, bytes_before, _state_bytes(pruned), recalibrated)
     return PruneResult(pruned, plan, report, analysis.all_groups)
 
@@ -260,14 +261,19 @@ def _check_runs(pruned: nn.Module, example: Tensor) -> None:
         ) from error
 
 
-def _plan(model: nn.Module, criterion: str, selection: Selection, settings: dict[str, Any],
-          calibration: dict[str, Any], analysis: _Analysis) -> Plan:
+def _provenance_of_foadx_model(model: nn.Module) -> Provenance:
+    """Checked before any work: the plan records how to rebuild the architecture."""
     provenance = provenance_of(model)
     if provenance is None:
         raise BadInputError(
             "the model was not built by foadx.build_model, so its architecture cannot be recorded; "
             "build it with foadx.build_model(spec)"
         )
+    return provenance
+
+
+def _plan(provenance: Provenance, criterion: str, selection: Selection, settings: dict[str, Any],
+          calibration: dict[str, Any], analysis: _Analysis) -> Plan:
     groups = tuple(PlanGroup(group.name, group.channels, tuple(selection.kept[group.name]), group.coupled)
                    for group in analysis.chosen)
     return replace(

@@ -221,11 +221,11 @@ def discover_groups(
     return sorted(groups, key=lambda group: order.index(group.name))
 
 
-def _all_groups(graph: tp.DependencyGraph, names: dict, ignored: list[nn.Module]) -> Iterator[ChannelGroup]:
+def _all_groups(graph: BarrierAwareGraph, names: dict, ignored: list[nn.Module]) -> Iterator[ChannelGroup]:
     """Like torch-pruning's ``get_all_groups`` (each conv/linear's output channels as a root,
     each group once), but a group that reaches a barrier, or that the tracer cannot build, is
     reported as unsupported instead of failing the whole model."""
-    barriers = getattr(graph, "barriers", {})
+    barriers = graph.barriers
     visited: set[nn.Module] = set()
     for module in list(graph.module2node):
         if module in ignored or module in visited or not isinstance(module, (nn.modules.conv._ConvNd, nn.Linear)):

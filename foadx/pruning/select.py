@@ -105,12 +105,11 @@ def select_foad(
     similarities: Mapping[str, Tensor],
     budget: Budget,
     reduction_of: Callable[[str, KeptSets], float],
-    steps: Mapping[str, int] | None = None,
+    steps: Mapping[str, int],
 ) -> Selection:
     """FOAD selection for every group, by the budget's kind; ``steps``: each group's rounding
-    multiple (default: the budget's ``round_to`` for all)."""
+    multiple (``--round-to``, or its offset equivalent for a grouped conv)."""
     channels = {name: S.shape[0] for name, S in similarities.items()}
-    steps = steps or {name: budget.round_to for name in similarities}
 
     def grow(name: str, indices: list[int], k: int) -> list[int]:
         return add_back(similarities[name], indices, k)
@@ -142,7 +141,7 @@ def select_by_scores(
     scores: Mapping[str, Tensor],
     budget: Budget,
     reduction_of: Callable[[str, KeptSets], float],
-    steps: Mapping[str, int] | None = None,
+    steps: Mapping[str, int],
 ) -> Selection:
     """Baseline criteria: keep the top-k scores per group; a global target uses one ratio for all.
 
@@ -150,7 +149,6 @@ def select_by_scores(
     that meets it after rounding — the baseline's fair counterpart of FOAD's single (t, s).
     """
     channels = {name: values.shape[0] for name, values in scores.items()}
-    steps = steps or {name: budget.round_to for name in scores}
 
     def grow(name: str, indices: list[int], k: int) -> list[int]:
         return keep_top_k(scores[name], k)
