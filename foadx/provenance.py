@@ -18,7 +18,7 @@ from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 from foadx._version import __version__
-from foadx.errors import ArtifactError
+from foadx.errors import ArtifactError, BadInputError
 
 PLAN_SCHEMA_VERSION = 1
 PROVENANCE_ATTRIBUTE = "foadx_provenance"
@@ -206,6 +206,15 @@ def provenance_of(model: Any) -> Provenance | None:
     """The provenance record of a module foadx built, pruned, loaded or fine-tuned (else None)."""
     record = getattr(model, PROVENANCE_ATTRIBUTE, None)
     return record if isinstance(record, Provenance) else None
+
+
+def require_provenance(model: Any, needed_for: str) -> Provenance:
+    """The provenance record, or a clear refusal: ``needed_for`` says what the record is for."""
+    provenance = provenance_of(model)
+    if provenance is None:
+        raise BadInputError(f"{needed_for} needs a model built by foadx.build_model (its spec, input size and "
+                            "normalisation); build it with foadx.build_model(spec)")
+    return provenance
 
 
 def record_provenance(model: Any, provenance: Provenance) -> None:

@@ -16,7 +16,7 @@ from foadx.data.verification import read_pairs
 from foadx.errors import BadInputError
 from foadx.evaluate.api import Preprocessing, top1, verification
 from foadx.evaluate.verification import VerificationResult
-from foadx.provenance import provenance_of
+from foadx.provenance import require_provenance
 from foadx.resolve import ModelRef
 from foadx.runtime import open_session
 
@@ -60,10 +60,7 @@ def _runner(target: nn.Module | ModelRef) -> tuple[Any, Preprocessing, str]:
         session = open_session("ort-cpu", target.path)
         return session, Preprocessing(tuple(target.input_chw[1:]), tuple(source.mean), tuple(source.std)), "ort-cpu"
     module = target.module() if isinstance(target, ModelRef) else target
-    provenance = provenance_of(module)
-    if provenance is None:
-        raise BadInputError("evaluation needs a model built by foadx (its input size and normalisation)")
-    source = provenance.source
+    source = require_provenance(module, "evaluation").source
     session = open_session("torch-cpu", module.eval(), input_shape=(None, 3, *source.input_size))
     return session, Preprocessing(tuple(source.input_size), tuple(source.mean), tuple(source.std)), "torch-cpu"
 

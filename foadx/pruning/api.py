@@ -28,7 +28,7 @@ from foadx.pruning.features import ProgressHook
 from foadx.pruning.groups import ChannelGroup, build_dependency_graph, discover_groups, find_output_layers
 from foadx.pruning.offsets import OffsetSpace
 from foadx.pruning.select import Budget, Selection, select_by_scores, select_foad
-from foadx.provenance import Plan, PlanGroup, Provenance, provenance_of, record_provenance
+from foadx.provenance import Plan, PlanGroup, Provenance, provenance_of, record_provenance, require_provenance
 
 
 @dataclass
@@ -185,7 +185,7 @@ def prune(
         raise BadInputError(f"unknown criterion {criterion!r}: use one of {', '.join(CRITERIA)}")
     if batch_size < 1:
         raise BadInputError(f"batch size must be >= 1, got {batch_size}")
-    provenance = _provenance_of_foadx_model(model)
+    provenance = require_provenance(model, "pruning (the plan records how to rebuild the architecture)")
     refuse_pruned(model)
     budget = Budget(t, s, ratio, dict(ratios) if ratios is not None else None, flops_target, params_target, round_to)
     budget.validate(criterion)
@@ -259,17 +259,6 @@ def _check_runs(pruned: nn.Module, example: Tensor) -> None:
             f"cutting the chosen groups broke the network ({str(error).splitlines()[0]}); leave the group "
             "named there whole with --exclude, or report the model"
         ) from error
-
-
-def _provenance_of_foadx_model(model: nn.Module) -> Provenance:
-    """Checked before any work: the plan records how to rebuild the architecture."""
-    provenance = provenance_of(model)
-    if provenance is None:
-        raise BadInputError(
-            "the model was not built by foadx.build_model, so its architecture cannot be recorded; "
-            "build it with foadx.build_model(spec)"
-        )
-    return provenance
 
 
 def _plan(provenance: Provenance, criterion: str, selection: Selection, settings: dict[str, Any],

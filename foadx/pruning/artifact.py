@@ -18,11 +18,11 @@ from torch import nn
 
 from foadx.atomic import atomic_directory, check_folder_target, write_json, write_with
 from foadx.device import resolve_device
-from foadx.errors import ArtifactError, BadInputError, WeightsError
+from foadx.errors import ArtifactError, WeightsError
 from foadx.models.registry import build_model, model_task, read_state_dict, runs_user_code
 from foadx.pruning.apply import apply_kept
 from foadx.pruning.groups import build_dependency_graph, discover_groups
-from foadx.provenance import Plan, Provenance, provenance_of, record_provenance
+from foadx.provenance import Plan, Provenance, record_provenance, require_provenance
 
 PLAN_FILE = "plan.json"
 WEIGHTS_FILE = "weights.pt"
@@ -40,21 +40,11 @@ def is_own_output(directory: Path, allowed: frozenset[str] = ARTIFACT_FILES) -> 
     return PLAN_FILE in names and names <= allowed
 
 
-def plan_of(model: nn.Module) -> Plan:
-    provenance = provenance_of(model)
-    if provenance is None:
-        raise ArtifactError(
-            "the model was not built by foadx.models.build_model, so its architecture cannot be "
-            "rebuilt from a plan; build it with build_model(spec)"
-        )
-    return provenance.plan
-
-
 def save_artifact(model: nn.Module, directory: str | Path, *, force: bool = False,
                   extra: frozenset[str] = frozenset()) -> Path:
     """Writes ``model`` (its provenance plan and its weights) as an artifact folder, replacing an
     earlier artifact as a whole; another non-empty folder only with ``force``."""
-    plan = plan_of(model)
+    plan = require_provenance(model, "saving an artifact").plan
     target = check_folder_target(directory, lambda d: is_own_output(d, ARTIFACT_FILES | extra), force, "foadx artifact")
     try:  # an artifact that cannot be loaded back is worse than none (its code ran here already)
         build_pruned_architecture(plan, torch.device("cpu"), trust_code=True)
@@ -73,9 +63,7 @@ def write_artifact_files(folder: Path, plan: Plan, state: dict[str, torch.Tensor
 
 def record_training(model: nn.Module, training: dict[str, Any]) -> None:
     """Notes a fine-tune in the model's provenance (the artifact's ``finetune`` record)."""
-    provenance = provenance_of(model)
-    if provenance is None:
-        raise BadInputError("fine-tuning needs a model built by foadx (its input size and normalisation)")
+    provenance = require_provenance(model, "fine-tuning")
     record_provenance(model, provenance.with_plan(provenance.plan.with_finetune(training)))
 
 

@@ -24,7 +24,7 @@ from torch import nn
 from foadx.data.labeled import LabeledImages
 from foadx.data.transforms import prepare_batch, resize_uint8, writable
 from foadx.errors import BadInputError
-from foadx.provenance import ModelSource, provenance_of
+from foadx.provenance import ModelSource, require_provenance
 from foadx.train.checkpoint import load_checkpoint, model_identity, save_checkpoint
 from foadx.train.distributed import Distributed
 from foadx.train.heads import MarginHead
@@ -202,10 +202,7 @@ def finetune(
     """
     config.validate()
     out = Path(out)
-    provenance = provenance_of(model)
-    if provenance is None:
-        raise BadInputError("fine-tuning needs a model built by foadx (its input size and normalisation)")
-    source = provenance.source
+    source = require_provenance(model, "fine-tuning").source
     torch.manual_seed(config.seed)  # the margin head's initialisation
     dist = Distributed.from_environment(device)
     if dist.is_main:
