@@ -18,6 +18,7 @@ import torch
 from torch import nn
 
 from foadx.errors import MissingDependencyError, UnknownModelError, WeightsError
+from foadx.models.arcface import IRESNET_DEPTHS, iresnet, mbf
 from foadx.models.mobilefacenet import MobileFaceNet
 from foadx.models.resnet_cifar import ResNetCifar
 from foadx.models.vgg_cifar import VGG16Cifar
@@ -62,6 +63,19 @@ ZOO: dict[str, ZooEntry] = {
         ResNetCifar, (32, 32), CIFAR_MEAN, CIFAR_STD,
         "ResNet-56 for CIFAR-10 (He et al. 2016, option-A shortcuts): 0.85M params, 125M MACs",
     ),
+    "mbf": ZooEntry(
+        mbf, (112, 112), FACE_MEAN, FACE_STD,
+        "insightface arcface_torch MobileFaceNet (mbf): 512-d embeddings, loads its backbone.pth",
+        task="face",
+    ),
+    **{
+        f"iresnet{depth}": ZooEntry(
+            lambda depth=depth, **kwargs: iresnet(depth, **kwargs), (112, 112), FACE_MEAN, FACE_STD,
+            f"insightface arcface_torch IResNet-{depth}: 512-d embeddings, loads its backbone.pth",
+            task="face",
+        )
+        for depth in IRESNET_DEPTHS
+    },
 }
 
 
