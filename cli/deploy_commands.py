@@ -9,7 +9,6 @@ from typing import Annotated, Optional
 import typer
 
 from foadx.errors import BadInputError
-from foadx.runtime.parity import DEFAULT_ATOL, DEFAULT_RTOL
 from foadx_cli import render
 from foadx_cli.app import app, handles_errors
 from foadx_cli.options import (
@@ -43,7 +42,7 @@ from foadx_cli.options import (
 
 # Written out so that `foadx --help` need not import the runtimes; a test keeps it equal to
 # foadx.runtime.BACKENDS.
-BACKEND_HELP = "ort-cpu, torch-cpu, torch-cuda, torch-cuda-graph, trt or trtexec (repeatable or comma-separated)."
+BACKEND_HELP = "ort-cpu, openvino, torch-cpu, torch-cuda, torch-cuda-graph, trt or trtexec (repeatable or comma-separated)."
 MinBatch = Annotated[Optional[int], typer.Option(help="Engine profile: smallest batch (default 1).")]
 OptBatch = Annotated[Optional[int], typer.Option(help="Engine profile: batch tuned for.")]
 MaxBatch = Annotated[Optional[int], typer.Option(help="Engine profile: largest batch.")]
@@ -63,8 +62,8 @@ def export_command(
     verify: Annotated[bool, typer.Option(help="Prove parity in onnxruntime before the file replaces --out.")] = True,
     data: DataOption = "demo",
     images: ImagesOption = 16,
-    atol: AtolOption = DEFAULT_ATOL,
-    rtol: RtolOption = DEFAULT_RTOL,
+    atol: AtolOption = None,
+    rtol: RtolOption = None,
     min_cosine: MinCosineOption = None,
     max_scaled_error: MaxScaledErrorOption = None,
     check_error_stat: ErrorStatOption = "elemwise",
@@ -170,13 +169,15 @@ def verify_command(
     data: DataOption = "demo",
     images: ImagesOption = 16,
     batch: BatchListOption = "1,4,7",
-    atol: AtolOption = DEFAULT_ATOL,
-    rtol: RtolOption = DEFAULT_RTOL,
+    atol: AtolOption = None,
+    rtol: RtolOption = None,
     min_cosine: MinCosineOption = None,
     max_scaled_error: MaxScaledErrorOption = None,
     check_error_stat: ErrorStatOption = "elemwise",
     error_quantile: ErrorQuantileOption = 0.99,
     strict: StrictOption = False,
+    backend: Annotated[str, typer.Option(help="ort-cpu or openvino: the runtime that runs ONNX_FILE.")] = "ort-cpu",
+    precision: Annotated[str, typer.Option(help="fp32; openvino also bf16 (CPUs that have it) or int8 (a Q/DQ file). Sets the default floors.")] = "fp32",
     weights: WeightsOption = None,
     weights_map: WeightsMapOption = None,
     input_size: InputSizeOption = None,
@@ -187,13 +188,13 @@ def verify_command(
     as_json: JsonOption = False,
     quiet: QuietOption = False,
 ) -> None:
-    """Prove ONNX_FILE answers like the model: onnxruntime CPU vs torch fp32, exit 4 if not."""
+    """Prove ONNX_FILE answers like the model: onnxruntime (or OpenVINO) vs torch fp32, exit 4 if not."""
     from foadx.atomic import write_json
     from foadx.bench import parse_batches
     from foadx.export import verify_onnx
     from foadx.resolve import resolve_model
 
-    parity_tolerances = tolerances(atol, rtol, min_cosine, max_scaled_error, check_error_stat, error_quantile)
+    parity_tolerances = tolerances(atol, rtol, min_cosine, max_scaled_error, check_error_stat, error_quantile, precision)
     prepare_report(report)
     batches = tuple(parse_batches(batch))
     if onnx_file.suffix != ".onnx":
@@ -202,7 +203,8 @@ def verify_command(
     ref = resolve(against, weights, weights_map, input_size, model_arg, seed, trust_code, defaults=file_ref.source)
     with render.status("verifying", enabled=not quiet and not as_json):
         parity = verify_onnx(onnx_file, ref.module(), tolerances=parity_tolerances, strict=strict, batch_sizes=batches,
-                             images=real_images(data, file_ref if file_ref.source else ref, images))
+                             images=real_images(data, file_ref if file_ref.source else ref, images),
+                             backend=backend, precision=precision)
     if report is not None:
         write_json(report, parity.to_json())
     if as_json:
@@ -227,7 +229,7 @@ def bench_command(
     min_iterations: Annotated[int, typer.Option(help="Minimum timed iterations per configuration.")] = 10,
     rounds: Annotated[int, typer.Option(help="Interleaved rounds (the gate compares their medians).")] = 5,
     threads: Annotated[Optional[int], typer.Option(help="CPU threads (default: the runtime's).")] = None,
-    precision: Annotated[str, typer.Option(help="fp32 or fp16 (CUDA backends, trt); fp32, fp16 or int8 for trtexec.")] = "fp32",
+    precision: Annotated[str, typer.Option(help="fp32; fp16 (CUDA backends, trt); bf16 or int8 (openvino: its inference precision, recorded as run); fp16 or int8 for trtexec.")] = "fp32",
     channels_last: Annotated[bool, typer.Option(help="channels-last memory format (torch backends).")] = False,
     fold_bn: Annotated[bool, typer.Option(help="Fold BatchNorm into the convolutions (torch backends).")] = False,
     baseline: Annotated[Optional[Path], typer.Option(help="A previous report to gate against.")] = None,

@@ -31,8 +31,8 @@ DataOption = Annotated[str, typer.Option(help="Images: 'demo', a folder, CIFAR b
 ImagesOption = Annotated[int, typer.Option(help="How many images to take from --data.")]
 BatchListOption = Annotated[str, typer.Option("--batch", help="Comma-separated batch sizes, e.g. 1,8.")]
 DeviceOption = Annotated[str, typer.Option(help="auto, cpu or cuda.")]
-AtolOption = Annotated[float, typer.Option(help="Absolute tolerance; an element fails only where atol AND rtol are exceeded.")]
-RtolOption = Annotated[float, typer.Option(help="Relative tolerance (|a-r|/|r|, Polygraphy's definition).")]
+AtolOption = Annotated[Optional[float], typer.Option(help="Absolute tolerance; an element fails only where atol AND rtol are exceeded (default 1e-3; int8: off).")]
+RtolOption = Annotated[Optional[float], typer.Option(help="Relative tolerance (|a-r|/|r|, Polygraphy's definition; default 1e-3; int8: off).")]
 StrictOption = Annotated[bool, typer.Option(help="Fail when a deployability check fails.")]
 MinCosineOption = Annotated[Optional[float], typer.Option(help="Every sample's cosine similarity must reach this (default by precision: 0.9999 fp32).")]
 MaxScaledErrorOption = Annotated[Optional[float], typer.Option(help="Largest allowed max|a-r| / RMS(r) per output (default by precision: 1e-3 fp32).")]
@@ -74,7 +74,7 @@ def finite(value: Optional[float], name: str) -> Optional[float]:
     return value
 
 
-def tolerances(atol: float, rtol: float, min_cosine: Optional[float], max_scaled_error: Optional[float],
+def tolerances(atol: Optional[float], rtol: Optional[float], min_cosine: Optional[float], max_scaled_error: Optional[float],
                error_stat: str, error_quantile: float, precision: str = "fp32"):
     """The comparator's tolerances from the parity options; unset floors take the precision's."""
     from foadx.runtime import Tolerances
@@ -82,9 +82,9 @@ def tolerances(atol: float, rtol: float, min_cosine: Optional[float], max_scaled
     for name, value in (("--atol", atol), ("--rtol", rtol), ("--min-cosine", min_cosine),
                         ("--max-scaled-error", max_scaled_error), ("--error-quantile", error_quantile)):
         finite(value, name)
-    chosen = {"atol": atol, "rtol": rtol, "error_stat": error_stat, "error_quantile": error_quantile}
-    chosen.update({key: value for key, value in (("min_cosine", min_cosine), ("max_scaled_error", max_scaled_error))
-                   if value is not None})
+    chosen = {"error_stat": error_stat, "error_quantile": error_quantile}
+    chosen.update({key: value for key, value in (("atol", atol), ("rtol", rtol), ("min_cosine", min_cosine),
+                                                 ("max_scaled_error", max_scaled_error)) if value is not None})
     return Tolerances.for_precision(precision, **chosen)
 
 

@@ -167,7 +167,9 @@ def export_summary(result: Any) -> None:
 
 
 def parity_table(report: dict[str, Any]) -> None:
-    table = Table(title=f"parity: onnxruntime CPU vs torch fp32 (atol={report['atol']:g}, rtol={report['rtol']:g})")
+    runtime = report.get("runtime", {})
+    ran = f"{runtime.get('backend', 'ort-cpu')} {runtime.get('inference_precision') or runtime.get('precision', 'fp32')}"
+    table = Table(title=f"parity: {ran} vs torch fp32 (atol={report['atol']:g}, rtol={report['rtol']:g})")
     columns = ("inputs", "batch", "output", "RMS ref", "max |ref|", "max abs", "err/RMS", "min sample cos",
                "agree", "mismatches", "ok")
     for column in columns:

@@ -37,6 +37,14 @@ def import_onnxruntime() -> Any:
     return onnxruntime
 
 
+def import_openvino() -> Any:
+    try:
+        import openvino
+    except ImportError as error:
+        raise MissingDependencyError('OpenVINO is not installed: pip install "foadx[openvino]"') from error
+    return openvino
+
+
 def require_cuda(what: str = "TensorRT") -> Any:
     """torch, once it is known to see a CUDA GPU."""
     import torch

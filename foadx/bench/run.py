@@ -114,8 +114,6 @@ def run_bench(
     options = options or SessionOptions()
     settings = settings or TimingSettings()
     export_options = export_options or ExportOptions()
-    engine_options = engine_options_for(options)
-    trtexec = trtexec or TrtexecOptions(engine=engine_options)
     if not models:
         raise BadInputError("give at least one model to benchmark")
     require_same_input(models)
@@ -123,6 +121,9 @@ def run_bench(
     if len(set(labels)) != len(labels):
         raise BadInputError(f"model labels must be distinct, got {labels}")
     entries = [get_backend(backend) for backend in backends]
+    builds_engines = any(entry.loads == "engine" or entry.external for entry in entries)
+    engine_options = engine_options_for(options) if builds_engines else None
+    trtexec = trtexec or (TrtexecOptions(engine=engine_options) if builds_engines else None)
     results = []
     with tempfile.TemporaryDirectory(prefix="foadx-bench-") as scratch:
         steps, backend_settings = {}, {}
@@ -203,5 +204,5 @@ def measure_models(
                              channels_last=channels_last, fold_bn=fold_bn)
     settings = TimingSettings(*timing) if timing else TimingSettings()
     models = [bench_model(ref.text, ref, build.input_size) for ref in refs]
-    trtexec = TrtexecOptions(engine=EngineOptions(precision=precision))
+    trtexec = TrtexecOptions(engine=EngineOptions(precision=precision)) if trtexec_only or "trtexec" in backends else None
     return run_bench(models, backends, batches, options=options, settings=settings, progress=progress, trtexec=trtexec)

@@ -40,6 +40,7 @@ class VerifyReport:
     cases: list[CaseComparison]
     checks: list[Check]
     metadata: dict[str, Any] = field(default_factory=dict)
+    runtime: dict[str, Any] = field(default_factory=dict)  # the backend and the precision it ran
 
     @property
     def parity_passed(self) -> bool:
@@ -80,8 +81,9 @@ class VerifyReport:
     def summary(self) -> str:
         worst, tolerances = self.worst(), self.tolerances
         verdict = "passed" if self.passed else "FAILED"
+        ran = self.runtime.get("inference_precision") or self.runtime.get("precision")
         line = (
-            f"parity {verdict} on {len(self.cases)} cases (atol={tolerances.atol:g}, rtol={tolerances.rtol:g}, "
+            f"parity {verdict} ({self.runtime.get('backend', 'ort-cpu')}{f' {ran}' if ran else ''}) on {len(self.cases)} cases (atol={tolerances.atol:g}, rtol={tolerances.rtol:g}, "
             f"{tolerances.error_stat}; cosine floor {tolerances.min_cosine}; error/RMS limit {tolerances.max_scaled_error}): "
             f"max abs {worst['max_abs']:.3g} on outputs of RMS >= {worst['min_rms_reference']:.3g}, "
             f"max error/RMS {worst['max_scaled_error']:.3g}, min sample cosine {worst['min_sample_cosine']:.9f}; "
@@ -108,6 +110,7 @@ class VerifyReport:
             "worst": self.worst(), "failures": self.failures(),
             "cases": [case.to_json() for case in self.cases],
             "checks": [check.to_json() for check in self.checks], "metadata": self.metadata,
+            "runtime": self.runtime,
         }
 
 
@@ -120,19 +123,22 @@ def verify_onnx(
     images: np.ndarray | None = None,
     strict: bool = False,
     seed: int = 0,
+    backend: str = "ort-cpu",
+    precision: str = "fp32",
     **tolerance_overrides: Any,
 ) -> VerifyReport:
-    """Compares ``path`` in onnxruntime with ``model`` in torch fp32.
+    """Compares ``path`` run on ``backend`` (onnxruntime or OpenVINO) at ``precision`` with
+    ``model`` in torch fp32.
 
-    ``tolerances`` (default: fp32's), with any field overridden by keyword (``atol=...``,
+    ``tolerances`` (default: those of ``precision``), with any field overridden by keyword (``atol=...``,
     ``min_cosine=...``). ``images``: real preprocessed images (N, 3, H, W) to compare on besides
     random inputs (and to measure task agreement on); a fixed-batch file is compared at its own
     batch size only.
     """
-    tolerances = replace(tolerances or Tolerances(), **tolerance_overrides)
+    tolerances = replace(tolerances or Tolerances.for_precision(precision), **tolerance_overrides)
     onnx_model = load_onnx(path)
     metadata = metadata_of(onnx_model)
-    onnx_session = open_session("ort-cpu", path)
+    onnx_session = open_session(backend, path, SessionOptions(precision=precision))
     shape = onnx_session.input_shape
     if len(shape) != 4 or any(dim is None for dim in shape[1:]):
         raise BadInputError(f"{path}: input {onnx_session.input_name!r} must be N x C x H x W with fixed C, H, W")
@@ -142,4 +148,5 @@ def verify_onnx(
     provenance = provenance_of(model)
     task = metadata.get("task") or (provenance.task if provenance else "unknown")
     cases = compare_sessions(onnx_session, torch_session, inputs, tolerances, task)
-    return VerifyReport(str(path), tolerances, strict, cases, deployability_checks(onnx_model, task), metadata)
+    return VerifyReport(str(path), tolerances, strict, cases, deployability_checks(onnx_model, task), metadata,
+                        onnx_session.settings())

@@ -16,7 +16,9 @@ import numpy as np
 
 from foadx.errors import BadInputError
 
-PRECISIONS = ("fp32", "fp16")
+# fp16 for GPU backends; bf16 where OpenVINO's CPU plugin has it; int8 is a property of the file
+# (a Q/DQ ONNX from ``foadx export --precision int8``), so only backends that run one accept it.
+PRECISIONS = ("fp32", "fp16", "bf16", "int8")
 
 
 @dataclass(frozen=True)

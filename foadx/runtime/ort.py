@@ -16,8 +16,6 @@ class OrtCpuSession(Session):
     backend = "ort-cpu"
 
     def __init__(self, model_path: str | Path, options: SessionOptions) -> None:
-        if options.precision != "fp32":
-            raise BadInputError("ort-cpu runs the ONNX file's own precision: use --precision fp32")
         ort = import_onnxruntime()
         session_options = ort.SessionOptions()
         session_options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
@@ -60,6 +58,7 @@ class OrtCpuSession(Session):
     def settings(self) -> dict[str, object]:
         ort = import_onnxruntime()
         return {
+            "backend": self.backend,
             "providers": self._session.get_providers(),
             "intra_op_threads": self._threads if self._threads is not None else "default",
             "onnxruntime": ort.__version__,

@@ -19,12 +19,19 @@ class Backend:
     opener: Callable[..., Session]
     needs_gpu: bool = False
     external: bool = False  # timed by an outside tool (trtexec), not through a Session
+    precisions: tuple[str, ...] = ("fp32",)
 
 
 def _ort(model: Any, options: SessionOptions, input_shape: tuple[int, ...] | None) -> Session:
     from foadx.runtime.ort import OrtCpuSession
 
     return OrtCpuSession(model, options)
+
+
+def _openvino(model: Any, options: SessionOptions, input_shape: tuple[int, ...] | None) -> Session:
+    from foadx.runtime.openvino_backend import OpenVinoSession
+
+    return OpenVinoSession(model, options)
 
 
 def _torch(device: str) -> Callable[..., Session]:
@@ -56,12 +63,17 @@ BACKENDS: dict[str, Backend] = {
     backend.name: backend
     for backend in (
         Backend("ort-cpu", "onnx", "onnxruntime, CPU execution provider", _ort),
+        Backend("openvino", "onnx", "OpenVINO's CPU plugin (pip install foadx[openvino])", _openvino,
+                precisions=("fp32", "bf16", "int8")),
         Backend("torch-cpu", "torch", "PyTorch eager on the CPU", _torch("cpu")),
-        Backend("torch-cuda", "torch", "PyTorch eager on a CUDA GPU", _torch("cuda"), needs_gpu=True),
+        Backend("torch-cuda", "torch", "PyTorch eager on a CUDA GPU", _torch("cuda"), needs_gpu=True,
+                precisions=("fp32", "fp16")),
         Backend("torch-cuda-graph", "torch", "PyTorch on a CUDA GPU, replayed from a CUDA graph", _cuda_graph,
-                needs_gpu=True),
-        Backend("trt", "engine", "a TensorRT engine, run with torch CUDA buffers", _trt, needs_gpu=True),
-        Backend("trtexec", "onnx", "TensorRT's trtexec, run as a process (it times itself)", _external, external=True),
+                needs_gpu=True, precisions=("fp32", "fp16")),
+        Backend("trt", "engine", "a TensorRT engine, run with torch CUDA buffers", _trt, needs_gpu=True,
+                precisions=("fp32", "fp16", "int8")),
+        Backend("trtexec", "onnx", "TensorRT's trtexec, run as a process (it times itself)", _external, external=True,
+                precisions=("fp32", "fp16", "int8")),
     )
 }
 
@@ -92,6 +104,9 @@ def open_session(
     ``input_shape`` (N, C, H, W) tells module backends the image size; ONNX files carry their own.
     """
     entry = get_backend(backend)
+    options = options or SessionOptions()
+    if options.precision not in entry.precisions:
+        raise BadInputError(f"backend {backend} runs {', '.join(entry.precisions)}, not {options.precision}")
     if entry.needs_gpu:
         require_gpu(backend)
     if entry.loads in ("onnx", "engine") and not isinstance(model, (str, Path)):
@@ -100,4 +115,4 @@ def open_session(
         raise BadInputError(f"backend {backend} runs PyTorch models, not the file {model}")
     if entry.loads == "torch" and input_shape is None:
         raise BadInputError(f"backend {backend} needs the input shape")
-    return entry.opener(model, options or SessionOptions(), input_shape)
+    return entry.opener(model, options, input_shape)
