@@ -5,11 +5,12 @@ from __future__ import annotations
 import json
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
@@ -264,3 +265,9 @@ def int8_summary(int8: dict[str, Any]) -> None:
         f"int8 Q/DQ: wrote {int8['path']} ({int8['qdq_nodes']} Q/DQ nodes, {int8['calibration_images']} calibration "
         f"images); against the fp32 file: cosine {against['cosine']:.6f}, max abs {against['max_abs']:.3g}"
     )
+
+
+def notes(lines: Sequence[str]) -> None:
+    """What the library left out or assumed, on stderr: 'foadx: warning: ...'."""
+    for line in lines:
+        typer.echo(f"foadx: warning: {line}", err=True)

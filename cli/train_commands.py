@@ -28,16 +28,18 @@ from foadx_cli.options import (
     resolve,
 )
 
-TaskOption = Annotated[str, typer.Option(help="classify (top-1) or face (margin head / verification).")]
+TaskOption = Annotated[Optional[str], typer.Option(help="classify (top-1) or face (margin head / verification); default: what the data holds (.rec/.bin/pairs.txt: face).")]
+ValSplitOption = Annotated[Optional[float], typer.Option(help="Image folder without train/ and val/: hold out this stratified, seeded fraction (recorded in the artifact).")]
 
 
 @app.command("finetune")
 @handles_errors
 def finetune_command(
     model: ModelArgument,
-    data: Annotated[str, typer.Option(help="demo, CIFAR batches, class folders (train/ val/) or insightface train.rec.")],
+    data: Annotated[str, typer.Option(help="demo, CIFAR batches, class folders (train/ val/, or --val-split), an insightface folder (train.rec) or a .rec.")],
     out: Annotated[Path, typer.Option(help="Folder: plan.json + weights.pt, checkpoint.pt, metrics.jsonl; created if missing.")],
-    task: TaskOption = "classify",
+    task: TaskOption = None,
+    val_split: ValSplitOption = None,
     epochs: Annotated[int, typer.Option(help="Epochs.")] = 1,
     lr: Annotated[float, typer.Option(help="Peak learning rate.")] = 0.05,
     batch_size: Annotated[int, typer.Option(help="Batch size per process.")] = 64,
@@ -75,12 +77,15 @@ def finetune_command(
     """
     from foadx.atomic import write_json
     from foadx.data.labeled import open_labeled
+    from foadx.data.layout import data_identity, describe_data, resolve_task
     from foadx.train import FinetuneConfig
     from foadx.train.distributed import Distributed
     from foadx.workflow import check_finetune_output, finetune_to_artifact
 
-    for name, value in (("--lr", lr), ("--scale", scale), ("--margin", margin), ("--weight-decay", weight_decay)):
+    for name, value in (("--lr", lr), ("--scale", scale), ("--margin", margin), ("--weight-decay", weight_decay),
+                        ("--val-split", val_split)):
         finite(value, name)
+    task = resolve_task(describe_data(data), task)
     config = FinetuneConfig(
         task=task, epochs=epochs, lr=lr, batch_size=batch_size, schedule=schedule, optimizer=optimizer,
         weight_decay=weight_decay, head=head, margin=margin, scale=scale, margin_warmup_epochs=margin_warmup_epochs,
@@ -91,11 +96,14 @@ def finetune_command(
     prepare_report(report)
     network = resolve(model, weights, weights_map, input_size, model_arg, seed, trust_code).module()
     teacher = resolve(distill_from, trust_code=trust_code).module().eval() if distill_from else None
-    training_data = open_labeled(data, "train", task)
+    training_data = open_labeled(data, "train", task, val_split=val_split, seed=seed)
+    render.notes(training_data.notes)
     evaluate = _epoch_evaluator(eval_data, task) if eval_data else None
+    record = {"data": data, "from": model,
+              "training_data": {"source": data_identity(data), "split": training_data.split}}
     with render.training_progress(enabled=not quiet and not as_json) as advance:
         history = finetune_to_artifact(
-            network, training_data, out, config, {"data": data, "from": model}, resume=resume, force=force,
+            network, training_data, out, config, record, resume=resume, force=force,
             override=override, teacher=teacher, evaluate=evaluate, progress=advance, device=device,
         )
     processes = Distributed.from_environment(device)
@@ -119,8 +127,11 @@ def _epoch_evaluator(eval_data: str, task: str):
 @handles_errors
 def eval_command(
     model: ModelArgument,
-    data: Annotated[str, typer.Option(help="classify: test split (demo, CIFAR, folders); face: demo, a .bin or an LFW folder.")],
-    task: TaskOption = "classify",
+    data: Annotated[str, typer.Option(help="classify: test split (demo, CIFAR, folders); face: demo, a .bin, an LFW folder or an insightface folder (every *.bin).")],
+    task: TaskOption = None,
+    backend: Annotated[Optional[str], typer.Option(help="An ONNX file: ort-cpu (default) or openvino.")] = None,
+    val_split: ValSplitOption = None,
+    allow_train_overlap: Annotated[bool, typer.Option(help="Evaluate on an unsplit folder the model was fine-tuned on (scores memory).")] = False,
     batch_size: Annotated[int, typer.Option(help="Batch size.")] = 128,
     far: Annotated[float, typer.Option(help="Face: report TAR at this FAR.")] = 1e-3,
     weights: WeightsOption = None,
@@ -133,21 +144,24 @@ def eval_command(
     as_json: JsonOption = False,
     quiet: QuietOption = False,
 ) -> None:
-    """Top-1 (classify) or 10-fold face verification with TAR@FAR (face).
+    """Top-1 (classify) or 10-fold face verification with TAR@FAR, one row per set (face).
 
-    An ONNX file runs in onnxruntime with the preprocessing its metadata records.
+    An ONNX file runs in onnxruntime (or OpenVINO) with the preprocessing its metadata records.
     """
     from foadx.atomic import write_json
     from foadx.evaluate.runner import evaluate_model
 
     finite(far, "--far")
+    finite(val_split, "--val-split")
     prepare_report(report)
     ref = resolve(model, weights, weights_map, input_size, model_arg, seed, trust_code)
-    result = evaluate_model(ref, data, task, batch_size=batch_size, far_target=far)
-    summary = {"model": model, "data": data, "task": task, **result.to_json()}
+    result = evaluate_model(ref, data, task, batch_size=batch_size, far_target=far, backend=backend,
+                            val_split=val_split, seed=seed, allow_train_overlap=allow_train_overlap)
+    summary = {"model": model, "data": data, "task": result.task, **result.to_json()}
     if report is not None:
         write_json(report, summary)
     if as_json:
         typer.echo(json.dumps(summary, indent=2))
     elif not quiet:
-        typer.echo(result.line())
+        for line in result.lines():
+            typer.echo(line)

@@ -55,6 +55,7 @@ class ModelRef:
     task: str = "unknown"
     path: Path | None = None
     plan_digest: str | None = None
+    training_data: dict[str, Any] | None = None  # what it was fine-tuned on (source, held-out split)
     _module: nn.Module | None = field(default=None, repr=False)
 
     @property
@@ -116,7 +117,8 @@ def _module_ref(text: str, kind: str, module: nn.Module, path: Path | None) -> M
     plan = provenance.plan
     digest = plan.digest() if plan.is_pruned or plan.finetune else None
     return ModelRef(text, kind, (3, *provenance.source.input_size), source=provenance.source,
-                    task=provenance.task, path=path, plan_digest=digest, _module=module.eval())
+                    task=provenance.task, path=path, plan_digest=digest,
+                    training_data=(plan.finetune or {}).get("training_data"), _module=module.eval())
 
 
 def _artifact(text: str, path: Path, options: BuildOptions) -> ModelRef:
@@ -141,7 +143,8 @@ def _onnx(text: str, path: Path, options: BuildOptions) -> ModelRef:
     metadata = metadata_of(graph)
     return ModelRef(text, "onnx", (dims[1], dims[2], dims[3]), graph.graph.input[0].name,
                     source=_metadata_source(metadata), task=metadata.get("task", "unknown"), path=path,
-                    plan_digest=metadata.get("plan_digest"))
+                    plan_digest=metadata.get("plan_digest"),
+                    training_data=metadata.get("training_data") if isinstance(metadata.get("training_data"), dict) else None)
 
 
 def _metadata_source(metadata: dict[str, Any]) -> ModelSource | None:

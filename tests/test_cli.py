@@ -32,7 +32,8 @@ def error_line(result) -> str:
 def test_version_and_models():
     assert run("--version").output.strip() == f"foadx {foadx.__version__}"
     listed = json.loads(run("models", "--json").output)
-    assert [row["name"] for row in listed] == ["mobilefacenet", "vgg16_cifar", "resnet56_cifar"]
+    assert [row["name"] for row in listed] == ["mobilefacenet", "vgg16_cifar", "resnet56_cifar", "mbf", "iresnet18",
+                                              "iresnet34", "iresnet50", "iresnet100"]
 
 
 def test_inspect_json():

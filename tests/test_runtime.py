@@ -53,7 +53,7 @@ def test_backend_mismatches_are_bad_input(resnet):
         open_session("ort-cpu", model)
     with pytest.raises(BadInputError, match="runs PyTorch models"):
         open_session("torch-cpu", path)
-    with pytest.raises(BadInputError, match="fp16 needs a CUDA backend"):
+    with pytest.raises(BadInputError, match="backend torch-cpu runs fp32, not fp16"):
         open_session("torch-cpu", model, SessionOptions(precision="fp16"), input_shape=(None, 3, 32, 32))
     with pytest.raises(BadInputError, match="precision"):
         SessionOptions(precision="int4")

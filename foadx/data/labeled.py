@@ -7,15 +7,16 @@ source is encoded (folders, RecordIO), so DataLoader workers share the work.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
 import numpy as np
 import torch
 
 from foadx.data.calibration import DEMO_FILE, IMAGE_SUFFIXES, read_cifar_batch
 from foadx.data.decode import decode_rgb
+from foadx.data.layout import describe_data
 from foadx.data.verification import PairSet
 from foadx.errors import DataError
 
@@ -30,6 +31,8 @@ class LabeledImages:
     load: Callable[[int], np.ndarray]
     labels: np.ndarray
     description: str
+    split: dict[str, Any] | None = None  # the held-out split made here (--val-split), recorded in artifacts
+    notes: tuple[str, ...] = field(default_factory=tuple)  # what was ignored, for the user to see
 
     def __len__(self) -> int:
         return len(self.labels)
@@ -40,7 +43,8 @@ class LabeledImages:
 
     def subset(self, indices: np.ndarray, description: str) -> "LabeledImages":
         indices = np.asarray(indices)
-        return LabeledImages(lambda i, load=self.load: load(int(indices[i])), self.labels[indices], description)
+        return LabeledImages(lambda i, load=self.load: load(int(indices[i])), self.labels[indices], description,
+                             self.split, self.notes)
 
 
 def _array_source(images: np.ndarray, labels: np.ndarray, description: str) -> LabeledImages:
@@ -74,21 +78,78 @@ def _cifar(path: Path, split: str) -> LabeledImages:
     return _array_source(images, labels, f"CIFAR {split} {path.name}")
 
 
-def _folder(path: Path, split: str) -> LabeledImages:
-    for name in ((split,) if split == "train" else ("val", "test")):
-        if (path / name).is_dir():
-            path = path / name
-            break
-    classes = sorted(p.name for p in path.iterdir() if p.is_dir())
+SPLIT_FOLDERS = {"train": ("train",), "test": ("val", "test")}
+
+
+def _images_in(folder: Path) -> list[Path]:
+    return [file for file in sorted(folder.iterdir()) if file.is_file() and file.suffix.lower() in IMAGE_SUFFIXES]
+
+
+def _class_tree(root: Path, classes: list[str]) -> LabeledImages:
+    """The images under ``root/<class>/`` labelled by their class's index in ``classes``;
+    images loose in ``root`` are left out and named in the notes."""
+    present = sorted(p.name for p in root.iterdir() if p.is_dir())
+    unknown = [name for name in present if name not in classes]
+    if unknown:
+        raise DataError(f"{root} has class folders the training split lacks: {', '.join(unknown[:5])}")
     files, labels = [], []
     for label, name in enumerate(classes):
-        for file in sorted((path / name).rglob("*")):
+        if not (root / name).is_dir():
+            continue
+        for file in sorted((root / name).rglob("*")):
             if file.suffix.lower() in IMAGE_SUFFIXES and file.is_file():
                 files.append(file)
                 labels.append(label)
     if not files:
-        raise DataError(f"no class folders with images in {path}")
-    return LabeledImages(lambda i: decode_rgb(files[i]), np.asarray(labels, dtype=np.int64), f"folder {path}")
+        raise DataError(f"no class folders with images in {root}")
+    loose = _images_in(root)
+    notes = (f"ignored {len(loose)} image(s) loose in {root} (e.g. {loose[0].name}): images must sit in class folders",) if loose else ()
+    return LabeledImages(lambda i: decode_rgb(files[i]), np.asarray(labels, dtype=np.int64), f"folder {root}", notes=notes)
+
+
+def stratified_split(labels: np.ndarray, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """(train, held-out) indices: ``round(fraction * n)`` of each class's n images held out (at
+    least one where a class has two or more), chosen by a seeded shuffle within the class."""
+    if not 0.0 < fraction < 1.0:
+        raise DataError(f"--val-split must be between 0 and 1, got {fraction}")
+    rng = np.random.default_rng(seed)
+    held_out = []
+    for label in np.unique(labels):
+        members = rng.permutation(np.flatnonzero(labels == label))
+        count = min(len(members) - 1, max(1, round(fraction * len(members)))) if len(members) > 1 else 0
+        held_out.extend(members[:count].tolist())
+    held = np.zeros(len(labels), dtype=bool)
+    held[held_out] = True
+    return np.flatnonzero(~held), np.flatnonzero(held)
+
+
+def _folder(path: Path, split: str, val_split: float | None, seed: int) -> LabeledImages:
+    """A class-per-folder tree with ``train/`` and ``val/`` (or ``test/``), or without a split
+    and a stratified ``val_split`` held out; evaluating an unsplit folder takes all of it."""
+    split_folders = [name for name in ("train", "val", "test") if (path / name).is_dir()]
+    if split_folders:
+        if "train" not in split_folders:
+            raise DataError(f"{path} has {'/ and '.join(split_folders)}/ but no train/ folder")
+        classes = sorted(p.name for p in (path / "train").iterdir() if p.is_dir())
+        chosen = next((path / name for name in SPLIT_FOLDERS[split] if name in split_folders), None)
+        if chosen is None:
+            raise DataError(f"{path} has train/ but no val/ or test/ folder to evaluate on")
+        images = _class_tree(chosen, classes)
+        loose = _images_in(path)
+        if loose:
+            images = replace(images, notes=images.notes + (f"ignored {len(loose)} image(s) loose in {path}",))
+        return images
+    whole = _class_tree(path, sorted(p.name for p in path.iterdir() if p.is_dir()))
+    if val_split is None:
+        if split == "train":
+            raise DataError(f"{path} has class folders but no train/ and val/ split: add them, or pass --val-split 0.2 "
+                            "to hold out a stratified, seeded 20% for evaluation")
+        return whole
+    train, held_out = stratified_split(whole.labels, val_split, seed)
+    record = {"val_split": val_split, "seed": seed, "train_images": len(train), "held_out_images": len(held_out)}
+    chosen = train if split == "train" else held_out
+    part = whole.subset(chosen, f"folder {path} ({'train' if split == 'train' else 'held-out'} {len(chosen)} of {len(whole)})")
+    return replace(part, split=record)
 
 
 def _records(path: Path) -> LabeledImages:
@@ -109,23 +170,26 @@ def _records(path: Path) -> LabeledImages:
     return LabeledImages(load, labels, f"records {path.name}")
 
 
-def open_labeled(source: str, split: str = "train", task: str = "classify") -> LabeledImages:
-    """``demo``, a CIFAR folder, a class-per-folder tree (optionally with train/ and val/), or
-    an insightface ``train.rec``."""
+def open_labeled(source: str, split: str = "train", task: str = "classify", *,
+                 val_split: float | None = None, seed: int = 0) -> LabeledImages:
+    """Labelled images from ``demo``, a CIFAR folder, a class-per-folder tree (with train/ and
+    val/, or ``val_split`` held out of an unsplit one), an insightface folder or ``train.rec``."""
     if split not in ("train", "test"):
         raise DataError(f"split must be train or test, got {split!r}")
-    if source == "demo":
+    layout = describe_data(source)
+    if val_split is not None and layout.kind != "folder":
+        raise DataError(f"--val-split splits an image folder without train/ and val/; {source} is {layout.kind} data")
+    if layout.kind == "demo":
         return _demo(split, task)
-    path = Path(source)
-    if not path.exists():
-        raise DataError(f"training data not found: {source}")
-    if path.suffix == ".rec":
-        return _records(path)
-    if path.is_dir() and (any(path.glob("data_batch_*")) or (path / "test_batch").is_file()):
-        return _cifar(path, split)
-    if path.is_dir():
-        return _folder(path, split)
-    raise DataError(f"unsupported training data {source}: demo, CIFAR batches, class folders or a .rec file")
+    if layout.kind in ("records", "insightface"):
+        if layout.train_records is None:
+            raise DataError(f"{source} holds verification sets ({layout.evidence()}) but no train.rec to train on")
+        return _records(layout.train_records)
+    if layout.kind == "cifar":
+        return _cifar(Path(source), split)
+    if layout.kind == "folder":
+        return _folder(Path(source), split, val_split, seed)
+    raise DataError(f"{source} holds verification pairs ({layout.evidence()}), not labelled images")
 
 
 def demo_pairs(pairs_per_fold: int = 150, folds: int = 10, seed: int = 0) -> tuple[np.ndarray, PairSet]:

@@ -1,83 +1,145 @@
 """``evaluate_model``: one entry point for ``foadx eval`` and per-epoch evaluation in training.
 
-A module runs on torch (CPU), an ONNX file in onnxruntime with the preprocessing its foadx
-metadata records; both through the runtime layer.
+A module runs on torch (CPU), an ONNX file in onnxruntime or OpenVINO with the preprocessing its
+foadx metadata records; all through the runtime layer. Face data gives one verification row per
+set (every ``*.bin`` of an insightface folder, as insightface's verification callback prints).
+An image folder without a split is never scored on the images the model was trained on.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
+import numpy as np
 from torch import nn
 
 from foadx.data.labeled import demo_pairs, open_labeled
-from foadx.data.verification import read_pairs
-from foadx.errors import BadInputError
+from foadx.data.layout import DataLayout, data_identity, describe_data, resolve_task
+from foadx.data.verification import PairSet, read_pairs
+from foadx.errors import BadInputError, DataError
 from foadx.evaluate.api import Preprocessing, top1, verification
 from foadx.evaluate.verification import VerificationResult
 from foadx.provenance import require_provenance
-from foadx.resolve import ModelRef
-from foadx.runtime import open_session
+from foadx.resolve import ModelRef, as_ref
+from foadx.runtime import SessionOptions, open_session
+
+ONNX_BACKENDS = ("ort-cpu", "openvino")
 
 
 @dataclass
 class EvalResult:
     task: str
     backend: str
-    classification: dict[str, float] | None = None
-    verification: VerificationResult | None = None
+    classification: dict[str, Any] | None = None
+    verification: dict[str, VerificationResult] = field(default_factory=dict)  # set name -> result
 
     def summary(self) -> dict[str, Any]:
         if self.classification is not None:
             return {"top1": self.classification["top1"]}
-        result = self.verification
-        return {"verification_accuracy": result.accuracy, "verification_std": result.accuracy_std, "tar": result.tar}
+        if len(self.verification) == 1:
+            result = next(iter(self.verification.values()))
+            return {"verification_accuracy": result.accuracy, "verification_std": result.accuracy_std, "tar": result.tar}
+        return {f"{name}_accuracy": result.accuracy for name, result in self.verification.items()}
 
     def to_json(self) -> dict[str, Any]:
-        body = self.classification if self.classification is not None else self.verification.to_json()
-        return {"backend": self.backend, **body}
-
-    def line(self) -> str:
         if self.classification is not None:
-            return f"top-1 {self.classification['top1']:.4f} on {self.classification['count']} images ({self.backend})"
-        result = self.verification
-        line = (f"verification accuracy {result.accuracy:.4f} +- {result.accuracy_std:.4f} over {result.folds} folds "
-                f"of {result.pairs} pairs, mean threshold {sum(result.thresholds) / len(result.thresholds):.2f}")
-        if result.tar is not None:
-            line += f"; TAR {result.tar:.4f} +- {result.tar_std:.4f} at FAR {result.far:.2e} (target {result.far_target:g})"
-        return line + f" ({self.backend})"
+            return {"backend": self.backend, **self.classification}
+        if len(self.verification) == 1:
+            return {"backend": self.backend, **next(iter(self.verification.values())).to_json()}
+        return {"backend": self.backend, "sets": {name: result.to_json() for name, result in self.verification.items()}}
+
+    def lines(self) -> list[str]:
+        if self.classification is not None:
+            held_out = self.classification.get("held_out")
+            where = f" (held-out {held_out['val_split']:g}, seed {held_out['seed']})" if held_out else ""
+            return [f"top-1 {self.classification['top1']:.4f} on {self.classification['count']} images{where} ({self.backend})"]
+        return [f"{name}: {_verification_line(result)} ({self.backend})" for name, result in self.verification.items()]
 
 
-def _runner(target: nn.Module | ModelRef) -> tuple[Any, Preprocessing, str]:
+def _verification_line(result: VerificationResult) -> str:
+    line = (f"verification accuracy {result.accuracy:.4f} +- {result.accuracy_std:.4f} over {result.folds} folds "
+            f"of {result.pairs} pairs, mean threshold {sum(result.thresholds) / len(result.thresholds):.2f}")
+    if result.tar is not None:
+        line += f"; TAR {result.tar:.4f} +- {result.tar_std:.4f} at FAR {result.far:.2e} (target {result.far_target:g})"
+    return line
+
+
+def _runner(ref: ModelRef, backend: str | None) -> tuple[Any, Preprocessing, str]:
     """A session and the preprocessing it expects: a module on torch (CPU); an ONNX file in
-    onnxruntime with the preprocessing its foadx metadata records."""
-    if isinstance(target, ModelRef) and not target.runs_in_torch:
-        if target.kind != "onnx" or target.source is None:
-            raise BadInputError(f"{target.text} carries no foadx preprocessing metadata (input size, mean, std); "
+    onnxruntime (or OpenVINO) with the preprocessing its foadx metadata records."""
+    if not ref.runs_in_torch:
+        if ref.kind != "onnx" or ref.source is None:
+            raise BadInputError(f"{ref.text} carries no foadx preprocessing metadata (input size, mean, std); "
                                 "evaluate a foadx-exported ONNX file, a model or an artifact")
-        source = target.source
-        session = open_session("ort-cpu", target.path)
-        return session, Preprocessing(tuple(target.input_chw[1:]), tuple(source.mean), tuple(source.std)), "ort-cpu"
-    module = target.module() if isinstance(target, ModelRef) else target
-    source = require_provenance(module, "evaluation").source
-    session = open_session("torch-cpu", module.eval(), input_shape=(None, 3, *source.input_size))
+        backend = backend or "ort-cpu"
+        if backend not in ONNX_BACKENDS:
+            raise BadInputError(f"an ONNX file is evaluated on {' or '.join(ONNX_BACKENDS)}, not {backend}")
+        session = open_session(backend, ref.path)
+        return session, Preprocessing(tuple(ref.input_chw[1:]), tuple(ref.source.mean), tuple(ref.source.std)), backend
+    if backend not in (None, "torch-cpu"):
+        raise BadInputError(f"{ref.text} is a PyTorch model: it is evaluated on torch-cpu (export it for {backend})")
+    source = require_provenance(ref.module(), "evaluation").source
+    session = open_session("torch-cpu", ref.module(), SessionOptions(), input_shape=(None, 3, *source.input_size))
     return session, Preprocessing(tuple(source.input_size), tuple(source.mean), tuple(source.std)), "torch-cpu"
 
 
-def evaluate_model(target: nn.Module | ModelRef, data: str, task: str, *, batch_size: int = 128,
-                   far_target: float = 1e-3) -> EvalResult:
-    if task not in ("classify", "face"):
-        raise BadInputError(f"--task must be classify or face, got {task!r}")
-    session, preprocess, backend = _runner(target)
+def held_out_split(ref: ModelRef, layout: DataLayout, val_split: float | None, seed: int,
+                   allow_train_overlap: bool) -> tuple[float, int] | None:
+    """The (fraction, seed) to hold out of an unsplit image folder for evaluation, or None to
+    evaluate all of it. The split a model was fine-tuned with is reused, so its held-out images
+    are exactly the ones it never saw; a folder it was trained on whole is refused."""
+    if layout.kind != "folder" or any((Path(layout.source) / name).is_dir() for name in ("train", "val", "test")):
+        return (val_split, seed) if val_split is not None else None
+    trained = ref.training_data or {}
+    if trained.get("source") != data_identity(layout.source):
+        return (val_split, seed) if val_split is not None else None
+    recorded = trained.get("split")
+    if isinstance(recorded, dict):
+        if val_split is not None and val_split != recorded.get("val_split"):
+            raise DataError(f"{ref.text} was fine-tuned holding out --val-split {recorded.get('val_split')} of "
+                            f"{layout.source}; another split would score it on images it trained on")
+        return float(recorded["val_split"]), int(recorded["seed"])
+    if allow_train_overlap:
+        return None
+    raise DataError(f"{ref.text} was fine-tuned on every image in {layout.source}: top-1 there measures memory, not "
+                    "accuracy; fine-tune with --val-split, evaluate other images, or pass --allow-train-overlap")
+
+
+def pair_sets(layout: DataLayout) -> list[tuple[str, np.ndarray | None, PairSet]]:
+    """(name, image array or None, pairs) per verification set the data holds."""
+    if layout.kind == "demo":
+        images, pairs = demo_pairs()
+        return [("demo", images, pairs)]
+    if layout.kind in ("insightface", "pairs"):
+        if not layout.verification_sets:
+            raise DataError(f"{layout.source} has no verification sets (*.bin) to evaluate on")
+        return [(path.stem, None, read_pairs(path)) for path in layout.verification_sets]
+    if layout.kind == "lfw":
+        return [("lfw", None, read_pairs(layout.source))]
+    raise DataError(f"{layout.source} holds {layout.evidence()}, not face verification pairs")
+
+
+def evaluate_model(target: nn.Module | ModelRef, data: str, task: str | None = None, *, batch_size: int = 128,
+                   far_target: float = 1e-3, backend: str | None = None, val_split: float | None = None,
+                   seed: int = 0, allow_train_overlap: bool = False) -> EvalResult:
+    """Top-1 on the test split (classify) or 10-fold verification per pair set (face); the
+    task is the data's own unless given (and then it must agree)."""
+    ref = as_ref(target)
+    layout = describe_data(data)
+    task = resolve_task(layout, task, fallback=ref.task if ref.task in ("classify", "face") else "classify")
+    session, preprocess, used = _runner(ref, backend)
 
     def run(batch):
         return session.run(batch)[0]
 
     if task == "classify":
-        return EvalResult(task, backend, classification=top1(run, open_labeled(data, "test"), preprocess, batch_size))
-    if data == "demo":
-        images, pairs = demo_pairs()
-    else:
-        images, pairs = None, read_pairs(data)
-    return EvalResult(task, backend, verification=verification(run, pairs, preprocess, images, batch_size, far_target))
+        split = held_out_split(ref, layout, val_split, seed, allow_train_overlap)
+        fraction, split_seed = split if split else (None, seed)
+        images = open_labeled(data, "test", val_split=fraction, seed=split_seed)
+        return EvalResult(task, used, classification={**top1(run, images, preprocess, batch_size),
+                                                      **({"held_out": images.split} if images.split else {})})
+    results = {name: verification(run, pairs, preprocess, images, batch_size, far_target)
+               for name, images, pairs in pair_sets(layout)}
+    return EvalResult(task, used, verification=results)

@@ -17,7 +17,7 @@ import onnx
 from foadx.errors import BadInputError
 
 PREFIX = "foadx."
-JSON_KEYS = ("source_model", "input_shape", "mean", "std")
+JSON_KEYS = ("training_data", "source_model", "input_shape", "mean", "std")
 
 
 def write_metadata(model: onnx.ModelProto, values: dict[str, Any]) -> None:

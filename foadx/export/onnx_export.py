@@ -233,4 +233,6 @@ def _metadata(model: nn.Module, provenance: Provenance | None, size: tuple[int, 
         "output_meaning": meanings.get(task, meanings["unknown"]),
         "prelu_rewrite": prelu_rewrite,
         "exporter": exporter,
+        **({"training_data": plan.finetune["training_data"]}
+           if plan and isinstance((plan.finetune or {}).get("training_data"), dict) else {}),
     }

@@ -40,8 +40,6 @@ class TorchSession(Session):
                  device: str) -> None:
         self.device = resolve_device(device)
         self.backend = "torch-cpu" if self.device.type == "cpu" else "torch-cuda"
-        if options.precision == "fp16" and self.device.type == "cpu":
-            raise BadInputError("fp16 needs a CUDA backend (torch-cuda or torch-cuda-graph)")
         if options.threads is not None and self.device.type == "cpu":
             torch.set_num_threads(options.threads)
         self.options = options
