@@ -56,8 +56,9 @@ def export_command(
     model: ModelArgument,
     out: Annotated[Path, typer.Option(help="ONNX file to write (atomically); its folder is created if missing.")],
     opset: Annotated[int, typer.Option(help="ONNX opset; >= 18 uses the dynamo exporter, older ones the legacy exporter.")] = 18,
-    batch: Annotated[str, typer.Option(help="'dynamic' or a fixed batch size.")] = "dynamic",
-    prelu_rewrite: Annotated[Optional[bool], typer.Option(help="Rewrite PReLU as relu(x) - a*relu(-x) (exact; faster on onnxruntime). Default: on, off with --trt (TensorRT fuses PReLU).")] = None,
+    target: Annotated[Optional[str], typer.Option(help="ort-cpu, openvino, tensorrt, mobile or insightface: the form of the file (default ort-cpu; tensorrt with --trt).")] = None,
+    batch: Annotated[Optional[str], typer.Option(help="'dynamic' or a fixed batch size (default: the target's; mobile: 1).")] = None,
+    prelu_rewrite: Annotated[Optional[bool], typer.Option(help="Rewrite PReLU as relu(x) - a*relu(-x) (exact; faster on onnxruntime). Default: the target's (on for ort-cpu and insightface).")] = None,
     prelu_form: Annotated[str, typer.Option(help="auto, depthwise (stays in onnxruntime's NCHWc layout) or elementwise.")] = "auto",
     verify: Annotated[bool, typer.Option(help="Prove parity in onnxruntime before the file replaces --out.")] = True,
     data: DataOption = "demo",
@@ -94,18 +95,19 @@ def export_command(
     """
     from foadx.atomic import prepare_output
     from foadx.export.loaders import ExportOptions
-    from foadx.export.onnx_export import default_prelu_rewrite
+    from foadx.export.targets import get_target
     from foadx.runtime.engine_options import EngineOptions
     from foadx.workflow import DeployOptions, check_deploy_request, deploy, engine_profile
 
     finite(workspace_gb, "--workspace-gb")
     parity = tolerances(atol, rtol, min_cosine, max_scaled_error, check_error_stat, error_quantile)
     prepare_output(out, "file")
+    form = get_target(target or ("tensorrt" if trt else "ort-cpu"))
+    batch = batch or form.batch
     engine = EngineOptions(precision, engine_profile(batch, min_batch, opt_batch, max_batch), workspace_gb,
                            str(timing_cache) if timing_cache else None) if trt else None
-    rewrite = default_prelu_rewrite("trt" if trt else "ort-cpu") if prelu_rewrite is None else prelu_rewrite
     options = DeployOptions(
-        export=ExportOptions(opset, batch, None, rewrite, prelu_form), verify=verify,
+        export=ExportOptions(opset, batch, None, prelu_rewrite, prelu_form, form.name), verify=verify,
         verify_options={"tolerances": parity, "strict": strict}, precision=precision, trt=trt,
         engine=engine, report=prepare_report(report),
     )

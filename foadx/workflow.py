@@ -104,9 +104,12 @@ class DeployResult:
     onnx: Any  # ExportResult
     int8: dict[str, Any] | None = None
     engine: dict[str, Any] | None = None
+    package: dict[str, Any] | None = None  # insightface's manifest, for --target insightface
 
     def to_json(self) -> dict[str, Any]:
         summary = self.onnx.to_json()
+        if self.package is not None:
+            summary["insightface_manifest"] = self.package
         if self.int8 is not None:
             summary["int8"] = self.int8
         if self.engine is not None:
@@ -149,6 +152,10 @@ def deploy(model: nn.Module, out: Path, options: DeployOptions, *,
     if options.report is not None and exported.parity is not None:
         write_json(options.report, exported.parity.to_json())
     result = DeployResult(exported)
+    if options.export.target == "insightface":
+        from foadx.export.insightface import write_insightface_package
+
+        result.package = write_insightface_package(out, exported.metadata)
     deployed = out
     if options.precision == "int8":
         from foadx.export.quantize import quantize_int8

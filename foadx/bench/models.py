@@ -18,6 +18,7 @@ from torch import nn
 from foadx.errors import BadInputError
 from foadx.export.metadata import float_parameter_count
 from foadx.export.loaders import EngineFromOnnx, ExportOptions, OnnxFromModule, PathLoader, existing
+from foadx.export.targets import TARGET_OF_BACKEND
 from foadx.pruning.cost import count_cost
 from foadx.resolve import ModelRef, as_ref
 from foadx.runtime.engine_options import EngineOptions
@@ -29,12 +30,13 @@ class BenchModel:
     ref: ModelRef
     input_chw: tuple[int, int, int]
     sizes: dict[str, Any] = field(default_factory=dict)
-    _onnx: PathLoader | None = field(default=None, repr=False)
+    _onnx: dict[str, PathLoader] = field(default_factory=dict, repr=False)  # per export target
     _engine: PathLoader | None = field(default=None, repr=False)
 
-    def for_backend(self, loads: str, scratch: Path, export_options: ExportOptions,
+    def for_backend(self, backend: str, loads: str, scratch: Path, export_options: ExportOptions,
                     engine_options: EngineOptions) -> nn.Module | Path:
-        """The module, ONNX path or engine path a backend loads, made once through the chain."""
+        """The module, ONNX path or engine path ``backend`` loads, made once through the chain;
+        a module is exported in the form of that backend's target (``foadx.export.targets``)."""
         if loads == "torch":
             if not self.ref.runs_in_torch:
                 raise BadInputError(f"{self.label} is a{'n ONNX file' if self.ref.kind == 'onnx' else ' TensorRT engine'}: "
@@ -43,23 +45,23 @@ class BenchModel:
         if loads == "engine":
             if self._engine is None:
                 self._engine = (existing(self.ref.path) if self.ref.kind == "engine"
-                                else EngineFromOnnx(self._onnx_loader(scratch, replace(export_options, prelu_rewrite=False)),
+                                else EngineFromOnnx(self._onnx_loader(scratch, replace(export_options, target="tensorrt")),
                                                     scratch, engine_options))
             path = self._engine()
             self.sizes["bytes"]["engine"] = path.stat().st_size
             return path
         if self.ref.kind == "engine":
             raise BadInputError(f"{self.label} is a TensorRT engine: only the trt backend runs it")
-        path = self._onnx_loader(scratch, export_options)()
+        path = self._onnx_loader(scratch, replace(export_options, target=TARGET_OF_BACKEND.get(backend, "ort-cpu")))()
         self.sizes["bytes"]["onnx"] = path.stat().st_size
         return path
 
     def _onnx_loader(self, scratch: Path, export_options: ExportOptions) -> PathLoader:
-        if self._onnx is None:
-            self._onnx = (existing(self.ref.path) if self.ref.kind == "onnx"
-                          else OnnxFromModule(self.ref.module(), scratch,
-                                              replace(export_options, input_size=self.input_chw[1:])))
-        return self._onnx
+        if export_options.target not in self._onnx:
+            self._onnx[export_options.target] = (
+                existing(self.ref.path) if self.ref.kind == "onnx"
+                else OnnxFromModule(self.ref.module(), scratch, replace(export_options, input_size=self.input_chw[1:])))
+        return self._onnx[export_options.target]
 
 
 def _module_sizes(module: nn.Module, input_chw: tuple[int, int, int]) -> dict[str, Any]:

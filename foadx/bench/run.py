@@ -50,7 +50,7 @@ def _trtexec_rows(models: list[BenchModel], batches: list[int], scratch: Path, e
                   settings: TimingSettings, trtexec: TrtexecOptions) -> list[dict[str, Any]]:
     rows = []
     for model in models:
-        path = model.for_backend("onnx", scratch, export_options, trtexec.engine)
+        path = model.for_backend("trtexec", "onnx", scratch, export_options, trtexec.engine)
         for batch in batches:
             engine = dataclasses.replace(trtexec.engine, profile=EngineProfile.tuned_for(batch, trtexec.engine.profile.max_batch))
             options = dataclasses.replace(trtexec, engine=engine, warmup_ms=settings.warmup_ms,
@@ -129,7 +129,7 @@ def run_bench(
         steps, backend_settings = {}, {}
         for backend in (entry for entry in entries if not entry.external):
             for model in models:
-                loaded = model.for_backend(backend.loads, Path(scratch), export_options, engine_options)
+                loaded = model.for_backend(backend.name, backend.loads, Path(scratch), export_options, engine_options)
                 session = open_session(backend.name, loaded, options, input_shape=(None, *model.input_chw))
                 backend_settings[(model.label, backend.name)] = session.settings()
                 for batch in batches:

@@ -28,10 +28,11 @@ class ExportOptions:
     verification is the comparator's job)."""
 
     opset: int = 18
-    batch: int | str = "dynamic"
+    batch: int | str | None = None  # None: the target's (foadx.export.targets)
     input_size: tuple[int, int] | None = None  # None: the model's own
-    prelu_rewrite: bool | None = None  # None: the per-target default
+    prelu_rewrite: bool | None = None  # None: the target's
     prelu_form: str = "auto"
+    target: str = "ort-cpu"
 
 
 class OnnxFromModule:

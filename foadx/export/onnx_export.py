@@ -27,7 +27,9 @@ from foadx._version import __version__
 from foadx.atomic import atomic_path
 from foadx.errors import BadInputError, FoadxError
 from foadx.export import passes
+from foadx.export.checks import insightface_checks, refuse_failed_checks
 from foadx.export.metadata import write_metadata
+from foadx.export.targets import get_target
 from foadx.provenance import Provenance, provenance_of
 
 DYNAMO_MIN_OPSET = 18
@@ -79,11 +81,6 @@ def parse_batch(batch: int | str) -> int | str:
     return size
 
 
-def default_prelu_rewrite(target: str = "ort-cpu") -> bool:
-    """Rewrite PReLU for onnxruntime (its PRelu kernel is slow); keep it for TensorRT, which fuses it."""
-    return target.startswith("ort")
-
-
 @contextlib.contextmanager
 def _quiet() -> Iterator[None]:
     """The exporters print progress and warnings of their own; foadx reports instead."""
@@ -123,10 +120,11 @@ def export_onnx(
     path: str | Path,
     *,
     opset: int = DEFAULT_OPSET,
-    batch: int | str = "dynamic",
+    batch: int | str | None = None,
     input_size: tuple[int, int] | None = None,
     prelu_rewrite: bool | None = None,
     prelu_form: str = "auto",
+    target: str = "ort-cpu",
     verify: bool = True,
     verify_options: dict[str, Any] | None = None,
 ) -> ExportResult:
@@ -134,21 +132,23 @@ def export_onnx(
 
     The file is written to a temporary path, checked, verified (unless ``verify=False``) and only
     then renamed onto ``path``: a failed export or a parity failure never replaces a good file.
-    ``prelu_rewrite=None`` applies the per-target default (on for onnxruntime); ``prelu_form``
-    is ``auto``, ``depthwise`` or ``elementwise`` (see ``foadx.export.passes``).
+    ``target`` (``foadx.export.targets``) gives the form: the batch and the PReLU rewrite
+    unless ``batch``/``prelu_rewrite`` say otherwise, and for ``insightface`` the checks its
+    loader makes; ``prelu_form`` is ``auto``, ``depthwise`` or ``elementwise``.
     """
     path = Path(path)
     if not path.parent.is_dir():
         raise BadInputError(f"output folder does not exist: {path.parent}")
     if not LEGACY_MIN_OPSET <= opset <= onnx.defs.onnx_opset_version():
         raise BadInputError(f"opset must be in {LEGACY_MIN_OPSET}..{onnx.defs.onnx_opset_version()}, got {opset}")
-    batch = parse_batch(batch)
+    form = get_target(target)
+    batch = parse_batch(form.batch if batch is None else batch)
     provenance = provenance_of(model)
     size = tuple(input_size) if input_size else (provenance.source.input_size if provenance else None)
     if size is None:
         raise BadInputError("this model was not built by foadx: give input_size=(H, W)")
     task = provenance.task if provenance else "unknown"
-    rewrite = default_prelu_rewrite() if prelu_rewrite is None else prelu_rewrite
+    rewrite = form.prelu_rewrite if prelu_rewrite is None else prelu_rewrite
     if prelu_form not in passes.PRELU_FORMS:
         raise BadInputError(f"PReLU rewrite form must be one of {', '.join(passes.PRELU_FORMS)}, got {prelu_form!r}")
 
@@ -176,7 +176,10 @@ def export_onnx(
         if rewrite:
             exported, rewritten = passes.rewrite_prelu(exported, prelu_form)
         metadata = _metadata(model, provenance, size, batch, output_names, prelu_form if rewritten else "none", exporter)
+        metadata["target"] = form.name
         write_metadata(exported, metadata)
+        if form.name == "insightface":
+            refuse_failed_checks(insightface_checks(exported, metadata), "insightface")
         try:
             onnx.checker.check_model(exported, full_check=True)
         except Exception as error:
