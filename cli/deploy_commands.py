@@ -70,9 +70,12 @@ def export_command(
     check_error_stat: ErrorStatOption = "elemwise",
     error_quantile: ErrorQuantileOption = 0.99,
     strict: StrictOption = False,
-    precision: Annotated[str, typer.Option(help="fp32 (the ONNX), int8 (also a Q/DQ ONNX: OUT with .int8.onnx), fp16 (engine only).")] = "fp32",
+    precision: Annotated[str, typer.Option(help="fp32 (the ONNX), int8 (also OUT with .int8.onnx in the target's int8 form; --min-cosine is then its floor, default 0.99), fp16 (engine only).")] = "fp32",
     calib_data: Annotated[str, typer.Option(help="int8 calibration images.")] = "demo",
-    calib_images: Annotated[int, typer.Option(help="Number of int8 calibration images.")] = 256,
+    calib_images: Annotated[int, typer.Option(help="int8: images to read; the last quarter (at least 8) is held out to check the int8 file.")] = 256,
+    calib_method: Annotated[str, typer.Option(help="int8 calibration: minmax, entropy or percentile.")] = "minmax",
+    int8_per_channel: Annotated[bool, typer.Option("--int8-per-channel/--int8-per-tensor", help="int8 weight scales per output channel.")] = True,
+    int8_fp32_layers: Annotated[Optional[str], typer.Option(help="int8: layers kept in fp32: first, last and/or node names, comma-separated.")] = None,
     trt: Annotated[bool, typer.Option("--trt", help="Also build a TensorRT engine (OUT with .engine) and check it against onnxruntime.")] = False,
     min_batch: MinBatch = None,
     opt_batch: OptBatch = None,
@@ -95,12 +98,16 @@ def export_command(
     """
     from foadx.atomic import prepare_output
     from foadx.export.loaders import ExportOptions
+    from foadx.export.quantize import DEFAULT_MIN_COSINE, Int8Options
     from foadx.export.targets import get_target
     from foadx.runtime.engine_options import EngineOptions
     from foadx.workflow import DeployOptions, check_deploy_request, deploy, engine_profile
 
     finite(workspace_gb, "--workspace-gb")
-    parity = tolerances(atol, rtol, min_cosine, max_scaled_error, check_error_stat, error_quantile)
+    int8_floor = min_cosine if precision == "int8" and min_cosine is not None else DEFAULT_MIN_COSINE
+    parity = tolerances(atol, rtol, None if precision == "int8" else min_cosine, max_scaled_error, check_error_stat,
+                        error_quantile)
+    int8 = Int8Options(calib_method, int8_per_channel, tuple(filter(None, (int8_fp32_layers or "").split(","))), int8_floor)
     prepare_output(out, "file")
     form = get_target(target or ("tensorrt" if trt else "ort-cpu"))
     batch = batch or form.batch
@@ -108,7 +115,7 @@ def export_command(
                            str(timing_cache) if timing_cache else None) if trt else None
     options = DeployOptions(
         export=ExportOptions(opset, batch, None, prelu_rewrite, prelu_form, form.name), verify=verify,
-        verify_options={"tolerances": parity, "strict": strict}, precision=precision, trt=trt,
+        verify_options={"tolerances": parity, "strict": strict}, precision=precision, int8=int8, trt=trt,
         engine=engine, report=prepare_report(report),
     )
     check_deploy_request(options)  # TensorRT and a GPU are checked before any work

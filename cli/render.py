@@ -260,10 +260,13 @@ def training_table(history: list[dict[str, Any]], out: Any) -> None:
 
 
 def int8_summary(int8: dict[str, Any]) -> None:
-    against = int8["vs_fp32"]
+    check, form = int8["vs_fp32"], int8["form"]
+    agreement = f", task agreement {check['task_agreement_pct']:.1f}%" if check["task_agreement_pct"] is not None else ""
     stdout.print(
-        f"int8 Q/DQ: wrote {int8['path']} ({int8['qdq_nodes']} Q/DQ nodes, {int8['calibration_images']} calibration "
-        f"images); against the fp32 file: cosine {against['cosine']:.6f}, max abs {against['max_abs']:.3g}"
+        f"int8 ({form['quant_format']}, {form['activations']} activations, for {int8['target']}): wrote {int8['path']} "
+        f"({int8['calibration_images']} {int8['method']} calibration images); on {check['held_out_images']} held-out "
+        f"images against the fp32 file: min per-sample cosine {check['min_sample_cosine']:.4f} (floor "
+        f"{check['min_cosine']}), mean {check['mean_sample_cosine']:.4f}{agreement}"
     )
 
 

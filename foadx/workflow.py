@@ -21,6 +21,7 @@ from foadx.errors import BadInputError
 from foadx.export import ParityFailedError, export_onnx
 from foadx.export.loaders import ExportOptions
 from foadx.export.onnx_export import parse_batch
+from foadx.export.quantize import Int8Options
 from foadx.optional import require_tensorrt
 from foadx.pruning.artifact import ARTIFACT_FILES, PLAN_FILE, record_training, write_artifact_files
 from foadx.provenance import provenance_of
@@ -94,6 +95,7 @@ class DeployOptions:
     verify: bool = True
     verify_options: dict[str, Any] = field(default_factory=dict)
     precision: str = "fp32"  # fp32 | fp16 (engine only) | int8
+    int8: Int8Options = Int8Options()
     trt: bool = False
     engine: EngineOptions | None = None
     report: Path | None = None
@@ -161,7 +163,8 @@ def deploy(model: nn.Module, out: Path, options: DeployOptions, *,
         from foadx.export.quantize import quantize_int8
 
         deployed = out.with_name(out.stem + ".int8.onnx")
-        result.int8 = quantize_int8(out, deployed, calibration_images())
+        result.int8 = quantize_int8(out, deployed, calibration_images(),
+                                    target="tensorrt" if options.trt else options.export.target, options=options.int8)
     if options.trt:
         result.engine = build_and_check_engine(deployed, out.with_suffix(".engine"), options.engine, verify_images)
     return result

@@ -21,15 +21,6 @@ from foadx.runtime.base import Session, SessionOptions, TimedStep
 
 HINTS = {"fp32": "f32", "bf16": "bf16", "int8": "f32"}
 FOADX_NAMES = {"f32": "fp32", "bf16": "bf16", "f16": "fp16"}
-QDQ_OPS = ("QuantizeLinear", "DequantizeLinear")
-
-
-def _is_quantized(model_path: Path) -> bool:
-    from foadx.export.metadata import load_onnx
-
-    return any(node.op_type in QDQ_OPS for node in load_onnx(model_path).graph.node)
-
-
 class OpenVinoSession(Session):
     backend = "openvino"
 
@@ -41,16 +32,18 @@ class OpenVinoSession(Session):
             raise MissingDependencyError(
                 f"this CPU has no bf16 support (OpenVINO CPU capabilities: {', '.join(capabilities)}); "
                 "OpenVINO would run fp32 instead: use --precision fp32")
-        if options.precision == "int8" and not _is_quantized(Path(model_path)):
-            raise BadInputError(f"{model_path} holds no Q/DQ nodes: make an int8 file with foadx export --precision int8")
         config = {"INFERENCE_PRECISION_HINT": HINTS[options.precision], "PERFORMANCE_HINT": "LATENCY"}
         if options.threads is not None:
             config["INFERENCE_NUM_THREADS"] = options.threads
         try:
-            self._compiled = core.compile_model(core.read_model(str(model_path)), "CPU", config)
+            model = core.read_model(str(model_path))
+            self._compiled = core.compile_model(model, "CPU", config)
         except RuntimeError as error:
             message = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
             raise BadInputError(f"OpenVINO cannot load {model_path}: {message}") from error
+        quantized = any(op.get_type_name() == "FakeQuantize" for op in model.get_ops())
+        if options.precision == "int8" and not quantized:
+            raise BadInputError(f"{model_path} holds no Q/DQ nodes: make an int8 file with foadx export --precision int8")
         inputs = self._compiled.inputs
         if len(inputs) != 1:
             raise BadInputError(f"{model_path} has {len(inputs)} inputs; foadx runs single-input image models")
@@ -64,7 +57,10 @@ class OpenVinoSession(Session):
 
     @property
     def inference_precision(self) -> str:
-        """What the compiled model actually computes in (read back, not what was asked)."""
+        """What the compiled model actually computes in (read back, not what was asked); a Q/DQ
+        file runs its quantized layers in int8 whatever the float hint."""
+        if self._precision == "int8":
+            return "int8"
         name = self._compiled.get_property("INFERENCE_PRECISION_HINT").get_type_name()
         return FOADX_NAMES.get(name, name)
 
