@@ -31,6 +31,7 @@ from foadx_cli.options import (
     TrustCodeOption,
     StrictOption,
     WeightsMapOption,
+    PretrainedOption,
     WeightsOption,
     build_options,
     finite,
@@ -83,6 +84,7 @@ def export_command(
     workspace_gb: WorkspaceOption = None,
     timing_cache: TimingCacheOption = None,
     weights: WeightsOption = None,
+    pretrained: PretrainedOption = None,
     weights_map: WeightsMapOption = None,
     input_size: InputSizeOption = None,
     model_arg: ModelArgOption = None,
@@ -99,6 +101,7 @@ def export_command(
     from foadx.atomic import prepare_output
     from foadx.export.loaders import ExportOptions
     from foadx.export.quantize import DEFAULT_MIN_COSINE, Int8Options
+    from foadx.provenance import provenance_of
     from foadx.export.targets import get_target
     from foadx.runtime.engine_options import EngineOptions
     from foadx.workflow import DeployOptions, check_deploy_request, deploy, engine_profile
@@ -119,9 +122,10 @@ def export_command(
         engine=engine, report=prepare_report(report),
     )
     check_deploy_request(options)  # TensorRT and a GPU are checked before any work
-    ref = resolve(model, weights, weights_map, input_size, model_arg, seed, trust_code)
+    ref = resolve(model, weights, weights_map, input_size, model_arg, seed, trust_code, pretrained=pretrained)
     network = ref.module()
     verification = real_images(data, ref, images) if verify or trt else None
+    render.notes(render.random_weights_note(provenance_of(network).plan.weights_origin))
     with render.status("exporting and verifying" if verify else "exporting", enabled=not quiet and not as_json):
         result = deploy(network, out, options, verify_images=verification,
                         calibration_images=lambda: real_images(calib_data, ref, calib_images))
@@ -188,6 +192,7 @@ def verify_command(
     backend: Annotated[str, typer.Option(help="ort-cpu or openvino: the runtime that runs ONNX_FILE.")] = "ort-cpu",
     precision: Annotated[str, typer.Option(help="fp32; openvino also bf16 (CPUs that have it) or int8 (a Q/DQ file). Sets the default floors.")] = "fp32",
     weights: WeightsOption = None,
+    pretrained: PretrainedOption = None,
     weights_map: WeightsMapOption = None,
     input_size: InputSizeOption = None,
     model_arg: ModelArgOption = None,
@@ -209,7 +214,8 @@ def verify_command(
     if onnx_file.suffix != ".onnx":
         raise BadInputError(f"{onnx_file} is not an .onnx file")
     file_ref = resolve_model(str(onnx_file))
-    ref = resolve(against, weights, weights_map, input_size, model_arg, seed, trust_code, defaults=file_ref.source)
+    ref = resolve(against, weights, weights_map, input_size, model_arg, seed, trust_code, defaults=file_ref.source,
+                  pretrained=pretrained)
     with render.status("verifying", enabled=not quiet and not as_json):
         parity = verify_onnx(onnx_file, ref.module(), tolerances=parity_tolerances, strict=strict, batch_sizes=batches,
                              images=real_images(data, file_ref if file_ref.source else ref, images),
@@ -246,6 +252,7 @@ def bench_command(
     strict_env: Annotated[bool, typer.Option(help="Refuse a baseline from a different environment.")] = False,
     allow_missing: Annotated[bool, typer.Option(help="A configuration only one of this run and --baseline has is a warning, not a failure.")] = False,
     weights: WeightsOption = None,
+    pretrained: PretrainedOption = None,
     weights_map: WeightsMapOption = None,
     model_arg: ModelArgOption = None,
     seed: SeedOption = 0,
@@ -280,7 +287,7 @@ def bench_command(
         backends = [name.strip() for entry in backend for name in entry.split(",") if name.strip()]
         with render.progress("measuring", enabled=not quiet and not as_json) as advance:
             result = measure_models(
-                models, backends, batches, build=build_options(weights, weights_map, input_size, model_arg, seed, trust_code),
+                models, backends, batches, build=build_options(weights, weights_map, input_size, model_arg, seed, trust_code, pretrained),
                 precision=precision, threads=threads, channels_last=channels_last, fold_bn=fold_bn,
                 timing=(warmup_ms, duration_s, min_iterations, rounds), progress=advance,
             )

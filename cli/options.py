@@ -16,6 +16,7 @@ ModelArgument = Annotated[str, typer.Argument(
     help="Pruned-artifact folder, .onnx file, .engine, or a model spec: zoo name, torchvision:NAME, "
          "pkg.module:fn or file.py:fn.", metavar="MODEL")]
 WeightsOption = Annotated[Optional[Path], typer.Option(help="State dict to load into a model spec (weights_only).")]
+PretrainedOption = Annotated[Optional[str], typer.Option(help="torchvision:NAME with its published weights: DEFAULT or an enum member (e.g. IMAGENET1K_V1); from the torch hub cache or downloaded.")]
 WeightsMapOption = Annotated[Optional[Path], typer.Option(help="JSON of regex -> replacement for checkpoint keys.")]
 InputSizeOption = Annotated[Optional[str], typer.Option(help="H or HxW for a model spec (default: the model's).")]
 ModelArgOption = Annotated[
@@ -89,19 +90,21 @@ def tolerances(atol: Optional[float], rtol: Optional[float], min_cosine: Optiona
 
 
 def build_options(weights: Optional[Path] = None, weights_map: Optional[Path] = None, input_size: Optional[str] = None,
-                  model_arg: Optional[list[str]] = None, seed: int = 0, trust_code: bool = False):
+                  model_arg: Optional[list[str]] = None, seed: int = 0, trust_code: bool = False,
+                  pretrained: Optional[str] = None):
     from foadx.resolve import BuildOptions
 
-    return BuildOptions(weights, weights_map, parse_input_size(input_size), parse_model_args(model_arg), seed, trust_code)
+    return BuildOptions(weights, weights_map, parse_input_size(input_size), parse_model_args(model_arg), seed, trust_code,
+                        pretrained)
 
 
 def resolve(model: str, weights: Optional[Path] = None, weights_map: Optional[Path] = None,
             input_size: Optional[str] = None, model_arg: Optional[list[str]] = None, seed: int = 0,
-            trust_code: bool = False, defaults=None):
+            trust_code: bool = False, defaults=None, pretrained: Optional[str] = None):
     """The MODEL argument and its build options, resolved by the library's one resolver."""
     from foadx.resolve import resolve_model
 
-    options = build_options(weights, weights_map, input_size, model_arg, seed, trust_code)
+    options = build_options(weights, weights_map, input_size, model_arg, seed, trust_code, pretrained)
     return resolve_model(model, options, defaults=defaults)
 
 

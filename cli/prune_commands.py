@@ -24,6 +24,7 @@ from foadx_cli.options import (
     SeedOption,
     TrustCodeOption,
     WeightsMapOption,
+    PretrainedOption,
     WeightsOption,
     finite,
     prepare_report,
@@ -57,6 +58,7 @@ def models_command(as_json: JsonOption = False, quiet: QuietOption = False) -> N
 def inspect_command(
     model: ModelArgument,
     weights: WeightsOption = None,
+    pretrained: PretrainedOption = None,
     weights_map: WeightsMapOption = None,
     input_size: InputSizeOption = None,
     model_arg: ModelArgOption = None,
@@ -70,7 +72,7 @@ def inspect_command(
     """
     from foadx.inspection import inspect_ref
 
-    ref = resolve(model, weights, weights_map, input_size, model_arg, trust_code=trust_code)
+    ref = resolve(model, weights, weights_map, input_size, model_arg, trust_code=trust_code, pretrained=pretrained)
     info = inspect_ref(ref)
     if as_json:
         typer.echo(json.dumps(info, indent=2))
@@ -99,6 +101,7 @@ def prune_command(
     device: DeviceOption = "auto",
     recalibrate_bn: Annotated[bool, typer.Option(help="Re-estimate BN statistics after pruning.")] = False,
     weights: WeightsOption = None,
+    pretrained: PretrainedOption = None,
     weights_map: WeightsMapOption = None,
     input_size: InputSizeOption = None,
     model_arg: ModelArgOption = None,
@@ -121,7 +124,7 @@ def prune_command(
     check_folder_target(out, is_own_output, force, "foadx prune")
     prepare_report(report)
     group_ratios = render.read_ratios(ratios) if ratios else None
-    ref = resolve(model, weights, weights_map, input_size, model_arg, seed, trust_code)
+    ref = resolve(model, weights, weights_map, input_size, model_arg, seed, trust_code, pretrained=pretrained)
     network = ref.module()
     refuse_pruned(network)
     source = ref.source
@@ -135,6 +138,7 @@ def prune_command(
             calibration={**calibration.describe(), "data": data, "seed": seed},
         )
     result.save(out, force=force)
+    render.notes(render.random_weights_note(result.report["weights"]))
     result.report["out"] = str(out)
     result.report["weights_bytes"]["file"] = (out / "weights.pt").stat().st_size
     if report is not None:

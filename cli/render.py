@@ -270,6 +270,12 @@ def int8_summary(int8: dict[str, Any]) -> None:
     )
 
 
+def random_weights_note(origin: str) -> list[str]:
+    from foadx.provenance import RANDOM_WEIGHTS
+
+    return [f"the model's weights are a {RANDOM_WEIGHTS}"] if origin == RANDOM_WEIGHTS else []
+
+
 def notes(lines: Sequence[str]) -> None:
     """What the library left out or assumed, on stderr: 'foadx: warning: ...'."""
     for line in lines:

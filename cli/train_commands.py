@@ -22,6 +22,7 @@ from foadx_cli.options import (
     SeedOption,
     TrustCodeOption,
     WeightsMapOption,
+    PretrainedOption,
     WeightsOption,
     finite,
     prepare_report,
@@ -61,6 +62,7 @@ def finetune_command(
     eval_data: Annotated[Optional[str], typer.Option(help="Evaluate after each epoch on this (test split / pairs).")] = None,
     device: DeviceOption = "auto",
     weights: WeightsOption = None,
+    pretrained: PretrainedOption = None,
     weights_map: WeightsMapOption = None,
     input_size: InputSizeOption = None,
     model_arg: ModelArgOption = None,
@@ -94,7 +96,7 @@ def finetune_command(
     config.validate()
     check_finetune_output(out, resume=resume, force=force)
     prepare_report(report)
-    network = resolve(model, weights, weights_map, input_size, model_arg, seed, trust_code).module()
+    network = resolve(model, weights, weights_map, input_size, model_arg, seed, trust_code, pretrained=pretrained).module()
     teacher = resolve(distill_from, trust_code=trust_code).module().eval() if distill_from else None
     training_data = open_labeled(data, "train", task, val_split=val_split, seed=seed)
     render.notes(training_data.notes)
@@ -135,6 +137,7 @@ def eval_command(
     batch_size: Annotated[int, typer.Option(help="Batch size.")] = 128,
     far: Annotated[float, typer.Option(help="Face: report TAR at this FAR.")] = 1e-3,
     weights: WeightsOption = None,
+    pretrained: PretrainedOption = None,
     weights_map: WeightsMapOption = None,
     input_size: InputSizeOption = None,
     model_arg: ModelArgOption = None,
@@ -154,7 +157,7 @@ def eval_command(
     finite(far, "--far")
     finite(val_split, "--val-split")
     prepare_report(report)
-    ref = resolve(model, weights, weights_map, input_size, model_arg, seed, trust_code)
+    ref = resolve(model, weights, weights_map, input_size, model_arg, seed, trust_code, pretrained=pretrained)
     result = evaluate_model(ref, data, task, batch_size=batch_size, far_target=far, backend=backend,
                             val_split=val_split, seed=seed, allow_train_overlap=allow_train_overlap)
     summary = {"model": model, "data": data, "task": result.task, **result.to_json()}

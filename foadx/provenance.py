@@ -25,6 +25,7 @@ PROVENANCE_ATTRIBUTE = "foadx_provenance"
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 TASKS = ("face", "classify", "unknown")
+RANDOM_WEIGHTS = "random initialisation (no --weights, --pretrained or fine-tuning)"
 
 
 def _fail(message: str) -> None:
@@ -132,6 +133,18 @@ class Plan:
     def trained_task(self) -> str | None:
         task = ((self.finetune or {}).get("config") or {}).get("task")
         return task if task in TASKS else None
+
+    @property
+    def weights_origin(self) -> str:
+        """Where the weights came from, said in every prune and export report: a random
+        initialisation makes accuracy, parity on real images and FOAD's feature ranking moot."""
+        if self.finetune:
+            return "fine-tuned by foadx"
+        if self.weights:
+            return f"loaded from {self.weights}"
+        if self.model.kwargs.get("weights"):
+            return f"pretrained torchvision weights {self.model.kwargs['weights']}"
+        return RANDOM_WEIGHTS
 
     def with_finetune(self, training: dict[str, Any]) -> "Plan":
         return replace(self, finetune=training)

@@ -34,10 +34,11 @@ class BuildOptions:
     model_args: dict[str, Any] = field(default_factory=dict)
     seed: int = 0
     trust_code: bool = False  # build a code factory named by an artifact's plan
+    pretrained: str | None = None  # torchvision's weights: DEFAULT or an enum member name
 
     @property
     def given(self) -> list[str]:
-        names = {"--weights": self.weights, "--weights-map": self.weights_map,
+        names = {"--weights": self.weights, "--weights-map": self.weights_map, "--pretrained": self.pretrained,
                  "--input-size": self.input_size, "--model-arg": self.model_args or None}
         return [name for name, value in names.items() if value is not None]
 
@@ -182,6 +183,13 @@ def _spec(text: str, options: BuildOptions, defaults: ModelSource | None) -> Mod
         kwargs = kwargs or dict(defaults.kwargs)
     if options.weights_map is not None and options.weights is None:
         raise BadInputError("--weights-map needs --weights")
+    if options.pretrained is not None:
+        if not text.startswith("torchvision:"):
+            raise BadInputError(f"--pretrained takes torchvision's published weights; {text} has none in foadx: "
+                                "give --weights FILE")
+        if options.weights is not None:
+            raise BadInputError("give --pretrained or --weights, not both")
+        kwargs["weights"] = options.pretrained
     torch.manual_seed(options.seed)
     module = build_model(text, input_size, **kwargs)
     if options.weights is not None:

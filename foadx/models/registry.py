@@ -175,7 +175,9 @@ def _torchvision_model(name: str, kwargs: dict[str, Any]) -> nn.Module:
     try:
         return torchvision.models.get_model(name, **arguments)
     except (TypeError, ValueError, KeyError) as error:
-        raise UnknownModelError(f"cannot build torchvision:{name} with {kwargs}: {error}") from error
+        raise UnknownModelError(f"cannot build torchvision:{name} with {kwargs}: {error}"
+                                + (" (--pretrained takes DEFAULT or a member of the model's weights enum, e.g. IMAGENET1K_V1)"
+                                   if "weights" in kwargs else "")) from error
     except OSError as error:  # urllib's URLError is an OSError: no cache, no network
         raise MissingDependencyError(
             f"torchvision:{name} weights {arguments['weights']!r} are not in the torch hub cache and cannot be "

@@ -288,6 +288,7 @@ def _report(
     pruned_widths = {group.name: len(group.kept) for group in plan.groups}
     return {
         "criterion": plan.criterion,
+        "weights": plan.weights_origin,
         "t": plan.parameters["t"],
         "s": plan.parameters["s"],
         "round_to": plan.parameters["round_to"],
