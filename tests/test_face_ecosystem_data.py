@@ -131,3 +131,11 @@ def test_explicit_splits_keep_the_training_class_order(tmp_path):
     (only_train / "val").rmdir()
     with pytest.raises(DataError, match="train/ but no val/ or test/"):
         open_labeled(str(only_train), "test")
+
+
+def test_prune_calibrates_on_the_folders_records(insightface_folder, tmp_path):
+    result = run("prune", "mobilefacenet", "--input-size", "32", "--data", insightface_folder, "--flops-target", "0.3",
+                 "--images", "32", "--out", tmp_path / "p", "--quiet")
+    assert result.exit_code == 0, result.output
+    calibration = json.loads((tmp_path / "p" / "plan.json").read_text())["calibration"]
+    assert calibration["source"].startswith("records ") and calibration["available"] == 84

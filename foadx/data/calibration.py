@@ -60,6 +60,25 @@ class FileReader:
         return np.stack(decoded)
 
 
+@dataclass
+class RecordReader:
+    """insightface RecordIO (``train.rec``): records decoded when a batch asks for them."""
+
+    path: Path
+
+    def __post_init__(self) -> None:
+        from foadx.data.recordio import FaceRecordDataset
+
+        self.dataset = FaceRecordDataset(self.path)
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def read(self, indices: Sequence[int]) -> np.ndarray:
+        decoded = [decode_rgb(self.dataset.raw(index)[0], f"{self.path} record {index}") for index in indices]
+        return _stack_resized(decoded) if len({image.shape for image in decoded}) > 1 else np.stack(decoded)
+
+
 def _stack_resized(images: list[np.ndarray]) -> np.ndarray:
     return np.stack([resize_uint8(image, images[0].shape[:2]) for image in images])
 
@@ -142,9 +161,12 @@ def open_reader(source: str) -> tuple[ImageReader, str]:
         return _numpy_reader(DEMO_FILE), "demo (5,000 MNIST digits)"
     path = Path(source)
     if not path.exists():
-        raise DataError(f"calibration data not found: {source} (a folder, CIFAR batches, .npy/.npz or 'demo')")
+        raise DataError(f"calibration data not found: {source} (a folder, CIFAR batches, .npy/.npz, train.rec or 'demo')")
     if path.is_file() and path.suffix in (".npy", ".npz"):
         return _numpy_reader(path), f"array {path.name}"
+    records = path if path.suffix == ".rec" else path / "train.rec"
+    if records.is_file():
+        return RecordReader(records), f"records {records.parent.name}/{records.name}"
     if _is_cifar(path):
         parts = [read_cifar_batch(file)[0] for file in _cifar_files(path)]
         return ArrayReader(np.concatenate(parts)), f"cifar batches {path.name}"
