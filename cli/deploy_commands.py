@@ -125,7 +125,8 @@ def export_command(
     ref = resolve(model, weights, weights_map, input_size, model_arg, seed, trust_code, pretrained=pretrained)
     network = ref.module()
     verification = real_images(data, ref, images) if verify or trt else None
-    render.notes(render.random_weights_note(provenance_of(network).plan.weights_origin))
+    if not quiet and not as_json:  # --json carries it in the metadata's 'weights'
+        render.notes(render.random_weights_note(provenance_of(network).plan.weights_origin))
     with render.status("exporting and verifying" if verify else "exporting", enabled=not quiet and not as_json):
         result = deploy(network, out, options, verify_images=verification,
                         calibration_images=lambda: real_images(calib_data, ref, calib_images))

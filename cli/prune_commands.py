@@ -8,6 +8,7 @@ from typing import Annotated, Optional
 
 import typer
 
+from foadx.errors import BadInputError
 from foadx_cli import render
 from foadx_cli.app import app, handles_errors
 from foadx_cli.options import (
@@ -92,7 +93,12 @@ def prune_command(
     ratios: Annotated[Optional[Path], typer.Option(help="JSON: group name -> ratio.")] = None,
     flops_target: Annotated[Optional[float], typer.Option(help="Fraction of MACs to remove, one (t, s) for all groups.")] = None,
     params_target: Annotated[Optional[float], typer.Option(help="Fraction of params to remove.")] = None,
-    round_to: Annotated[int, typer.Option(help="Round kept widths up to a multiple (8 for fp16 tensor cores).")] = 1,
+    latency_target: Annotated[Optional[str], typer.Option(help="Prune to a measured latency on --backend: 2.0ms, or a speedup such as 2.5x.")] = None,
+    backend: Annotated[str, typer.Option(help="--latency-target: ort-cpu, openvino, torch-cpu or torch-cuda.")] = "ort-cpu",
+    lut: Annotated[Optional[Path], typer.Option(help="--latency-target: a table from foadx profile (default: profile now).")] = None,
+    allow_foreign_lut: Annotated[bool, typer.Option(help="Plan with a table measured in another environment.")] = False,
+    latency_batch: Annotated[int, typer.Option(help="--latency-target: the batch the latency is for.")] = 1,
+    round_to: Annotated[Optional[int], typer.Option(help="Round kept widths up to a multiple (8 for fp16 tensor cores); with --latency-target the legal width step (default 16 on CPUs, 8 on CUDA).")] = None,
     criterion: Annotated[str, typer.Option(help=CRITERION_HELP)] = "foad",
     include_coupled: Annotated[bool, typer.Option(help="Also prune residual-coupled groups.")] = False,
     exclude: Annotated[Optional[list[str]], typer.Option(help="Group name to leave whole (repeatable).")] = None,
@@ -124,21 +130,41 @@ def prune_command(
     check_folder_target(out, is_own_output, force, "foadx prune")
     prepare_report(report)
     group_ratios = render.read_ratios(ratios) if ratios else None
+    if latency_target is not None:
+        from foadx.latency import load_table
+        from foadx.latency.api import LatencyTarget, check_latency_backend
+
+        others = [name for name, value in (("--t", t), ("--s", s), ("--ratio", ratio), ("--ratios", ratios),
+                                           ("--flops-target", flops_target), ("--params-target", params_target))
+                  if value is not None]
+        if others:
+            raise BadInputError(f"give one budget: --latency-target or {', '.join(others)}")
+        LatencyTarget.parse(latency_target)
+        check_latency_backend(backend)  # exit 6 before any work
+        table = load_table(lut) if lut is not None else None
     ref = resolve(model, weights, weights_map, input_size, model_arg, seed, trust_code, pretrained=pretrained)
     network = ref.module()
     refuse_pruned(network)
     source = ref.source
     calibration = calibration_images(data, images, source.input_size, source.mean, source.std, batch_size, seed)
-    with render.staged_progress(enabled=not quiet and not as_json) as advance:
-        result = foadx.prune(
-            network, calibration, criterion=criterion, t=t, s=s, ratio=ratio, ratios=group_ratios,
-            flops_target=flops_target, params_target=params_target, round_to=round_to,
-            include_coupled=include_coupled, exclude=exclude or (), recalibrate_bn=recalibrate_bn,
-            batch_size=batch_size, seed=seed, device=device, progress=advance,
-            calibration={**calibration.describe(), "data": data, "seed": seed},
-        )
+    scope = {"include_coupled": include_coupled, "exclude": exclude or (), "recalibrate_bn": recalibrate_bn,
+             "batch_size": batch_size, "seed": seed, "device": device,
+             "calibration": {**calibration.describe(), "data": data, "seed": seed}}
+    if latency_target is not None:
+        from foadx.latency import prune_to_latency
+
+        with render.status("profiling, planning and measuring", enabled=not quiet and not as_json):
+            result = prune_to_latency(network, calibration, latency_target, backend=backend, table=table,
+                                      allow_foreign_lut=allow_foreign_lut, criterion=criterion, batch=latency_batch,
+                                      round_to=round_to, **scope)
+    else:
+        with render.staged_progress(enabled=not quiet and not as_json) as advance:
+            result = foadx.prune(network, calibration, criterion=criterion, t=t, s=s, ratio=ratio, ratios=group_ratios,
+                                 flops_target=flops_target, params_target=params_target, round_to=1 if round_to is None else round_to,
+                                 progress=advance, **scope)
     result.save(out, force=force)
-    render.notes(render.random_weights_note(result.report["weights"]))
+    if not quiet and not as_json:  # --json carries it as the report's 'weights'
+        render.notes(render.random_weights_note(result.report["weights"]))
     result.report["out"] = str(out)
     result.report["weights_bytes"]["file"] = (out / "weights.pt").stat().st_size
     if report is not None:
@@ -147,3 +173,43 @@ def prune_command(
         typer.echo(json.dumps(result.report, indent=2))
     elif not quiet:
         render.prune_report(result.report)
+
+
+@app.command("profile")
+@handles_errors
+def profile_command(
+    model: ModelArgument,
+    out: Annotated[Path, typer.Option(help="The latency table (JSON) to write.")],
+    backend: Annotated[str, typer.Option(help="ort-cpu, openvino, torch-cpu or torch-cuda.")] = "ort-cpu",
+    batch: Annotated[int, typer.Option(help="The batch the latency is for.")] = 1,
+    round_to: Annotated[Optional[int], typer.Option(help="Legal width step (default 16 on CPUs, 8 on CUDA).")] = None,
+    include_coupled: Annotated[bool, typer.Option(help="Also profile residual-coupled groups.")] = False,
+    exclude: Annotated[Optional[list[str]], typer.Option(help="Group name to leave whole (repeatable).")] = None,
+    weights: WeightsOption = None,
+    pretrained: PretrainedOption = None,
+    weights_map: WeightsMapOption = None,
+    input_size: InputSizeOption = None,
+    model_arg: ModelArgOption = None,
+    seed: SeedOption = 0,
+    trust_code: TrustCodeOption = False,
+    as_json: JsonOption = False,
+    quiet: QuietOption = False,
+) -> None:
+    """Measure MODEL's latency table on a backend, for prune --latency-target --lut."""
+    from foadx.latency import profile
+    from foadx.latency.api import check_latency_backend
+
+    check_latency_backend(backend)
+    prepare_report(out)
+    network = resolve(model, weights, weights_map, input_size, model_arg, seed, trust_code, pretrained=pretrained).module()
+    with render.progress("profiling units", enabled=not quiet and not as_json) as advance:
+        table = profile(network, backend, batch=batch, round_to=round_to, include_coupled=include_coupled,
+                        exclude=exclude or (), progress=advance)
+    table.save(out)
+    summary = {"out": str(out), "entries": len(table.entries), "network_ms": table.network_ms, "digest": table.digest(),
+               "bytes": out.stat().st_size, **table.identity()}
+    if as_json:
+        typer.echo(json.dumps(summary, indent=2))
+    elif not quiet:
+        typer.echo(f"{len(table.entries)} unit latencies on {backend} (batch {batch}); the whole network "
+                   f"{table.network_ms:.3f} ms -> {out} ({summary['bytes']:,} bytes)")

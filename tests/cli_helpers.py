@@ -17,7 +17,8 @@ def run(*args):
 
 
 def error_line(result) -> str:
-    """The one line a failing command prints (progress lines aside), checked to be the only one."""
-    lines = [line for line in result.output.splitlines() if line.strip() and not PROGRESS_LINE.match(line)]
+    """The one line a failing command prints (progress and warning lines aside), checked to be the only one."""
+    lines = [line for line in result.output.splitlines()
+             if line.strip() and not PROGRESS_LINE.match(line) and not line.startswith("foadx: warning: ")]
     assert len(lines) == 1 and lines[0].startswith("foadx: error: ") and "Traceback" not in result.output, result.output
     return lines[0]

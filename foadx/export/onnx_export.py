@@ -125,6 +125,7 @@ def export_onnx(
     prelu_rewrite: bool | None = None,
     prelu_form: str = "auto",
     target: str = "ort-cpu",
+    input_channels: int = 3,
     verify: bool = True,
     verify_options: dict[str, Any] | None = None,
 ) -> ExportResult:
@@ -154,7 +155,7 @@ def export_onnx(
 
     network = _cpu_float_copy(model)
     example_batch = 2 if batch == "dynamic" else batch
-    example = torch.randn(example_batch, 3, *size)
+    example = torch.randn(example_batch, input_channels, *size)
     output_names = _output_names(network, example, task)
 
     with atomic_path(path) as temporary:
@@ -175,7 +176,8 @@ def export_onnx(
         rewritten = 0
         if rewrite:
             exported, rewritten = passes.rewrite_prelu(exported, prelu_form)
-        metadata = _metadata(model, provenance, size, batch, output_names, prelu_form if rewritten else "none", exporter)
+        metadata = _metadata(model, provenance, size, batch, output_names, prelu_form if rewritten else "none", exporter,
+                             input_channels)
         metadata["target"] = form.name
         write_metadata(exported, metadata)
         if form.name == "insightface":
@@ -213,7 +215,7 @@ def _default_domain_opset(model: onnx.ModelProto) -> int:
 
 
 def _metadata(model: nn.Module, provenance: Provenance | None, size: tuple[int, int], batch: int | str,
-              output_names: list[str], prelu_rewrite: str, exporter: str) -> dict[str, Any]:
+              output_names: list[str], prelu_rewrite: str, exporter: str, input_channels: int = 3) -> dict[str, Any]:
     task = provenance.task if provenance else "unknown"
     plan = provenance.plan if provenance else None
     meanings = {
@@ -227,7 +229,7 @@ def _metadata(model: nn.Module, provenance: Provenance | None, size: tuple[int, 
         "plan_digest": plan.digest() if plan and (plan.is_pruned or plan.finetune) else "unpruned",
         "weights": plan.weights_origin if plan else "not recorded (a model foadx did not build)",
         "input_name": INPUT_NAME,
-        "input_shape": ["batch" if batch == "dynamic" else batch, 3, *size],
+        "input_shape": ["batch" if batch == "dynamic" else batch, input_channels, *size],
         "mean": list(plan.model.mean) if plan else [],
         "std": list(plan.model.std) if plan else [],
         "channel_order": "RGB",

@@ -41,34 +41,22 @@ ARCFACE_INPUT = (112, 112)
 
 
 class ConvBlock(nn.Module):
-    """conv (no bias) -> BN -> PReLU, held in ``layers`` as arcface_torch names them."""
+    """conv (no bias) -> BN -> PReLU, held in ``layers`` as arcface_torch names them; without
+    the activation it is arcface_torch's ``LinearBlock`` (same key layout, two entries)."""
 
     def __init__(self, in_c: int, out_c: int, kernel: int = 1, stride: int = 1, padding: int = 0,
-                 groups: int = 1) -> None:
+                 groups: int = 1, activation: bool = True) -> None:
         super().__init__()
-        self.layers = nn.Sequential(
-            nn.Conv2d(in_c, out_c, kernel, stride, padding, groups=groups, bias=False),
-            nn.BatchNorm2d(out_c),
-            nn.PReLU(out_c),
-        )
+        layers = [nn.Conv2d(in_c, out_c, kernel, stride, padding, groups=groups, bias=False), nn.BatchNorm2d(out_c)]
+        self.layers = nn.Sequential(*layers, *([nn.PReLU(out_c)] if activation else []))
 
     def forward(self, x: Tensor) -> Tensor:
         return self.layers(x)
 
 
-class LinearBlock(nn.Module):
-    """conv (no bias) -> BN, no activation."""
-
-    def __init__(self, in_c: int, out_c: int, kernel: int = 1, stride: int = 1, padding: int = 0,
-                 groups: int = 1) -> None:
-        super().__init__()
-        self.layers = nn.Sequential(
-            nn.Conv2d(in_c, out_c, kernel, stride, padding, groups=groups, bias=False),
-            nn.BatchNorm2d(out_c),
-        )
-
-    def forward(self, x: Tensor) -> Tensor:
-        return self.layers(x)
+def linear_block(in_c: int, out_c: int, kernel: int = 1, groups: int = 1) -> ConvBlock:
+    """arcface_torch's LinearBlock: conv -> BN, no activation."""
+    return ConvBlock(in_c, out_c, kernel, groups=groups, activation=False)
 
 
 class DepthWise(nn.Module):
@@ -81,7 +69,7 @@ class DepthWise(nn.Module):
         self.layers = nn.Sequential(
             ConvBlock(in_c, inner),
             ConvBlock(inner, inner, kernel=3, stride=stride, padding=1, groups=inner),
-            LinearBlock(inner, out_c),
+            linear_block(inner, out_c),
         )
 
     def forward(self, x: Tensor) -> Tensor:
@@ -105,7 +93,7 @@ class GDC(nn.Module):
     def __init__(self, embedding_size: int) -> None:
         super().__init__()
         self.layers = nn.Sequential(
-            LinearBlock(512, 512, kernel=7, groups=512),
+            linear_block(512, 512, kernel=7, groups=512),
             nn.Flatten(),
             nn.Linear(512, embedding_size, bias=False),
             nn.BatchNorm1d(embedding_size),

@@ -123,12 +123,35 @@ def _analyse(model: nn.Module, first: Tensor, device: torch.device, include_coup
     chosen = select_groups(all_groups, include_coupled, exclude)
     if not chosen:
         raise BadInputError("the model has no prunable channel groups in the chosen scope")
-    if budget.ratios is not None:
-        unknown = set(budget.ratios) - {group.name for group in chosen}
+    for label, named in (("--ratios", budget.ratios), ("the widths", budget.widths)):
+        unknown = set(named or {}) - {group.name for group in chosen}
         if unknown:
-            raise BudgetError(f"--ratios names groups not prunable here: {', '.join(sorted(unknown))}")
+            raise BudgetError(f"{label} name groups not prunable here: {', '.join(sorted(unknown))}")
     return _Analysis(network, example, dependency_graph, output_layers, all_groups, chosen,
                      CostModel(network, chosen, example))
+
+
+def prunable_groups(model: nn.Module, example: Tensor, include_coupled: bool = False,
+                    exclude: Iterable[str] = ()) -> list[ChannelGroup]:
+    """The groups ``prune`` would cut with these scope options (for planning before pruning)."""
+    network = copy.deepcopy(model).eval()
+    output_layers = find_output_layers(network, example)
+    groups = discover_groups(network, build_dependency_graph(network, example), output_layers)
+    return select_groups(groups, include_coupled, exclude)
+
+
+def group_scores(model: nn.Module, images: Tensor | Iterable[Tensor], groups: list[ChannelGroup], criterion: str,
+                 *, batch_size: int = 32, seed: int = 0, device: str | torch.device | None = None,
+                 progress: ProgressHook | None = None) -> tuple[dict[str, Tensor], bool]:
+    """The criterion's scores of every group, folded to channel offsets for grouped convs: FOAD's
+    similarity matrices (``True``) or per-offset scores (``False``)."""
+    if criterion not in CRITERIA:
+        raise BadInputError(f"unknown criterion {criterion!r}: use one of {', '.join(CRITERIA)}")
+    target_device = resolve_device(device)
+    network = copy.deepcopy(model).to(target_device).eval()
+    scores = CRITERIA[criterion].score(
+        ScoringInputs(network, groups, as_batches(images, batch_size), target_device, seed, progress))
+    return OffsetSpace(groups).to_offsets(scores.values, scores.by_similarity), scores.by_similarity
 
 
 def _reduction(cost_model: CostModel, progress: ProgressHook | None) -> Callable[[str, Mapping[str, list[int]]], float]:
@@ -163,6 +186,7 @@ def prune(
     ratios: Mapping[str, float] | None = None,
     flops_target: float | None = None,
     params_target: float | None = None,
+    widths: Mapping[str, int] | None = None,
     round_to: int = 1,
     include_coupled: bool = False,
     exclude: Iterable[str] = (),
@@ -188,6 +212,8 @@ def prune(
     provenance = require_provenance(model, "pruning (the plan records how to rebuild the architecture)")
     refuse_pruned(model)
     budget = Budget(t, s, ratio, dict(ratios) if ratios is not None else None, flops_target, params_target, round_to)
+    if widths is not None:
+        budget = replace(budget, widths=dict(widths))
     budget.validate(criterion)
     if criterion != "foad" and (t is not None or s is not None):
         raise BudgetError(f"--t/--s belong to FOAD, not to criterion {criterion}")
@@ -201,6 +227,8 @@ def prune(
     scores = CRITERIA[criterion].score(
         ScoringInputs(analysis.network, analysis.chosen, batches, target_device, seed, progress))
     space = OffsetSpace(analysis.chosen)  # grouped convs: select offsets, cut every group alike
+    if budget.widths is not None:
+        budget = replace(budget, widths=space.offset_counts(budget.widths))
     reduction_of = space.reduction(_reduction(analysis.cost_model, progress))
     select = select_foad if scores.by_similarity else select_by_scores
     try:
@@ -222,6 +250,7 @@ def prune(
 
     settings = {"ratio": ratio, "ratios": dict(ratios) if ratios is not None else None,
                 "flops_target": flops_target, "params_target": params_target, "round_to": round_to,
+                **({"widths": dict(widths)} if widths is not None else {}),
                 "include_coupled": include_coupled, "exclude": sorted(set(exclude)),
                 "recalibrate_bn": recalibrate_bn, "seed": seed}
     calibration_record = {**(calibration or {}), "images": scores.images or None, "batch_size": batch_size}

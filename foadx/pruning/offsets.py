@@ -55,6 +55,10 @@ class OffsetSpace:
             expanded[name] = sorted(g * width + j for g in range(groups) for j in offsets)
         return expanded
 
+    def offset_counts(self, widths: Mapping[str, int]) -> dict[str, int]:
+        """Kept channel counts -> kept offset counts (a width must be a multiple of its groups)."""
+        return {name: width // self.groups.get(name, 1) for name, width in widths.items()}
+
     def steps(self, round_to: int) -> dict[str, int]:
         """Per group, the multiple its kept offsets are rounded up to."""
         return {name: math.lcm(groups, round_to) // groups for name, groups in self.groups.items()}

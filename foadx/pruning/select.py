@@ -35,6 +35,7 @@ class Budget:
     flops_target: float | None = None
     params_target: float | None = None
     round_to: int = 1
+    widths: Mapping[str, int] | None = None  # exact kept counts in offsets (a latency plan's choice)
 
     def validate(self, criterion: str) -> None:
         chosen = [
@@ -44,6 +45,7 @@ class Budget:
                 ("ratios", self.ratios),
                 ("flops_target", self.flops_target),
                 ("params_target", self.params_target),
+                ("widths", self.widths),
             )
             if value is not None
         ]
@@ -69,7 +71,8 @@ class Budget:
                 raise BudgetError(f"ratio for group {name!r} must be in (0, 1), got {value!r}")
         if criterion != "foad" and not chosen:
             raise BudgetError(
-                f"criterion {criterion} needs a budget: --ratio, --ratios, --flops-target or --params-target"
+                f"criterion {criterion} needs a budget: --ratio, --ratios, --flops-target, --params-target or "
+                "--latency-target"
             )
 
     @property
@@ -125,6 +128,9 @@ def select_foad(
         except TargetUnreachable as error:
             raise BudgetError(f"{metric} target unreachable: {error}") from error
         return Selection(round_kept(choice.kept, channels, steps, grow), choice.t, choice.s)
+    if budget.widths is not None:
+        return Selection({name: select_k(S, budget.widths.get(name, S.shape[0])) for name, S in similarities.items()},
+                         None, None)
     if budget.ratio is not None or budget.ratios is not None:
         kept = {}
         for name, S in similarities.items():
@@ -173,6 +179,9 @@ def select_by_scores(
             else:
                 low = middle
         return Selection(at_ratio(lambda _: high), None, None)
+    if budget.widths is not None:
+        return Selection({name: keep_top_k(values, budget.widths.get(name, channels[name]))
+                          for name, values in scores.items()}, None, None)
     if budget.ratios is not None:
         return Selection(at_ratio(budget.ratios.get), None, None)
     return Selection(at_ratio(lambda _: budget.ratio), None, None)

@@ -1,0 +1,180 @@
+"""``profile`` (a latency table for a model on a backend) and ``prune_to_latency`` (FOAD to a
+measured latency target): the library side of ``foadx profile`` and ``foadx prune
+--latency-target``. The method, with its equations, is docs/latency.md."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, replace
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from foadx.errors import BadInputError, BudgetError, CheckFailedError
+from foadx.latency.measure import measure_network, measure_units
+from foadx.latency.plan import Planner, group_values, legal_widths, unit_keys_to_profile
+from foadx.latency.table import LatencyTable, check_compatible, environment_key
+from foadx.latency.units import find_units
+from foadx.provenance import provenance_of, record_provenance, require_provenance
+from foadx.pruning.api import PruneResult, as_batches, group_scores, prunable_groups, prune
+from foadx.pruning.groups import ChannelGroup
+from foadx.runtime.environment import describe_environment
+
+LATENCY_BACKENDS = ("ort-cpu", "openvino", "torch-cpu", "torch-cuda")
+TARGET_TOLERANCE = 0.05  # the measured latency may exceed the target by this fraction
+DEFAULT_ROUNDS = 3
+
+
+@dataclass(frozen=True)
+class LatencyTarget:
+    kind: str  # "ms" or "speedup"
+    value: float
+
+    @classmethod
+    def parse(cls, text: str) -> "LatencyTarget":
+        """``2.0ms`` (milliseconds) or ``2.5x`` (a speedup over the unpruned model)."""
+        match = re.fullmatch(r"\s*([0-9]*\.?[0-9]+)\s*(ms|x)\s*", str(text))
+        if not match or float(match.group(1)) <= 0:
+            raise BadInputError(f"--latency-target must look like 2.0ms or 2.5x, got {text!r}")
+        return cls(match.group(2).replace("x", "speedup"), float(match.group(1)))
+
+    def milliseconds(self, unpruned_ms: float) -> float:
+        return self.value if self.kind == "ms" else unpruned_ms / self.value
+
+
+def default_round_to(backend: str) -> int:
+    """16 for CPU backends (fp32 SIMD widths; measured on ORT CPU, README), 8 for CUDA (fp16
+    tensor cores)."""
+    return 8 if "cuda" in backend else 16
+
+
+def check_latency_backend(backend: str) -> None:
+    """Refuses (exit 3/6, before any work) a backend that cannot be profiled here."""
+    if backend not in LATENCY_BACKENDS:
+        raise BadInputError(f"latency profiling runs on {', '.join(LATENCY_BACKENDS)}, not {backend}")
+    from foadx.bench.run import check_backends
+
+    check_backends([backend])
+    if backend == "openvino":
+        from foadx.optional import import_openvino
+
+        import_openvino()
+
+
+def _model_id(model: nn.Module) -> str:
+    plan = require_provenance(model, "latency profiling").plan
+    return f"{plan.model.spec}@{plan.digest()[:16]}"
+
+
+def _setting(model: nn.Module, batch: int, include_coupled: bool, exclude: Iterable[str]):
+    source = require_provenance(model, "latency profiling").source
+    example = torch.zeros(1, 3, *source.input_size)
+    groups = prunable_groups(model, example, include_coupled, exclude)
+    if not groups:
+        raise BadInputError("the model has no prunable channel groups in the chosen scope")
+    return source, groups, find_units(model.eval(), example, groups, batch)
+
+
+def _empty_table(model: nn.Module, backend: str, batch: int, round_to: int, network_ms: float) -> LatencyTable:
+    size = require_provenance(model, "latency profiling").source.input_size
+    return LatencyTable(_model_id(model), tuple(size), batch, backend, "fp32", round_to,
+                        environment_key(describe_environment()), network_ms)
+
+
+def profile(model: nn.Module, backend: str = "ort-cpu", *, batch: int = 1, round_to: int | None = None,
+            include_coupled: bool = False, exclude: Iterable[str] = (),
+            progress: Callable[[int, int], None] | None = None) -> LatencyTable:
+    """Measures the latency table of ``model`` on ``backend``: every unit at full width and at
+    every legal width of the groups that set it, and the whole network."""
+    check_latency_backend(backend)
+    if batch < 1:
+        raise BadInputError(f"batch must be >= 1, got {batch}")
+    round_to = default_round_to(backend) if round_to is None else round_to
+    if round_to < 1:
+        raise BadInputError(f"round_to must be >= 1, got {round_to}")
+    source, groups, units = _setting(model, batch, include_coupled, exclude)
+    measured = measure_units(unit_keys_to_profile(units, groups, round_to), backend, progress=progress)
+    network = measure_network(model, backend, (3, *source.input_size), batch)
+    table = _empty_table(model, backend, batch, round_to, network["median_ms"])
+    for key, ms in measured.items():
+        table.add(key, ms)
+    return table
+
+
+def _values(model: nn.Module, images: Any, groups: list[ChannelGroup], criterion: str, round_to: int,
+            batch_size: int, seed: int, device: Any) -> dict[str, dict[int, float]]:
+    scores, by_similarity = group_scores(model, images, groups, criterion, batch_size=batch_size, seed=seed, device=device)
+    return {group.name: group_values(scores[group.name], by_similarity, group.channel_groups,
+                                     legal_widths(group, round_to)) for group in groups}
+
+
+def prune_to_latency(
+    model: nn.Module,
+    images: Tensor | Iterable[Tensor],
+    target: LatencyTarget | str,
+    *,
+    backend: str = "ort-cpu",
+    table: LatencyTable | None = None,
+    allow_foreign_lut: bool = False,
+    criterion: str = "foad",
+    batch: int = 1,
+    round_to: int | None = None,
+    include_coupled: bool = False,
+    exclude: Iterable[str] = (),
+    recalibrate_bn: bool = False,
+    batch_size: int = 32,
+    seed: int = 0,
+    device: Any = None,
+    max_rounds: int = DEFAULT_ROUNDS,
+    calibration: dict[str, Any] | None = None,
+) -> PruneResult:
+    """Prunes ``model`` so that it runs within ``target`` on ``backend``, measured: plan widths
+    on the table, prune with FOAD (or ``criterion``) at those widths, measure, and shrink the
+    budget by the measured ratio until the target holds (at most ``max_rounds`` rounds)."""
+    target = target if isinstance(target, LatencyTarget) else LatencyTarget.parse(target)
+    check_latency_backend(backend)
+    images = as_batches(images, batch_size)
+    if table is None:
+        table = profile(model, backend, batch=batch, round_to=round_to, include_coupled=include_coupled, exclude=exclude)
+    here = _empty_table(model, backend, batch, table.round_to, table.network_ms)
+    check_compatible(table, here, allow_foreign_lut)
+    same_machine = table.environment == here.environment
+    source, groups, units = _setting(model, batch, include_coupled, exclude)
+    target_ms = target.milliseconds(table.network_ms)
+    if target_ms >= table.network_ms:
+        raise BudgetError(f"the unpruned model already runs in {table.network_ms:.3f} ms on {backend} (batch {batch}), "
+                          f"within the {target_ms:.3f} ms target: nothing to prune")
+    values = _values(model, images, groups, criterion, table.round_to, batch_size, seed, device)
+    measure = (lambda keys: measure_units(keys, backend)) if same_machine else None
+    planner = Planner(table, units, groups, values, measure)
+    candidates = {group.name: legal_widths(group, table.round_to) for group in groups}
+    effective, rounds = target_ms, []
+    for _ in range(max_rounds):
+        plan = planner.plan(effective, candidates)
+        result = prune(model, images, criterion=criterion, widths=plan.widths, include_coupled=include_coupled,
+                       exclude=exclude, recalibrate_bn=recalibrate_bn, batch_size=batch_size, seed=seed,
+                       device=device, calibration=calibration)
+        measured = measure_network(result.model.cpu(), backend, (3, *source.input_size), batch)
+        rounds.append({"budget_ms": effective, "predicted_ms": plan.predicted_ms, "measured_ms": measured["median_ms"],
+                       "p90_ms": measured["p90_ms"], "neighbour_rounds": plan.neighbour_rounds})
+        if measured["median_ms"] <= target_ms * (1 + TARGET_TOLERANCE):
+            return _record(result, table, target, target_ms, backend, batch, rounds)
+        effective *= target_ms / measured["median_ms"]
+    raise CheckFailedError(f"latency target {target_ms:.3f} ms missed after {max_rounds} measured rounds: "
+                           + ", ".join(f"{r['measured_ms']:.3f} ms (predicted {r['predicted_ms']:.3f})" for r in rounds))
+
+
+def _record(result: PruneResult, table: LatencyTable, target: LatencyTarget, target_ms: float, backend: str,
+            batch: int, rounds: list[dict[str, float]]) -> PruneResult:
+    latency = {"target": f"{target.value:g}{'ms' if target.kind == 'ms' else 'x'}", "target_ms": target_ms,
+               "backend": backend, "batch": batch, "unpruned_ms": table.network_ms, "lut_digest": table.digest(),
+               "predicted_ms": rounds[-1]["predicted_ms"], "measured_ms": rounds[-1]["measured_ms"],
+               "measured_p90_ms": rounds[-1]["p90_ms"], "rounds": rounds}
+    provenance = provenance_of(result.model)
+    plan = replace(provenance.plan, parameters={**provenance.plan.parameters, "latency": latency})
+    record_provenance(result.model, provenance.with_plan(plan))
+    result.plan = plan
+    result.report["latency"] = latency
+    return result

@@ -1,0 +1,70 @@
+"""Timing units and whole networks on a backend with foadx's harness (warm-up, interleaved
+rounds, medians): a torch backend runs the module; an ONNX backend runs it exported in that
+backend's own form (``foadx.export.targets``)."""
+
+from __future__ import annotations
+
+import tempfile
+from collections.abc import Callable, Iterable
+from itertools import islice
+from pathlib import Path
+
+from torch import nn
+
+from foadx.export import export_onnx
+from foadx.export.targets import TARGET_OF_BACKEND
+from foadx.latency.units import UnitKey, unit_module
+from foadx.runtime import SessionOptions, TimingSettings, get_backend, measure_interleaved, open_session, summarize
+from foadx.runtime.base import Session
+
+UNIT_CHUNK = 24  # sessions open at once while timing units
+UNIT_OPSET = 17  # the legacy exporter: units are tiny and the dynamo exporter's start-up would dominate
+UNIT_TIMING = TimingSettings(warmup_ms=20.0, duration_s=0.15, min_iterations=10, rounds=3)
+NETWORK_TIMING = TimingSettings(warmup_ms=200.0, duration_s=2.0, min_iterations=10, rounds=5)
+
+
+def _session(backend: str, module: nn.Module, input_chw: tuple[int, int, int], batch: int, scratch: Path,
+             opset: int | None = None) -> Session:
+    if get_backend(backend).loads == "torch":
+        return open_session(backend, module, SessionOptions(), input_shape=(None, *input_chw))
+    path = scratch / f"m{len(list(scratch.iterdir()))}.onnx"
+    extra = {"opset": opset} if opset is not None else {}
+    export_onnx(module, path, batch=batch, input_size=input_chw[1:], input_channels=input_chw[0],
+                target=TARGET_OF_BACKEND.get(backend, "ort-cpu"), verify=False, **extra)
+    return open_session(backend, path)
+
+
+def _chunks(items: list, size: int) -> Iterable[list]:
+    iterator = iter(items)
+    while chunk := list(islice(iterator, size)):
+        yield chunk
+
+
+def measure_units(keys: list[UnitKey], backend: str, timing: TimingSettings = UNIT_TIMING,
+                  progress: Callable[[int, int], None] | None = None) -> dict[UnitKey, float]:
+    """Median ms of every unit, interleaved within chunks of ``UNIT_CHUNK``."""
+    measured: dict[UnitKey, float] = {}
+    with tempfile.TemporaryDirectory(prefix="foadx-profile-") as scratch:
+        for chunk in _chunks(sorted(set(keys), key=lambda k: str(k)), UNIT_CHUNK):
+            steps = {}
+            for key in chunk:
+                session = _session(backend, unit_module(key), (key.in_channels, key.height, key.width), key.batch,
+                                   Path(scratch), UNIT_OPSET)
+                steps[key] = session.timed_step(key.batch)
+            for key, samples in measure_interleaved(steps, timing).items():
+                measured[key] = summarize(samples, key.batch)["median_of_rounds_ms"]
+            for path in Path(scratch).iterdir():
+                path.unlink()
+            if progress:
+                progress(len(measured), len(set(keys)))
+    return measured
+
+
+def measure_network(model: nn.Module, backend: str, input_chw: tuple[int, int, int], batch: int,
+                    timing: TimingSettings = NETWORK_TIMING) -> dict[str, float]:
+    """The whole network's median and p90 ms, as ``foadx bench`` measures them."""
+    with tempfile.TemporaryDirectory(prefix="foadx-profile-") as scratch:
+        session = _session(backend, model, input_chw, batch, Path(scratch))
+        samples = measure_interleaved({"network": session.timed_step(batch)}, timing)["network"]
+    summary = summarize(samples, batch)
+    return {"median_ms": summary["median_of_rounds_ms"], "p90_ms": summary["latency_ms"]["p90"]}

@@ -1,0 +1,144 @@
+"""Planning widths for a latency target (docs/latency.md): FOAD decides which channels stay at
+any width, the table decides what each width costs, the knapsack decides how many per group.
+
+Value of keeping k of a group's C channels (offsets, for grouped convs), from the criterion:
+- FOAD: kept = select_k(S, k); every removed channel r loses 1 - max_{j in kept} S[r, j], what
+  its best stand-in does not cover: v(k) = -sum_r (1 - max_j S[r, j]). Near-duplicates cost
+  nothing to remove, unique channels cost about 1.
+- l1/random/hrank: scores normalised to [0, 1] by the group's largest; v(k) = -sum of the
+  removed channels' normalised scores.
+Both count lost channels of information, so they compare across groups.
+
+Cost of group g at width w, its neighbours at their current widths: the table's latency of every
+unit whose output width g sets (its producers and depthwise convs) plus every unit whose input g
+sets and whose output no chosen group sets. A unit set by two groups is charged to its output
+group at the input group's current width; so costs change with the neighbours, and the widths are
+re-solved with updated neighbours until they stop changing.
+
+    predicted(w) = base + fixed + sum_g cost_g(w_g | w),  base = network_ms - sum_units L(full)
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+
+from torch import Tensor
+
+from foadx.errors import BudgetError
+from foadx.foad.greedy import select_k
+from foadx.latency.knapsack import Choice, solve
+from foadx.latency.table import LatencyTable, MissingLatencyError
+from foadx.latency.units import Unit, UnitKey
+from foadx.pruning.criteria import keep_top_k
+from foadx.pruning.groups import ChannelGroup
+
+MAX_NEIGHBOUR_ROUNDS = 8
+Measure = Callable[[list[UnitKey]], dict[UnitKey, float]]
+
+
+def legal_widths(group: ChannelGroup, round_to: int) -> list[int]:
+    """Multiples of lcm(round_to, the group's conv groups), up to and including its width."""
+    step = math.lcm(round_to, group.channel_groups)
+    widths = list(range(step, group.channels, step))
+    return widths + [group.channels]
+
+
+def group_values(scores: Tensor, by_similarity: bool, channel_groups: int, widths: list[int]) -> dict[int, float]:
+    """v(k) for each width (in channels; scores are per offset for grouped convs)."""
+    values = {}
+    for width in widths:
+        k = width // channel_groups
+        if by_similarity:
+            kept = select_k(scores, k)
+            removed = [r for r in range(scores.shape[0]) if r not in set(kept)]
+            lost = (1.0 - scores[removed][:, kept].max(dim=1).values).sum().item() if removed else 0.0
+        else:
+            normalised = scores / scores.max().clamp(min=1e-12)
+            kept = set(keep_top_k(scores, k))
+            lost = sum(normalised[r].item() for r in range(scores.shape[0]) if r not in kept)
+        values[width] = -lost * channel_groups
+    return values
+
+
+@dataclass
+class WidthPlan:
+    widths: dict[str, int]
+    predicted_ms: float
+    neighbour_rounds: int
+
+
+class Planner:
+    def __init__(self, table: LatencyTable, units: list[Unit], groups: list[ChannelGroup],
+                 values: Mapping[str, Mapping[int, float]], measure: Measure | None = None) -> None:
+        self.table, self.units, self.measure = table, units, measure
+        self.groups = {group.name: group for group in groups}
+        self.values = values
+        self.charged = {name: [u for u in units if u.out_group == name or (u.in_group == name and u.out_group not in self.groups)]
+                        for name in self.groups}
+        charged = {u.name for units_of in self.charged.values() for u in units_of}
+        self.fixed = [u for u in units if u.name not in charged]
+        self.base_ms = table.network_ms - sum(self._latency(u.key) for u in units)
+
+    def _latency(self, key: UnitKey) -> float:
+        try:
+            return self.table.lookup(key)
+        except MissingLatencyError:
+            if self.measure is None:
+                raise
+            for found, ms in self.measure([key]).items():
+                self.table.add(found, ms)
+            return self.table.lookup(key)
+
+    def _fill(self, keys: list[UnitKey]) -> None:
+        """Measures the keys the table lacks, all at once (one interleaved batch)."""
+        missing = [key for key in set(keys) if key not in self.table]
+        if missing and self.measure is not None:
+            for key, ms in self.measure(missing).items():
+                self.table.add(key, ms)
+
+    def cost(self, name: str, width: int, widths: Mapping[str, int]) -> float:
+        at = {**widths, name: width}
+        return sum(self._latency(unit.at(at)) for unit in self.charged[name])
+
+    def predict(self, widths: Mapping[str, int]) -> float:
+        return self.base_ms + sum(self._latency(unit.at(widths)) for unit in self.units)
+
+    def plan(self, target_ms: float, candidates: Mapping[str, list[int]]) -> WidthPlan:
+        widths = {name: group.channels for name, group in self.groups.items()}
+        for rounds in range(1, MAX_NEIGHBOUR_ROUNDS + 1):
+            self._fill([unit.at({**widths, name: w}) for name in self.groups for w in candidates[name]
+                        for unit in self.charged[name]])
+            fixed_ms = sum(self._latency(unit.at(widths)) for unit in self.fixed)
+            options = {name: [Choice(w, self.values[name][w], self.cost(name, w, widths)) for w in candidates[name]]
+                       for name in self.groups}
+            budget = target_ms - self.base_ms - fixed_ms
+            try:
+                chosen = solve(options, budget)
+            except BudgetError:
+                fastest = self.base_ms + fixed_ms + sum(min(c.cost_ms for c in o) for o in options.values())
+                raise BudgetError(f"the latency target {target_ms:.3f} ms is out of reach: the narrowest legal widths "
+                                  f"are predicted at {fastest:.3f} ms") from None
+            new = {name: choice.width for name, choice in chosen.items()}
+            if new == widths:
+                break
+            widths = new
+        return WidthPlan(widths, self.predict(widths), rounds)
+
+
+def full_widths(groups: list[ChannelGroup]) -> dict[str, int]:
+    return {group.name: group.channels for group in groups}
+
+
+def unit_keys_to_profile(units: list[Unit], groups: list[ChannelGroup], round_to: int) -> list[UnitKey]:
+    """Every unit at full width, and every unit a group sets at each of its legal widths (the
+    other groups at full width)."""
+    full = full_widths(groups)
+    keys = [unit.key for unit in units]
+    for group in groups:
+        for width in legal_widths(group, round_to):
+            keys += [unit.at({**full, group.name: width}) for unit in units
+                     if group.name in (unit.in_group, unit.out_group)]
+    return list(dict.fromkeys(keys))
+

@@ -1,0 +1,155 @@
+"""The latency lookup table: unit keys -> median milliseconds on one backend, with what it was
+measured for (model, input size, batch, backend, legal widths) and where (the environment
+fingerprint). A versioned JSON file; a table made elsewhere or for another model is refused
+for planning, naming the field that differs.
+
+A key not in the table is interpolated linearly along the one channel axis it differs in,
+between the nearest measured widths below and above; with only wider ones measured it takes the
+next wider one (rounding up); it is never taken as free.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from foadx.atomic import write_json
+from foadx.errors import ArtifactError, BadInputError
+from foadx.latency.units import UnitKey
+
+LUT_KIND = "foadx.latency_lut"
+LUT_SCHEMA_VERSION = 1
+MAX_LUT_BYTES = 64 * 1024 * 1024
+IDENTITY_FIELDS = ("model", "input_size", "batch", "backend", "precision")
+ENVIRONMENT_FIELDS = ("cpu", "cores", "onnxruntime", "torch", "openvino", "gpu")
+
+
+class MissingLatencyError(BadInputError):
+    """A unit's latency can neither be found nor bounded from the table."""
+
+
+def _key_text(key: UnitKey) -> str:
+    return json.dumps(key.to_json(), sort_keys=True)
+
+
+@dataclass
+class LatencyTable:
+    model: str  # the model's spec and plan digest it was profiled from
+    input_size: tuple[int, int]
+    batch: int
+    backend: str
+    precision: str
+    round_to: int
+    environment: dict[str, Any]
+    network_ms: float  # the whole unpruned network, measured
+    entries: dict[str, float] = field(default_factory=dict)  # key text -> median ms
+
+    def add(self, key: UnitKey, ms: float) -> None:
+        self.entries[_key_text(key)] = float(ms)
+
+    def __contains__(self, key: UnitKey) -> bool:
+        return _key_text(key) in self.entries
+
+    def lookup(self, key: UnitKey) -> float:
+        found = self.entries.get(_key_text(key))
+        return found if found is not None else self._bound(key)
+
+    def _bound(self, key: UnitKey) -> float:
+        for axis in ("out_channels", "in_channels"):
+            stripped = _without(key, axis)
+            same = {getattr(other, axis): ms for other, ms in self._keys() if _without(other, axis) == stripped}
+            wanted = getattr(key, axis)
+            below = [width for width in same if width < wanted]
+            above = [width for width in same if width > wanted]
+            if above and below:
+                low, high = max(below), min(above)
+                return same[low] + (same[high] - same[low]) * (wanted - low) / (high - low)
+            if above:
+                return same[min(above)]
+        raise MissingLatencyError(f"no measured latency for {key.to_json()} or a wider neighbour: profile again")
+
+    def _keys(self) -> list[tuple[UnitKey, float]]:
+        return [(UnitKey.from_json(json.loads(text)), ms) for text, ms in self.entries.items()]
+
+    def identity(self) -> dict[str, Any]:
+        return {"model": self.model, "input_size": list(self.input_size), "batch": self.batch,
+                "backend": self.backend, "precision": self.precision}
+
+    def to_json(self) -> dict[str, Any]:
+        return {"schema_version": LUT_SCHEMA_VERSION, "kind": LUT_KIND, **self.identity(), "round_to": self.round_to,
+                "environment": self.environment, "network_ms": self.network_ms,
+                "entries": [{"key": json.loads(text), "ms": ms} for text, ms in sorted(self.entries.items())]}
+
+    def digest(self) -> str:
+        return hashlib.sha256(json.dumps(self.to_json(), sort_keys=True).encode()).hexdigest()
+
+    def save(self, path: str | Path) -> None:
+        write_json(path, self.to_json())
+
+
+def _without(key: UnitKey, axis: str) -> UnitKey:
+    """The key with the channel axis that varies zeroed: for a depthwise unit (in = out =
+    groups) all three move together."""
+    if key.groups > 1 and key.groups == key.in_channels == key.out_channels:
+        return replace(key, in_channels=0, out_channels=0, groups=0)
+    return replace(key, **{axis: 0})
+
+
+def _fail(path: Path, message: str) -> None:
+    raise ArtifactError(f"{path}: not a foadx latency table: {message}")
+
+
+def load_table(path: str | Path) -> LatencyTable:
+    path = Path(path)
+    if not path.is_file():
+        raise BadInputError(f"latency table not found: {path}")
+    if path.stat().st_size > MAX_LUT_BYTES:
+        _fail(path, f"{path.stat().st_size} bytes (at most {MAX_LUT_BYTES})")
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, ValueError, RecursionError) as error:
+        _fail(path, str(error).splitlines()[0])
+    if not isinstance(data, dict) or data.get("kind") != LUT_KIND or data.get("schema_version") != LUT_SCHEMA_VERSION:
+        _fail(path, f"expected kind {LUT_KIND!r}, schema version {LUT_SCHEMA_VERSION}")
+    try:
+        table = LatencyTable(str(data["model"]), tuple(int(v) for v in data["input_size"]), int(data["batch"]),
+                             str(data["backend"]), str(data["precision"]), int(data["round_to"]),
+                             dict(data["environment"]), float(data["network_ms"]))
+        for entry in data["entries"]:
+            ms = float(entry["ms"])
+            if not ms >= 0:
+                raise ValueError(f"latency {ms} is not a non-negative number")
+            table.add(UnitKey.from_json(entry["key"]), ms)
+    except (KeyError, TypeError, ValueError) as error:
+        _fail(path, f"bad field: {error}")
+    if not (table.network_ms > 0 and len(table.input_size) == 2 and table.batch >= 1):
+        _fail(path, "network_ms, input_size and batch must be positive")
+    return table
+
+
+def check_compatible(table: LatencyTable, expected: LatencyTable, allow_foreign: bool) -> None:
+    """Refuses a table made for another model, size, batch, backend or precision (exit 3), or in
+    another environment unless ``allow_foreign``."""
+    for name in IDENTITY_FIELDS:
+        have, want = table.identity()[name], expected.identity()[name]
+        if have != want:
+            raise BadInputError(f"the latency table was profiled for {name} {have!r}, this prune needs {want!r}: "
+                                "profile again with foadx profile")
+    if allow_foreign:
+        return
+    for name in ENVIRONMENT_FIELDS:
+        have, want = table.environment.get(name), expected.environment.get(name)
+        if have != want:
+            raise BadInputError(f"the latency table was measured where {name} is {have!r}, here it is {want!r}; "
+                                "latency does not carry across machines: profile here or pass --allow-foreign-lut")
+
+
+def environment_key(description: dict[str, Any]) -> dict[str, Any]:
+    """The fields of ``describe_environment()`` that change latency."""
+    libraries = description.get("libraries", {})
+    return {"cpu": description.get("cpu"), "cores": description.get("cpu_count"),
+            "onnxruntime": libraries.get("onnxruntime"), "torch": libraries.get("torch"),
+            "openvino": libraries.get("openvino"), "gpu": description.get("gpu")}

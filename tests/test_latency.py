@@ -1,0 +1,164 @@
+"""Latency-aware pruning: the knapsack against brute force and a hand-worked table, the table's
+interpolation and refusals, and a small end-to-end run measured on torch CPU."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import random
+
+import pytest
+import torch
+
+import foadx
+from foadx.errors import BadInputError, BudgetError
+from foadx.latency import LatencyTarget, load_table, profile, prune_to_latency
+from foadx.latency.knapsack import Choice, solve
+from foadx.latency.plan import group_values, legal_widths
+from foadx.latency.table import LatencyTable, MissingLatencyError
+from foadx.latency.units import UnitKey
+from foadx.pruning.groups import ChannelGroup
+from tests.cli_helpers import error_line, run
+
+
+def test_knapsack_hand_worked():
+    options = {"a": [Choice(8, -3.0, 1.0), Choice(16, 0.0, 2.0)],
+               "b": [Choice(8, -1.0, 1.5), Choice(16, 0.0, 3.0)],
+               "c": [Choice(8, -2.0, 0.5), Choice(16, 0.0, 1.0)]}
+    # all 16: 6.0 ms > 5; the best within 5.0 ms is a16 b8 c16 (4.5 ms, value -1)
+    assert {name: choice.width for name, choice in solve(options, 5.0).items()} == {"a": 16, "b": 8, "c": 16}
+    assert {name: choice.width for name, choice in solve(options, 6.0).items()} == {"a": 16, "b": 16, "c": 16}
+    with pytest.raises(BudgetError, match="cheapest widths cost 3.000 ms"):
+        solve(options, 2.9)
+
+
+def test_knapsack_is_exact_against_brute_force():
+    rng = random.Random(7)
+    for _ in range(30):
+        options = {g: [Choice(w, -rng.random() * (4 - i), round(rng.uniform(0.1, 2.0), 3)) for i, w in enumerate((8, 16, 24, 32))]
+                   for g in "abcd"}
+        budget = rng.uniform(1.0, 6.0)
+        feasible = [combo for combo in itertools.product(*options.values()) if sum(c.cost_ms for c in combo) <= budget]
+        if not feasible:
+            continue
+        best = max(sum(c.value for c in combo) for combo in feasible)
+        chosen = solve(options, budget)
+        assert sum(c.cost_ms for c in chosen.values()) <= budget + 1e-9
+        assert sum(c.value for c in chosen.values()) == pytest.approx(best)
+
+
+def key(cin=16, cout=16, groups=1) -> UnitKey:
+    return UnitKey(1, cin, cout, 8, 8, (3, 3), (1, 1), (1, 1), groups, True, "relu")
+
+
+def table(network_ms=1.0) -> LatencyTable:
+    return LatencyTable("m@0", (32, 32), 1, "torch-cpu", "fp32", 8, {"cpu": "x"}, network_ms)
+
+
+def test_interpolation_and_rounding_up_never_free():
+    lut = table()
+    lut.add(key(cout=16), 1.0)
+    lut.add(key(cout=32), 2.0)
+    assert lut.lookup(key(cout=24)) == pytest.approx(1.5)
+    assert lut.lookup(key(cout=8)) == 1.0  # only wider measured: the next wider one
+    with pytest.raises(MissingLatencyError):
+        lut.lookup(key(cout=40))
+    lut.add(key(16, 16, 16), 0.2)  # depthwise: in = out = groups move together
+    lut.add(key(48, 48, 48), 0.6)
+    assert lut.lookup(key(32, 32, 32)) == pytest.approx(0.4)
+
+
+def test_the_table_round_trips_and_bad_tables_are_refused(tmp_path):
+    lut = table()
+    lut.add(key(), 0.5)
+    lut.save(tmp_path / "lut.json")
+    assert load_table(tmp_path / "lut.json").digest() == lut.digest()
+    (tmp_path / "bad.json").write_text('{"kind": "foadx.latency_lut", "schema_version": 1, "model": "m"}')
+    with pytest.raises(BadInputError, match="not a foadx latency table: bad field"):
+        load_table(tmp_path / "bad.json")
+    (tmp_path / "neg.json").write_text(json.dumps({**lut.to_json(), "entries": [{"key": key().to_json(), "ms": -1}]}))
+    with pytest.raises(BadInputError, match="non-negative"):
+        load_table(tmp_path / "neg.json")
+
+
+def test_targets_parse():
+    assert LatencyTarget.parse("2.0ms") == LatencyTarget("ms", 2.0)
+    assert LatencyTarget.parse("2.5x").milliseconds(5.0) == 2.0
+    for bad in ("fast", "0ms", "-1x", "2"):
+        with pytest.raises(BadInputError, match="2.0ms or 2.5x"):
+            LatencyTarget.parse(bad)
+
+
+def test_values_follow_foad_similarity():
+    similarity = torch.tensor([[1.0, 0.99, 0.1], [0.99, 1.0, 0.1], [0.1, 0.1, 1.0]], dtype=torch.float64)
+    values = group_values(similarity, True, 1, [1, 2, 3])
+    # keeping 2 drops one of the near-duplicates: it loses 1 - 0.99
+    assert values[3] == 0.0 and values[2] == pytest.approx(-0.01) and values[1] < values[2]
+    group = ChannelGroup("g", 48, ("g",), (), False, channel_groups=3)
+    assert legal_widths(group, 8) == [24, 48]  # multiples of lcm(8, 3)
+
+
+@pytest.fixture(scope="module")
+def profiled(tmp_path_factory):
+    torch.manual_seed(0)
+    model = foadx.build_model("resnet56_cifar")
+    folder = tmp_path_factory.mktemp("latency")
+    result = run("profile", "resnet56_cifar", "--backend", "torch-cpu", "--round-to", "8", "--out", folder / "lut.json",
+                 "--json")
+    assert result.exit_code == 0, result.output
+    return model, folder
+
+
+def test_profile_writes_a_table(profiled):
+    _, folder = profiled
+    lut = load_table(folder / "lut.json")
+    assert lut.backend == "torch-cpu" and lut.batch == 1 and lut.round_to == 8 and lut.network_ms > 0
+    assert len(lut.entries) > 20
+
+
+def test_prune_to_a_measured_latency(profiled, tmp_path):
+    _, folder = profiled
+    result = run("prune", "resnet56_cifar", "--data", "demo", "--images", "64", "--latency-target", "1.25x",
+                 "--backend", "torch-cpu", "--lut", folder / "lut.json", "--out", tmp_path / "p", "--json")
+    assert result.exit_code == 0, result.output
+    latency = json.loads(result.output)["latency"]
+    assert latency["measured_ms"] <= latency["target_ms"] * 1.05 and len(latency["rounds"]) <= 3
+    assert latency["target_ms"] == pytest.approx(latency["unpruned_ms"] / 1.25)
+    assert latency["lut_digest"] == load_table(folder / "lut.json").digest()
+    plan = json.loads((tmp_path / "p" / "plan.json").read_text())
+    assert plan["parameters"]["latency"]["backend"] == "torch-cpu" and plan["parameters"]["widths"]
+    assert all(width % 8 == 0 for width in plan["parameters"]["widths"].values())
+    assert foadx.load_pruned(tmp_path / "p")(torch.zeros(1, 3, 32, 32)).shape == (1, 10)
+
+
+def test_latency_refusals(profiled, tmp_path):
+    model, folder = profiled
+    lut = load_table(folder / "lut.json")
+    base = ("prune", "resnet56_cifar", "--data", "demo", "--images", "32", "--backend", "torch-cpu",
+            "--lut", folder / "lut.json", "--out", tmp_path / "p")
+    slow = run(*base, "--latency-target", f"{lut.network_ms * 2:.3f}ms")
+    assert slow.exit_code == 3 and "nothing to prune" in error_line(slow)
+    fast = run(*base, "--latency-target", "0.001ms")
+    assert fast.exit_code == 3 and "out of reach: the narrowest legal widths are predicted at" in error_line(fast)
+    both = run(*base, "--latency-target", "2x", "--flops-target", "0.5")
+    assert both.exit_code == 3 and "give one budget" in error_line(both)
+    other = json.loads((folder / "lut.json").read_text())
+    (tmp_path / "batch.json").write_text(json.dumps({**other, "batch": 8}))
+    wrong = run(*base[:-4], "--lut", tmp_path / "batch.json", "--out", tmp_path / "p", "--latency-target", "2x")
+    assert wrong.exit_code == 3 and "profiled for batch 8, this prune needs 1" in error_line(wrong)
+    (tmp_path / "foreign.json").write_text(json.dumps({**other, "environment": {**other["environment"], "cpu": "elsewhere"}}))
+    foreign = run(*base[:-4], "--lut", tmp_path / "foreign.json", "--out", tmp_path / "p", "--latency-target", "2x")
+    assert foreign.exit_code == 3 and "--allow-foreign-lut" in error_line(foreign)
+    (tmp_path / "corrupt.json").write_text("{not json")
+    corrupt = run(*base[:-4], "--lut", tmp_path / "corrupt.json", "--out", tmp_path / "p", "--latency-target", "2x")
+    assert corrupt.exit_code == 3 and "not a foadx latency table" in error_line(corrupt)
+    assert not (tmp_path / "p").exists()
+
+
+def test_a_backend_missing_here_is_refused_before_work(tmp_path):
+    if torch.cuda.is_available():
+        pytest.skip("checks the no-GPU path")
+    result = run("prune", "resnet56_cifar", "--data", "demo", "--latency-target", "2x", "--backend", "torch-cuda",
+                 "--out", tmp_path / "p")
+    assert result.exit_code == 6 and not (tmp_path / "p").exists()
+    assert run("profile", "resnet56_cifar", "--backend", "trt", "--out", tmp_path / "l.json").exit_code == 3
