@@ -60,11 +60,19 @@ def measure_units(keys: list[UnitKey], backend: str, timing: TimingSettings = UN
     return measured
 
 
+def measure_networks(models: dict[str, nn.Module], backend: str, input_chw: tuple[int, int, int], batch: int,
+                     timing: TimingSettings = NETWORK_TIMING) -> dict[str, dict[str, float]]:
+    """Each network's median and p90 ms, measured interleaved as ``foadx bench`` measures them
+    (so a speedup compares networks timed under the same machine state)."""
+    with tempfile.TemporaryDirectory(prefix="foadx-profile-") as scratch:
+        steps = {name: _session(backend, model, input_chw, batch, Path(scratch)).timed_step(batch)
+                 for name, model in models.items()}
+        measured = measure_interleaved(steps, timing)
+    summaries = {name: summarize(samples, batch) for name, samples in measured.items()}
+    return {name: {"median_ms": s["median_of_rounds_ms"], "p90_ms": s["latency_ms"]["p90"]} for name, s in summaries.items()}
+
+
 def measure_network(model: nn.Module, backend: str, input_chw: tuple[int, int, int], batch: int,
                     timing: TimingSettings = NETWORK_TIMING) -> dict[str, float]:
-    """The whole network's median and p90 ms, as ``foadx bench`` measures them."""
-    with tempfile.TemporaryDirectory(prefix="foadx-profile-") as scratch:
-        session = _session(backend, model, input_chw, batch, Path(scratch))
-        samples = measure_interleaved({"network": session.timed_step(batch)}, timing)["network"]
-    summary = summarize(samples, batch)
-    return {"median_ms": summary["median_of_rounds_ms"], "p90_ms": summary["latency_ms"]["p90"]}
+    """The whole network's median and p90 ms."""
+    return measure_networks({"network": model}, backend, input_chw, batch, timing)["network"]
