@@ -162,3 +162,20 @@ def test_a_backend_missing_here_is_refused_before_work(tmp_path):
                  "--out", tmp_path / "p")
     assert result.exit_code == 6 and not (tmp_path / "p").exists()
     assert run("profile", "resnet56_cifar", "--backend", "trt", "--out", tmp_path / "l.json").exit_code == 3
+
+
+def test_calibration_scales_a_groups_savings_to_the_measured_ones():
+    from foadx.latency.plan import Planner
+    from foadx.latency.units import Unit
+
+    group = ChannelGroup("g", 32, ("g",), (), False)
+    unit = Unit("conv", key(cin=16, cout=32), None, "g", False)
+    lut = table(network_ms=3.0)
+    lut.add(key(cin=16, cout=32), 2.0)
+    lut.add(key(cin=16, cout=16), 1.0)
+    planner = Planner(lut, [unit], [group], {"g": {16: -1.0, 32: 0.0}})
+    assert planner.base_ms == pytest.approx(1.0) and planner.predict({"g": 16}) == pytest.approx(2.0)
+    planner.calibrate("g", 16, measured_saving_ms=0.5)  # the table said 1.0 ms
+    assert planner.scale["g"] == pytest.approx(0.5) and planner.predict({"g": 16}) == pytest.approx(2.5)
+    planner.calibrate("g", 16, measured_saving_ms=-4.0)  # noise, not a table error: clipped
+    assert planner.scale["g"] == pytest.approx(0.2)

@@ -14,6 +14,7 @@ from torch import Tensor, nn
 
 from foadx.errors import BadInputError, BudgetError, CheckFailedError
 from foadx.latency.measure import measure_network, measure_networks, measure_units
+from foadx.runtime import TimingSettings
 from foadx.latency.plan import Planner, group_values, legal_widths, unit_keys_to_profile
 from foadx.latency.table import LatencyTable, check_compatible, environment_key
 from foadx.latency.units import find_units
@@ -25,6 +26,7 @@ from foadx.runtime.environment import describe_environment
 LATENCY_BACKENDS = ("ort-cpu", "openvino", "torch-cpu", "torch-cuda")
 TARGET_TOLERANCE = 0.05  # the measured latency may exceed the target by this fraction
 DEFAULT_ROUNDS = 3
+CALIBRATION_TIMING = TimingSettings(warmup_ms=100.0, duration_s=0.8, min_iterations=5, rounds=4)
 
 
 @dataclass(frozen=True)
@@ -166,9 +168,26 @@ def prune_to_latency(
                        "neighbour_rounds": plan.neighbour_rounds})
         if measured["median_ms"] <= target_ms * (1 + TARGET_TOLERANCE):
             return _record(result, table, target, target_ms, backend, batch, rounds)
-        effective *= target_ms / measured["median_ms"]
+        if same_machine:
+            _calibrate(planner, model, images, plan.widths, groups, backend, (3, *source.input_size), batch)
+            rounds[-1]["calibrated"] = {name: round(scale, 3) for name, scale in planner.scale.items() if scale != 1.0}
+        # what is left after calibration: the (re-)predicted latency of this plan against its measurement
+        effective = target_ms * planner.predict(plan.widths) / measured["median_ms"]
     raise CheckFailedError(f"latency target {target_ms:.3f} ms missed after {max_rounds} measured rounds: "
                            + ", ".join(f"{r['measured_ms']:.3f} ms (predicted {r['predicted_ms']:.3f})" for r in rounds))
+
+
+def _calibrate(planner: Planner, model: nn.Module, images: Any, widths: dict[str, int], groups: list[ChannelGroup],
+               backend: str, input_chw: tuple[int, int, int], batch: int) -> None:
+    """Measures, interleaved, the unpruned network against one copy per narrowed group with only
+    that group at its planned width, and scales each group's savings to the measured ones."""
+    channels = {group.name: group.channels for group in groups}
+    narrowed = {name: width for name, width in widths.items() if width < channels[name]}
+    singles = {name: prune(model, images, criterion="random", widths={name: width}).model
+               for name, width in narrowed.items()}
+    measured = measure_networks({"unpruned": model.eval(), **singles}, backend, input_chw, batch, CALIBRATION_TIMING)
+    for name, width in narrowed.items():
+        planner.calibrate(name, width, measured["unpruned"]["median_ms"] - measured[name]["median_ms"])
 
 
 def _record(result: PruneResult, table: LatencyTable, target: LatencyTarget, target_ms: float, backend: str,

@@ -35,6 +35,7 @@ from foadx.pruning.criteria import keep_top_k
 from foadx.pruning.groups import ChannelGroup
 
 MAX_NEIGHBOUR_ROUNDS = 8
+SCALE_RANGE = (0.2, 2.0)  # a correction outside this says the measurement, not the table, is off
 Measure = Callable[[list[UnitKey]], dict[UnitKey, float]]
 
 
@@ -80,6 +81,7 @@ class Planner:
         charged = {u.name for units_of in self.charged.values() for u in units_of}
         self.fixed = [u for u in units if u.name not in charged]
         self.base_ms = table.network_ms - sum(self._latency(u.key) for u in units)
+        self.scale = {name: 1.0 for name in self.groups}  # in-context correction of each group's savings
 
     def _latency(self, key: UnitKey) -> float:
         try:
@@ -98,12 +100,27 @@ class Planner:
             for key, ms in self.measure(missing).items():
                 self.table.add(key, ms)
 
-    def cost(self, name: str, width: int, widths: Mapping[str, int]) -> float:
+    def _raw_cost(self, name: str, width: int, widths: Mapping[str, int]) -> float:
         at = {**widths, name: width}
         return sum(self._latency(unit.at(at)) for unit in self.charged[name])
 
+    def cost(self, name: str, width: int, widths: Mapping[str, int]) -> float:
+        """The table's cost of ``name`` at ``width``, its saving against full width scaled by the
+        group's in-context correction (1 until calibrated)."""
+        full = self._raw_cost(name, self.groups[name].channels, widths)
+        return max(0.0, full + self.scale[name] * (self._raw_cost(name, width, widths) - full))
+
+    def calibrate(self, name: str, width: int, measured_saving_ms: float) -> None:
+        """Scales the group's predicted savings to what narrowing it alone to ``width`` saved in
+        the whole network, measured (a unit timed alone is not its cost inside the graph)."""
+        full = {group: group_.channels for group, group_ in self.groups.items()}
+        predicted = self._raw_cost(name, full[name], full) - self._raw_cost(name, width, full)
+        if predicted > 1e-6:
+            self.scale[name] = min(max(measured_saving_ms / predicted, SCALE_RANGE[0]), SCALE_RANGE[1])
+
     def predict(self, widths: Mapping[str, int]) -> float:
-        return self.base_ms + sum(self._latency(unit.at(widths)) for unit in self.units)
+        return (self.base_ms + sum(self._latency(unit.at(widths)) for unit in self.fixed)
+                + sum(self.cost(name, widths[name], widths) for name in self.groups))
 
     def plan(self, target_ms: float, candidates: Mapping[str, list[int]]) -> WidthPlan:
         widths = {name: group.channels for name, group in self.groups.items()}
