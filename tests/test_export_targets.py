@@ -33,13 +33,24 @@ def face_artifact(tmp_path_factory):
     return folder / "face"
 
 
+@pytest.fixture(scope="module")
+def small_face(tmp_path_factory):
+    """The same at 32x32: the forms do not depend on size, and small exports keep the suite fast."""
+    folder = tmp_path_factory.mktemp("targets-small")
+    result = run("finetune", "mobilefacenet", "--input-size", "32", "--task", "face", "--data", "demo", "--epochs", "1",
+                 "--steps-per-epoch", "4", "--batch-size", "16", "--out", folder / "face", "--quiet")
+    assert result.exit_code == 0, result.output
+    return folder / "face"
+
+
 @pytest.mark.parametrize("target, rewritten, batch", [
     ("ort-cpu", True, "batch"), ("openvino", False, "batch"), ("tensorrt", False, "batch"),
     ("mobile", False, 1), ("insightface", True, "batch"),
 ])
-def test_each_target_has_its_form_recorded(face_artifact, tmp_path, target, rewritten, batch):
+def test_each_target_has_its_form_recorded(face_artifact, small_face, tmp_path, target, rewritten, batch):
     out = tmp_path / f"{target}.onnx"
-    result = run("export", face_artifact, "--target", target, "--out", out, "--quiet", "--no-verify")
+    model = face_artifact if target == "insightface" else small_face  # insightface takes 112x112 only
+    result = run("export", model, "--target", target, "--out", out, "--quiet", "--no-verify")
     assert result.exit_code == 0, result.output
     metadata = metadata_of(onnx.load(str(out)))
     assert metadata["target"] == target and metadata["input_shape"][0] == batch
@@ -48,8 +59,8 @@ def test_each_target_has_its_form_recorded(face_artifact, tmp_path, target, rewr
     assert (TARGETS[target].prelu_rewrite, TARGETS[target].batch) == (rewritten, 1 if batch == 1 else "dynamic")
 
 
-def test_an_explicit_option_overrides_the_target(face_artifact, tmp_path):
-    result = run("export", face_artifact, "--target", "mobile", "--batch", "4", "--prelu-rewrite",
+def test_an_explicit_option_overrides_the_target(small_face, tmp_path):
+    result = run("export", small_face, "--target", "mobile", "--batch", "4", "--prelu-rewrite",
                  "--out", tmp_path / "m.onnx", "--quiet", "--no-verify")
     assert result.exit_code == 0, result.output
     metadata = metadata_of(onnx.load(str(tmp_path / "m.onnx")))
@@ -63,9 +74,9 @@ def nnapi_nodes(path) -> str:
     return next(line for line in output.splitlines() if "can be handled by the NNAPI EP" in line).split("total of ")[1].split()[0]
 
 
-def test_the_mobile_form_is_what_nnapi_can_take(face_artifact, tmp_path):
-    run("export", face_artifact, "--target", "mobile", "--out", tmp_path / "mobile.onnx", "--quiet", "--no-verify")
-    run("export", face_artifact, "--target", "openvino", "--out", tmp_path / "dynamic.onnx", "--quiet", "--no-verify")
+def test_the_mobile_form_is_what_nnapi_can_take(small_face, tmp_path):
+    run("export", small_face, "--target", "mobile", "--out", tmp_path / "mobile.onnx", "--quiet", "--no-verify")
+    run("export", small_face, "--target", "openvino", "--out", tmp_path / "dynamic.onnx", "--quiet", "--no-verify")
     handled, total = map(int, nnapi_nodes(tmp_path / "mobile.onnx").split("/"))
     assert handled == total > 0
     assert nnapi_nodes(tmp_path / "dynamic.onnx").startswith("0/")
