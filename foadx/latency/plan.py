@@ -89,8 +89,7 @@ class Planner:
         except MissingLatencyError:
             if self.measure is None:
                 raise
-            for found, ms in self.measure([key]).items():
-                self.table.add(found, ms)
+            self._fill([key])
             return self.table.lookup(key)
 
     def _fill(self, keys: list[UnitKey]) -> None:
@@ -113,7 +112,7 @@ class Planner:
     def calibrate(self, name: str, width: int, measured_saving_ms: float) -> None:
         """Scales the group's predicted savings to what narrowing it alone to ``width`` saved in
         the whole network, measured (a unit timed alone is not its cost inside the graph)."""
-        full = {group: group_.channels for group, group_ in self.groups.items()}
+        full = full_widths(list(self.groups.values()))
         predicted = self._raw_cost(name, full[name], full) - self._raw_cost(name, width, full)
         if predicted > 1e-6:
             self.scale[name] = min(max(measured_saving_ms / predicted, SCALE_RANGE[0]), SCALE_RANGE[1])

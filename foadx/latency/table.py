@@ -31,10 +31,6 @@ class MissingLatencyError(BadInputError):
     """A unit's latency can neither be found nor bounded from the table."""
 
 
-def _key_text(key: UnitKey) -> str:
-    return json.dumps(key.to_json(), sort_keys=True)
-
-
 @dataclass
 class LatencyTable:
     model: str  # the model's spec and plan digest it was profiled from
@@ -45,22 +41,22 @@ class LatencyTable:
     round_to: int
     environment: dict[str, Any]
     network_ms: float  # the whole unpruned network, measured
-    entries: dict[str, float] = field(default_factory=dict)  # key text -> median ms
+    entries: dict[UnitKey, float] = field(default_factory=dict)  # unit key -> median ms
 
     def add(self, key: UnitKey, ms: float) -> None:
-        self.entries[_key_text(key)] = float(ms)
+        self.entries[key] = float(ms)
 
     def __contains__(self, key: UnitKey) -> bool:
-        return _key_text(key) in self.entries
+        return key in self.entries
 
     def lookup(self, key: UnitKey) -> float:
-        found = self.entries.get(_key_text(key))
+        found = self.entries.get(key)
         return found if found is not None else self._bound(key)
 
     def _bound(self, key: UnitKey) -> float:
         for axis in ("out_channels", "in_channels"):
             stripped = _without(key, axis)
-            same = {getattr(other, axis): ms for other, ms in self._keys() if _without(other, axis) == stripped}
+            same = {getattr(other, axis): ms for other, ms in self.entries.items() if _without(other, axis) == stripped}
             wanted = getattr(key, axis)
             below = [width for width in same if width < wanted]
             above = [width for width in same if width > wanted]
@@ -71,9 +67,6 @@ class LatencyTable:
                 return same[min(above)]
         raise MissingLatencyError(f"no measured latency for {key.to_json()} or a wider neighbour: profile again")
 
-    def _keys(self) -> list[tuple[UnitKey, float]]:
-        return [(UnitKey.from_json(json.loads(text)), ms) for text, ms in self.entries.items()]
-
     def identity(self) -> dict[str, Any]:
         return {"model": self.model, "input_size": list(self.input_size), "batch": self.batch,
                 "backend": self.backend, "precision": self.precision}
@@ -81,7 +74,8 @@ class LatencyTable:
     def to_json(self) -> dict[str, Any]:
         return {"schema_version": LUT_SCHEMA_VERSION, "kind": LUT_KIND, **self.identity(), "round_to": self.round_to,
                 "environment": self.environment, "network_ms": self.network_ms,
-                "entries": [{"key": json.loads(text), "ms": ms} for text, ms in sorted(self.entries.items())]}
+                "entries": sorted(({"key": key.to_json(), "ms": ms} for key, ms in self.entries.items()),
+                                  key=lambda entry: json.dumps(entry["key"], sort_keys=True))}
 
     def digest(self) -> str:
         return hashlib.sha256(json.dumps(self.to_json(), sort_keys=True).encode()).hexdigest()
