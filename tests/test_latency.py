@@ -71,9 +71,11 @@ def test_interpolation_and_rounding_up_never_free():
 def test_the_table_round_trips_and_bad_tables_are_refused(tmp_path):
     lut = table()
     lut.add(key(), 0.5)
+    lut.checks.append({"fraction": 0.5, "predicted_saving": 0.4, "measured_saving": 0.3})
     lut.save(tmp_path / "lut.json")
-    assert load_table(tmp_path / "lut.json").digest() == lut.digest()
-    (tmp_path / "bad.json").write_text('{"kind": "foadx.latency_lut", "schema_version": 1, "model": "m"}')
+    loaded = load_table(tmp_path / "lut.json")
+    assert loaded.digest() == lut.digest() and loaded.checks == lut.checks
+    (tmp_path / "bad.json").write_text('{"kind": "foadx.latency_lut", "schema_version": 2, "model": "m"}')
     with pytest.raises(BadInputError, match="not a foadx latency table: bad field"):
         load_table(tmp_path / "bad.json")
     (tmp_path / "neg.json").write_text(json.dumps({**lut.to_json(), "entries": [{"key": key().to_json(), "ms": -1}]}))
@@ -164,7 +166,7 @@ def test_a_backend_missing_here_is_refused_before_work(tmp_path):
     assert run("profile", "resnet56_cifar", "--backend", "trt", "--out", tmp_path / "l.json").exit_code == 3
 
 
-def test_calibration_scales_a_groups_savings_to_the_measured_ones():
+def test_a_measured_network_bends_the_savings_curve():
     from foadx.latency.plan import Planner
     from foadx.latency.units import Unit
 
@@ -174,8 +176,28 @@ def test_calibration_scales_a_groups_savings_to_the_measured_ones():
     lut.add(key(cin=16, cout=32), 2.0)
     lut.add(key(cin=16, cout=16), 1.0)
     planner = Planner(lut, [unit], [group], {"g": {16: -1.0, 32: 0.0}})
+    # by hand: base = 3 - 2 = 1; at width 16 the unit costs 1, so 2.0 ms, a third saved
     assert planner.base_ms == pytest.approx(1.0) and planner.predict({"g": 16}) == pytest.approx(2.0)
-    planner.calibrate("g", 16, measured_saving_ms=0.5)  # the table said 1.0 ms
-    assert planner.scale["g"] == pytest.approx(0.5) and planner.predict({"g": 16}) == pytest.approx(2.5)
-    planner.calibrate("g", 16, measured_saving_ms=-4.0)  # noise, not a table error: clipped
-    assert planner.scale["g"] == pytest.approx(0.2)
+    assert planner.relative_saving({"g": 16}) == pytest.approx(1 / 3)
+    # measured beside an unpruned network running 6 ms (a slower machine state): 5 ms, a sixth saved
+    planner.observe({"g": 16}, measured_ms=5.0, unpruned_ms=6.0)
+    assert planner.predict({"g": 16}) == pytest.approx(3.0 * (1 - 1 / 6))
+    # a 2.5 ms target (a sixth saved) needs the table's third; 2.75 ms needs half of it: 2.5 table ms
+    assert planner.table_budget(2.5) == pytest.approx(2.0) and planner.table_budget(2.75) == pytest.approx(2.5)
+
+
+def test_the_savings_curve_by_hand():
+    from foadx.latency.curve import SavingsCurve
+
+    curve = SavingsCurve()
+    assert curve.measured(0.3) == 0.3 and curve.predicted_for(0.3) == 0.3  # no points: the table as it is
+    curve = SavingsCurve([(0.2, 0.3), (0.6, 0.5), (0.4, 0.2)])  # (0.4, 0.2): below (0.2, 0.3), noise: held at 0.3
+    assert curve.measured(0.1) == pytest.approx(0.15)  # on (0, 0)-(0.2, 0.3)
+    assert curve.measured(0.3) == pytest.approx(0.3)  # the flat, noise-held stretch
+    assert curve.measured(0.5) == pytest.approx(0.4)  # between (0.4, 0.3) and (0.6, 0.5)
+    assert curve.measured(0.9) == pytest.approx(0.75)  # beyond: the last point's ratio 0.5 / 0.6
+    assert curve.predicted_for(0.3) == pytest.approx(0.4)  # on the flat stretch: where it ends
+    assert curve.predicted_for(0.4) == pytest.approx(0.5) and curve.predicted_for(0.75) == pytest.approx(0.9)
+    assert curve.predicted_for(-0.1) == 0.0
+    curve.add(0.6, 0.45)  # a second measurement at the same prediction replaces the first
+    assert curve.measured(0.6) == pytest.approx(0.45)

@@ -14,19 +14,29 @@ from torch import Tensor, nn
 
 from foadx.errors import BadInputError, BudgetError, CheckFailedError
 from foadx.latency.measure import measure_network, measure_networks, measure_units
-from foadx.runtime import TimingSettings
-from foadx.latency.plan import Planner, group_values, legal_widths, unit_keys_to_profile
+from foadx.latency.plan import (
+    Planner,
+    group_values,
+    legal_widths,
+    unit_keys_to_profile,
+)
 from foadx.latency.table import LatencyTable, check_compatible, environment_key
 from foadx.latency.units import find_units
 from foadx.provenance import provenance_of, record_provenance, require_provenance
-from foadx.pruning.api import PruneResult, as_batches, group_scores, prunable_groups, prune
+from foadx.pruning.api import (
+    PruneResult,
+    as_batches,
+    group_scores,
+    prunable_groups,
+    prune,
+)
 from foadx.pruning.groups import ChannelGroup
 from foadx.runtime.environment import describe_environment
 
 LATENCY_BACKENDS = ("ort-cpu", "openvino", "torch-cpu", "torch-cuda")
 TARGET_TOLERANCE = 0.05  # the measured latency may exceed the target by this fraction
 DEFAULT_ROUNDS = 3
-CALIBRATION_TIMING = TimingSettings(warmup_ms=100.0, duration_s=0.8, min_iterations=5, rounds=4)
+CHECK_FRACTIONS = (0.75, 0.5, 0.25)  # uniform widths of the whole networks a table is checked on
 
 
 @dataclass(frozen=True)
@@ -35,7 +45,7 @@ class LatencyTarget:
     value: float
 
     @classmethod
-    def parse(cls, text: str) -> "LatencyTarget":
+    def parse(cls, text: str) -> LatencyTarget:
         """``2.0ms`` (milliseconds) or ``2.5x`` (a speedup over the unpruned model)."""
         match = re.fullmatch(r"\s*([0-9]*\.?[0-9]+)\s*(ms|x)\s*", str(text))
         if not match or float(match.group(1)) <= 0:
@@ -102,7 +112,28 @@ def profile(model: nn.Module, backend: str = "ort-cpu", *, batch: int = 1, round
     table = _empty_table(model, backend, batch, round_to, network["median_ms"])
     for key, ms in measured.items():
         table.add(key, ms)
+    _check_whole_networks(table, model, groups, units, backend, batch)
     return table
+
+
+def uniform_widths(groups: list[ChannelGroup], fraction: float, round_to: int) -> dict[str, int]:
+    """Every group at the legal width nearest ``fraction`` of its channels."""
+    return {group.name: min(legal_widths(group, round_to), key=lambda width: abs(width - fraction * group.channels))
+            for group in groups}
+
+
+def _check_whole_networks(table: LatencyTable, model: nn.Module, groups: list[ChannelGroup], units: list,
+                          backend: str, batch: int) -> None:
+    """Times whole networks at uniform widths, each beside the unpruned one: the points of the
+    savings curve that maps the units' predicted savings onto measured ones."""
+    planner = Planner(table, units, groups, {})
+    blank = torch.zeros(2, 3, *table.input_size)  # the random criterion looks at no activations
+    for fraction in CHECK_FRACTIONS:
+        widths = uniform_widths(groups, fraction, table.round_to)
+        pruned = prune(model, blank, criterion="random", widths=widths).model
+        both = measure_networks({"unpruned": model.eval(), "pruned": pruned}, backend, (3, *table.input_size), batch)
+        table.checks.append({"fraction": fraction, "predicted_saving": planner.relative_saving(widths),
+                             "measured_saving": 1.0 - both["pruned"]["median_ms"] / both["unpruned"]["median_ms"]})
 
 
 def _values(model: nn.Module, images: Any, groups: list[ChannelGroup], criterion: str, round_to: int,
@@ -133,8 +164,9 @@ def prune_to_latency(
     calibration: dict[str, Any] | None = None,
 ) -> PruneResult:
     """Prunes ``model`` so that it runs within ``target`` on ``backend``, measured: plan widths
-    on the table, prune with FOAD (or ``criterion``) at those widths, measure, and shrink the
-    budget by the measured ratio until the target holds (at most ``max_rounds`` rounds)."""
+    on the table, prune with FOAD (or ``criterion``) at those widths, measure beside the unpruned
+    network, add it to the savings curve and plan again, until the target holds (at most
+    ``max_rounds`` rounds)."""
     target = target if isinstance(target, LatencyTarget) else LatencyTarget.parse(target)
     check_latency_backend(backend)
     images = as_batches(images, batch_size)
@@ -160,34 +192,18 @@ def prune_to_latency(
                        device=device, calibration=calibration)
         both = measure_networks({"unpruned": model.eval(), "pruned": result.model.cpu()}, backend,
                                  (3, *source.input_size), batch)
-        measured = both["pruned"]
+        measured, unpruned_ms = both["pruned"], both["unpruned"]["median_ms"]
         if target.kind == "speedup":  # against the unpruned network timed alongside, not the table's old figure
-            target_ms = target.milliseconds(both["unpruned"]["median_ms"])
+            target_ms = target.milliseconds(unpruned_ms)
         rounds.append({"budget_ms": effective, "predicted_ms": plan.predicted_ms, "measured_ms": measured["median_ms"],
-                       "p90_ms": measured["p90_ms"], "unpruned_ms": both["unpruned"]["median_ms"],
-                       "neighbour_rounds": plan.neighbour_rounds})
+                       "p90_ms": measured["p90_ms"], "unpruned_ms": unpruned_ms,
+                       "table_saving": planner.relative_saving(plan.widths), "neighbour_rounds": plan.neighbour_rounds})
         if measured["median_ms"] <= target_ms * (1 + TARGET_TOLERANCE):
             return _record(result, table, target, target_ms, backend, batch, rounds)
-        if same_machine:
-            _calibrate(planner, model, images, plan.widths, groups, backend, (3, *source.input_size), batch)
-            rounds[-1]["calibrated"] = {name: round(scale, 3) for name, scale in planner.scale.items() if scale != 1.0}
-        # what is left after calibration: the (re-)predicted latency of this plan against its measurement
-        effective = target_ms * planner.predict(plan.widths) / measured["median_ms"]
+        planner.observe(plan.widths, measured["median_ms"], unpruned_ms)
+        effective = target_ms * table.network_ms / unpruned_ms  # the target in the table's machine state
     raise CheckFailedError(f"latency target {target_ms:.3f} ms missed after {max_rounds} measured rounds: "
                            + ", ".join(f"{r['measured_ms']:.3f} ms (predicted {r['predicted_ms']:.3f})" for r in rounds))
-
-
-def _calibrate(planner: Planner, model: nn.Module, images: Any, widths: dict[str, int], groups: list[ChannelGroup],
-               backend: str, input_chw: tuple[int, int, int], batch: int) -> None:
-    """Measures, interleaved, the unpruned network against one copy per narrowed group with only
-    that group at its planned width, and scales each group's savings to the measured ones."""
-    channels = {group.name: group.channels for group in groups}
-    narrowed = {name: width for name, width in widths.items() if width < channels[name]}
-    singles = {name: prune(model, images, criterion="random", widths={name: width}).model
-               for name, width in narrowed.items()}
-    measured = measure_networks({"unpruned": model.eval(), **singles}, backend, input_chw, batch, CALIBRATION_TIMING)
-    for name, width in narrowed.items():
-        planner.calibrate(name, width, measured["unpruned"]["median_ms"] - measured[name]["median_ms"])
 
 
 def _record(result: PruneResult, table: LatencyTable, target: LatencyTarget, target_ms: float, backend: str,

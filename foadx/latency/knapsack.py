@@ -33,7 +33,7 @@ def solve(options: Mapping[str, Sequence[Choice]], budget_ms: float, step_ms: fl
     cheapest = sum(min(choice.cost_ms for choice in options[name]) for name in names)
     if cheapest > budget_ms + 1e-12:
         raise BudgetError(f"the cheapest widths cost {cheapest:.3f} ms, over the budget of {budget_ms:.3f} ms")
-    bins = int(math.floor(budget_ms / step_ms + 1e-9)) + 1
+    bins = math.floor(budget_ms / step_ms + 1e-9) + 1
     best = np.zeros(bins)
     picks = []
     for name in names:

@@ -14,7 +14,14 @@ from torch import nn
 from foadx.export import export_onnx
 from foadx.export.targets import TARGET_OF_BACKEND
 from foadx.latency.units import UnitKey, unit_module
-from foadx.runtime import SessionOptions, TimingSettings, get_backend, measure_interleaved, open_session, summarize
+from foadx.runtime import (
+    SessionOptions,
+    TimingSettings,
+    get_backend,
+    measure_interleaved,
+    open_session,
+    summarize,
+)
 from foadx.runtime.base import Session
 
 UNIT_CHUNK = 24  # sessions open at once while timing units

@@ -16,6 +16,9 @@ group at the input group's current width; so costs change with the neighbours, a
 re-solved with updated neighbours until they stop changing.
 
     predicted(w) = base + fixed + sum_g cost_g(w_g | w),  base = network_ms - sum_units L(full)
+
+and the saving this predicts mapped onto the measured one by ``SavingsCurve``, fitted to whole
+networks measured beside the unpruned one (the table's check points, then every measured plan).
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ from torch import Tensor
 
 from foadx.errors import BudgetError
 from foadx.foad.greedy import select_k
+from foadx.latency.curve import SavingsCurve
 from foadx.latency.knapsack import Choice, solve
 from foadx.latency.table import LatencyTable, MissingLatencyError
 from foadx.latency.units import Unit, UnitKey
@@ -35,7 +39,6 @@ from foadx.pruning.criteria import keep_top_k
 from foadx.pruning.groups import ChannelGroup
 
 MAX_NEIGHBOUR_ROUNDS = 8
-SCALE_RANGE = (0.2, 2.0)  # a correction outside this says the measurement, not the table, is off
 Measure = Callable[[list[UnitKey]], dict[UnitKey, float]]
 
 
@@ -81,7 +84,7 @@ class Planner:
         charged = {u.name for units_of in self.charged.values() for u in units_of}
         self.fixed = [u for u in units if u.name not in charged]
         self.base_ms = table.network_ms - sum(self._latency(u.key) for u in units)
-        self.scale = {name: 1.0 for name in self.groups}  # in-context correction of each group's savings
+        self.curve = SavingsCurve((check["predicted_saving"], check["measured_saving"]) for check in table.checks)
 
     def _latency(self, key: UnitKey) -> float:
         try:
@@ -99,29 +102,37 @@ class Planner:
             for key, ms in self.measure(missing).items():
                 self.table.add(key, ms)
 
-    def _raw_cost(self, name: str, width: int, widths: Mapping[str, int]) -> float:
+    def cost(self, name: str, width: int, widths: Mapping[str, int]) -> float:
+        """The table's cost of ``name`` at ``width``, its neighbours at ``widths``."""
         at = {**widths, name: width}
         return sum(self._latency(unit.at(at)) for unit in self.charged[name])
 
-    def cost(self, name: str, width: int, widths: Mapping[str, int]) -> float:
-        """The table's cost of ``name`` at ``width``, its saving against full width scaled by the
-        group's in-context correction (1 until calibrated)."""
-        full = self._raw_cost(name, self.groups[name].channels, widths)
-        return max(0.0, full + self.scale[name] * (self._raw_cost(name, width, widths) - full))
-
-    def calibrate(self, name: str, width: int, measured_saving_ms: float) -> None:
-        """Scales the group's predicted savings to what narrowing it alone to ``width`` saved in
-        the whole network, measured (a unit timed alone is not its cost inside the graph)."""
-        full = full_widths(list(self.groups.values()))
-        predicted = self._raw_cost(name, full[name], full) - self._raw_cost(name, width, full)
-        if predicted > 1e-6:
-            self.scale[name] = min(max(measured_saving_ms / predicted, SCALE_RANGE[0]), SCALE_RANGE[1])
-
-    def predict(self, widths: Mapping[str, int]) -> float:
+    def table_ms(self, widths: Mapping[str, int]) -> float:
+        """The network's latency as the table's units add up."""
         return (self.base_ms + sum(self._latency(unit.at(widths)) for unit in self.fixed)
                 + sum(self.cost(name, widths[name], widths) for name in self.groups))
 
+    def relative_saving(self, widths: Mapping[str, int]) -> float:
+        """The table's own saving of ``widths``, as a fraction of the unpruned network."""
+        return 1.0 - self.table_ms(widths) / self.table.network_ms
+
+    def predict(self, widths: Mapping[str, int]) -> float:
+        """The network's latency: the table's saving, as the measured networks say it comes out."""
+        return self.table.network_ms * (1.0 - self.curve.measured(self.relative_saving(widths)))
+
+    def observe(self, widths: Mapping[str, int], measured_ms: float, unpruned_ms: float) -> None:
+        """Adds a network measured beside the unpruned one to the savings curve."""
+        self.curve.add(self.relative_saving(widths), 1.0 - measured_ms / unpruned_ms)
+
+    def table_budget(self, target_ms: float) -> float:
+        """The table latency whose saving the curve says measures as ``target_ms``."""
+        return self.table.network_ms * (1.0 - self.curve.predicted_for(1.0 - target_ms / self.table.network_ms))
+
     def plan(self, target_ms: float, candidates: Mapping[str, list[int]]) -> WidthPlan:
+        """The most valuable widths predicted to run within ``target_ms`` (in the table's
+        machine state): a knapsack on the table's costs, its budget the table latency the savings
+        curve maps onto ``target_ms``."""
+        table_target = self.table_budget(target_ms)
         widths = {name: group.channels for name, group in self.groups.items()}
         for rounds in range(1, MAX_NEIGHBOUR_ROUNDS + 1):
             self._fill([unit.at({**widths, name: w}) for name in self.groups for w in candidates[name]
@@ -129,11 +140,12 @@ class Planner:
             fixed_ms = sum(self._latency(unit.at(widths)) for unit in self.fixed)
             options = {name: [Choice(w, self.values[name][w], self.cost(name, w, widths)) for w in candidates[name]]
                        for name in self.groups}
-            budget = target_ms - self.base_ms - fixed_ms
+            budget = table_target - self.base_ms - fixed_ms
             try:
                 chosen = solve(options, budget)
             except BudgetError:
-                fastest = self.base_ms + fixed_ms + sum(min(c.cost_ms for c in o) for o in options.values())
+                table_fastest = self.base_ms + fixed_ms + sum(min(c.cost_ms for c in o) for o in options.values())
+                fastest = self.table.network_ms * (1.0 - self.curve.measured(1.0 - table_fastest / self.table.network_ms))
                 raise BudgetError(f"the latency target {target_ms:.3f} ms is out of reach: the narrowest legal widths "
                                   f"are predicted at {fastest:.3f} ms") from None
             new = {name: choice.width for name, choice in chosen.items()}

@@ -21,7 +21,7 @@ from foadx.errors import ArtifactError, BadInputError
 from foadx.latency.units import UnitKey
 
 LUT_KIND = "foadx.latency_lut"
-LUT_SCHEMA_VERSION = 1
+LUT_SCHEMA_VERSION = 2  # 2: whole-network check points (the savings curve)
 MAX_LUT_BYTES = 64 * 1024 * 1024
 IDENTITY_FIELDS = ("model", "input_size", "batch", "backend", "precision")
 ENVIRONMENT_FIELDS = ("cpu", "cores", "onnxruntime", "torch", "openvino", "gpu")
@@ -42,6 +42,9 @@ class LatencyTable:
     environment: dict[str, Any]
     network_ms: float  # the whole unpruned network, measured
     entries: dict[UnitKey, float] = field(default_factory=dict)  # unit key -> median ms
+    # whole networks at uniform widths, each timed beside the unpruned one: the savings curve's
+    # points (foadx.latency.curve, docs/latency.md section 2)
+    checks: list[dict[str, Any]] = field(default_factory=list)
 
     def add(self, key: UnitKey, ms: float) -> None:
         self.entries[key] = float(ms)
@@ -74,6 +77,7 @@ class LatencyTable:
     def to_json(self) -> dict[str, Any]:
         return {"schema_version": LUT_SCHEMA_VERSION, "kind": LUT_KIND, **self.identity(), "round_to": self.round_to,
                 "environment": self.environment, "network_ms": self.network_ms,
+                "checks": self.checks,
                 "entries": sorted(({"key": key.to_json(), "ms": ms} for key, ms in self.entries.items()),
                                   key=lambda entry: json.dumps(entry["key"], sort_keys=True))}
 
@@ -111,7 +115,8 @@ def load_table(path: str | Path) -> LatencyTable:
     try:
         table = LatencyTable(str(data["model"]), tuple(int(v) for v in data["input_size"]), int(data["batch"]),
                              str(data["backend"]), str(data["precision"]), int(data["round_to"]),
-                             dict(data["environment"]), float(data["network_ms"]))
+                             dict(data["environment"]), float(data["network_ms"]),
+                             checks=[_check(point) for point in data["checks"]])
         for entry in data["entries"]:
             ms = float(entry["ms"])
             if not ms >= 0:
@@ -122,6 +127,11 @@ def load_table(path: str | Path) -> LatencyTable:
     if not (table.network_ms > 0 and len(table.input_size) == 2 and table.batch >= 1):
         _fail(path, "network_ms, input_size and batch must be positive")
     return table
+
+
+def _check(point: Any) -> dict[str, float]:
+    """One whole-network check point: numbers only."""
+    return {name: float(point[name]) for name in ("fraction", "predicted_saving", "measured_saving")}
 
 
 def check_compatible(table: LatencyTable, expected: LatencyTable, allow_foreign: bool) -> None:

@@ -37,7 +37,7 @@ class UnitKey:
         return data
 
     @classmethod
-    def from_json(cls, data: Mapping[str, object]) -> "UnitKey":
+    def from_json(cls, data: Mapping[str, object]) -> UnitKey:
         return cls(**{**data, "kernel": tuple(data["kernel"]), "stride": tuple(data["stride"]),
                       "padding": tuple(data["padding"])})
 
