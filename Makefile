@@ -15,8 +15,8 @@ $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q "torch==2.14.1" "torchvision==0.29.1"
-	$(PY) -m pip install -q -e ".[dev,openvino,insightface]"
-	$(PY) -c "import foadx, torch_pruning, foadx_cli, importlinter, openvino, insightface"
+	$(PY) -m pip install -q -e ".[dev,openvino,insightface,plots]"
+	$(PY) -c "import foadx, torch_pruning, foadx_cli, importlinter, openvino, insightface, matplotlib"
 	touch $(STAMP)
 
 # The layer contracts (pyproject.toml, [tool.importlinter]) first: an upward import fails fast.

@@ -117,6 +117,7 @@ def main_options(
 from foadx_cli import prune_commands  # noqa: E402,F401,I001
 from foadx_cli import train_commands  # noqa: E402,F401
 from foadx_cli import deploy_commands  # noqa: E402,F401
+from foadx_cli import pipeline_commands  # noqa: E402,F401
 
 
 def main() -> None:

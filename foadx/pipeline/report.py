@@ -1,0 +1,121 @@
+"""The pipeline's report stage: the trade-off of every variant (accuracy against measured latency
+and MACs), the FOAD plan's widths, one group's similarity matrix, the latency spread and
+speedups, the training curves; as report.md and a self-contained report.html."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from foadx.atomic import write_text
+from foadx.pipeline.config import Pipeline
+from foadx.pipeline.stages import UNPRUNED, Record
+from foadx.report import plots
+from foadx.report.html import html_page
+
+
+def _accuracy(inputs: dict[str, Record], variant: str) -> float | None:
+    for stage in ("finetune", "prune", "train"):
+        values = inputs.get(stage, {}).get("accuracy", {}).get(variant)
+        if values:
+            return next(iter(values.values()))
+    return None
+
+
+def _latencies(run: Path, inputs: dict[str, Record]) -> dict[str, dict[str, Any]]:
+    """Each variant's first bench row (first backend, smallest batch)."""
+    if "bench" not in inputs:
+        return {}
+    report = json.loads((run / inputs["bench"]["report"]).read_text())
+    variants = {str(run / relative): variant for variant, relative in inputs["export"]["onnx"].items()}
+    rows: dict[str, dict[str, Any]] = {}
+    for row in sorted(report["results"], key=lambda r: r["batch"]):
+        rows.setdefault(variants.get(row["model"], row["model"]), row)
+    return rows
+
+
+def tradeoff_points(run: Path, inputs: dict[str, Record]) -> list[dict[str, Any]]:
+    latencies = _latencies(run, inputs)
+    macs = inputs.get("prune", {}).get("macs", {})
+    before = next(iter(macs.values()))["before"] if macs else None
+    variants = [UNPRUNED, *macs]
+    return [{"label": variant, "criterion": variant, "accuracy": _accuracy(inputs, variant),
+             "latency_ms": latencies.get(variant, {}).get("median_of_rounds_ms"),
+             "macs": before if variant == UNPRUNED else macs[variant]["after"]}
+            for variant in variants if _accuracy(inputs, variant) is not None]
+
+
+def _similarity_figure(pipeline: Pipeline, run: Path, inputs: dict[str, Record], figures: Path) -> Path | None:
+    """The FOAD similarity of the group the foad plan cut most, recomputed on the base model."""
+    from foadx.data import calibration_images
+    from foadx.pipeline.stages import _unpruned
+    from foadx.provenance import provenance_of
+    from foadx.pruning.api import group_scores, prunable_groups
+
+    plan_folder = inputs.get("prune", {}).get("models", {}).get("foad")
+    if plan_folder is None:
+        return None
+    plan = json.loads((run / plan_folder / "plan.json").read_text())
+    chosen = max(plan["groups"], key=lambda g: (g["channels"] - len(g["kept"]), -g["channels"]))
+    base = _unpruned(pipeline, inputs, run).eval()
+    source = provenance_of(base).source
+    images = calibration_images(pipeline.settings("data")["source"], 64, source.input_size, source.mean, source.std, 32, 0)
+    import torch
+
+    groups = [g for g in prunable_groups(base, torch.zeros(1, 3, *source.input_size),
+                                         pipeline.settings("prune")["include_coupled"]) if g.name == chosen["name"]]
+    if not groups or groups[0].channel_groups != 1:
+        return None
+    scores, _ = group_scores(base, images, groups, "foad")
+    return plots.similarity(scores[chosen["name"]].numpy(), chosen["kept"], figures,
+                            title=f"{chosen['name']}: kept {len(chosen['kept'])} of {chosen['channels']}")
+
+
+def _figures(pipeline: Pipeline, run: Path, inputs: dict[str, Record], folder: Path) -> dict[str, Path]:
+    figures = folder / "figures"
+    made: dict[str, Path] = {}
+    points = tradeoff_points(run, inputs)
+    if len(points) > 1:
+        made["accuracy against measured latency and MACs"] = plots.tradeoff(points, figures)
+    if "foad" in inputs.get("prune", {}).get("models", {}):
+        plan = json.loads((run / inputs["prune"]["models"]["foad"] / "plan.json").read_text())
+        made["FOAD plan: channels kept per group"] = plots.widths(plan["groups"], figures, title="foad")
+        similarity = _similarity_figure(pipeline, run, inputs, figures)
+        if similarity is not None:
+            made["FOAD similarity of the most-cut group (kept channels marked)"] = similarity
+    if "bench" in inputs:
+        report = json.loads((run / inputs["bench"]["report"]).read_text())
+        macs = {p["label"]: p["macs"] for p in points if p["macs"]}
+        ideal = {label: macs[UNPRUNED] / value for label, value in macs.items()} if UNPRUNED in macs else None
+        made["latency spread and speedups (MAC-ideal beside)"] = plots.latency(report, figures, ideal)
+    curves = {f"{stage} {variant}": [json.loads(line) for line in (run / path).read_text().splitlines() if line.strip()]
+              for stage in ("train", "finetune") for variant, path in inputs.get(stage, {}).get("metrics", {}).items()
+              if (run / path).is_file()}
+    if curves:
+        made["training curves"] = plots.training(curves, figures)
+    return made
+
+
+def report_markdown(pipeline: Pipeline, run: Path, inputs: dict[str, Record]) -> str:
+    lines = [f"# foadx pipeline report: {pipeline.path.name}", "", "| variant | accuracy | latency ms | MACs (M) |",
+             "|---|---|---|---|"]
+    for point in tradeoff_points(run, inputs):
+        latency = f"{point['latency_ms']:.3f}" if point["latency_ms"] else "n/a"
+        macs = f"{point['macs'] / 1e6:.2f}" if point["macs"] else "n/a"
+        lines.append(f"| {point['label']} | {point['accuracy']:.4f} | {latency} | {macs} |")
+    if "bench" in inputs:
+        lines += ["", (run / inputs["bench"]["markdown"]).read_text()]
+    return "\n".join(lines) + "\n"
+
+
+def write_pipeline_report(pipeline: Pipeline, inputs: dict[str, Record], run: Path, folder: Path) -> Record:
+    markdown = report_markdown(pipeline, run, inputs)
+    write_text(folder / "report.md", markdown)
+    figures = _figures(pipeline, run, inputs, folder)
+    record: Record = {"markdown": "report/report.md",
+                      "files": [f"report/figures/{path.name}" for path in figures.values()]}
+    if pipeline.settings("report")["html"]:
+        write_text(folder / "report.html", html_page(f"foadx: {pipeline.path.name}", markdown, figures))
+        record["html"] = "report/report.html"
+    return record

@@ -1,0 +1,181 @@
+"""``foadx run``: runs a pipeline's stages in order, skipping those that are up to date.
+
+Each stage's folder ``OUT/STAGE/`` holds ``stage.json``: the stage's hash and its record. The
+hash covers the stage's own settings, [model] and [data] (with the data's identity), foadx's
+version and the hashes of the stages it reads, so a change re-runs that stage and everything
+downstream of it, and nothing else (as make or DVC would). A stage is written into a staging
+folder and swapped in whole when it succeeds: a killed or failed stage leaves its previous
+folder (or none) and every earlier stage intact.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from foadx._version import __version__
+from foadx.atomic import atomic_directory, write_json, write_text
+from foadx.errors import BadInputError, FoadxError
+from foadx.pipeline.config import STAGES, Pipeline
+from foadx.pipeline.stages import STAGE_FUNCTIONS, Record
+
+STAGE_FILE = "stage.json"
+SUMMARY_JSON, SUMMARY_MD = "summary.json", "summary.md"
+# a stage -> the stages whose outputs it may read (those present in the pipeline)
+READS = {"train": (), "prune": ("train",), "finetune": ("prune",), "export": ("train", "prune", "finetune"),
+         "verify": ("train", "prune", "finetune", "export"), "bench": ("export",),
+         "report": ("train", "prune", "finetune", "export", "verify", "bench")}
+
+
+@dataclass
+class StageOutcome:
+    stage: str
+    status: str  # ran, skipped, failed, planned
+    reason: str
+    record: Record = field(default_factory=dict)
+
+
+def _data_identity(pipeline: Pipeline) -> Any:
+    from foadx.data.layout import data_identity
+
+    return data_identity(pipeline.settings("data")["source"])
+
+
+def stage_hash(pipeline: Pipeline, stage: str, upstream: dict[str, str], data_identity: Any) -> str:
+    content = {"stage": stage, "settings": pipeline.settings(stage), "model": pipeline.settings("model"),
+               "data": pipeline.settings("data"), "data_identity": data_identity, "foadx": __version__,
+               "reads": {name: upstream[name] for name in READS[stage] if name in upstream}}
+    return hashlib.sha256(json.dumps(content, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def read_stage(out: Path, stage: str) -> dict[str, Any] | None:
+    """A finished stage's ``stage.json`` (None when absent or unreadable: it runs again)."""
+    path = out / stage / STAGE_FILE
+    try:
+        data = json.loads(path.read_text()) if path.is_file() else None
+    except (OSError, ValueError, UnicodeDecodeError):
+        return None
+    return data if isinstance(data, dict) and isinstance(data.get("record"), dict) else None
+
+
+def _selected(stages: list[str], start: str | None, only: str | None) -> tuple[list[str], set[str]]:
+    """The stages to consider and those forced to run (``--from``: it and all after it)."""
+    for name, value in (("--from", start), ("--only", only)):
+        if value is not None and value not in stages:
+            raise BadInputError(f"{name} {value}: the pipeline's stages are {', '.join(stages)}")
+    if only is not None:
+        return [only], {only}
+    forced = set(stages[stages.index(start):]) if start is not None else set()
+    return stages, forced
+
+
+def run_pipeline(pipeline: Pipeline, out: str | Path, *, start: str | None = None, only: str | None = None,
+                 dry_run: bool = False, progress: Callable[[StageOutcome], None] | None = None) -> list[StageOutcome]:
+    """Runs (or, with ``dry_run``, plans) the pipeline's stages into ``out``; returns what each
+    did. A stage's error stops the run and propagates (its exit code), after the summary is
+    written."""
+    out = Path(out)
+    stages, forced = _selected(pipeline.stages, start, only)
+    identity = _data_identity(pipeline)
+    hashes: dict[str, str] = {}
+    records: dict[str, Record] = {}
+    outcomes: list[StageOutcome] = []
+    for stage in pipeline.stages:
+        hashes[stage] = stage_hash(pipeline, stage, hashes, identity)
+        previous = read_stage(out, stage)
+        current = previous is not None and previous.get("hash") == hashes[stage]
+        if stage not in stages:
+            if current:
+                records[stage] = previous["record"]
+            continue
+        missing = [name for name in READS[stage] if name in pipeline.sections and name not in records]
+        if only is not None and missing:
+            raise BadInputError(f"--only {stage} reads {', '.join(missing)}, which has no up-to-date output in {out}: run it first")
+        if current and stage not in forced:
+            outcome = StageOutcome(stage, "skipped", "up to date", previous["record"])
+        elif dry_run:
+            outcome = StageOutcome(stage, "planned", _reason(previous, stage in forced))
+        else:
+            outcome = _run_stage(pipeline, stage, hashes[stage], records, out, _reason(previous, stage in forced), outcomes)
+        records[stage] = outcome.record
+        outcomes.append(outcome)
+        if progress:
+            progress(outcome)
+    if not dry_run:
+        write_summary(out, outcomes)
+    return outcomes
+
+
+def _reason(previous: dict[str, Any] | None, forced: bool) -> str:
+    if forced:
+        return "asked for (--from/--only)"
+    return "no earlier output" if previous is None else "settings or inputs changed"
+
+
+def _run_stage(pipeline: Pipeline, stage: str, digest: str, records: dict[str, Record], out: Path, reason: str,
+               outcomes: list[StageOutcome]) -> StageOutcome:
+    inputs = {name: records[name] for name in READS[stage] if name in records}
+    start = time.perf_counter()
+    try:
+        with atomic_directory(out / stage) as staging:
+            record = STAGE_FUNCTIONS[stage](pipeline, inputs, out, staging)
+            record["seconds"] = round(time.perf_counter() - start, 2)
+            write_json(staging / STAGE_FILE, {"stage": stage, "hash": digest, "reason": reason, "record": record})
+    except FoadxError as error:
+        failed = StageOutcome(stage, "failed", str(error).splitlines()[0])
+        write_summary(out, [*outcomes, failed])
+        raise
+    return StageOutcome(stage, "ran", reason, record)
+
+
+def _key_figure(outcome: StageOutcome) -> str:
+    record = outcome.record
+    if outcome.status == "failed":
+        return outcome.reason
+    if "accuracy" in record:
+        return ", ".join(f"{variant} {_first(values)}" for variant, values in record["accuracy"].items())
+    if "speedups" in record:
+        return ", ".join(f"{name} {value:.2f}x" for name, value in record["speedups"].items() if value)
+    if "passed" in record:
+        return ", ".join(f"{variant} {'pass' if ok else 'FAIL'}" for variant, ok in record["passed"].items())
+    if "bytes" in record:
+        return ", ".join(f"{variant} {size / 1e6:.2f} MB" for variant, size in record["bytes"].items())
+    return ", ".join(record.get("files", []))
+
+
+def _first(values: Any) -> str:
+    if isinstance(values, dict) and values:
+        name, value = next(iter(values.items()))
+        return f"{name} {value:.4f}" if isinstance(value, float) else f"{name} {value}"
+    return str(values)
+
+
+def _file(outcome: StageOutcome) -> str:
+    record = outcome.record
+    for key in ("html", "markdown", "report"):
+        if isinstance(record.get(key), str):
+            return record[key]
+    return f"{outcome.stage}/" if outcome.status in ("ran", "skipped") else ""
+
+
+def summary_markdown(outcomes: list[StageOutcome]) -> str:
+    """One Markdown table (stage, status, key figure, file): a CI job summary."""
+    lines = ["| stage | status | key figure | file |", "|---|---|---|---|"]
+    lines += [f"| {o.stage} | {o.status} ({o.reason}) | {_key_figure(o)} | {_file(o)} |" for o in outcomes]
+    return "\n".join(lines) + "\n"
+
+
+def write_summary(out: Path, outcomes: list[StageOutcome]) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    write_text(out / SUMMARY_MD, summary_markdown(outcomes))
+    write_json(out / SUMMARY_JSON, {"kind": "foadx.pipeline", "schema_version": 1, "foadx_version": __version__,
+                                    "stages": [{"stage": o.stage, "status": o.status, "reason": o.reason,
+                                                "record": o.record} for o in outcomes]})
+
+
+__all__ = ["STAGES", "StageOutcome", "run_pipeline", "summary_markdown"]

@@ -1,0 +1,50 @@
+"""A self-contained HTML page from Markdown-like sections and PNG figures: every image is embedded
+as a data URI, the style is inline, and nothing refers to a URL, a script or a font, so the page
+opens offline and can be attached to a CI run as one file."""
+
+from __future__ import annotations
+
+import base64
+import html
+from pathlib import Path
+
+STYLE = ("body{font-family:sans-serif;max-width:1100px;margin:2em auto;color:#222}"
+         "table{border-collapse:collapse;margin:1em 0}td,th{border:1px solid #bbb;padding:3px 8px;font-size:13px}"
+         "img{max-width:100%;border:1px solid #eee}code{background:#f4f4f4}")
+
+
+def _table(lines: list[str]) -> str:
+    rows = [[html.escape(cell.strip()) for cell in line.strip().strip("|").split("|")] for line in lines]
+    body = [row for row in rows[1:] if not all(set(cell) <= set("-: ") for cell in row)]
+    head = "".join(f"<th>{cell}</th>" for cell in rows[0])
+    return f"<table><tr>{head}</tr>" + "".join("<tr>" + "".join(f"<td>{c}</td>" for c in row) + "</tr>" for row in body) + "</table>"
+
+
+def markdown_to_html(text: str) -> str:
+    """The subset foadx's own Markdown uses: headings, pipe tables, paragraphs."""
+    parts, table = [], []
+    for line in [*text.splitlines(), ""]:
+        if line.lstrip().startswith("|"):
+            table.append(line)
+            continue
+        if table:
+            parts.append(_table(table))
+            table = []
+        if line.startswith("#"):
+            level = min(len(line) - len(line.lstrip("#")), 6)
+            parts.append(f"<h{level}>{html.escape(line.lstrip('#').strip())}</h{level}>")
+        elif line.strip():
+            parts.append(f"<p>{html.escape(line)}</p>")
+    return "\n".join(parts)
+
+
+def embedded_image(path: Path, caption: str) -> str:
+    data = base64.b64encode(path.read_bytes()).decode("ascii")
+    return (f'<figure><img alt="{html.escape(caption)}" src="data:image/png;base64,{data}">'
+            f"<figcaption>{html.escape(caption)}</figcaption></figure>")
+
+
+def html_page(title: str, markdown: str, figures: dict[str, Path]) -> str:
+    images = "\n".join(embedded_image(path, caption) for caption, path in figures.items())
+    return (f"<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>{html.escape(title)}</title>"
+            f"<style>{STYLE}</style></head><body>\n{markdown_to_html(markdown)}\n{images}\n</body></html>\n")

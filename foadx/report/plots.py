@@ -1,0 +1,148 @@
+"""Figures of foadx results, drawn with matplotlib's headless Agg backend from plain report data
+(no models needed): each function writes NAME.png and NAME.svg into a folder and returns the
+PNG's path.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from foadx.errors import MissingDependencyError
+
+Point = dict[str, Any]  # {"label", "criterion", "latency_ms", "macs", "accuracy", "reachable"}
+
+
+def _pyplot() -> Any:
+    try:
+        import matplotlib
+    except ImportError as error:
+        raise MissingDependencyError('plots need matplotlib: pip install "foadx[plots]"') from error
+    matplotlib.use("Agg", force=True)
+    import matplotlib.pyplot as plt
+
+    plt.rcParams.update({"svg.fonttype": "none", "figure.dpi": 100, "font.size": 9})  # SVG text, no embedded fonts
+    return plt
+
+
+def _save(figure: Any, folder: Path, name: str) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    figure.tight_layout()
+    for suffix in ("png", "svg"):
+        figure.savefig(folder / f"{name}.{suffix}", format=suffix, metadata={"Date": None} if suffix == "svg" else None)
+    _pyplot().close(figure)
+    return folder / f"{name}.png"
+
+
+def pareto_front(points: Sequence[tuple[float, float]]) -> list[int]:
+    """Indices of the points no other point beats on both axes (lower x, higher y), by x."""
+    order = sorted(range(len(points)), key=lambda i: (points[i][0], -points[i][1]))
+    front, best = [], float("-inf")
+    for i in order:
+        if points[i][1] > best:
+            front.append(i)
+            best = points[i][1]
+    return front
+
+
+def tradeoff(points: list[Point], folder: Path, name: str = "tradeoff") -> Path:
+    """Accuracy against measured latency and against MACs, one line per criterion, the Pareto
+    front ringed, the unpruned model as a star, unreachable points as crosses on the axis."""
+    plt = _pyplot()
+    figure, axes = plt.subplots(1, 2, figsize=(9, 3.6))
+    for axis, x_key, x_label in ((axes[0], "latency_ms", "measured latency (ms)"), (axes[1], "macs", "MACs (M)")):
+        reachable = [p for p in points if p.get("reachable", True) and p.get(x_key) is not None]
+        scale = 1e6 if x_key == "macs" else 1.0
+        for criterion in dict.fromkeys(p["criterion"] for p in reachable if p["criterion"] != "unpruned"):
+            line = sorted((p for p in reachable if p["criterion"] == criterion), key=lambda p: p[x_key])
+            axis.plot([p[x_key] / scale for p in line], [p["accuracy"] for p in line], marker="o", label=criterion)
+        for p in reachable:
+            if p["criterion"] == "unpruned":
+                axis.plot(p[x_key] / scale, p["accuracy"], marker="*", markersize=12, color="black", label="unpruned")
+        front = pareto_front([(p[x_key], p["accuracy"]) for p in reachable])
+        axis.scatter([reachable[i][x_key] / scale for i in front], [reachable[i]["accuracy"] for i in front],
+                     s=140, facecolors="none", edgecolors="red", label="Pareto front")
+        for p in points:
+            if not p.get("reachable", True):
+                axis.annotate(f"{p['label']}: unreachable", xy=(0.02, 0.02), xycoords="axes fraction", color="gray")
+        axis.set_xlabel(x_label)
+        axis.set_ylabel("held-out accuracy")
+        axis.grid(alpha=0.3)
+    axes[0].legend(fontsize=7)
+    return _save(figure, folder, name)
+
+
+def widths(groups: list[dict[str, Any]], folder: Path, name: str = "widths", title: str = "") -> Path:
+    """Per group, original against kept channels; residual-coupled groups hatched."""
+    plt = _pyplot()
+    figure, axis = plt.subplots(figsize=(max(5.0, 0.35 * len(groups) + 2), 3.4))
+    positions = range(len(groups))
+    axis.bar(positions, [g["channels"] for g in groups], color="#cccccc", label="original")
+    axis.bar(positions, [len(g["kept"]) for g in groups], color="#1f77b4", label="kept",
+             hatch=None)
+    for i, group in enumerate(groups):
+        if group.get("coupled"):
+            axis.bar(i, len(group["kept"]), color="#ff7f0e", hatch="//", label="kept (coupled)" if i == 0 else None)
+    axis.set_xticks(list(positions), [g["name"] for g in groups], rotation=75, fontsize=6)
+    axis.set_ylabel("channels")
+    axis.set_title(title)
+    axis.legend(fontsize=7)
+    return _save(figure, folder, name)
+
+
+def similarity(matrix: Any, kept: Sequence[int], folder: Path, name: str = "similarity", title: str = "") -> Path:
+    """A group's FOAD similarity matrix as a heatmap, the kept channels marked on both axes."""
+    plt = _pyplot()
+    figure, axis = plt.subplots(figsize=(4.6, 4.0))
+    image = axis.imshow(matrix, cmap="viridis", vmin=0, vmax=1)
+    figure.colorbar(image, ax=axis, label="similarity")
+    size = len(matrix)
+    axis.scatter(list(kept), [-1.0] * len(kept), marker="v", color="red", s=8, clip_on=False, label="kept")
+    axis.scatter([-1.0] * len(kept), list(kept), marker=">", color="red", s=8, clip_on=False)
+    axis.set_xlim(-1.5, size - 0.5)
+    axis.set_ylim(size - 0.5, -1.5)
+    axis.set_title(title, fontsize=8)
+    axis.legend(fontsize=7, loc="lower right")
+    return _save(figure, folder, name)
+
+
+def latency(report: dict[str, Any], folder: Path, macs_ideal: dict[str, float] | None = None,
+            name: str = "latency") -> Path:
+    """Per model/backend/batch the spread of round medians and p50/p90 (box), and the speedup
+    bars with the MAC-ideal speedup (unpruned MACs / model MACs) beside them."""
+    plt = _pyplot()
+    rows = report["results"]
+    labels = [f"{Path(r['model']).stem}\n{r['backend']} b{r['batch']}" for r in rows]
+    figure, axes = plt.subplots(1, 2, figsize=(max(7.0, 1.3 * len(rows) + 3), 3.6))
+    boxes = [[*r["round_medians_ms"], r["latency_ms"]["p50"], r["latency_ms"]["p90"]] for r in rows]
+    axes[0].boxplot(boxes)
+    axes[0].set_xticks(range(1, len(rows) + 1), labels, fontsize=6)
+    axes[0].set_ylabel("ms (round medians, p50, p90)")
+    positions = list(range(len(rows)))
+    axes[1].bar([x - 0.2 for x in positions], [r.get("speedup_vs_first") or 0 for r in rows], width=0.4, label="measured")
+    if macs_ideal:
+        axes[1].bar([x + 0.2 for x in positions], [macs_ideal.get(Path(r["model"]).stem, 0) for r in rows], width=0.4,
+                    label="MAC-ideal")
+    axes[1].set_xticks(positions, labels, fontsize=6)
+    axes[1].set_ylabel("speedup vs the first model")
+    axes[1].axhline(1.0, color="gray", linewidth=0.8)
+    axes[1].legend(fontsize=7)
+    return _save(figure, folder, name)
+
+
+def training(curves: dict[str, list[dict[str, Any]]], folder: Path, name: str = "training") -> Path:
+    """Loss and training accuracy per epoch from each run's metrics.jsonl."""
+    plt = _pyplot()
+    figure, axes = plt.subplots(1, 2, figsize=(8, 3.2))
+    for label, epochs in curves.items():
+        xs = [row["epoch"] for row in epochs]
+        axes[0].plot(xs, [row.get("loss") for row in epochs], marker="o", label=label)
+        axes[1].plot(xs, [row.get("train_accuracy") for row in epochs], marker="o", label=label)
+    axes[0].set_ylabel("loss")
+    axes[1].set_ylabel("training accuracy")
+    for axis in axes:
+        axis.set_xlabel("epoch")
+        axis.grid(alpha=0.3)
+    axes[0].legend(fontsize=7)
+    return _save(figure, folder, name)

@@ -1,0 +1,203 @@
+"""foadx run: the pipeline file's schema errors (field and line), stage hashing and skipping,
+re-running only what changed, a failed and a killed stage, and the self-contained report."""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from html.parser import HTMLParser
+from pathlib import Path
+
+import pytest
+
+from cli_helpers import error_line, run
+from foadx.errors import BadInputError
+from foadx.pipeline import load_pipeline
+from foadx.report.plots import pareto_front
+
+SMALL = """\
+[model]
+spec = "mobilefacenet"
+input_size = 32
+args = {{ embedding_size = 10 }}
+
+[data]
+source = "demo"
+task = "classify"
+images = 32
+
+[train]
+epochs = 1
+steps_per_epoch = 3
+flip = false
+
+[prune]
+criteria = ["foad", "l1"]
+flops_target = 0.5
+
+[finetune]
+steps_per_epoch = 2
+flip = false
+
+[export]
+
+[verify]
+images = 4
+batches = [1]
+
+[bench]
+batches = {batches}
+duration_s = 0.2
+rounds = 2
+{baseline}
+[report]
+"""
+
+
+def write_pipeline(folder: Path, batches: str = "[1]", baseline: str = "") -> Path:
+    path = folder / "small.toml"
+    path.write_text(SMALL.format(batches=batches, baseline=baseline))
+    return path
+
+
+def statuses(out: Path) -> dict[str, str]:
+    return {s["stage"]: s["status"] for s in json.loads((out / "summary.json").read_text())["stages"]}
+
+
+@pytest.mark.parametrize(("text", "message"), [
+    ('[model]\nspec = "mobilefacenet"\n\n[data]\nsource = "demo"\nimagez = 3\n', r"small.toml:6: unknown key data.imagez"),
+    ('[model]\nspec = "mobilefacenet"\n[data]\nsource = "demo"\n[prune]\nratio = "half"\n',
+     r"small.toml:6: prune.ratio must be float, got str"),
+    ('[model]\nspec = "mobilefacenet"\n[data]\nsource = "demo"\n[prune]\nratio = true\n', r"small.toml:6: prune.ratio must be float"),
+    ('[model]\nspec = "mobilefacenet"\n[data]\nsource = "demo"\n[verify]\n', r"small.toml:5: \[verify\] reads what \[export\] writes"),
+    ('[model]\nspec = "mobilefacenet"\n[data]\nsource = "demo"\n[prune]\nratio = 0.5\nflops_target = 0.5\n',
+     r"small.toml:5: \[prune\] needs exactly one budget"),
+    ('[model]\n[data]\nsource = "demo"\n', r"small.toml:1: \[model\] needs spec"),
+    ('[modle]\nspec = "x"\n', r"small.toml:1: unknown section \[modle\]"),
+    ('[model\n', r"not a TOML file"),
+    ('[model]\nspec = "mobilefacenet"\n[data]\nsource = "demo"\n[export]\n[bench]\nbatches = [0]\n',
+     r"small.toml:7: bench.batches must be a non-empty list of positive integers"),
+])
+def test_schema_errors_name_the_field_and_line(tmp_path, text, message):
+    path = tmp_path / "small.toml"
+    path.write_text(text)
+    with pytest.raises(BadInputError, match=message):
+        load_pipeline(path)
+    result = run("run", path, "--out", tmp_path / "out")
+    assert result.exit_code == 3 and re.search(message, error_line(result))
+    assert not (tmp_path / "out").exists()  # nothing ran
+
+
+def test_defaults_fill_in_and_integers_stand_for_floats(tmp_path):
+    path = write_pipeline(tmp_path)
+    pipeline = load_pipeline(path)
+    assert pipeline.stages == ["train", "prune", "finetune", "export", "verify", "bench", "report"]
+    assert pipeline.settings("finetune")["lr"] == 0.02 and pipeline.settings("bench")["duration_s"] == 0.2
+    assert pipeline.settings("prune")["flops_target"] == 0.5 and pipeline.settings("prune")["round_to"] is None
+
+
+def test_pareto_front_by_hand():
+    # (latency, accuracy): (1, .5) (2, .9) (2, .7) (3, .8) (4, .95): the front is 0, 1, 4
+    assert pareto_front([(1, .5), (2, .9), (2, .7), (3, .8), (4, .95)]) == [0, 1, 4]
+
+
+@pytest.fixture(scope="module")
+def finished(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("pipeline")
+    path = write_pipeline(folder)
+    start = time.perf_counter()
+    result = run("run", path, "--out", folder / "out")
+    assert result.exit_code == 0, result.output
+    return path, folder / "out", time.perf_counter() - start
+
+
+def test_a_run_writes_every_stage_and_a_summary(finished):
+    _, out, _ = finished
+    assert set(statuses(out).values()) == {"ran"}
+    for stage in ("train", "prune", "finetune", "export", "verify", "bench", "report"):
+        assert json.loads((out / stage / "stage.json").read_text())["stage"] == stage
+    assert {p.name for p in (out / "export").glob("*.onnx")} == {"unpruned.onnx", "foad.onnx", "l1.onnx"}
+    summary = (out / "summary.md").read_text().splitlines()
+    assert summary[0] == "| stage | status | key figure | file |" and len(summary) == 2 + 7
+    record = json.loads((out / "prune" / "stage.json").read_text())["record"]
+    assert 0.0 <= record["accuracy"]["foad"]["top1"] <= 1.0 and record["macs"]["foad"]["reduction"] >= 0.45
+
+
+class _Page(HTMLParser):
+    def __init__(self) -> None:
+        super().__init__()
+        self.images, self.links = [], []
+
+    def handle_starttag(self, tag, attrs):
+        attributes = dict(attrs)
+        if tag == "img":
+            self.images.append(attributes["src"])
+        for name in ("href", "src"):
+            if name in attributes and not attributes[name].startswith("data:"):
+                self.links.append(attributes[name])
+        if tag in ("script", "link"):
+            self.links.append(tag)
+
+
+def test_the_html_report_is_self_contained(finished):
+    _, out, _ = finished
+    page = _Page()
+    text = (out / "report" / "report.html").read_text()
+    page.feed(text)
+    assert len(page.images) == 5 and not page.links and "http" not in text.replace("http-equiv", "")
+    for source in page.images:
+        assert source.startswith("data:image/png;base64,")
+        assert base64.b64decode(source.split(",", 1)[1]).startswith(b"\x89PNG")
+    assert (out / "report" / "figures" / "tradeoff.svg").stat().st_size > 1000
+
+
+def test_a_second_run_skips_every_stage_and_a_change_reruns_only_downstream(finished, tmp_path):
+    path, out, _ = finished
+    start = time.perf_counter()
+    again = run("run", path, "--out", out)
+    assert again.exit_code == 0 and time.perf_counter() - start < 10
+    assert set(statuses(out).values()) == {"skipped"}
+    path.write_text(path.read_text().replace("batches = [1]\nduration_s", "batches = [1, 2]\nduration_s"))
+    changed = run("run", path, "--out", out)
+    assert changed.exit_code == 0, changed.output
+    assert {stage for stage, status in statuses(out).items() if status == "ran"} == {"bench", "report"}
+    dry = run("run", path, "--out", out, "--dry-run", "--from", "verify")
+    assert dry.exit_code == 0 and "| verify | planned" in dry.output and "| export | skipped" in dry.output
+
+
+def test_a_failed_stage_stops_with_its_exit_code_and_keeps_earlier_outputs(finished):
+    path, out, _ = finished
+    (out.parent / "bad-baseline.json").write_text("{not json")
+    failing = write_pipeline(out.parent, batches="[1, 2]", baseline=f'baseline = "{out.parent / "bad-baseline.json"}"')
+    before = (out / "export" / "stage.json").read_text()
+    result = run("run", failing, "--out", out)
+    assert result.exit_code == 3
+    assert statuses(out)["bench"] == "failed" and "report" not in statuses(out)
+    assert (out / "export" / "stage.json").read_text() == before
+    assert (out / "bench" / "stage.json").is_file()  # the previous bench output, intact
+    assert not list(out.glob(".bench.*"))  # no staging folder left behind
+
+
+def test_a_killed_run_leaves_finished_stages_usable(tmp_path):
+    path = write_pipeline(tmp_path)
+    out = tmp_path / "out"
+    command = [sys.executable, "-m", "foadx_cli", "run", str(path), "--out", str(out), "--quiet"]
+    process = subprocess.Popen(command, start_new_session=True)
+    deadline = time.time() + 240
+    while not (out / "train" / "stage.json").exists() and time.time() < deadline and process.poll() is None:
+        time.sleep(0.2)
+    os.killpg(process.pid, signal.SIGKILL)
+    process.wait()
+    assert (out / "train" / "stage.json").is_file()
+    for stage in ("prune", "finetune", "export"):  # absent or whole, never half-written
+        assert not (out / stage).exists() or (out / stage / "stage.json").is_file()
+    resumed = run("run", path, "--out", out, "--only", "prune")
+    assert resumed.exit_code == 0, resumed.output
+    assert statuses(out) == {"prune": "ran"} or statuses(out) == {"prune": "skipped"}
+    assert json.loads((out / "train" / "stage.json").read_text())["stage"] == "train"
