@@ -81,10 +81,11 @@ def digits_table(backend: str, target: str, scratch: Path) -> None:
     print(f"| unpruned | | | 1.00x | {runs[next(iter(runs))].report['macs']['before'] / 1e6:.2f} M | {_top1(base):.4f} | |")
     for name, result in runs.items():
         measured_ms, speedup = _speedup(base, result.model, backend)
+        pruned_top1 = _top1(result.model)  # before the fine-tune, which trains result.model in place
         tuned = _train(result.model, scratch / name.replace(" ", "_"), epochs=1, lr=0.02)
         rounds = len(result.report["latency"]["rounds"]) if "latency" in result.report else "-"
         print(f"| {name} | {rounds} | {measured_ms:.3f} | {speedup:.2f}x | {result.report['macs']['after'] / 1e6:.2f} M | "
-              f"{_top1(result.model):.4f} | {_top1(tuned):.4f} |")
+              f"{pruned_top1:.4f} | {_top1(tuned):.4f} |")
 
 
 def models_table(models: list[str], backend: str, target: str) -> None:

@@ -181,7 +181,7 @@ def test_a_failed_stage_stops_with_its_exit_code_and_keeps_earlier_outputs(finis
     assert statuses(out)["bench"] == "failed" and "report" not in statuses(out)
     assert (out / "export" / "stage.json").read_text() == before
     assert (out / "bench" / "stage.json").is_file()  # the previous bench output, intact
-    assert not list(out.glob(".bench.*"))  # no staging folder left behind
+    assert not list(out.glob(".bench.*.partial"))  # no staging folder left behind
 
 
 def test_a_killed_run_leaves_finished_stages_usable(tmp_path):
@@ -201,3 +201,8 @@ def test_a_killed_run_leaves_finished_stages_usable(tmp_path):
     assert resumed.exit_code == 0, resumed.output
     assert statuses(out) == {"prune": "ran"} or statuses(out) == {"prune": "skipped"}
     assert json.loads((out / "train" / "stage.json").read_text())["stage"] == "train"
+
+
+@pytest.mark.parametrize("example", sorted(Path(__file__).parent.parent.joinpath("examples").glob("*.toml")))
+def test_the_example_pipelines_are_valid(example):
+    assert load_pipeline(example).stages[-1] == "report"
