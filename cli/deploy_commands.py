@@ -313,18 +313,24 @@ def bench_command(
 @app.command("report")
 @handles_errors
 def report_command(
-    source: Annotated[Path, typer.Argument(help="A foadx JSON report (latency or parity).", metavar="REPORT")],
+    source: Annotated[Path, typer.Argument(help="A foadx JSON report: latency, parity, prune, eval, sweep or a pipeline's summary.json.", metavar="REPORT")],
     out: Annotated[Optional[Path], typer.Option(help="Write the Markdown here instead of stdout.")] = None,
+    html: Annotated[Optional[Path], typer.Option(help="Also write one self-contained HTML page (figures embedded) here.")] = None,
     as_json: JsonOption = False,
     quiet: QuietOption = False,
 ) -> None:
-    """Render a foadx JSON report as Markdown (--json: the validated report itself)."""
+    """Render a foadx JSON report as Markdown, and HTML with --html (--json: the validated report itself)."""
     from foadx.atomic import prepare_output, write_text
     from foadx.report import read_report, render_markdown
 
-    if out is not None:
-        prepare_output(out, "file")
+    for path in (out, html):
+        if path is not None:
+            prepare_output(path, "file")
     loaded = read_report(source)
+    if html is not None:
+        from foadx.report.html import render_html
+
+        write_text(html, render_html(loaded))
     if as_json:
         typer.echo(json.dumps(loaded, indent=2))
         return

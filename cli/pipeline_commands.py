@@ -1,4 +1,4 @@
-"""``foadx run``: a pipeline file's stages, re-running only what changed."""
+"""``foadx run`` (a pipeline file's stages, re-running only what changed) and ``foadx sweep``."""
 
 from __future__ import annotations
 
@@ -8,7 +8,20 @@ from typing import Annotated, Optional
 import typer
 
 from foadx_cli.app import app, handles_errors
-from foadx_cli.options import QuietOption
+from foadx_cli.options import (
+    DataOption,
+    ImagesOption,
+    InputSizeOption,
+    ModelArgOption,
+    ModelArgument,
+    PretrainedOption,
+    QuietOption,
+    SeedOption,
+    TrustCodeOption,
+    WeightsMapOption,
+    WeightsOption,
+    resolve,
+)
 
 
 @app.command("run")
@@ -37,3 +50,54 @@ def run_command(
     outcomes = run_pipeline(pipeline, folder, start=start, only=only, dry_run=dry_run, progress=None if dry_run else say)
     if not quiet:
         typer.echo(summary_markdown(outcomes))
+
+
+@app.command("sweep")
+@handles_errors
+def sweep_command(
+    model: ModelArgument,
+    data: DataOption,
+    out: Annotated[Path, typer.Option(help="Folder for the points, sweep.json, sweep.md, figures and report.html (resumable).")],
+    flops_target: Annotated[Optional[str], typer.Option(help="Comma-separated MACs fractions to remove, e.g. 0.3,0.5,0.636,0.75.")] = None,
+    params_target: Annotated[Optional[str], typer.Option(help="Comma-separated params fractions to remove.")] = None,
+    ratio: Annotated[Optional[str], typer.Option(help="Comma-separated per-group channel ratios.")] = None,
+    criterion: Annotated[str, typer.Option(help="Comma-separated criteria (foad, l1, random, hrank, ...).")] = "foad,l1,random",
+    finetune_epochs: Annotated[int, typer.Option(help="Fine-tune every point for this many epochs (0: none).")] = 0,
+    finetune_lr: Annotated[float, typer.Option(help="Learning rate of that fine-tune.")] = 0.02,
+    flip: Annotated[bool, typer.Option(help="Random horizontal flips while fine-tuning.")] = True,
+    backend: Annotated[str, typer.Option(help="Where latency is measured: ort-cpu, openvino, torch-cpu, torch-cuda.")] = "ort-cpu",
+    batch: Annotated[int, typer.Option(help="The batch latency is measured at.")] = 1,
+    images: ImagesOption = 128,
+    round_to: Annotated[int, typer.Option(help="Round kept widths up to a multiple.")] = 1,
+    weights: WeightsOption = None,
+    pretrained: PretrainedOption = None,
+    weights_map: WeightsMapOption = None,
+    input_size: InputSizeOption = None,
+    model_arg: ModelArgOption = None,
+    seed: SeedOption = 0,
+    trust_code: TrustCodeOption = False,
+    quiet: QuietOption = False,
+) -> None:
+    """Prune MODEL at every budget with every criterion, (fine-tune,) evaluate and time each; plot the trade-off."""
+    from foadx.errors import BadInputError
+    from foadx.latency.api import check_latency_backend
+    from foadx.pipeline.sweep import SweepSettings, run_sweep
+    from foadx.report import render_markdown
+
+    given = {name: value for name, value in (("flops_target", flops_target), ("params_target", params_target),
+                                             ("ratio", ratio)) if value is not None}
+    if len(given) != 1:
+        raise BadInputError("give one of --flops-target, --params-target or --ratio (comma-separated values)")
+    (kind, text), = given.items()
+    try:
+        budgets = tuple(float(value) for value in text.split(",") if value.strip())
+    except ValueError:
+        raise BadInputError(f"--{kind.replace('_', '-')} must be comma-separated numbers, got {text!r}") from None
+    settings = SweepSettings(kind, budgets, tuple(c.strip() for c in criterion.split(",") if c.strip()), data,
+                             finetune_epochs, finetune_lr, backend, batch, images, round_to, flip, seed)
+    settings.check()
+    check_latency_backend(backend)  # exit 6 before any work
+    ref = resolve(model, weights, weights_map, input_size, model_arg, seed, trust_code, pretrained=pretrained)
+    report = run_sweep(ref, settings, out, progress=None if quiet else (lambda line: typer.echo(line, err=True)))
+    if not quiet:
+        typer.echo(render_markdown(report), nl=False)

@@ -160,7 +160,7 @@ def eval_command(
     ref = resolve(model, weights, weights_map, input_size, model_arg, seed, trust_code, pretrained=pretrained)
     result = evaluate_model(ref, data, task, batch_size=batch_size, far_target=far, backend=backend,
                             val_split=val_split, seed=seed, allow_train_overlap=allow_train_overlap)
-    summary = {"model": model, "data": data, "task": result.task, **result.to_json()}
+    summary = {"kind": "foadx.eval", "model": model, "data": data, "task": result.task, **result.to_json()}
     if report is not None:
         write_json(report, summary)
     if as_json:

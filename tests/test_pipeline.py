@@ -206,3 +206,50 @@ def test_a_killed_run_leaves_finished_stages_usable(tmp_path):
 @pytest.mark.parametrize("example", sorted(Path(__file__).parent.parent.joinpath("examples").glob("*.toml")))
 def test_the_example_pipelines_are_valid(example):
     assert load_pipeline(example).stages[-1] == "report"
+
+
+def test_a_sweep_marks_unreachable_points_and_resumes(tmp_path):
+    out = tmp_path / "sweep"
+    arguments = ("sweep", "mobilefacenet", "--input-size", "32", "--model-arg", "embedding_size=10", "--data", "demo",
+                 "--images", "16", "--flops-target", "0.5,0.99", "--criterion", "foad,l1", "--out", out, "--quiet")
+    assert run(*arguments).exit_code == 0
+    report = json.loads((out / "sweep.json").read_text())
+    points = {(p["criterion"], p["budget"]): p for p in report["points"]}
+    assert len(points) == 4 and not points[("foad", 0.99)]["reachable"]
+    assert "unreachable" in points[("foad", 0.99)]["reason"]
+    reached = points[("foad", 0.5)]
+    assert reached["macs"] < report["unpruned"]["macs"] * 0.55 and reached["latency_ms"] > 0
+    assert reached["latency_ms"] == pytest.approx(report["unpruned"]["latency_ms"] / reached["speedup"])
+    kept = (out / "points" / "l1-0.5" / "point.json").stat().st_mtime_ns
+    for path in sorted((out / "points" / "foad-0.5").rglob("*"), reverse=True):
+        path.unlink() if path.is_file() else path.rmdir()
+    (out / "points" / "foad-0.5").rmdir()  # as a sweep killed before this point finished would leave it
+    assert run(*arguments).exit_code == 0
+    assert (out / "points" / "foad-0.5" / "point.json").is_file()
+    assert (out / "points" / "l1-0.5" / "point.json").stat().st_mtime_ns == kept  # finished points are kept
+    assert (out / "figures" / "tradeoff.png").stat().st_size > 1000
+    page = _Page()
+    page.feed((out / "report.html").read_text())
+    assert len(page.images) == 1 and not page.links
+
+
+@pytest.mark.parametrize("kind", ["pipeline", "prune", "latency", "eval"])
+def test_report_renders_every_kind_to_markdown_and_html(finished, tmp_path, kind):
+    _, out, _ = finished
+    if kind == "pipeline":
+        source = out / "summary.json"
+    elif kind == "latency":
+        source = out / "bench" / "latency.json"
+    elif kind == "eval":
+        source = tmp_path / "eval.json"
+        assert run("eval", out / "train" / "unpruned", "--data", "demo", "--report", source, "--quiet").exit_code == 0
+    else:
+        source = tmp_path / "prune.json"
+        assert run("prune", out / "train" / "unpruned", "--data", "demo", "--images", "16", "--ratio", "0.5",
+                   "--out", tmp_path / "p", "--report", source, "--quiet").exit_code == 0
+    result = run("report", source, "--html", tmp_path / "r.html")
+    assert result.exit_code == 0, result.output
+    assert result.output.startswith("# foadx")
+    page = _Page()
+    page.feed((tmp_path / "r.html").read_text())
+    assert not page.links and len(page.images) == (0 if kind in ("pipeline", "eval") else 1)

@@ -80,7 +80,9 @@ def _figures(pipeline: Pipeline, run: Path, inputs: dict[str, Record], folder: P
         made["accuracy against measured latency and MACs"] = plots.tradeoff(points, figures)
     if "foad" in inputs.get("prune", {}).get("models", {}):
         plan = json.loads((run / inputs["prune"]["models"]["foad"] / "plan.json").read_text())
-        made["FOAD plan: channels kept per group"] = plots.widths(plan["groups"], figures, title="foad")
+        groups = [{"name": g["name"], "before": g["channels"], "after": len(g["kept"]), "coupled": g["coupled"]}
+                  for g in plan["groups"]]
+        made["FOAD plan: channels kept per group"] = plots.widths(groups, figures, title="foad")
         similarity = _similarity_figure(pipeline, run, inputs, figures)
         if similarity is not None:
             made["FOAD similarity of the most-cut group (kept channels marked)"] = similarity

@@ -45,36 +45,39 @@ def _accuracy(pipeline: Pipeline, model: nn.Module) -> dict[str, float]:
     return evaluate_model(model, data["source"], data["task"], val_split=data["val_split"]).summary()
 
 
-def _task(pipeline: Pipeline) -> str:
-    from foadx.data.layout import describe_data, resolve_task
-
-    return resolve_task(describe_data(pipeline.settings("data")["source"]), pipeline.settings("data")["task"])
-
-
-def _finetune(pipeline: Pipeline, section: str, model: nn.Module, out: Path, origin: str) -> list[dict[str, Any]]:
+def finetune_model(model: nn.Module, data: str, out: Path, *, epochs: int, lr: float, seed: int = 0,
+                   task: str | None = None, val_split: float | None = None, batch_size: int = 64, flip: bool = True,
+                   steps_per_epoch: int | None = None, origin: str = "") -> nn.Module:
+    """Fine-tunes ``model`` on ``data``'s training split into the artifact folder ``out``;
+    returns the fine-tuned model as written."""
     from foadx.data.labeled import open_labeled
-    from foadx.data.layout import data_identity
+    from foadx.data.layout import data_identity, describe_data, resolve_task
     from foadx.train import FinetuneConfig
     from foadx.workflow import finetune_to_artifact
 
-    settings, data = pipeline.settings(section), pipeline.settings("data")
-    task = _task(pipeline)
-    config = FinetuneConfig(task=task, epochs=settings["epochs"], lr=settings["lr"], batch_size=settings["batch_size"],
-                            flip=settings["flip"], seed=pipeline.settings("model")["seed"],
-                            steps_per_epoch=settings["steps_per_epoch"])
+    task = resolve_task(describe_data(data), task)
+    config = FinetuneConfig(task=task, epochs=epochs, lr=lr, batch_size=batch_size, flip=flip, seed=seed,
+                            steps_per_epoch=steps_per_epoch)
     config.validate()
-    training = open_labeled(data["source"], "train", task, val_split=data["val_split"], seed=config.seed)
-    record = {"data": data["source"], "from": origin,
-              "training_data": {"source": data_identity(data["source"]), "split": training.split}}
-    return finetune_to_artifact(model, training, out, config, record)
+    training = open_labeled(data, "train", task, val_split=val_split, seed=seed)
+    record = {"data": data, "from": origin, "training_data": {"source": data_identity(data), "split": training.split}}
+    finetune_to_artifact(model, training, out, config, record)
+    return resolve_model(str(out)).module()
+
+
+def _finetune(pipeline: Pipeline, section: str, model: nn.Module, out: Path, origin: str) -> nn.Module:
+    settings, data = pipeline.settings(section), pipeline.settings("data")
+    return finetune_model(model, data["source"], out, epochs=settings["epochs"], lr=settings["lr"],
+                          seed=pipeline.settings("model")["seed"], task=data["task"], val_split=data["val_split"],
+                          batch_size=settings["batch_size"], flip=settings["flip"],
+                          steps_per_epoch=settings["steps_per_epoch"], origin=origin)
 
 
 def train_stage(pipeline: Pipeline, inputs: dict[str, Record], run: Path, folder: Path) -> Record:
     """Fine-tunes the unpruned model: the base every criterion prunes."""
-    history = _finetune(pipeline, "train", base_ref(pipeline).module(), folder / UNPRUNED, pipeline.settings("model")["spec"])
-    model = resolve_model(str(folder / UNPRUNED)).module()
+    model = _finetune(pipeline, "train", base_ref(pipeline).module(), folder / UNPRUNED, pipeline.settings("model")["spec"])
     return {"models": {UNPRUNED: f"train/{UNPRUNED}"}, "accuracy": {UNPRUNED: _accuracy(pipeline, model)},
-            "metrics": {UNPRUNED: f"train/{UNPRUNED}/metrics.jsonl"}, "epochs": len(history)}
+            "metrics": {UNPRUNED: f"train/{UNPRUNED}/metrics.jsonl"}}
 
 
 def _unpruned(pipeline: Pipeline, inputs: dict[str, Record], run: Path) -> nn.Module:
@@ -120,10 +123,10 @@ def finetune_stage(pipeline: Pipeline, inputs: dict[str, Record], run: Path, fol
     """Fine-tunes every pruned variant with the same schedule."""
     record: Record = {"models": {}, "accuracy": {}, "metrics": {}}
     for criterion, relative in inputs["prune"]["models"].items():
-        _finetune(pipeline, "finetune", _load(run, relative), folder / criterion, relative)
+        tuned = _finetune(pipeline, "finetune", _load(run, relative), folder / criterion, relative)
         record["models"][criterion] = f"finetune/{criterion}"
         record["metrics"][criterion] = f"finetune/{criterion}/metrics.jsonl"
-        record["accuracy"][criterion] = _accuracy(pipeline, resolve_model(str(folder / criterion)).module())
+        record["accuracy"][criterion] = _accuracy(pipeline, tuned)
     return record
 
 

@@ -316,6 +316,7 @@ def _report(
 ) -> dict[str, Any]:
     pruned_widths = {group.name: len(group.kept) for group in plan.groups}
     return {
+        "kind": "foadx.prune",
         "criterion": plan.criterion,
         "weights": plan.weights_origin,
         "t": plan.parameters["t"],

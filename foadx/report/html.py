@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import base64
 import html
+import tempfile
 from pathlib import Path
+from typing import Any
 
 STYLE = ("body{font-family:sans-serif;max-width:1100px;margin:2em auto;color:#222}"
          "table{border-collapse:collapse;margin:1em 0}td,th{border:1px solid #bbb;padding:3px 8px;font-size:13px}"
@@ -48,3 +50,27 @@ def html_page(title: str, markdown: str, figures: dict[str, Path]) -> str:
     images = "\n".join(embedded_image(path, caption) for caption, path in figures.items())
     return (f"<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>{html.escape(title)}</title>"
             f"<style>{STYLE}</style></head><body>\n{markdown_to_html(markdown)}\n{images}\n</body></html>\n")
+
+
+def report_figures(report: dict[str, Any], folder: Path) -> dict[str, Path]:
+    """The figures a report of this kind carries the data for."""
+    from foadx.report import plots
+
+    kind = report["kind"]
+    if kind == "foadx.latency":
+        return {"latency spread and speedups": plots.latency(report, folder)}
+    if kind == "foadx.prune":
+        return {"channels kept per group": plots.widths(report["groups"], folder, title=report["criterion"])}
+    if kind == "foadx.sweep":
+        unpruned = {"label": "unpruned", "criterion": "unpruned", **report["unpruned"]}
+        points = [{"label": f"{p['criterion']} {p['budget']:g}", **p} for p in report["points"]]
+        return {"accuracy against measured latency and MACs": plots.tradeoff([unpruned, *points], folder)}
+    return {}
+
+
+def render_html(report: dict[str, Any]) -> str:
+    """A report of any kind as one self-contained page: its Markdown and its figures."""
+    from foadx.report.markdown import render_markdown
+
+    with tempfile.TemporaryDirectory(prefix="foadx-report-") as scratch:
+        return html_page(f"foadx {report['kind']}", render_markdown(report), report_figures(report, Path(scratch)))

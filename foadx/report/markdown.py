@@ -100,5 +100,63 @@ def _tolerance_words(report: dict[str, Any]) -> str:
     return "; ".join(words)
 
 
+def prune_markdown(report: dict[str, Any]) -> str:
+    parts = [
+        f"# foadx prune report: {report['criterion']}",
+        f"Plan {report['plan_digest'][:16]}, weights {report['weights']}, input {report['input_shape']}, "
+        f"round_to {report['round_to']}, {report['calibration_images']} calibration images.",
+        _table(["", "before", "after", "reduction"],
+               [[name, f"{report[key]['before']:,}", f"{report[key]['after']:,}", f"{report[key]['reduction']:.1%}"]
+                for name, key in (("params", "params"), ("MACs", "macs"), ("weights bytes", "weights_bytes"))]),
+        _table(["group", "before", "after", "coupled"],
+               [[g["name"], str(g["before"]), str(g["after"]), "yes" if g["coupled"] else ""] for g in report["groups"]]),
+    ]
+    if report.get("latency"):
+        latency = report["latency"]
+        parts.append(f"Latency target {latency['target']} on {latency['backend']} (batch {latency['batch']}): "
+                     f"{latency['measured_ms']:.3f} ms measured (p90 {latency['measured_p90_ms']:.3f}), "
+                     f"{latency['predicted_ms']:.3f} predicted, unpruned {latency['unpruned_ms']:.3f} ms, "
+                     f"{len(latency['rounds'])} round(s).")
+    return "\n\n".join(parts) + "\n"
+
+
+def eval_markdown(report: dict[str, Any]) -> str:
+    figures = {key: value for key, value in report.items()
+               if isinstance(value, (int, float)) and not isinstance(value, bool)}
+    rows = [[key, f"{value:.4f}" if isinstance(value, float) else str(value)] for key, value in figures.items()]
+    rows += [[f"{name} accuracy", f"{values['accuracy']:.4f}"] for name, values in report.get("sets", {}).items()]
+    return "\n\n".join([f"# foadx eval: {report['model']} on {report['data']} ({report['task']}, {report['backend']})",
+                         _table(["figure", "value"], rows)]) + "\n"
+
+
+def sweep_markdown(report: dict[str, Any]) -> str:
+    rows = [[p["criterion"], f"{p['budget']:g}", "yes" if p["reachable"] else f"no: {p.get('reason', '')}",
+             _figure(p.get("accuracy")), _figure(p.get("latency_ms"), ".3f"), _figure(p.get("speedup"), ".2f", "x"),
+             _count(p.get("macs"), 1e6, "M")]
+            for p in report["points"]]
+    return "\n\n".join([
+        f"# foadx sweep: {report['model']} on {report['backend']} (batch {report['batch']})",
+        (f"Unpruned: accuracy {_figure(report['unpruned']['accuracy'])}, {report['unpruned']['latency_ms']:.3f} ms, "
+         f"{_count(report['unpruned']['macs'], 1e6, 'M')} MACs. Budget: {report['budget']}; fine-tune epochs "
+         f"{report['finetune_epochs']}."),
+        _table(["criterion", "budget", "reachable", "accuracy", "latency ms", "speedup", "MACs"], rows),
+        ("Latency: each point timed beside the unpruned network (median of interleaved rounds), scaled to the "
+         "unpruned network's reference latency.")]) + "\n"
+
+
+def pipeline_markdown(report: dict[str, Any]) -> str:
+    rows = [[s["stage"], f"{s['status']} ({s['reason']})", str(s["record"].get("seconds", ""))] for s in report["stages"]]
+    return "\n\n".join(["# foadx pipeline run", _table(["stage", "status", "seconds"], rows)]) + "\n"
+
+
+def _figure(value: float | None, spec: str = ".4f", unit: str = "") -> str:
+    return "n/a" if value is None else f"{value:{spec}}{unit}"
+
+
+RENDERERS = {"foadx.latency": latency_markdown, "foadx.parity": parity_markdown, "foadx.prune": prune_markdown,
+             "foadx.eval": eval_markdown, "foadx.sweep": sweep_markdown, "foadx.pipeline": pipeline_markdown}
+
+
 def render_markdown(report: dict[str, Any]) -> str:
-    return latency_markdown(report) if report["kind"] == "foadx.latency" else parity_markdown(report)
+    """Any report foadx writes, by its ``kind``."""
+    return RENDERERS[report["kind"]](report)

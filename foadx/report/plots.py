@@ -63,9 +63,10 @@ def tradeoff(points: list[Point], folder: Path, name: str = "tradeoff") -> Path:
         front = pareto_front([(p[x_key], p["accuracy"]) for p in reachable])
         axis.scatter([reachable[i][x_key] / scale for i in front], [reachable[i]["accuracy"] for i in front],
                      s=140, facecolors="none", edgecolors="red", label="Pareto front")
-        for p in points:
-            if not p.get("reachable", True):
-                axis.annotate(f"{p['label']}: unreachable", xy=(0.02, 0.02), xycoords="axes fraction", color="gray")
+        unreachable = [p for p in points if not p.get("reachable", True)]
+        for row, p in enumerate(unreachable):
+            axis.annotate(f"{p['label']}: unreachable", xy=(0.02, 0.03 + 0.07 * row), xycoords="axes fraction",
+                          color="gray", fontsize=7)
         axis.set_xlabel(x_label)
         axis.set_ylabel("held-out accuracy")
         axis.grid(alpha=0.3)
@@ -74,17 +75,18 @@ def tradeoff(points: list[Point], folder: Path, name: str = "tradeoff") -> Path:
 
 
 def widths(groups: list[dict[str, Any]], folder: Path, name: str = "widths", title: str = "") -> Path:
-    """Per group, original against kept channels; residual-coupled groups hatched."""
+    """Per group (``name``, ``before``, ``after``, ``coupled``: a prune report's groups), original
+    against kept channels; residual-coupled groups hatched."""
     plt = _pyplot()
     figure, axis = plt.subplots(figsize=(max(5.0, 0.35 * len(groups) + 2), 3.4))
-    positions = range(len(groups))
-    axis.bar(positions, [g["channels"] for g in groups], color="#cccccc", label="original")
-    axis.bar(positions, [len(g["kept"]) for g in groups], color="#1f77b4", label="kept",
-             hatch=None)
-    for i, group in enumerate(groups):
-        if group.get("coupled"):
-            axis.bar(i, len(group["kept"]), color="#ff7f0e", hatch="//", label="kept (coupled)" if i == 0 else None)
-    axis.set_xticks(list(positions), [g["name"] for g in groups], rotation=75, fontsize=6)
+    positions = list(range(len(groups)))
+    axis.bar(positions, [g["before"] for g in groups], color="#cccccc", label="original")
+    plain = [i for i, g in enumerate(groups) if not g.get("coupled")]
+    coupled = [i for i, g in enumerate(groups) if g.get("coupled")]
+    axis.bar(plain, [groups[i]["after"] for i in plain], color="#1f77b4", label="kept")
+    if coupled:
+        axis.bar(coupled, [groups[i]["after"] for i in coupled], color="#ff7f0e", hatch="//", label="kept (coupled)")
+    axis.set_xticks(positions, [g["name"] for g in groups], rotation=75, fontsize=6)
     axis.set_ylabel("channels")
     axis.set_title(title)
     axis.legend(fontsize=7)

@@ -15,6 +15,11 @@ from foadx.errors import BadInputError
 SCHEMA_VERSION = 1
 LATENCY_KIND = "foadx.latency"
 PARITY_KIND = "foadx.parity"
+REPORT_KINDS = (LATENCY_KIND, PARITY_KIND, "foadx.prune", "foadx.eval", "foadx.sweep", "foadx.pipeline")
+REQUIRED_FIELDS = {"foadx.prune": ("criterion", "plan_digest", "groups", "params", "macs"),
+                   "foadx.eval": ("model", "data", "task", "backend"),
+                   "foadx.sweep": ("model", "backend", "points", "unpruned"), "foadx.pipeline": ("stages",),
+                   PARITY_KIND: ("path", "passed", "cases", "worst")}
 _SCHEMA_FILES = {LATENCY_KIND: "latency.schema.json"}
 
 
@@ -37,14 +42,18 @@ def validate_report(report: dict[str, Any]) -> None:
 
 
 def read_report(path: str | Path) -> dict[str, Any]:
-    """Loads a foadx JSON report; latency reports are validated against their schema."""
+    """Loads a foadx JSON report of any kind; latency reports are validated against their schema,
+    the others checked for the fields their rendering reads."""
     path = Path(path)
     try:
         report = json.loads(path.read_text())
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
         raise BadInputError(f"cannot read report {path}: {error}") from error
-    if not isinstance(report, dict) or report.get("kind") not in (LATENCY_KIND, PARITY_KIND):
+    if not isinstance(report, dict) or report.get("kind") not in REPORT_KINDS:
         raise BadInputError(f"{path} is not a foadx report")
+    missing = [name for name in REQUIRED_FIELDS.get(report["kind"], ()) if name not in report]
+    if missing:
+        raise BadInputError(f"{path}: a {report['kind']} report needs {', '.join(missing)}")
     if report["kind"] == LATENCY_KIND:
         try:
             validate_report(report)
