@@ -48,22 +48,15 @@ demo: install
 	@echo "regression gate passed (exit 0); reports: demo-out/latency.md, demo-out/parity.json"
 	$(MAKE) demo-accuracy
 
-# Accuracy on real data: train MobileFaceNet at 32x32 on the digits, prune it with FOAD, l1 and
-# random at the same budget (60% fewer MACs, BN re-estimated), fine-tune each for one epoch, and
-# evaluate before/after; then the face path: ArcFace on digits 0-6, verification on pairs of 7-9.
-DIGITS := --input-size 32 --model-arg embedding_size=10
+# Accuracy on real data, as one pipeline file (examples/digits.toml): train MobileFaceNet at 32x32
+# on the digits, prune it with FOAD, l1 and random at the same budget (60% fewer MACs, BN
+# re-estimated), fine-tune each for one epoch, export, verify, bench, report (demo-out/pipeline/
+# report/report.html); then the face path: ArcFace on digits 0-6, verification on pairs of 7-9.
 demo-accuracy: install
 	mkdir -p demo-out
-	$(FOADX) finetune mobilefacenet $(DIGITS) --data demo --epochs 2 --lr 0.1 --no-flip --out demo-out/digits-base --quiet
-	$(FOADX) eval demo-out/digits-base --data demo --report demo-out/eval-digits-base.json
-	for criterion in foad l1 random; do \
-	  $(FOADX) prune demo-out/digits-base --data demo --flops-target 0.6 --criterion $$criterion --recalibrate-bn --out demo-out/digits-$$criterion --quiet && \
-	  $(FOADX) eval demo-out/digits-$$criterion --data demo --report demo-out/eval-digits-$$criterion.json && \
-	  $(FOADX) finetune demo-out/digits-$$criterion --data demo --epochs 1 --lr 0.02 --no-flip --out demo-out/digits-$$criterion-tuned --quiet && \
-	  $(FOADX) eval demo-out/digits-$$criterion-tuned --data demo --report demo-out/eval-digits-$$criterion-tuned.json || exit 1; \
-	done
-	$(FOADX) export demo-out/digits-foad-tuned --out demo-out/digits-foad-tuned.onnx --quiet
-	$(FOADX) eval demo-out/digits-foad-tuned.onnx --data demo --report demo-out/eval-digits-foad-tuned-onnx.json
+	$(FOADX) run examples/digits.toml --out demo-out/pipeline
+	$(FOADX) run examples/digits.toml --out demo-out/pipeline --quiet   # again: every stage skipped
+	$(FOADX) eval demo-out/pipeline/export/foad.onnx --data demo --report demo-out/eval-digits-foad-tuned-onnx.json
 	$(FOADX) finetune mobilefacenet --input-size 32 --task face --data demo --epochs 2 --lr 0.1 --margin-warmup-epochs 1 --out demo-out/face --quiet
 	$(FOADX) eval demo-out/face --task face --data demo --report demo-out/eval-face.json
 	$(PY) scripts/demo_table.py demo-out

@@ -98,6 +98,7 @@ def prune_command(
     lut: Annotated[Optional[Path], typer.Option(help="--latency-target: a table from foadx profile (default: profile now).")] = None,
     allow_foreign_lut: Annotated[bool, typer.Option(help="Plan with a table measured in another environment.")] = False,
     latency_batch: Annotated[int, typer.Option(help="--latency-target: the batch the latency is for.")] = 1,
+    min_keep: Annotated[float, typer.Option(help="--latency-target: keep at least this fraction of every group's channels.")] = 0.0,
     round_to: Annotated[Optional[int], typer.Option(help="Round kept widths up to a multiple (8 for fp16 tensor cores); with --latency-target the legal width step (default 16 on CPUs, 8 on CUDA).")] = None,
     criterion: Annotated[str, typer.Option(help=CRITERION_HELP)] = "foad",
     include_coupled: Annotated[bool, typer.Option(help="Also prune residual-coupled groups.")] = False,
@@ -125,7 +126,8 @@ def prune_command(
     from foadx.pruning.api import refuse_pruned
     from foadx.pruning.artifact import is_own_output
 
-    for name, value in (("--s", s), ("--ratio", ratio), ("--flops-target", flops_target), ("--params-target", params_target)):
+    for name, value in (("--s", s), ("--ratio", ratio), ("--flops-target", flops_target), ("--params-target", params_target),
+                        ("--min-keep", min_keep)):
         finite(value, name)
     check_folder_target(out, is_own_output, force, "foadx prune")
     prepare_report(report)
@@ -155,7 +157,7 @@ def prune_command(
 
         with render.status("profiling, planning and measuring", enabled=not quiet and not as_json):
             result = prune_to_latency(network, calibration, latency_target, backend=backend, table=table,
-                                      allow_foreign_lut=allow_foreign_lut, criterion=criterion, batch=latency_batch,
+                                      allow_foreign_lut=allow_foreign_lut, criterion=criterion, batch=latency_batch, min_keep=min_keep,
                                       round_to=round_to, **scope)
     else:
         with render.staged_progress(enabled=not quiet and not as_json) as advance:

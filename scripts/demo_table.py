@@ -1,4 +1,5 @@
-"""Prints the accuracy table of `make demo` from the artifacts and `foadx eval --report` files in demo-out/.
+"""Prints the accuracy table of `make demo` from its pipeline's stage records (demo-out/pipeline/) and
+`foadx eval --report` files in demo-out/.
 
     .venv/bin/python scripts/demo_table.py demo-out
 """
@@ -9,32 +10,24 @@ import json
 import sys
 from pathlib import Path
 
-import torch
-
-import foadx
-from foadx.pruning.cost import count_cost
-
 CRITERIA = ("foad", "l1", "random")
 
 
-def accuracy(folder: Path, name: str) -> float:
-    return json.loads((folder / f"eval-{name}.json").read_text())["top1"]
-
-
-def macs(folder: Path, name: str) -> int:
-    return count_cost(foadx.load_pruned(folder / name, "cpu"), torch.zeros(1, 3, 32, 32)).macs
+def record(folder: Path, stage: str) -> dict:
+    return json.loads((folder / "pipeline" / stage / "stage.json").read_text())["record"]
 
 
 def main(folder: Path) -> None:
-    base_macs = macs(folder, "digits-base")
+    trained, pruned, tuned = record(folder, "train"), record(folder, "prune"), record(folder, "finetune")
+    base_macs = pruned["macs"]["foad"]["before"]
     print("\nMobileFaceNet at 32x32 on the embedded MNIST digits; held-out top-1 (1,000 images, every 5th of each class)")
-    print(f"baseline (trained here): {accuracy(folder, 'digits-base'):.4f}, {base_macs / 1e6:.2f}M MACs\n")
+    print(f"baseline (trained here): {trained['accuracy']['unpruned']['top1']:.4f}, {base_macs / 1e6:.2f}M MACs\n")
     print("| criterion | MACs | MACs removed | after pruning (+BN re-estimate) | after fine-tuning |")
     print("|---|---|---|---|---|")
     for criterion in CRITERIA:
-        pruned = macs(folder, f"digits-{criterion}")
-        print(f"| {criterion} | {pruned / 1e6:.2f}M | {1 - pruned / base_macs:.1%} | "
-              f"{accuracy(folder, f'digits-{criterion}'):.4f} | {accuracy(folder, f'digits-{criterion}-tuned'):.4f} |")
+        macs = pruned["macs"][criterion]["after"]
+        print(f"| {criterion} | {macs / 1e6:.2f}M | {1 - macs / base_macs:.1%} | "
+              f"{pruned['accuracy'][criterion]['top1']:.4f} | {tuned['accuracy'][criterion]['top1']:.4f} |")
     onnx = folder / "eval-digits-foad-tuned-onnx.json"
     if onnx.is_file():
         print(f"\nFOAD fine-tuned, exported to ONNX and evaluated in onnxruntime: {json.loads(onnx.read_text())['top1']:.4f}")

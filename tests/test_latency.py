@@ -201,3 +201,13 @@ def test_the_savings_curve_by_hand():
     assert curve.predicted_for(-0.1) == 0.0
     curve.add(0.6, 0.45)  # a second measurement at the same prediction replaces the first
     assert curve.measured(0.6) == pytest.approx(0.45)
+
+
+def test_a_keep_floor_drops_the_narrow_widths():
+    from foadx.latency.plan import candidate_widths
+
+    group = ChannelGroup("g", 128, ("g",), (), False)
+    assert candidate_widths(group, 16) == [16, 32, 48, 64, 80, 96, 112, 128]
+    assert candidate_widths(group, 16, 0.25) == [32, 48, 64, 80, 96, 112, 128]  # 0.25 * 128 = 32
+    assert candidate_widths(group, 16, 0.3) == [48, 64, 80, 96, 112, 128]
+    assert candidate_widths(group, 16, 1.0) == [128]

@@ -16,6 +16,7 @@ from foadx.errors import BadInputError, BudgetError, CheckFailedError
 from foadx.latency.measure import measure_network, measure_networks, measure_units
 from foadx.latency.plan import (
     Planner,
+    candidate_widths,
     group_values,
     legal_widths,
     unit_keys_to_profile,
@@ -161,6 +162,7 @@ def prune_to_latency(
     seed: int = 0,
     device: Any = None,
     max_rounds: int = DEFAULT_ROUNDS,
+    min_keep: float = 0.0,
     calibration: dict[str, Any] | None = None,
 ) -> PruneResult:
     """Prunes ``model`` so that it runs within ``target`` on ``backend``, measured: plan widths
@@ -183,7 +185,9 @@ def prune_to_latency(
     values = _values(model, images, groups, criterion, table.round_to, batch_size, seed, device)
     measure = (lambda keys: measure_units(keys, backend)) if same_machine else None
     planner = Planner(table, units, groups, values, measure)
-    candidates = {group.name: legal_widths(group, table.round_to) for group in groups}
+    if not 0.0 <= min_keep <= 1.0:
+        raise BadInputError(f"min_keep must be a fraction in [0, 1], got {min_keep}")
+    candidates = {group.name: candidate_widths(group, table.round_to, min_keep) for group in groups}
     effective, rounds = target_ms, []
     for _ in range(max_rounds):
         plan = planner.plan(effective, candidates)

@@ -49,6 +49,13 @@ def legal_widths(group: ChannelGroup, round_to: int) -> list[int]:
     return widths + [group.channels]
 
 
+def candidate_widths(group: ChannelGroup, round_to: int, min_keep: float = 0.0) -> list[int]:
+    """The legal widths that keep at least ``min_keep`` of the group's channels (the full width
+    when none does): a floor against the knapsack emptying a group whose channels look alike."""
+    widths = legal_widths(group, round_to)
+    return [width for width in widths if width >= min_keep * group.channels] or widths[-1:]
+
+
 def group_values(scores: Tensor, by_similarity: bool, channel_groups: int, widths: list[int]) -> dict[int, float]:
     """v(k) for each width (in channels; scores are per offset for grouped convs)."""
     values = {}
