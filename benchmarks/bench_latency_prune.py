@@ -70,11 +70,12 @@ def digits_table(backend: str, target: str, scratch: Path) -> None:
     table = profile(base, backend)
     print(f"digits table: {time.perf_counter() - start:.0f} s, {len(table.entries)} entries, unpruned {table.network_ms:.3f} ms")
     runs = {}
-    for criterion, min_keep in (("foad", 0.0), ("foad", 0.25), ("l1", 0.0)):
-        floor = f" --min-keep {min_keep:g}" if min_keep else ""
-        runs[f"{criterion} --latency-target {target}{floor}"] = prune_to_latency(
+    for criterion, min_keep, allocation in (("foad", 0.0, "knapsack"), ("foad", 0.25, "knapsack"),
+                                            ("foad", 0.0, "global"), ("l1", 0.0, "knapsack")):
+        extra = (f" --min-keep {min_keep:g}" if min_keep else "") + (f" --allocation {allocation}" if allocation != "knapsack" else "")
+        runs[f"{criterion} --latency-target {target}{extra}"] = prune_to_latency(
             base, images, target, backend=backend, table=table, criterion=criterion, recalibrate_bn=True,
-            min_keep=min_keep)
+            min_keep=min_keep, allocation=allocation)
     foad_speedup = _speedup(base, runs[f"foad --latency-target {target}"].model, backend)[1]
     fraction, result = _matching_flops_target(base, images, foad_speedup, backend)
     runs[f"foad --flops-target {fraction:.3f}"] = result

@@ -99,6 +99,7 @@ def prune_command(
     allow_foreign_lut: Annotated[bool, typer.Option(help="Plan with a table measured in another environment.")] = False,
     latency_batch: Annotated[int, typer.Option(help="--latency-target: the batch the latency is for.")] = 1,
     min_keep: Annotated[float, typer.Option(help="--latency-target: keep at least this fraction of every group's channels.")] = 0.0,
+    allocation: Annotated[str, typer.Option(help="--latency-target: knapsack (a width per group) or global (the criterion's one budget for all groups, bisected to the target).")] = "knapsack",
     round_to: Annotated[Optional[int], typer.Option(help="Round kept widths up to a multiple (8 for fp16 tensor cores); with --latency-target the legal width step (default 16 on CPUs, 8 on CUDA).")] = None,
     criterion: Annotated[str, typer.Option(help=CRITERION_HELP)] = "foad",
     include_coupled: Annotated[bool, typer.Option(help="Also prune residual-coupled groups.")] = False,
@@ -158,6 +159,7 @@ def prune_command(
         with render.status("profiling, planning and measuring", enabled=not quiet and not as_json):
             result = prune_to_latency(network, calibration, latency_target, backend=backend, table=table,
                                       allow_foreign_lut=allow_foreign_lut, criterion=criterion, batch=latency_batch, min_keep=min_keep,
+                                      allocation=allocation,
                                       round_to=round_to, **scope)
     else:
         with render.staged_progress(enabled=not quiet and not as_json) as advance:

@@ -133,6 +133,19 @@ def test_prune_to_a_measured_latency(profiled, tmp_path):
     assert foadx.load_pruned(tmp_path / "p")(torch.zeros(1, 3, 32, 32)).shape == (1, 10)
 
 
+def test_a_global_budget_reaches_the_target_with_one_foad_budget(profiled, tmp_path):
+    _, folder = profiled
+    result = run("prune", "resnet56_cifar", "--data", "demo", "--images", "32", "--latency-target", "1.15x",
+                 "--allocation", "global", "--backend", "torch-cpu", "--lut", folder / "lut.json",
+                 "--out", tmp_path / "p", "--json")
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.output)
+    latency = report["latency"]
+    assert latency["allocation"] == "global" and latency["measured_ms"] <= latency["target_ms"] * 1.05
+    assert report["t"] is not None  # one FOAD (t, s) for every group, not per-group widths
+    assert all(group["after"] % 8 == 0 or not group["pruned"] for group in report["groups"])
+
+
 def test_latency_refusals(profiled, tmp_path):
     model, folder = profiled
     lut = load_table(folder / "lut.json")

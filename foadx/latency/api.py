@@ -16,6 +16,7 @@ from foadx.errors import BadInputError, BudgetError, CheckFailedError
 from foadx.latency.measure import measure_network, measure_networks, measure_units
 from foadx.latency.plan import (
     Planner,
+    WidthPlan,
     candidate_widths,
     group_values,
     legal_widths,
@@ -37,6 +38,8 @@ from foadx.runtime.environment import describe_environment
 LATENCY_BACKENDS = ("ort-cpu", "openvino", "torch-cpu", "torch-cuda")
 TARGET_TOLERANCE = 0.05  # the measured latency may exceed the target by this fraction
 DEFAULT_ROUNDS = 3
+ALLOCATIONS = ("knapsack", "global")
+BISECTION_STEPS = 7  # on the MACs fraction: 0.9 / 2^7, under 1% of the MACs
 CHECK_FRACTIONS = (0.75, 0.5, 0.25)  # uniform widths of the whole networks a table is checked on
 
 
@@ -163,13 +166,18 @@ def prune_to_latency(
     device: Any = None,
     max_rounds: int = DEFAULT_ROUNDS,
     min_keep: float = 0.0,
+    allocation: str = "knapsack",
     calibration: dict[str, Any] | None = None,
 ) -> PruneResult:
     """Prunes ``model`` so that it runs within ``target`` on ``backend``, measured: plan widths
     on the table, prune with FOAD (or ``criterion``) at those widths, measure beside the unpruned
     network, add it to the savings curve and plan again, until the target holds (at most
-    ``max_rounds`` rounds)."""
+    ``max_rounds`` rounds). ``allocation``: ``knapsack`` sets each group's width (section 4 of
+    docs/latency.md); ``global`` keeps the criterion's own single budget for all groups (FOAD's
+    one (t, s)) and chooses its strength so that the table predicts the target."""
     target = target if isinstance(target, LatencyTarget) else LatencyTarget.parse(target)
+    if allocation not in ALLOCATIONS:
+        raise BadInputError(f"allocation must be one of {', '.join(ALLOCATIONS)}, got {allocation!r}")
     check_latency_backend(backend)
     images = as_batches(images, batch_size)
     if table is None:
@@ -182,18 +190,22 @@ def prune_to_latency(
     if target_ms >= table.network_ms:
         raise BudgetError(f"the unpruned model already runs in {table.network_ms:.3f} ms on {backend} (batch {batch}), "
                           f"within the {target_ms:.3f} ms target: nothing to prune")
-    values = _values(model, images, groups, criterion, table.round_to, batch_size, seed, device)
+    values = _values(model, images, groups, criterion, table.round_to, batch_size, seed, device) if allocation == "knapsack" else {}
     measure = (lambda keys: measure_units(keys, backend)) if same_machine else None
     planner = Planner(table, units, groups, values, measure)
     if not 0.0 <= min_keep <= 1.0:
         raise BadInputError(f"min_keep must be a fraction in [0, 1], got {min_keep}")
     candidates = {group.name: candidate_widths(group, table.round_to, min_keep) for group in groups}
+    scope = {"criterion": criterion, "include_coupled": include_coupled, "exclude": exclude,
+             "recalibrate_bn": recalibrate_bn, "batch_size": batch_size, "seed": seed, "device": device,
+             "calibration": calibration}
     effective, rounds = target_ms, []
     for _ in range(max_rounds):
-        plan = planner.plan(effective, candidates)
-        result = prune(model, images, criterion=criterion, widths=plan.widths, include_coupled=include_coupled,
-                       exclude=exclude, recalibrate_bn=recalibrate_bn, batch_size=batch_size, seed=seed,
-                       device=device, calibration=calibration)
+        if allocation == "knapsack":
+            plan = planner.plan(effective, candidates)
+            result = prune(model, images, widths=plan.widths, **scope)
+        else:
+            plan, result = _global_plan(model, images, planner, effective, table.round_to, scope)
         both = measure_networks({"unpruned": model.eval(), "pruned": result.model.cpu()}, backend,
                                  (3, *source.input_size), batch)
         measured, unpruned_ms = both["pruned"], both["unpruned"]["median_ms"]
@@ -203,16 +215,45 @@ def prune_to_latency(
                        "p90_ms": measured["p90_ms"], "unpruned_ms": unpruned_ms,
                        "table_saving": planner.relative_saving(plan.widths), "neighbour_rounds": plan.neighbour_rounds})
         if measured["median_ms"] <= target_ms * (1 + TARGET_TOLERANCE):
-            return _record(result, table, target, target_ms, backend, batch, rounds)
+            return _record(result, table, target, target_ms, backend, batch, rounds, allocation)
         planner.observe(plan.widths, measured["median_ms"], unpruned_ms)
         effective = target_ms * table.network_ms / unpruned_ms  # the target in the table's machine state
     raise CheckFailedError(f"latency target {target_ms:.3f} ms missed after {max_rounds} measured rounds: "
                            + ", ".join(f"{r['measured_ms']:.3f} ms (predicted {r['predicted_ms']:.3f})" for r in rounds))
 
 
+def _widths_of(result: PruneResult, planner: Planner) -> dict[str, int]:
+    kept = {group.name: len(group.kept) for group in result.plan.groups}
+    return {name: kept.get(name, group.channels) for name, group in planner.groups.items()}
+
+
+def _global_plan(model: nn.Module, images: Any, planner: Planner, target_ms: float, round_to: int,
+                 scope: dict[str, Any]) -> tuple[WidthPlan, PruneResult]:
+    """The criterion's own global budget (a MACs fraction, FOAD's one (t, s) for all groups),
+    bisected to the weakest one whose widths the table predicts within ``target_ms``."""
+    low, high, best = 0.0, 0.95, None
+    for _ in range(BISECTION_STEPS):
+        middle = (low + high) / 2
+        try:
+            result = prune(model, images, flops_target=middle, round_to=round_to, **scope)
+        except BudgetError:  # beyond what the criterion's budget can reach
+            high = middle
+            continue
+        widths = _widths_of(result, planner)
+        if planner.predict(widths) <= target_ms:
+            high, best = middle, (WidthPlan(widths, planner.predict(widths), 0), result)
+        else:
+            low = middle
+    if best is None:
+        raise BudgetError(f"the latency target {target_ms:.3f} ms is out of reach of a global budget: "
+                          f"at {high:.0%} fewer MACs the table still predicts more")
+    return best
+
+
 def _record(result: PruneResult, table: LatencyTable, target: LatencyTarget, target_ms: float, backend: str,
-            batch: int, rounds: list[dict[str, float]]) -> PruneResult:
+            batch: int, rounds: list[dict[str, float]], allocation: str) -> PruneResult:
     latency = {"target": f"{target.value:g}{'ms' if target.kind == 'ms' else 'x'}", "target_ms": target_ms,
+               "allocation": allocation,
                "backend": backend, "batch": batch, "unpruned_ms": rounds[-1]["unpruned_ms"],
                "table_unpruned_ms": table.network_ms, "lut_digest": table.digest(),
                "predicted_ms": rounds[-1]["predicted_ms"], "measured_ms": rounds[-1]["measured_ms"],

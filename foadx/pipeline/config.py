@@ -28,6 +28,7 @@ SCHEMA: dict[str, dict[str, tuple[tuple[type, ...], Any]]] = {
               "steps_per_epoch": ((int,), None)},
     "prune": {"criteria": ((list,), ["foad"]), "ratio": ((float,), None), "flops_target": ((float,), None),
               "params_target": ((float,), None), "latency_target": ((str,), None), "backend": ((str,), "ort-cpu"),
+              "allocation": ((str,), "knapsack"),
               "round_to": ((int,), None), "recalibrate_bn": ((bool,), True), "include_coupled": ((bool,), False)},
     "finetune": {"epochs": ((int,), 1), "lr": ((float,), 0.02), "batch_size": ((int,), 64), "flip": ((bool,), True),
                  "steps_per_epoch": ((int,), None)},

@@ -104,7 +104,8 @@ def prune_stage(pipeline: Pipeline, inputs: dict[str, Record], run: Path, folder
             from foadx.latency import prune_to_latency
 
             result = prune_to_latency(base, images, settings["latency_target"], backend=settings["backend"],
-                                      criterion=criterion, round_to=settings["round_to"], **scope)
+                                      criterion=criterion, round_to=settings["round_to"],
+                                      allocation=settings["allocation"], **scope)
             record["latency"][criterion] = result.report["latency"]
         else:
             result = foadx.prune(base, images, criterion=criterion, ratio=settings["ratio"],
