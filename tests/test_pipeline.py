@@ -208,10 +208,12 @@ def test_the_example_pipelines_are_valid(example):
     assert load_pipeline(example).stages[-1] == "report"
 
 
+@pytest.mark.slow  # 95 s here: 8 prunes, 10 evaluations on 1,000 digits, 6 timed pairs
 def test_a_sweep_marks_unreachable_points_and_resumes(tmp_path):
     out = tmp_path / "sweep"
     arguments = ("sweep", "mobilefacenet", "--input-size", "32", "--model-arg", "embedding_size=10", "--data", "demo",
-                 "--images", "16", "--flops-target", "0.5,0.99", "--criterion", "foad,l1", "--out", out, "--quiet")
+                 "--images", "16", "--flops-target", "0.5,0.99", "--criterion", "foad,l1", "--backend", "torch-cpu",
+                 "--out", out, "--quiet")
     assert run(*arguments).exit_code == 0
     report = json.loads((out / "sweep.json").read_text())
     points = {(p["criterion"], p["budget"]): p for p in report["points"]}
