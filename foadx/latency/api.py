@@ -240,8 +240,9 @@ def _global_plan(model: nn.Module, images: Any, planner: Planner, target_ms: flo
             high = middle
             continue
         widths = _widths_of(result, planner)
-        if planner.predict(widths) <= target_ms:
-            high, best = middle, (WidthPlan(widths, planner.predict(widths), 0), result)
+        predicted = planner.predict(widths)
+        if predicted <= target_ms:
+            high, best = middle, (WidthPlan(widths, predicted, 0), result)
         else:
             low = middle
     if best is None:

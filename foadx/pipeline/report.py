@@ -48,8 +48,10 @@ def tradeoff_points(run: Path, inputs: dict[str, Record]) -> list[dict[str, Any]
 
 def _similarity_figure(pipeline: Pipeline, run: Path, inputs: dict[str, Record], figures: Path) -> Path | None:
     """The FOAD similarity of the group the foad plan cut most, recomputed on the base model."""
+    import torch
+
     from foadx.data import calibration_images
-    from foadx.pipeline.stages import _unpruned
+    from foadx.pipeline.stages import unpruned_model
     from foadx.provenance import provenance_of
     from foadx.pruning.api import group_scores, prunable_groups
 
@@ -58,11 +60,9 @@ def _similarity_figure(pipeline: Pipeline, run: Path, inputs: dict[str, Record],
         return None
     plan = json.loads((run / plan_folder / "plan.json").read_text())
     chosen = max(plan["groups"], key=lambda g: (g["channels"] - len(g["kept"]), -g["channels"]))
-    base = _unpruned(pipeline, inputs, run).eval()
+    base = unpruned_model(pipeline, inputs, run).eval()
     source = provenance_of(base).source
     images = calibration_images(pipeline.settings("data")["source"], 64, source.input_size, source.mean, source.std, 32, 0)
-    import torch
-
     groups = [g for g in prunable_groups(base, torch.zeros(1, 3, *source.input_size),
                                          pipeline.settings("prune")["include_coupled"]) if g.name == chosen["name"]]
     if not groups or groups[0].channel_groups != 1:

@@ -80,7 +80,7 @@ def train_stage(pipeline: Pipeline, inputs: dict[str, Record], run: Path, folder
             "metrics": {UNPRUNED: f"train/{UNPRUNED}/metrics.jsonl"}}
 
 
-def _unpruned(pipeline: Pipeline, inputs: dict[str, Record], run: Path) -> nn.Module:
+def unpruned_model(pipeline: Pipeline, inputs: dict[str, Record], run: Path) -> nn.Module:
     return _load(run, inputs["train"]["models"][UNPRUNED]) if "train" in inputs else base_ref(pipeline).module()
 
 
@@ -91,7 +91,7 @@ def prune_stage(pipeline: Pipeline, inputs: dict[str, Record], run: Path, folder
     from foadx.provenance import provenance_of
 
     settings, data = pipeline.settings("prune"), pipeline.settings("data")
-    base = _unpruned(pipeline, inputs, run).eval()
+    base = unpruned_model(pipeline, inputs, run).eval()
     source = provenance_of(base).source
     images = calibration_images(data["source"], data["images"], source.input_size, source.mean, source.std, 32,
                                 pipeline.settings("model")["seed"])
