@@ -3,22 +3,30 @@ interpolation and refusals, and a small end-to-end run measured on torch CPU."""
 
 from __future__ import annotations
 
+import contextlib
+import copy
 import itertools
 import json
 import random
 
 import pytest
 import torch
+from torch import nn
 
 import foadx
 from foadx.errors import BadInputError, BudgetError
 from foadx.latency import LatencyTarget, load_table, profile, prune_to_latency
 from foadx.latency.knapsack import Choice, solve
-from foadx.latency.plan import group_values, legal_widths
+from foadx.latency.plan import legal_widths
 from foadx.latency.table import LatencyTable, MissingLatencyError
 from foadx.latency.units import UnitKey
+from foadx.latency.values import ChannelRemover, distortion_values
+from foadx.pruning.api import prunable_groups
+from foadx.pruning.apply import apply_kept
+from foadx.pruning.groups import build_dependency_graph
 from foadx.pruning.groups import ChannelGroup
 from tests.cli_helpers import error_line, run
+from tests.test_generality import GroupedBlock
 
 
 def test_knapsack_hand_worked():
@@ -91,13 +99,54 @@ def test_targets_parse():
             LatencyTarget.parse(bad)
 
 
-def test_values_follow_foad_similarity():
-    similarity = torch.tensor([[1.0, 0.99, 0.1], [0.99, 1.0, 0.1], [0.1, 0.1, 1.0]], dtype=torch.float64)
-    values = group_values(similarity, True, 1, [1, 2, 3])
-    # keeping 2 drops one of the near-duplicates: it loses 1 - 0.99
-    assert values[3] == 0.0 and values[2] == pytest.approx(-0.01) and values[1] < values[2]
+def test_legal_widths_are_multiples_of_the_step_and_the_conv_groups():
     group = ChannelGroup("g", 48, ("g",), (), False, channel_groups=3)
     assert legal_widths(group, 8) == [24, 48]  # multiples of lcm(8, 3)
+
+
+class Sum(nn.Module):
+    """x -> three 1x1 channels scaled 1, 2, 3 -> their sum: removing channel c removes (c+1) x."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.spread = nn.Conv2d(1, 3, 1, bias=False)
+        self.gather = nn.Conv2d(3, 1, 1, bias=False)
+        self.spread.weight.data = torch.tensor([1.0, 2.0, 3.0]).reshape(3, 1, 1, 1)
+        self.gather.weight.data = torch.ones(1, 3, 1, 1)
+
+    def forward(self, x):
+        return self.gather(torch.relu(self.spread(x)))
+
+
+def test_values_are_the_output_distortion_of_the_criterions_choice_by_hand():
+    model, images = Sum(), torch.ones(4, 1, 1, 1)  # output 1 + 2 + 3 = 6 everywhere
+    [group] = prunable_groups(model, images[:1])
+    scores = torch.tensor([1.0, 2.0, 3.0])  # top-k keeps the largest: width 2 drops channel 0
+    values = distortion_values(model, [images], [group], {group.name: scores}, False, {group.name: [1, 2, 3]})
+    assert values[group.name] == pytest.approx({1: -(1 + 2) ** 2 / 36, 2: -(1 ** 2) / 36, 3: 0.0})
+    similarity = torch.tensor([[1.0, 0.9, 0.1], [0.9, 1.0, 0.1], [0.1, 0.1, 1.0]], dtype=torch.float64)
+    values = distortion_values(model, [images], [group], {group.name: similarity}, True, {group.name: [2]})
+    assert values[group.name][2] == pytest.approx(-(2 ** 2) / 36)  # FOAD keeps 0 and 2: the near-duplicate 1 goes
+    assert torch.equal(model.gather.weight, torch.ones(1, 3, 1, 1))  # the caller's model is untouched
+
+
+@pytest.mark.parametrize("spec", ["mobilefacenet", "resnet56_cifar", "vgg16_cifar", "grouped"])
+def test_hiding_channels_from_consumers_is_removing_them(spec):
+    torch.manual_seed(0)
+    model = GroupedBlock() if spec == "grouped" else foadx.build_model(spec, (32, 32))
+    model.eval()
+    images = torch.randn(2, 3, 32, 32)
+    groups = prunable_groups(model, images[:1])
+    removed = {group.name: list(range(0, group.channels, 2)) for group in groups}
+    remover = ChannelRemover(model, images[:1])
+    pruned = copy.deepcopy(model)
+    apply_kept(pruned, build_dependency_graph(pruned, images[:1]), groups,
+               {name: sorted(set(range(group.channels)) - set(removed[name])) for name, group in
+                ((group.name, group) for group in groups)})
+    with torch.no_grad(), contextlib.ExitStack() as stack:
+        for group in groups:
+            stack.enter_context(remover.removed(group, removed[group.name]))
+        torch.testing.assert_close(model(images), pruned(images), rtol=1e-4, atol=1e-5)
 
 
 @pytest.fixture(scope="module")

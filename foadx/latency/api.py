@@ -18,11 +18,11 @@ from foadx.latency.plan import (
     Planner,
     WidthPlan,
     candidate_widths,
-    group_values,
     legal_widths,
     unit_keys_to_profile,
 )
 from foadx.latency.table import LatencyTable, check_compatible, environment_key
+from foadx.latency.values import distortion_values
 from foadx.latency.units import find_units
 from foadx.provenance import provenance_of, record_provenance, require_provenance
 from foadx.pruning.api import (
@@ -143,8 +143,8 @@ def _check_whole_networks(table: LatencyTable, model: nn.Module, groups: list[Ch
 def _values(model: nn.Module, images: Any, groups: list[ChannelGroup], criterion: str, round_to: int,
             batch_size: int, seed: int, device: Any) -> dict[str, dict[int, float]]:
     scores, by_similarity = group_scores(model, images, groups, criterion, batch_size=batch_size, seed=seed, device=device)
-    return {group.name: group_values(scores[group.name], by_similarity, group.channel_groups,
-                                     legal_widths(group, round_to)) for group in groups}
+    widths = {group.name: legal_widths(group, round_to) for group in groups}
+    return distortion_values(model, images, groups, scores, by_similarity, widths, device)
 
 
 def prune_to_latency(

@@ -1,13 +1,7 @@
 """Planning widths for a latency target (docs/latency.md): FOAD decides which channels stay at
 any width, the table decides what each width costs, the knapsack decides how many per group.
 
-Value of keeping k of a group's C channels (offsets, for grouped convs), from the criterion:
-- FOAD: kept = select_k(S, k); every removed channel r loses 1 - max_{j in kept} S[r, j], what
-  its best stand-in does not cover: v(k) = -sum_r (1 - max_j S[r, j]). Near-duplicates cost
-  nothing to remove, unique channels cost about 1.
-- l1/random/hrank: scores normalised to [0, 1] by the group's largest; v(k) = -sum of the
-  removed channels' normalised scores.
-Both count lost channels of information, so they compare across groups.
+Values (what each width costs the network's output) come from ``values.py``.
 
 Cost of group g at width w, its neighbours at their current widths: the table's latency of every
 unit whose output width g sets (its producers and depthwise convs) plus every unit whose input g
@@ -27,15 +21,11 @@ import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
-from torch import Tensor
-
 from foadx.errors import BudgetError
-from foadx.foad.greedy import select_k
 from foadx.latency.curve import SavingsCurve
 from foadx.latency.knapsack import Choice, solve
 from foadx.latency.table import LatencyTable, MissingLatencyError
 from foadx.latency.units import Unit, UnitKey
-from foadx.pruning.criteria import keep_top_k
 from foadx.pruning.groups import ChannelGroup
 
 MAX_NEIGHBOUR_ROUNDS = 8
@@ -54,23 +44,6 @@ def candidate_widths(group: ChannelGroup, round_to: int, min_keep: float = 0.0) 
     when none does): a floor against the knapsack emptying a group whose channels look alike."""
     widths = legal_widths(group, round_to)
     return [width for width in widths if width >= min_keep * group.channels] or widths[-1:]
-
-
-def group_values(scores: Tensor, by_similarity: bool, channel_groups: int, widths: list[int]) -> dict[int, float]:
-    """v(k) for each width (in channels; scores are per offset for grouped convs)."""
-    values = {}
-    for width in widths:
-        k = width // channel_groups
-        if by_similarity:
-            kept = select_k(scores, k)
-            removed = [r for r in range(scores.shape[0]) if r not in set(kept)]
-            lost = (1.0 - scores[removed][:, kept].max(dim=1).values).sum().item() if removed else 0.0
-        else:
-            normalised = scores / scores.max().clamp(min=1e-12)
-            kept = set(keep_top_k(scores, k))
-            lost = sum(normalised[r].item() for r in range(scores.shape[0]) if r not in kept)
-        values[width] = -lost * channel_groups
-    return values
 
 
 @dataclass
