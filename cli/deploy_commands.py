@@ -12,33 +12,21 @@ from foadx.errors import BadInputError
 from foadx_cli import render
 from foadx_cli.app import app, handles_errors
 from foadx_cli.options import (
-    AtolOption,
     BatchListOption,
     DataOption,
-    ErrorQuantileOption,
-    ErrorStatOption,
     ImagesOption,
-    InputSizeOption,
     JsonOption,
-    MaxScaledErrorOption,
-    MinCosineOption,
-    ModelArgOption,
     ModelArgument,
+    ModelOptions,
+    ParityOptions,
     QuietOption,
     ReportOption,
-    RtolOption,
     SeedOption,
-    TrustCodeOption,
-    StrictOption,
-    WeightsMapOption,
-    PretrainedOption,
-    WeightsOption,
-    build_options,
     finite,
     prepare_report,
     real_images,
-    resolve,
-    tolerances,
+    takes_model_options,
+    takes_parity_options,
 )
 
 # Written out so that `foadx --help` need not import the runtimes; a test keeps it equal to
@@ -53,6 +41,8 @@ TimingCacheOption = Annotated[Optional[Path], typer.Option(help="TensorRT timing
 
 @app.command("export")
 @handles_errors
+@takes_model_options
+@takes_parity_options
 def export_command(
     model: ModelArgument,
     out: Annotated[Path, typer.Option(help="ONNX file to write (atomically); its folder is created if missing.")],
@@ -64,13 +54,6 @@ def export_command(
     verify: Annotated[bool, typer.Option(help="Prove parity in onnxruntime before the file replaces --out.")] = True,
     data: DataOption = "demo",
     images: ImagesOption = 16,
-    atol: AtolOption = None,
-    rtol: RtolOption = None,
-    min_cosine: MinCosineOption = None,
-    max_scaled_error: MaxScaledErrorOption = None,
-    check_error_stat: ErrorStatOption = "elemwise",
-    error_quantile: ErrorQuantileOption = 0.99,
-    strict: StrictOption = False,
     precision: Annotated[str, typer.Option(help="fp32 (the ONNX), int8 (also OUT with .int8.onnx in the target's int8 form; --min-cosine is then its floor, default 0.99), fp16 (engine only).")] = "fp32",
     calib_data: Annotated[str, typer.Option(help="int8 calibration images.")] = "demo",
     calib_images: Annotated[int, typer.Option(help="int8: images to read; the last quarter (at least 8) is held out to check the int8 file.")] = 256,
@@ -83,16 +66,12 @@ def export_command(
     max_batch: MaxBatch = None,
     workspace_gb: WorkspaceOption = None,
     timing_cache: TimingCacheOption = None,
-    weights: WeightsOption = None,
-    pretrained: PretrainedOption = None,
-    weights_map: WeightsMapOption = None,
-    input_size: InputSizeOption = None,
-    model_arg: ModelArgOption = None,
     seed: SeedOption = 0,
-    trust_code: TrustCodeOption = False,
     report: ReportOption = None,
     as_json: JsonOption = False,
     quiet: QuietOption = False,
+    model_options: ModelOptions = ModelOptions(),
+    parity_options: ParityOptions = ParityOptions(),
 ) -> None:
     """Export MODEL to one self-contained ONNX file, verified in onnxruntime.
 
@@ -107,9 +86,9 @@ def export_command(
     from foadx.workflow import DeployOptions, check_deploy_request, deploy, engine_profile
 
     finite(workspace_gb, "--workspace-gb")
+    min_cosine = parity_options.min_cosine
     int8_floor = min_cosine if precision == "int8" and min_cosine is not None else DEFAULT_MIN_COSINE
-    parity = tolerances(atol, rtol, None if precision == "int8" else min_cosine, max_scaled_error, check_error_stat,
-                        error_quantile)
+    parity = parity_options.tolerances(min_cosine=None if precision == "int8" else min_cosine)
     int8 = Int8Options(calib_method, int8_per_channel, tuple(filter(None, (int8_fp32_layers or "").split(","))), int8_floor)
     prepare_output(out, "file")
     form = get_target(target or ("tensorrt" if trt else "ort-cpu"))
@@ -118,11 +97,11 @@ def export_command(
                            str(timing_cache) if timing_cache else None) if trt else None
     options = DeployOptions(
         export=ExportOptions(opset, batch, None, prelu_rewrite, prelu_form, form.name), verify=verify,
-        verify_options={"tolerances": parity, "strict": strict}, precision=precision, int8=int8, trt=trt,
+        verify_options={"tolerances": parity, "strict": parity_options.strict}, precision=precision, int8=int8, trt=trt,
         engine=engine, report=prepare_report(report),
     )
     check_deploy_request(options)  # TensorRT and a GPU are checked before any work
-    ref = resolve(model, weights, weights_map, input_size, model_arg, seed, trust_code, pretrained=pretrained)
+    ref = model_options.resolve(model, seed)
     network = ref.module()
     verification = real_images(data, ref, images) if verify or trt else None
     if not quiet and not as_json:  # --json carries it in the metadata's 'weights'
@@ -177,31 +156,22 @@ def build_engine_command(
 
 @app.command("verify")
 @handles_errors
+@takes_model_options
+@takes_parity_options
 def verify_command(
     onnx_file: Annotated[Path, typer.Argument(help="The ONNX file to check.")],
     against: Annotated[str, typer.Option(help="The MODEL it must equal (artifact or spec; a spec the file names is built as the file records it).")],
     data: DataOption = "demo",
     images: ImagesOption = 16,
     batch: BatchListOption = "1,4,7",
-    atol: AtolOption = None,
-    rtol: RtolOption = None,
-    min_cosine: MinCosineOption = None,
-    max_scaled_error: MaxScaledErrorOption = None,
-    check_error_stat: ErrorStatOption = "elemwise",
-    error_quantile: ErrorQuantileOption = 0.99,
-    strict: StrictOption = False,
     backend: Annotated[str, typer.Option(help="ort-cpu or openvino: the runtime that runs ONNX_FILE.")] = "ort-cpu",
     precision: Annotated[str, typer.Option(help="fp32; openvino also bf16 (CPUs that have it) or int8 (a Q/DQ file). Sets the default floors.")] = "fp32",
-    weights: WeightsOption = None,
-    pretrained: PretrainedOption = None,
-    weights_map: WeightsMapOption = None,
-    input_size: InputSizeOption = None,
-    model_arg: ModelArgOption = None,
     seed: SeedOption = 0,
-    trust_code: TrustCodeOption = False,
     report: ReportOption = None,
     as_json: JsonOption = False,
     quiet: QuietOption = False,
+    model_options: ModelOptions = ModelOptions(),
+    parity_options: ParityOptions = ParityOptions(),
 ) -> None:
     """Prove ONNX_FILE answers like the model: onnxruntime (or OpenVINO) vs torch fp32, exit 4 if not."""
     from foadx.atomic import write_json
@@ -209,16 +179,15 @@ def verify_command(
     from foadx.export import verify_onnx
     from foadx.resolve import resolve_model
 
-    parity_tolerances = tolerances(atol, rtol, min_cosine, max_scaled_error, check_error_stat, error_quantile, precision)
+    parity_tolerances = parity_options.tolerances(precision, parity_options.min_cosine)
     prepare_report(report)
     batches = tuple(parse_batches(batch))
     if onnx_file.suffix != ".onnx":
         raise BadInputError(f"{onnx_file} is not an .onnx file")
     file_ref = resolve_model(str(onnx_file))
-    ref = resolve(against, weights, weights_map, input_size, model_arg, seed, trust_code, defaults=file_ref.source,
-                  pretrained=pretrained)
+    ref = model_options.resolve(against, seed, defaults=file_ref.source)
     with render.status("verifying", enabled=not quiet and not as_json):
-        parity = verify_onnx(onnx_file, ref.module(), tolerances=parity_tolerances, strict=strict, batch_sizes=batches,
+        parity = verify_onnx(onnx_file, ref.module(), tolerances=parity_tolerances, strict=parity_options.strict, batch_sizes=batches,
                              images=real_images(data, file_ref if file_ref.source else ref, images),
                              backend=backend, precision=precision)
     if report is not None:
@@ -232,13 +201,13 @@ def verify_command(
 
 @app.command("bench")
 @handles_errors
+@takes_model_options
 def bench_command(
     models: Annotated[Optional[list[str]], typer.Argument(help="MODELs to compare (artifact, .onnx, .engine or spec); speedups are against the first.", metavar="MODEL...")] = None,
     backend: Annotated[list[str], typer.Option(help=BACKEND_HELP)] = ["ort-cpu"],  # noqa: B006
     trtexec_log: Annotated[Optional[list[Path]], typer.Option(help="Ingest a trtexec log made elsewhere instead of measuring (repeatable).")] = None,
     label: Annotated[Optional[list[str]], typer.Option(help="Names for the --trtexec-log files, in order.")] = None,
     batch: BatchListOption = "1",
-    input_size: Annotated[Optional[str], typer.Option(help="H or HxW: build specs and run artifacts at this size (ONNX files and engines keep theirs).")] = None,
     markdown: Annotated[Optional[Path], typer.Option(help="Also write the report as Markdown here.")] = None,
     warmup_ms: Annotated[float, typer.Option(help="Warm-up per configuration, milliseconds.")] = 200.0,
     duration_s: Annotated[float, typer.Option(help="Measured time per configuration, seconds.")] = 3.0,
@@ -252,15 +221,11 @@ def bench_command(
     max_regression: Annotated[float, typer.Option(help="Allowed slowdown against --baseline, percent; exit 5 beyond.")] = 10.0,
     strict_env: Annotated[bool, typer.Option(help="Refuse a baseline from a different environment.")] = False,
     allow_missing: Annotated[bool, typer.Option(help="A configuration only one of this run and --baseline has is a warning, not a failure.")] = False,
-    weights: WeightsOption = None,
-    pretrained: PretrainedOption = None,
-    weights_map: WeightsMapOption = None,
-    model_arg: ModelArgOption = None,
     seed: SeedOption = 0,
-    trust_code: TrustCodeOption = False,
     report: ReportOption = None,
     as_json: JsonOption = False,
     quiet: QuietOption = False,
+    model_options: ModelOptions = ModelOptions(),
 ) -> None:
     """Measure latency and throughput of MODELs, interleaved, and gate on a baseline."""
     from foadx.atomic import write_json, write_text
@@ -288,7 +253,7 @@ def bench_command(
         backends = [name.strip() for entry in backend for name in entry.split(",") if name.strip()]
         with render.progress("measuring", enabled=not quiet and not as_json) as advance:
             result = measure_models(
-                models, backends, batches, build=build_options(weights, weights_map, input_size, model_arg, seed, trust_code, pretrained),
+                models, backends, batches, build=model_options.build(seed),
                 precision=precision, threads=threads, channels_last=channels_last, fold_bn=fold_bn,
                 timing=(warmup_ms, duration_s, min_iterations, rounds), progress=advance,
             )

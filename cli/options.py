@@ -3,8 +3,12 @@ parsers that turn option text into library values."""
 
 from __future__ import annotations
 
+import functools
+import inspect
 import json
 import math
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Optional
 
@@ -18,7 +22,7 @@ ModelArgument = Annotated[str, typer.Argument(
 WeightsOption = Annotated[Optional[Path], typer.Option(help="State dict to load into a model spec (weights_only).")]
 PretrainedOption = Annotated[Optional[str], typer.Option(help="torchvision:NAME with its published weights: DEFAULT or an enum member (e.g. IMAGENET1K_V1); from the torch hub cache or downloaded.")]
 WeightsMapOption = Annotated[Optional[Path], typer.Option(help="JSON of regex -> replacement for checkpoint keys.")]
-InputSizeOption = Annotated[Optional[str], typer.Option(help="H or HxW for a model spec (default: the model's).")]
+InputSizeOption = Annotated[Optional[str], typer.Option(help="H or HxW: the size a model spec is built at (default: the model's); bench also runs artifacts at it (ONNX files and engines keep theirs).")]
 ModelArgOption = Annotated[
     Optional[list[str]], typer.Option(help="Factory argument KEY=VALUE for a model spec, e.g. embedding_size=10 (repeatable).")
 ]
@@ -75,37 +79,91 @@ def finite(value: Optional[float], name: str) -> Optional[float]:
     return value
 
 
-def tolerances(atol: Optional[float], rtol: Optional[float], min_cosine: Optional[float], max_scaled_error: Optional[float],
-               error_stat: str, error_quantile: float, precision: str = "fp32"):
-    """The comparator's tolerances from the parity options; unset floors take the precision's."""
-    from foadx.runtime import Tolerances
+@dataclass(frozen=True)
+class ModelOptions:
+    """How to build a MODEL spec (its weights, size, factory arguments) and whether an artifact's
+    plan may run code: the options every command that takes a MODEL shares."""
 
-    for name, value in (("--atol", atol), ("--rtol", rtol), ("--min-cosine", min_cosine),
-                        ("--max-scaled-error", max_scaled_error), ("--error-quantile", error_quantile)):
-        finite(value, name)
-    chosen = {"error_stat": error_stat, "error_quantile": error_quantile}
-    chosen.update({key: value for key, value in (("atol", atol), ("rtol", rtol), ("min_cosine", min_cosine),
-                                                 ("max_scaled_error", max_scaled_error)) if value is not None})
-    return Tolerances.for_precision(precision, **chosen)
+    weights: Optional[Path] = None
+    pretrained: Optional[str] = None
+    weights_map: Optional[Path] = None
+    input_size: Optional[str] = None
+    model_arg: Optional[list[str]] = None
+    trust_code: bool = False
+
+    def build(self, seed: int = 0):
+        from foadx.resolve import BuildOptions
+
+        return BuildOptions(self.weights, self.weights_map, parse_input_size(self.input_size),
+                            parse_model_args(self.model_arg), seed, self.trust_code, self.pretrained)
+
+    def resolve(self, model: str, seed: int = 0, defaults=None):
+        """MODEL resolved with these options by the library's one resolver."""
+        from foadx.resolve import resolve_model
+
+        return resolve_model(model, self.build(seed), defaults=defaults)
 
 
-def build_options(weights: Optional[Path] = None, weights_map: Optional[Path] = None, input_size: Optional[str] = None,
-                  model_arg: Optional[list[str]] = None, seed: int = 0, trust_code: bool = False,
-                  pretrained: Optional[str] = None):
-    from foadx.resolve import BuildOptions
+def option_group(parameter: str, group: type, options: tuple[tuple[str, Any, Any], ...]) -> Callable:
+    """A decorator that declares ``options`` (name, annotated type, default) once for every
+    command it decorates and hands the command their values as one ``group`` object in its
+    ``parameter`` argument. The options go before the trailing common ones (--seed ... --quiet)."""
 
-    return BuildOptions(weights, weights_map, parse_input_size(input_size), parse_model_args(model_arg), seed, trust_code,
-                        pretrained)
+    def decorate(command: Callable) -> Callable:
+        signature = inspect.signature(command, eval_str=True)
+        own = [declared for declared in signature.parameters.values() if declared.name != parameter]
+        added = [inspect.Parameter(name, inspect.Parameter.POSITIONAL_OR_KEYWORD, default=default, annotation=annotation)
+                 for name, annotation, default in options]
+        cut = next((i for i, declared in enumerate(own) if declared.name in _TRAILING), len(own))
+
+        @functools.wraps(command)
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            values = {name: kwargs.pop(name) for name, _, _ in options}
+            return command(*args, **{parameter: group(**values)}, **kwargs)
+
+        wrapper.__signature__ = signature.replace(parameters=own[:cut] + added + own[cut:])
+        return wrapper
+
+    return decorate
 
 
-def resolve(model: str, weights: Optional[Path] = None, weights_map: Optional[Path] = None,
-            input_size: Optional[str] = None, model_arg: Optional[list[str]] = None, seed: int = 0,
-            trust_code: bool = False, defaults=None, pretrained: Optional[str] = None):
-    """The MODEL argument and its build options, resolved by the library's one resolver."""
-    from foadx.resolve import resolve_model
+_TRAILING = ("seed", "force", "report", "as_json", "quiet")
 
-    options = build_options(weights, weights_map, input_size, model_arg, seed, trust_code, pretrained)
-    return resolve_model(model, options, defaults=defaults)
+takes_model_options = option_group("model_options", ModelOptions, (
+    ("weights", WeightsOption, None), ("pretrained", PretrainedOption, None), ("weights_map", WeightsMapOption, None),
+    ("input_size", InputSizeOption, None), ("model_arg", ModelArgOption, None), ("trust_code", TrustCodeOption, False)))
+
+
+@dataclass(frozen=True)
+class ParityOptions:
+    """The comparator's tolerances and strictness, as export and verify take them."""
+
+    atol: Optional[float] = None
+    rtol: Optional[float] = None
+    min_cosine: Optional[float] = None
+    max_scaled_error: Optional[float] = None
+    check_error_stat: str = "elemwise"
+    error_quantile: float = 0.99
+    strict: bool = False
+
+    def tolerances(self, precision: str = "fp32", min_cosine: Optional[float] = None):
+        """The comparator's tolerances; unset floors take ``precision``'s (``min_cosine``
+        overrides the option's floor, as export does for an int8 file judged apart)."""
+        from foadx.runtime import Tolerances
+
+        for name, value in (("--atol", self.atol), ("--rtol", self.rtol), ("--min-cosine", min_cosine),
+                            ("--max-scaled-error", self.max_scaled_error), ("--error-quantile", self.error_quantile)):
+            finite(value, name)
+        chosen = {"error_stat": self.check_error_stat, "error_quantile": self.error_quantile}
+        chosen.update({key: value for key, value in (("atol", self.atol), ("rtol", self.rtol), ("min_cosine", min_cosine),
+                                                     ("max_scaled_error", self.max_scaled_error)) if value is not None})
+        return Tolerances.for_precision(precision, **chosen)
+
+
+takes_parity_options = option_group("parity_options", ParityOptions, (
+    ("atol", AtolOption, None), ("rtol", RtolOption, None), ("min_cosine", MinCosineOption, None),
+    ("max_scaled_error", MaxScaledErrorOption, None), ("check_error_stat", ErrorStatOption, "elemwise"),
+    ("error_quantile", ErrorQuantileOption, 0.99), ("strict", StrictOption, False)))
 
 
 def real_images(data: str, ref, count: int):

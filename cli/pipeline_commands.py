@@ -11,16 +11,11 @@ from foadx_cli.app import app, handles_errors
 from foadx_cli.options import (
     DataOption,
     ImagesOption,
-    InputSizeOption,
-    ModelArgOption,
     ModelArgument,
-    PretrainedOption,
+    ModelOptions,
     QuietOption,
     SeedOption,
-    TrustCodeOption,
-    WeightsMapOption,
-    WeightsOption,
-    resolve,
+    takes_model_options,
 )
 
 
@@ -54,6 +49,7 @@ def run_command(
 
 @app.command("sweep")
 @handles_errors
+@takes_model_options
 def sweep_command(
     model: ModelArgument,
     data: DataOption,
@@ -69,14 +65,9 @@ def sweep_command(
     batch: Annotated[int, typer.Option(help="The batch latency is measured at.")] = 1,
     images: ImagesOption = 128,
     round_to: Annotated[int, typer.Option(help="Round kept widths up to a multiple.")] = 1,
-    weights: WeightsOption = None,
-    pretrained: PretrainedOption = None,
-    weights_map: WeightsMapOption = None,
-    input_size: InputSizeOption = None,
-    model_arg: ModelArgOption = None,
     seed: SeedOption = 0,
-    trust_code: TrustCodeOption = False,
     quiet: QuietOption = False,
+    model_options: ModelOptions = ModelOptions(),
 ) -> None:
     """Prune MODEL at every budget with every criterion, (fine-tune,) evaluate and time each; plot the trade-off."""
     from foadx.errors import BadInputError
@@ -97,7 +88,7 @@ def sweep_command(
                              finetune_epochs, finetune_lr, backend, batch, images, round_to, flip, seed)
     settings.check()
     check_latency_backend(backend)  # exit 6 before any work
-    ref = resolve(model, weights, weights_map, input_size, model_arg, seed, trust_code, pretrained=pretrained)
+    ref = model_options.resolve(model, seed)
     report = run_sweep(ref, settings, out, progress=None if quiet else (lambda line: typer.echo(line, err=True)))
     if not quiet:
         typer.echo(render_markdown(report), nl=False)

@@ -16,20 +16,15 @@ from foadx_cli.options import (
     DeviceOption,
     ForceOption,
     ImagesOption,
-    InputSizeOption,
     JsonOption,
-    ModelArgOption,
     ModelArgument,
+    ModelOptions,
     QuietOption,
     ReportOption,
     SeedOption,
-    TrustCodeOption,
-    WeightsMapOption,
-    PretrainedOption,
-    WeightsOption,
     finite,
     prepare_report,
-    resolve,
+    takes_model_options,
 )
 
 # The registry's names, written out so that `foadx --help` need not import torch; a test keeps
@@ -56,16 +51,12 @@ def models_command(as_json: JsonOption = False, quiet: QuietOption = False) -> N
 
 @app.command("inspect")
 @handles_errors
+@takes_model_options
 def inspect_command(
     model: ModelArgument,
-    weights: WeightsOption = None,
-    pretrained: PretrainedOption = None,
-    weights_map: WeightsMapOption = None,
-    input_size: InputSizeOption = None,
-    model_arg: ModelArgOption = None,
-    trust_code: TrustCodeOption = False,
     as_json: JsonOption = False,
     quiet: QuietOption = False,
+    model_options: ModelOptions = ModelOptions(),
 ) -> None:
     """Show a model's channel groups, widths, params and MACs.
 
@@ -73,7 +64,7 @@ def inspect_command(
     """
     from foadx.inspection import inspect_ref
 
-    ref = resolve(model, weights, weights_map, input_size, model_arg, trust_code=trust_code, pretrained=pretrained)
+    ref = model_options.resolve(model)
     info = inspect_ref(ref)
     if as_json:
         typer.echo(json.dumps(info, indent=2))
@@ -83,6 +74,7 @@ def inspect_command(
 
 @app.command("prune")
 @handles_errors
+@takes_model_options
 def prune_command(
     model: ModelArgument,
     data: DataOption,
@@ -108,17 +100,12 @@ def prune_command(
     batch_size: Annotated[int, typer.Option(help="Calibration batch size.")] = 32,
     device: DeviceOption = "auto",
     recalibrate_bn: Annotated[bool, typer.Option(help="Re-estimate BN statistics after pruning.")] = False,
-    weights: WeightsOption = None,
-    pretrained: PretrainedOption = None,
-    weights_map: WeightsMapOption = None,
-    input_size: InputSizeOption = None,
-    model_arg: ModelArgOption = None,
     seed: SeedOption = 0,
-    trust_code: TrustCodeOption = False,
     force: ForceOption = False,
     report: ReportOption = None,
     as_json: JsonOption = False,
     quiet: QuietOption = False,
+    model_options: ModelOptions = ModelOptions(),
 ) -> None:
     """Prune MODEL with FOAD (or a baseline criterion) and write a pruned-model artifact."""
     import foadx
@@ -145,7 +132,7 @@ def prune_command(
         LatencyTarget.parse(latency_target)
         check_latency_backend(backend)  # exit 6 before any work
         table = load_table(lut) if lut is not None else None
-    ref = resolve(model, weights, weights_map, input_size, model_arg, seed, trust_code, pretrained=pretrained)
+    ref = model_options.resolve(model, seed)
     network = ref.module()
     refuse_pruned(network)
     source = ref.source
@@ -181,6 +168,7 @@ def prune_command(
 
 @app.command("profile")
 @handles_errors
+@takes_model_options
 def profile_command(
     model: ModelArgument,
     out: Annotated[Path, typer.Option(help="The latency table (JSON) to write.")],
@@ -189,15 +177,10 @@ def profile_command(
     round_to: Annotated[Optional[int], typer.Option(help="Legal width step (default 16 on CPUs, 8 on CUDA).")] = None,
     include_coupled: Annotated[bool, typer.Option(help="Also profile residual-coupled groups.")] = False,
     exclude: Annotated[Optional[list[str]], typer.Option(help="Group name to leave whole (repeatable).")] = None,
-    weights: WeightsOption = None,
-    pretrained: PretrainedOption = None,
-    weights_map: WeightsMapOption = None,
-    input_size: InputSizeOption = None,
-    model_arg: ModelArgOption = None,
     seed: SeedOption = 0,
-    trust_code: TrustCodeOption = False,
     as_json: JsonOption = False,
     quiet: QuietOption = False,
+    model_options: ModelOptions = ModelOptions(),
 ) -> None:
     """Measure MODEL's latency table on a backend, for prune --latency-target --lut."""
     from foadx.latency import profile
@@ -205,7 +188,7 @@ def profile_command(
 
     check_latency_backend(backend)
     prepare_report(out)
-    network = resolve(model, weights, weights_map, input_size, model_arg, seed, trust_code, pretrained=pretrained).module()
+    network = model_options.resolve(model, seed).module()
     with render.progress("profiling units", enabled=not quiet and not as_json) as advance:
         table = profile(network, backend, batch=batch, round_to=round_to, include_coupled=include_coupled,
                         exclude=exclude or (), progress=advance)

@@ -13,20 +13,15 @@ from foadx_cli.app import app, handles_errors
 from foadx_cli.options import (
     DeviceOption,
     ForceOption,
-    InputSizeOption,
     JsonOption,
-    ModelArgOption,
     ModelArgument,
+    ModelOptions,
     QuietOption,
     ReportOption,
     SeedOption,
-    TrustCodeOption,
-    WeightsMapOption,
-    PretrainedOption,
-    WeightsOption,
     finite,
     prepare_report,
-    resolve,
+    takes_model_options,
 )
 
 TaskOption = Annotated[Optional[str], typer.Option(help="classify (top-1) or face (margin head / verification); default: what the data holds (.rec/.bin/pairs.txt: face).")]
@@ -35,6 +30,7 @@ ValSplitOption = Annotated[Optional[float], typer.Option(help="Image folder with
 
 @app.command("finetune")
 @handles_errors
+@takes_model_options
 def finetune_command(
     model: ModelArgument,
     data: Annotated[str, typer.Option(help="demo, CIFAR batches, class folders (train/ val/, or --val-split), an insightface folder (train.rec) or a .rec.")],
@@ -61,17 +57,12 @@ def finetune_command(
     override: Annotated[bool, typer.Option(help="With --resume: continue with settings that differ from the checkpoint's (recorded).")] = False,
     eval_data: Annotated[Optional[str], typer.Option(help="Evaluate after each epoch on this (test split / pairs).")] = None,
     device: DeviceOption = "auto",
-    weights: WeightsOption = None,
-    pretrained: PretrainedOption = None,
-    weights_map: WeightsMapOption = None,
-    input_size: InputSizeOption = None,
-    model_arg: ModelArgOption = None,
     seed: SeedOption = 0,
-    trust_code: TrustCodeOption = False,
     force: ForceOption = False,
     report: ReportOption = None,
     as_json: JsonOption = False,
     quiet: QuietOption = False,
+    model_options: ModelOptions = ModelOptions(),
 ) -> None:
     """Fine-tune MODEL and write it as an artifact.
 
@@ -96,8 +87,8 @@ def finetune_command(
     config.validate()
     check_finetune_output(out, resume=resume, force=force)
     prepare_report(report)
-    network = resolve(model, weights, weights_map, input_size, model_arg, seed, trust_code, pretrained=pretrained).module()
-    teacher = resolve(distill_from, trust_code=trust_code).module().eval() if distill_from else None
+    network = model_options.resolve(model, seed).module()
+    teacher = ModelOptions(trust_code=model_options.trust_code).resolve(distill_from).module().eval() if distill_from else None
     training_data = open_labeled(data, "train", task, val_split=val_split, seed=seed)
     render.notes(training_data.notes)
     evaluate = _epoch_evaluator(eval_data, task) if eval_data else None
@@ -127,6 +118,7 @@ def _epoch_evaluator(eval_data: str, task: str):
 
 @app.command("eval")
 @handles_errors
+@takes_model_options
 def eval_command(
     model: ModelArgument,
     data: Annotated[str, typer.Option(help="classify: test split (demo, CIFAR, folders); face: demo, a .bin, an LFW folder or an insightface folder (every *.bin).")],
@@ -136,16 +128,11 @@ def eval_command(
     allow_train_overlap: Annotated[bool, typer.Option(help="Evaluate on an unsplit folder the model was fine-tuned on (scores memory).")] = False,
     batch_size: Annotated[int, typer.Option(help="Batch size.")] = 128,
     far: Annotated[float, typer.Option(help="Face: report TAR at this FAR.")] = 1e-3,
-    weights: WeightsOption = None,
-    pretrained: PretrainedOption = None,
-    weights_map: WeightsMapOption = None,
-    input_size: InputSizeOption = None,
-    model_arg: ModelArgOption = None,
     seed: SeedOption = 0,
-    trust_code: TrustCodeOption = False,
     report: ReportOption = None,
     as_json: JsonOption = False,
     quiet: QuietOption = False,
+    model_options: ModelOptions = ModelOptions(),
 ) -> None:
     """Top-1 (classify) or 10-fold face verification with TAR@FAR, one row per set (face).
 
@@ -157,7 +144,7 @@ def eval_command(
     finite(far, "--far")
     finite(val_split, "--val-split")
     prepare_report(report)
-    ref = resolve(model, weights, weights_map, input_size, model_arg, seed, trust_code, pretrained=pretrained)
+    ref = model_options.resolve(model, seed)
     result = evaluate_model(ref, data, task, batch_size=batch_size, far_target=far, backend=backend,
                             val_split=val_split, seed=seed, allow_train_overlap=allow_train_overlap)
     summary = {"kind": "foadx.eval", "model": model, "data": data, "task": result.task, **result.to_json()}
