@@ -28,6 +28,9 @@ from foadx.pruning.criteria import keep_top_k
 from foadx.pruning.groups import ChannelGroup, build_dependency_graph
 
 DISTORTION_IMAGES = 64  # calibration images the distortions are measured on
+# images per forward pass: small batches keep activations in the allocator's reused memory
+# (MobileFaceNet 112x112 on this VM: 0.34 s per 64 images in batches of 8, 0.95 s in one batch)
+FORWARD_CHUNK = 8
 
 
 def kept_at(scores: Tensor, by_similarity: bool, k: int) -> list[int]:
@@ -96,9 +99,10 @@ def distortion_values(model: nn.Module, batches: Iterable[Tensor], groups: list[
     network = copy.deepcopy(model).to(target).eval()
     images = _first_images(batches, DISTORTION_IMAGES).to(target)
     remover = ChannelRemover(network, images[:1])
+    chunks = images.split(FORWARD_CHUNK)
     with torch.no_grad():
-        reference = network(images)
-        energy = reference.double().pow(2).sum().clamp(min=1e-30)
+        references = [network(chunk) for chunk in chunks]
+        energy = sum(reference.double().pow(2).sum() for reference in references).clamp(min=1e-30)
         values: dict[str, dict[int, float]] = {}
         for group in groups:
             values[group.name] = {}
@@ -110,6 +114,7 @@ def distortion_values(model: nn.Module, batches: Iterable[Tensor], groups: list[
                     values[group.name][width] = 0.0
                     continue
                 with remover.removed(group, removed):
-                    output = network(images)
-                values[group.name][width] = -((output - reference).double().pow(2).sum() / energy).item()
+                    error = sum((network(chunk) - reference).double().pow(2).sum()
+                                for chunk, reference in zip(chunks, references))
+                values[group.name][width] = -(error / energy).item()
     return values
