@@ -136,7 +136,12 @@ def prune_report(report: dict[str, Any]) -> None:
     details = []
     if report["t"] is not None:
         details.append(f"t = {report['t']}, s = {report['s']:.6g}")
-    details.append(f"round_to = {report['round_to']}")
+    latency = report.get("latency")
+    if latency:  # the widths are the table's legal ones; the final prune call itself rounds nothing
+        details.append(f"{latency['measured_ms']:.3f} ms measured for a {latency['target_ms']:.3f} ms target "
+                       f"({len(latency['rounds'])} round(s)); widths in steps of {latency['round_to']}")
+    else:
+        details.append(f"round_to = {report['round_to']}")
     if report["calibration_images"]:
         details.append(f"{report['calibration_images']} calibration images")
     if report["bn_recalibration_images"]:

@@ -254,7 +254,7 @@ def _global_plan(model: nn.Module, images: Any, planner: Planner, target_ms: flo
 def _record(result: PruneResult, table: LatencyTable, target: LatencyTarget, target_ms: float, backend: str,
             batch: int, rounds: list[dict[str, float]], allocation: str) -> PruneResult:
     latency = {"target": f"{target.value:g}{'ms' if target.kind == 'ms' else 'x'}", "target_ms": target_ms,
-               "allocation": allocation,
+               "allocation": allocation, "round_to": table.round_to,
                "backend": backend, "batch": batch, "unpruned_ms": rounds[-1]["unpruned_ms"],
                "table_unpruned_ms": table.network_ms, "lut_digest": table.digest(),
                "predicted_ms": rounds[-1]["predicted_ms"], "measured_ms": rounds[-1]["measured_ms"],
