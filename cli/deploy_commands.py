@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -88,7 +89,8 @@ def export_command(
     finite(workspace_gb, "--workspace-gb")
     min_cosine = parity_options.min_cosine
     int8_floor = min_cosine if precision == "int8" and min_cosine is not None else DEFAULT_MIN_COSINE
-    parity = parity_options.tolerances(min_cosine=None if precision == "int8" else min_cosine)
+    # with int8, --min-cosine is the int8 file's floor; the fp32 file keeps fp32's
+    parity = (replace(parity_options, min_cosine=None) if precision == "int8" else parity_options).tolerances()
     int8 = Int8Options(calib_method, int8_per_channel, tuple(filter(None, (int8_fp32_layers or "").split(","))), int8_floor)
     prepare_output(out, "file")
     form = get_target(target or ("tensorrt" if trt else "ort-cpu"))
@@ -179,7 +181,7 @@ def verify_command(
     from foadx.export import verify_onnx
     from foadx.resolve import resolve_model
 
-    parity_tolerances = parity_options.tolerances(precision, parity_options.min_cosine)
+    parity_tolerances = parity_options.tolerances(precision)
     prepare_report(report)
     batches = tuple(parse_batches(batch))
     if onnx_file.suffix != ".onnx":

@@ -146,16 +146,16 @@ class ParityOptions:
     error_quantile: float = 0.99
     strict: bool = False
 
-    def tolerances(self, precision: str = "fp32", min_cosine: Optional[float] = None):
-        """The comparator's tolerances; unset floors take ``precision``'s (``min_cosine``
-        overrides the option's floor, as export does for an int8 file judged apart)."""
+    def tolerances(self, precision: str = "fp32"):
+        """The comparator's tolerances; unset floors take ``precision``'s."""
         from foadx.runtime import Tolerances
 
-        for name, value in (("--atol", self.atol), ("--rtol", self.rtol), ("--min-cosine", min_cosine),
+        for name, value in (("--atol", self.atol), ("--rtol", self.rtol), ("--min-cosine", self.min_cosine),
                             ("--max-scaled-error", self.max_scaled_error), ("--error-quantile", self.error_quantile)):
             finite(value, name)
         chosen = {"error_stat": self.check_error_stat, "error_quantile": self.error_quantile}
-        chosen.update({key: value for key, value in (("atol", self.atol), ("rtol", self.rtol), ("min_cosine", min_cosine),
+        chosen.update({key: value for key, value in (("atol", self.atol), ("rtol", self.rtol),
+                                                     ("min_cosine", self.min_cosine),
                                                      ("max_scaled_error", self.max_scaled_error)) if value is not None})
         return Tolerances.for_precision(precision, **chosen)
 

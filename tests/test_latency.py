@@ -23,8 +23,7 @@ from foadx.latency.units import UnitKey
 from foadx.latency.values import ChannelRemover, distortion_values
 from foadx.pruning.api import prunable_groups
 from foadx.pruning.apply import apply_kept
-from foadx.pruning.groups import build_dependency_graph
-from foadx.pruning.groups import ChannelGroup
+from foadx.pruning.groups import ChannelGroup, build_dependency_graph
 from tests.cli_helpers import error_line, run
 from tests.test_generality import GroupedBlock
 
@@ -141,8 +140,7 @@ def test_hiding_channels_from_consumers_is_removing_them(spec):
     remover = ChannelRemover(model, images[:1])
     pruned = copy.deepcopy(model)
     apply_kept(pruned, build_dependency_graph(pruned, images[:1]), groups,
-               {name: sorted(set(range(group.channels)) - set(removed[name])) for name, group in
-                ((group.name, group) for group in groups)})
+               {group.name: sorted(set(range(group.channels)) - set(removed[group.name])) for group in groups})
     with torch.no_grad(), contextlib.ExitStack() as stack:
         for group in groups:
             stack.enter_context(remover.removed(group, removed[group.name]))

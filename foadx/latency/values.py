@@ -59,7 +59,6 @@ class ChannelRemover:
     """Hides a group's removed channels from its consumers, on a private copy of the model."""
 
     def __init__(self, model: nn.Module, example: Tensor) -> None:
-        self.model = model
         self.graph = build_dependency_graph(model, example)
         self.modules = dict(model.named_modules())
 
@@ -81,23 +80,13 @@ class ChannelRemover:
                 module.weight.data.copy_(weight)
 
 
-def _first_images(batches: Iterable[Tensor], count: int) -> Tensor:
-    taken, total = [], 0
-    for batch in batches:
-        taken.append(batch[: count - total])
-        total += taken[-1].shape[0]
-        if total >= count:
-            break
-    return torch.cat(taken)
-
-
 def distortion_values(model: nn.Module, batches: Iterable[Tensor], groups: list[ChannelGroup],
                       scores: Mapping[str, Tensor], by_similarity: bool, widths: Mapping[str, list[int]],
                       device: str | torch.device | None = None) -> dict[str, dict[int, float]]:
     """v_g(w) for every group and candidate width; ``scores`` are per offset for grouped convs."""
     target = resolve_device(device)
     network = copy.deepcopy(model).to(target).eval()
-    images = _first_images(batches, DISTORTION_IMAGES).to(target)
+    images = torch.cat(list(batches))[:DISTORTION_IMAGES].to(target)
     remover = ChannelRemover(network, images[:1])
     chunks = images.split(FORWARD_CHUNK)
     with torch.no_grad():
