@@ -15,7 +15,8 @@ from torch import nn
 
 import foadx
 from foadx.errors import BadInputError, BudgetError
-from foadx.latency import LatencyTarget, load_table, profile, prune_to_latency
+from foadx.latency import LatencyTarget, load_table
+from foadx.latency.fit import repeated_median
 from foadx.latency.knapsack import Choice, solve
 from foadx.latency.plan import legal_widths
 from foadx.latency.table import LatencyTable, MissingLatencyError
@@ -73,6 +74,33 @@ def test_interpolation_and_rounding_up_never_free():
     lut.add(key(16, 16, 16), 0.2)  # depthwise: in = out = groups move together
     lut.add(key(48, 48, 48), 0.6)
     assert lut.lookup(key(32, 32, 32)) == pytest.approx(0.4)
+
+
+def test_repeated_median_line_by_hand():
+    # four points on 1 ms per 16 channels and one timed in a slow moment: each good point's
+    # slopes to the others are three 1/16 and one steep (median 1/16), the outlier's are all
+    # steep; the median of the five is 1/16; intercepts 0, 0, 0, 0, 15: median 0
+    line = repeated_median({16: 1.0, 32: 2.0, 48: 3.0, 64: 4.0, 80: 20.0})
+    assert (line.slope, line.intercept) == (1 / 16, 0.0)
+    assert line.at(80) == 5.0 and line.at(8) == 1.0  # below the narrowest: the narrowest's
+    falling = repeated_median({16: 3.0, 32: 2.0, 48: 1.0})  # a conv is never faster wider: slope 0
+    assert (falling.slope, falling.at(16), falling.at(48)) == (0.0, 2.0, 2.0)
+
+
+def test_a_series_of_three_or_more_is_read_through_its_line():
+    lut = table()
+    for width, ms in {16: 1.0, 32: 2.0, 48: 3.0, 64: 4.0, 80: 20.0}.items():
+        lut.add(key(cout=width), ms)
+    assert lut.lookup(key(cout=80)) == 5.0 and lut.lookup(key(cout=40)) == 2.5
+    with pytest.raises(MissingLatencyError):  # beyond the widest measured: not extrapolated
+        lut.lookup(key(cout=96))
+    lut.add(key(cin=32), 1.5)  # along the input axis (out = 16) two points: the entry stands
+    assert lut.lookup(key(cin=32)) == 1.5
+    lut.add(key(cin=48), 2.0)
+    lut.add(key(cin=64), 9.0)
+    # four points on 1 ms per 32 channels, 64 an outlier: per point the median slopes are
+    # 1/32, 1/32, 1/32, 7.5/32 -> 1/32; intercepts 0.5, 0.5, 0.5, 7 -> 0.5
+    assert lut.lookup(key(cin=64)) == 2.5 and lut.lookup(key(cin=32)) == 1.5
 
 
 def test_the_table_round_trips_and_bad_tables_are_refused(tmp_path):
@@ -244,6 +272,31 @@ def test_a_measured_network_bends_the_savings_curve():
     assert planner.predict({"g": 16}) == pytest.approx(3.0 * (1 - 1 / 6))
     # a 2.5 ms target (a sixth saved) needs the table's third; 2.75 ms needs half of it: 2.5 table ms
     assert planner.table_budget(2.5) == pytest.approx(2.0) and planner.table_budget(2.75) == pytest.approx(2.5)
+
+
+def test_widths_that_cycle_with_their_neighbours_end_within_the_budget():
+    from foadx.latency.plan import MAX_NEIGHBOUR_ROUNDS, Planner
+    from foadx.latency.units import Unit
+
+    # two groups, each setting the other's input: unit A (a's producer, input b), unit B (b's, input a)
+    ms_a = {(16, 16): 1.0, (16, 32): 1.0, (32, 16): 3.0, (32, 32): 4.0}  # (in, out) -> ms
+    ms_b = {(16, 16): 4.5, (16, 32): 1.0, (32, 16): 3.0, (32, 32): 3.5}
+    lut = table(network_ms=10.0)
+    for (cin, cout), ms in ms_a.items():
+        lut.add(UnitKey(1, cin, cout, 8, 8, (3, 3), (1, 1), (1, 1), 1, True, "relu"), ms)
+    for (cin, cout), ms in ms_b.items():
+        lut.add(UnitKey(1, cin, cout, 4, 4, (3, 3), (1, 1), (1, 1), 1, True, "relu"), ms)
+    units = [Unit("A", UnitKey(1, 32, 32, 8, 8, (3, 3), (1, 1), (1, 1), 1, True, "relu"), "b", "a", False),
+             Unit("B", UnitKey(1, 32, 32, 4, 4, (3, 3), (1, 1), (1, 1), 1, True, "relu"), "a", "b", False)]
+    groups = [ChannelGroup("a", 32, ("A",), (), False), ChannelGroup("b", 32, ("B",), (), False)]
+    planner = Planner(lut, units, groups, {"a": {16: -3.0, 32: 0.0}, "b": {16: -5.0, 32: 0.0}})
+    # base = 10 - 4 - 3.5 = 2.5, so 8.5 ms leaves 6 ms for the two units. Neighbours at 32: a16 + b16
+    # = 3 + 3 is the only fit. Neighbours at 16: a32 + b32 = 1 + 1 fits and is worth more. Then at
+    # 32 again: a cycle. Of the two sets, only a16 b16 runs within 8.5 ms (2.5 + 1 + 4.5 = 8.0;
+    # a32 b32 is the unpruned 10 ms), so that is the plan, whichever set the cycle stopped on.
+    plan = planner.plan(8.5, {"a": [16, 32], "b": [16, 32]})
+    assert plan.neighbour_rounds == MAX_NEIGHBOUR_ROUNDS
+    assert plan.widths == {"a": 16, "b": 16} and plan.predicted_ms == pytest.approx(8.0)
 
 
 def test_the_savings_curve_by_hand():

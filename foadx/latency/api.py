@@ -22,8 +22,8 @@ from foadx.latency.plan import (
     unit_keys_to_profile,
 )
 from foadx.latency.table import LatencyTable, check_compatible, environment_key
-from foadx.latency.values import distortion_values
 from foadx.latency.units import find_units
+from foadx.latency.values import distortion_values
 from foadx.provenance import provenance_of, record_provenance, require_provenance
 from foadx.pruning.api import (
     PruneResult,

@@ -111,28 +111,45 @@ class Planner:
     def plan(self, target_ms: float, candidates: Mapping[str, list[int]]) -> WidthPlan:
         """The most valuable widths predicted to run within ``target_ms`` (in the table's
         machine state): a knapsack on the table's costs, its budget the table latency the savings
-        curve maps onto ``target_ms``."""
+        curve maps onto ``target_ms``, re-solved with the neighbours' new widths until the widths
+        stop changing. Where they cycle instead, the most valuable of the visited width sets the
+        table puts within the budget is taken (each solve only knew its neighbours' old widths)."""
         table_target = self.table_budget(target_ms)
         widths = {name: group.channels for name, group in self.groups.items()}
+        visited = []
         for rounds in range(1, MAX_NEIGHBOUR_ROUNDS + 1):
-            self._fill([unit.at({**widths, name: w}) for name in self.groups for w in candidates[name]
-                        for unit in self.charged[name]])
-            fixed_ms = sum(self._latency(unit.at(widths)) for unit in self.fixed)
-            options = {name: [Choice(w, self.values[name][w], self.cost(name, w, widths)) for w in candidates[name]]
-                       for name in self.groups}
-            budget = table_target - self.base_ms - fixed_ms
-            try:
-                chosen = solve(options, budget)
-            except BudgetError:
-                table_fastest = self.base_ms + fixed_ms + sum(min(c.cost_ms for c in o) for o in options.values())
-                fastest = self.table.network_ms * (1.0 - self.curve.measured(1.0 - table_fastest / self.table.network_ms))
-                raise BudgetError(f"the latency target {target_ms:.3f} ms is out of reach: the narrowest legal widths "
-                                  f"are predicted at {fastest:.3f} ms") from None
-            new = {name: choice.width for name, choice in chosen.items()}
+            new = self._solve(widths, table_target, target_ms, candidates)
             if new == widths:
                 break
             widths = new
+            visited.append(widths)
+        else:
+            widths = self._best_visited(visited, table_target)
         return WidthPlan(widths, self.predict(widths), rounds)
+
+    def _solve(self, widths: Mapping[str, int], table_target: float, target_ms: float,
+               candidates: Mapping[str, list[int]]) -> dict[str, int]:
+        """One knapsack, each group's costs with its neighbours at ``widths``."""
+        self._fill([unit.at({**widths, name: w}) for name in self.groups for w in candidates[name]
+                    for unit in self.charged[name]])
+        fixed_ms = sum(self._latency(unit.at(widths)) for unit in self.fixed)
+        options = {name: [Choice(w, self.values[name][w], self.cost(name, w, widths)) for w in candidates[name]]
+                   for name in self.groups}
+        try:
+            chosen = solve(options, table_target - self.base_ms - fixed_ms)
+        except BudgetError:
+            table_fastest = self.base_ms + fixed_ms + sum(min(c.cost_ms for c in o) for o in options.values())
+            fastest = self.table.network_ms * (1.0 - self.curve.measured(1.0 - table_fastest / self.table.network_ms))
+            raise BudgetError(f"the latency target {target_ms:.3f} ms is out of reach: the narrowest legal widths "
+                              f"are predicted at {fastest:.3f} ms") from None
+        return {name: choice.width for name, choice in chosen.items()}
+
+    def _best_visited(self, visited: list[dict[str, int]], table_target: float) -> dict[str, int]:
+        """The most valuable width set within ``table_target``, or the fastest if none is."""
+        within = [widths for widths in visited if self.table_ms(widths) <= table_target]
+        if not within:
+            return min(visited, key=self.table_ms)
+        return max(within, key=lambda widths: sum(self.values[name][w] for name, w in widths.items()))
 
 
 def full_widths(groups: list[ChannelGroup]) -> dict[str, int]:

@@ -3,9 +3,12 @@ measured for (model, input size, batch, backend, legal widths) and where (the en
 fingerprint). A versioned JSON file; a table made elsewhere or for another model is refused
 for planning, naming the field that differs.
 
-A key not in the table is interpolated linearly along the one channel axis it differs in,
-between the nearest measured widths below and above; with only wider ones measured it takes the
-next wider one (rounding up); it is never taken as free.
+A unit measured at three or more widths of one channel axis (the others as in the key) is read
+through a robust straight line along that axis (``fit.py``), so that one entry timed in a slow
+moment does not steer the plan. Otherwise an entry is read as measured, and a key not in the
+table is interpolated linearly along the one channel axis it differs in, between the nearest
+measured widths below and above; with only wider ones measured it takes the next wider one
+(rounding up); it is never taken as free.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ from typing import Any
 
 from foadx.atomic import write_json
 from foadx.errors import ArtifactError, BadInputError
+from foadx.latency.fit import MIN_FIT_POINTS, AffineFit, repeated_median
 from foadx.latency.units import UnitKey
 
 LUT_KIND = "foadx.latency_lut"
@@ -25,6 +29,8 @@ LUT_SCHEMA_VERSION = 2  # 2: whole-network check points (the savings curve)
 MAX_LUT_BYTES = 64 * 1024 * 1024
 IDENTITY_FIELDS = ("model", "input_size", "batch", "backend", "precision")
 ENVIRONMENT_FIELDS = ("cpu", "cores", "onnxruntime", "torch", "openvino", "gpu")
+AXES = ("out_channels", "in_channels")
+SeriesKey = tuple[str, UnitKey]  # a channel axis, and a key with that axis zeroed
 
 
 class MissingLatencyError(BadInputError):
@@ -46,20 +52,50 @@ class LatencyTable:
     # points (foadx.latency.curve, docs/latency.md section 2)
     checks: list[dict[str, Any]] = field(default_factory=list)
 
+    # the entries by series (one axis varying), and the lines fitted through them; rebuilt after an add
+    _series: dict[SeriesKey, dict[int, float]] | None = field(default=None, init=False, repr=False, compare=False)
+    _fits: dict[SeriesKey, AffineFit] = field(default_factory=dict, init=False, repr=False, compare=False)
+
     def add(self, key: UnitKey, ms: float) -> None:
         self.entries[key] = float(ms)
+        self._series = None
+        self._fits.clear()
 
     def __contains__(self, key: UnitKey) -> bool:
         return key in self.entries
 
     def lookup(self, key: UnitKey) -> float:
+        """The key's latency: through the fitted line of its series where there is one and the
+        width lies within it, else as measured, else bounded by its neighbours."""
+        for axis in AXES:
+            fitted = self._fitted(key, axis)
+            if fitted is not None:
+                return fitted
         found = self.entries.get(key)
         return found if found is not None else self._bound(key)
 
+    def series(self, key: UnitKey, axis: str) -> dict[int, float]:
+        """The measured widths of ``axis`` (-> ms) among the entries equal to ``key`` elsewhere."""
+        if self._series is None:
+            self._series = {}
+            for entry, ms in self.entries.items():
+                for each in AXES:
+                    self._series.setdefault((each, _without(entry, each)), {})[getattr(entry, each)] = ms
+        return self._series.get((axis, _without(key, axis)), {})
+
+    def _fitted(self, key: UnitKey, axis: str) -> float | None:
+        measured = self.series(key, axis)
+        wanted = getattr(key, axis)
+        if len(measured) < MIN_FIT_POINTS or wanted > max(measured):
+            return None
+        series_key = (axis, _without(key, axis))
+        if series_key not in self._fits:
+            self._fits[series_key] = repeated_median(measured)
+        return self._fits[series_key].at(wanted)
+
     def _bound(self, key: UnitKey) -> float:
-        for axis in ("out_channels", "in_channels"):
-            stripped = _without(key, axis)
-            same = {getattr(other, axis): ms for other, ms in self.entries.items() if _without(other, axis) == stripped}
+        for axis in AXES:
+            same = self.series(key, axis)
             wanted = getattr(key, axis)
             below = [width for width in same if width < wanted]
             above = [width for width in same if width > wanted]
