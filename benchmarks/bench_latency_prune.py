@@ -56,16 +56,20 @@ def _speedup(base: torch.nn.Module, pruned: torch.nn.Module, backend: str, pairs
             statistics.median(both["unpruned"]["median_ms"] / both["pruned"]["median_ms"] for both in timed))
 
 
-def _matching_flops_target(base, images, speedup: float, backend: str, steps: int = 4) -> tuple[float, object]:
-    """Bisection on the MACs fraction removed until FOAD's plan measures at ``speedup``."""
-    low, high, best = 0.05, 0.9, None
+def _matching_flops_target(base, images, speedup: float, backend: str, steps: int = 5) -> tuple[float, object]:
+    """Bisection on the MACs fraction removed for FOAD's plan that measures at ``speedup``: of
+    the fractions tried, the smallest that measured at least that fast (else the fastest), so
+    that the MACs plan is compared at equal or higher measured speed, never slower."""
+    low, high, tried = 0.05, 0.9, []
     for _ in range(steps):
         middle = (low + high) / 2
         result = foadx.prune(base, images, flops_target=middle, round_to=16, recalibrate_bn=True)
         _, measured = _speedup(base, result.model, backend)
-        best = (middle, result)
+        tried.append((middle, measured, result))
         low, high = (middle, high) if measured < speedup else (low, middle)
-    return best
+    fast_enough = [entry for entry in tried if entry[1] >= speedup]
+    fraction, _, result = min(fast_enough, key=lambda entry: entry[0]) if fast_enough else max(tried, key=lambda entry: entry[1])
+    return fraction, result
 
 
 def digits_table(backend: str, target: str, scratch: Path) -> None:
