@@ -1,13 +1,14 @@
 """A robust straight line through one unit's latencies at several widths of the one channel
 count that varies (docs/latency.md, section 1).
 
-Single units are timed a few milliseconds each, and one slow moment of the machine puts an
-entry 2x off its neighbours; the knapsack, which buys the most value per predicted millisecond,
-then picks exactly the widths whose savings are such outliers. Siegel's repeated-median line
-(for each point the median slope to the others, the median of those; the median intercept)
-ignores up to half the points being wild, where Theil-Sen's single median of slopes already
-leans on one outlier in four, and a table's series have 3 to 32 points. A conv's latency at
-widths that are multiples of the hardware step is close to affine in either channel count. The slope is held at >= 0: a narrower conv is never slower.
+Single units are timed for a fraction of a second each, and one slow moment of the machine puts
+an entry 2x off its neighbours; the knapsack, which buys the most value per predicted
+millisecond, then picks exactly the widths whose savings are such outliers. Siegel's repeated-
+median line (for each point the median slope to the others, the median of those; the median
+intercept) ignores up to half the points being wild, where Theil-Sen's single median of slopes
+already leans on one outlier in four, and a table's series have 3 to 32 points. A conv's latency
+at widths that are multiples of the hardware step is close to affine in either channel count.
+The slope is held at >= 0: a narrower conv is never slower.
 """
 
 from __future__ import annotations
