@@ -77,10 +77,11 @@ def test_out_of_range_hyper_parameters(field, value):
 
 def test_short_finetune_on_real_digits_beats_the_bar(tmp_path):
     """Held-out digits (every 5th image of each class, never trained on): from chance (~0.1) to
-    above 0.90 in two epochs of MobileFaceNet at 32x32."""
+    above 0.90 in one epoch of MobileFaceNet at 32x32 (0.967 measured; two epochs cost 20 s
+    more and prove nothing more)."""
     model = digits_model(embedding_size=10)
     before = evaluate_model(model, "demo", "classify").classification["top1"]
-    finetune(model, open_labeled("demo", "train"), tmp_path / "run", FinetuneConfig(epochs=2, lr=0.1, batch_size=64, flip=False))
+    finetune(model, open_labeled("demo", "train"), tmp_path / "run", FinetuneConfig(epochs=1, lr=0.1, batch_size=64, flip=False))
     after = evaluate_model(model, "demo", "classify").classification["top1"]
     assert before < 0.3 and after > 0.90
 
