@@ -53,12 +53,12 @@ class LatencyTable:
     checks: list[dict[str, Any]] = field(default_factory=list)
 
     # the entries by series (one axis varying), and the lines fitted through them; rebuilt after an add
-    _series: dict[SeriesKey, dict[int, float]] | None = field(default=None, init=False, repr=False, compare=False)
+    _index: dict[SeriesKey, dict[int, float]] | None = field(default=None, init=False, repr=False, compare=False)
     _fits: dict[SeriesKey, AffineFit] = field(default_factory=dict, init=False, repr=False, compare=False)
 
     def add(self, key: UnitKey, ms: float) -> None:
         self.entries[key] = float(ms)
-        self._series = None
+        self._index = None
         self._fits.clear()
 
     def __contains__(self, key: UnitKey) -> bool:
@@ -67,36 +67,34 @@ class LatencyTable:
     def lookup(self, key: UnitKey) -> float:
         """The key's latency: through the fitted line of its series where there is one and the
         width lies within it, else as measured, else bounded by its neighbours."""
-        for axis in AXES:
-            fitted = self._fitted(key, axis)
+        along = [(getattr(key, axis), (axis, _without(key, axis))) for axis in AXES]
+        for wanted, series_key in along:
+            fitted = self._fitted(series_key, wanted)
             if fitted is not None:
                 return fitted
         found = self.entries.get(key)
-        return found if found is not None else self._bound(key)
+        return found if found is not None else self._bound(key, along)
 
-    def series(self, key: UnitKey, axis: str) -> dict[int, float]:
-        """The measured widths of ``axis`` (-> ms) among the entries equal to ``key`` elsewhere."""
-        if self._series is None:
-            self._series = {}
+    def _series(self, series_key: SeriesKey) -> dict[int, float]:
+        """The measured widths (-> ms) of one series."""
+        if self._index is None:
+            self._index = {}
             for entry, ms in self.entries.items():
-                for each in AXES:
-                    self._series.setdefault((each, _without(entry, each)), {})[getattr(entry, each)] = ms
-        return self._series.get((axis, _without(key, axis)), {})
+                for axis in AXES:
+                    self._index.setdefault((axis, _without(entry, axis)), {})[getattr(entry, axis)] = ms
+        return self._index.get(series_key, {})
 
-    def _fitted(self, key: UnitKey, axis: str) -> float | None:
-        measured = self.series(key, axis)
-        wanted = getattr(key, axis)
+    def _fitted(self, series_key: SeriesKey, wanted: int) -> float | None:
+        measured = self._series(series_key)
         if len(measured) < MIN_FIT_POINTS or wanted > max(measured):
             return None
-        series_key = (axis, _without(key, axis))
         if series_key not in self._fits:
             self._fits[series_key] = repeated_median(measured)
         return self._fits[series_key].at(wanted)
 
-    def _bound(self, key: UnitKey) -> float:
-        for axis in AXES:
-            same = self.series(key, axis)
-            wanted = getattr(key, axis)
+    def _bound(self, key: UnitKey, along: list[tuple[int, SeriesKey]]) -> float:
+        for wanted, series_key in along:
+            same = self._series(series_key)
             below = [width for width in same if width < wanted]
             above = [width for width in same if width > wanted]
             if above and below:
