@@ -33,7 +33,7 @@ from foadx.latency.measure import measure_networks
 from foadx.provenance import provenance_of
 from foadx.resolve import resolve_model
 from foadx.train import FinetuneConfig
-from foadx.workflow import finetune_to_artifact
+from foadx.tasks.finetune import finetune_to_artifact
 
 DIGITS = {"input_size": (32, 32), "embedding_size": 10}
 

@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import json
-from dataclasses import replace
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated, Any, Optional
 
 import typer
 
@@ -19,15 +18,19 @@ from foadx_cli.options import (
     JsonOption,
     ModelArgument,
     ModelOptions,
-    ParityOptions,
+    GateOptions,
+    ParitySettings,
     QuietOption,
     ReportOption,
     SeedOption,
+    Timing,
     finite,
+    option_group,
     prepare_report,
-    real_images,
+    takes_gate_options,
     takes_model_options,
     takes_parity_options,
+    takes_timing_options,
 )
 
 # Written out so that `foadx --help` need not import the runtimes; a test keeps it equal to
@@ -40,10 +43,43 @@ WorkspaceOption = Annotated[Optional[float], typer.Option(help="TensorRT workspa
 TimingCacheOption = Annotated[Optional[Path], typer.Option(help="TensorRT timing cache file (read and updated).")]
 
 
+def _int8_request(calib_data: str = "demo", calib_images: int = 256, calib_method: str = "minmax",
+                  int8_per_channel: bool = True, int8_fp32_layers: Optional[str] = None):
+    from foadx.tasks.export import Int8Request
+
+    return Int8Request(calib_method, int8_per_channel, tuple(filter(None, (int8_fp32_layers or "").split(","))),
+                       calib_data, calib_images)
+
+
+takes_int8_options = option_group("int8", _int8_request, (
+    ("calib_data", Annotated[str, typer.Option(help="int8 calibration images.")], "demo"),
+    ("calib_images", Annotated[int, typer.Option(help="int8: images to read; the last quarter (at least 8) is held out to check the int8 file.")], 256),
+    ("calib_method", Annotated[str, typer.Option(help="int8 calibration: minmax, entropy or percentile.")], "minmax"),
+    ("int8_per_channel", Annotated[bool, typer.Option("--int8-per-channel/--int8-per-tensor", help="int8 weight scales per output channel.")], True),
+    ("int8_fp32_layers", Annotated[Optional[str], typer.Option(help="int8: layers kept in fp32: first, last and/or node names, comma-separated.")], None)))
+
+
+def _engine_request(trt: bool = False, min_batch: Optional[int] = None, opt_batch: Optional[int] = None,
+                    max_batch: Optional[int] = None, workspace_gb: Optional[float] = None,
+                    timing_cache: Optional[Path] = None):
+    from foadx.tasks.export import EngineRequest
+
+    finite(workspace_gb, "--workspace-gb")
+    return EngineRequest(min_batch, opt_batch, max_batch, workspace_gb, timing_cache) if trt else None
+
+
+takes_engine_options = option_group("engine", _engine_request, (
+    ("trt", Annotated[bool, typer.Option("--trt", help="Also build a TensorRT engine (OUT with .engine) and check it against onnxruntime.")], False),
+    ("min_batch", MinBatch, None), ("opt_batch", OptBatch, None), ("max_batch", MaxBatch, None),
+    ("workspace_gb", WorkspaceOption, None), ("timing_cache", TimingCacheOption, None)))
+
+
 @app.command("export")
 @handles_errors
 @takes_model_options
 @takes_parity_options
+@takes_int8_options
+@takes_engine_options
 def export_command(
     model: ModelArgument,
     out: Annotated[Path, typer.Option(help="ONNX file to write (atomically); its folder is created if missing.")],
@@ -56,61 +92,32 @@ def export_command(
     data: DataOption = "demo",
     images: ImagesOption = 16,
     precision: Annotated[str, typer.Option(help="fp32 (the ONNX), int8 (also OUT with .int8.onnx in the target's int8 form; --min-cosine is then its floor, default 0.99), fp16 (engine only).")] = "fp32",
-    calib_data: Annotated[str, typer.Option(help="int8 calibration images.")] = "demo",
-    calib_images: Annotated[int, typer.Option(help="int8: images to read; the last quarter (at least 8) is held out to check the int8 file.")] = 256,
-    calib_method: Annotated[str, typer.Option(help="int8 calibration: minmax, entropy or percentile.")] = "minmax",
-    int8_per_channel: Annotated[bool, typer.Option("--int8-per-channel/--int8-per-tensor", help="int8 weight scales per output channel.")] = True,
-    int8_fp32_layers: Annotated[Optional[str], typer.Option(help="int8: layers kept in fp32: first, last and/or node names, comma-separated.")] = None,
-    trt: Annotated[bool, typer.Option("--trt", help="Also build a TensorRT engine (OUT with .engine) and check it against onnxruntime.")] = False,
-    min_batch: MinBatch = None,
-    opt_batch: OptBatch = None,
-    max_batch: MaxBatch = None,
-    workspace_gb: WorkspaceOption = None,
-    timing_cache: TimingCacheOption = None,
     seed: SeedOption = 0,
     report: ReportOption = None,
     as_json: JsonOption = False,
     quiet: QuietOption = False,
     model_options: ModelOptions = ModelOptions(),
-    parity_options: ParityOptions = ParityOptions(),
+    parity_options: ParitySettings = ParitySettings(),
+    int8: Any = None,
+    engine: Any = None,
 ) -> None:
     """Export MODEL to one self-contained ONNX file, verified in onnxruntime.
 
     With --precision int8 also a Q/DQ ONNX; with --trt also a TensorRT engine.
     """
     from foadx.atomic import prepare_output
-    from foadx.export.loaders import ExportOptions
-    from foadx.export.quantize import DEFAULT_MIN_COSINE, Int8Options
     from foadx.provenance import provenance_of
-    from foadx.export.targets import get_target
-    from foadx.runtime.engine_options import EngineOptions
-    from foadx.workflow import DeployOptions, check_deploy_request, deploy, engine_profile
+    from foadx.tasks.export import ExportRequest, export_model
 
-    finite(workspace_gb, "--workspace-gb")
-    min_cosine = parity_options.min_cosine
-    int8_floor = min_cosine if precision == "int8" and min_cosine is not None else DEFAULT_MIN_COSINE
-    # with int8, --min-cosine is the int8 file's floor; the fp32 file keeps fp32's
-    parity = (replace(parity_options, min_cosine=None) if precision == "int8" else parity_options).tolerances()
-    int8 = Int8Options(calib_method, int8_per_channel, tuple(filter(None, (int8_fp32_layers or "").split(","))), int8_floor)
+    request = ExportRequest(opset, target, batch, prelu_rewrite, prelu_form, verify, parity_options, precision, int8,
+                            engine, prepare_report(report), data, images)
+    request.options()  # every refusal (TensorRT and a GPU included) before any work
     prepare_output(out, "file")
-    form = get_target(target or ("tensorrt" if trt else "ort-cpu"))
-    batch = batch or form.batch
-    engine = EngineOptions(precision, engine_profile(batch, min_batch, opt_batch, max_batch), workspace_gb,
-                           str(timing_cache) if timing_cache else None) if trt else None
-    options = DeployOptions(
-        export=ExportOptions(opset, batch, None, prelu_rewrite, prelu_form, form.name), verify=verify,
-        verify_options={"tolerances": parity, "strict": parity_options.strict}, precision=precision, int8=int8, trt=trt,
-        engine=engine, report=prepare_report(report),
-    )
-    check_deploy_request(options)  # TensorRT and a GPU are checked before any work
     ref = model_options.resolve(model, seed)
-    network = ref.module()
-    verification = real_images(data, ref, images) if verify or trt else None
     if not quiet and not as_json:  # --json carries it in the metadata's 'weights'
-        render.notes(render.random_weights_note(provenance_of(network).plan.weights_origin))
+        render.notes(render.random_weights_note(provenance_of(ref.module()).plan.weights_origin))
     with render.status("exporting and verifying" if verify else "exporting", enabled=not quiet and not as_json):
-        result = deploy(network, out, options, verify_images=verification,
-                        calibration_images=lambda: real_images(calib_data, ref, calib_images))
+        result = export_model(ref, out, request)
     if as_json:
         typer.echo(json.dumps(result.to_json(), indent=2))
     elif not quiet:
@@ -140,7 +147,7 @@ def build_engine_command(
     """Build a TensorRT engine from ONNX_FILE and check it against onnxruntime."""
     from foadx.atomic import prepare_output, write_json
     from foadx.runtime.engine_options import EngineOptions
-    from foadx.workflow import build_and_check_engine, engine_profile
+    from foadx.tasks.export import build_and_check_engine, engine_profile
 
     finite(workspace_gb, "--workspace-gb")
     engine_path = prepare_output(out or onnx_file.with_suffix(".engine"), "file")
@@ -173,15 +180,15 @@ def verify_command(
     as_json: JsonOption = False,
     quiet: QuietOption = False,
     model_options: ModelOptions = ModelOptions(),
-    parity_options: ParityOptions = ParityOptions(),
+    parity_options: ParitySettings = ParitySettings(),
 ) -> None:
     """Prove ONNX_FILE answers like the model: onnxruntime (or OpenVINO) vs torch fp32, exit 4 if not."""
     from foadx.atomic import write_json
     from foadx.bench import parse_batches
-    from foadx.export import verify_onnx
     from foadx.resolve import resolve_model
+    from foadx.tasks.export import model_images, verify_file
 
-    parity_tolerances = parity_options.tolerances(precision)
+    parity_options.tolerances(precision)  # refused before any work
     prepare_report(report)
     batches = tuple(parse_batches(batch))
     if onnx_file.suffix != ".onnx":
@@ -189,9 +196,8 @@ def verify_command(
     file_ref = resolve_model(str(onnx_file))
     ref = model_options.resolve(against, seed, defaults=file_ref.source)
     with render.status("verifying", enabled=not quiet and not as_json):
-        parity = verify_onnx(onnx_file, ref.module(), tolerances=parity_tolerances, strict=parity_options.strict, batch_sizes=batches,
-                             images=real_images(data, file_ref if file_ref.source else ref, images),
-                             backend=backend, precision=precision)
+        parity = verify_file(onnx_file, ref, images=model_images(file_ref if file_ref.source else ref, data, images),
+                             batches=batches, backend=backend, precision=precision, parity=parity_options)
     if report is not None:
         write_json(report, parity.to_json())
     if as_json:
@@ -204,6 +210,8 @@ def verify_command(
 @app.command("bench")
 @handles_errors
 @takes_model_options
+@takes_timing_options
+@takes_gate_options
 def bench_command(
     models: Annotated[Optional[list[str]], typer.Argument(help="MODELs to compare (artifact, .onnx, .engine or spec); speedups are against the first.", metavar="MODEL...")] = None,
     backend: Annotated[list[str], typer.Option(help=BACKEND_HELP)] = ["ort-cpu"],  # noqa: B006
@@ -211,36 +219,25 @@ def bench_command(
     label: Annotated[Optional[list[str]], typer.Option(help="Names for the --trtexec-log files, in order.")] = None,
     batch: BatchListOption = "1",
     markdown: Annotated[Optional[Path], typer.Option(help="Also write the report as Markdown here.")] = None,
-    warmup_ms: Annotated[float, typer.Option(help="Warm-up per configuration, milliseconds.")] = 200.0,
-    duration_s: Annotated[float, typer.Option(help="Measured time per configuration, seconds.")] = 3.0,
-    min_iterations: Annotated[int, typer.Option(help="Minimum timed iterations per configuration.")] = 10,
-    rounds: Annotated[int, typer.Option(help="Interleaved rounds (the gate compares their medians).")] = 5,
     threads: Annotated[Optional[int], typer.Option(help="CPU threads (default: the runtime's).")] = None,
     precision: Annotated[str, typer.Option(help="fp32; fp16 (CUDA backends, trt); bf16 or int8 (openvino: its inference precision, recorded as run); fp16 or int8 for trtexec.")] = "fp32",
     channels_last: Annotated[bool, typer.Option(help="channels-last memory format (torch backends).")] = False,
     fold_bn: Annotated[bool, typer.Option(help="Fold BatchNorm into the convolutions (torch backends).")] = False,
-    baseline: Annotated[Optional[Path], typer.Option(help="A previous report to gate against.")] = None,
-    max_regression: Annotated[float, typer.Option(help="Allowed slowdown against --baseline, percent; exit 5 beyond.")] = 10.0,
-    strict_env: Annotated[bool, typer.Option(help="Refuse a baseline from a different environment.")] = False,
-    allow_missing: Annotated[bool, typer.Option(help="A configuration only one of this run and --baseline has is a warning, not a failure.")] = False,
     seed: SeedOption = 0,
     report: ReportOption = None,
     as_json: JsonOption = False,
     quiet: QuietOption = False,
     model_options: ModelOptions = ModelOptions(),
+    timing: Timing = Timing(),
+    gate_options: GateOptions = GateOptions(),
 ) -> None:
     """Measure latency and throughput of MODELs, interleaved, and gate on a baseline."""
-    from foadx.atomic import write_json, write_text
-    from foadx.bench import compare_to_baseline, measure_models, parse_batches
-    from foadx.bench.run import report_from_trtexec_logs
-    from foadx.report import read_report, render_markdown
+    from foadx.bench import parse_batches
+    from foadx.tasks.bench import BenchRequest, bench_models, bench_trtexec_logs
 
-    for name, value in (("--warmup-ms", warmup_ms), ("--duration-s", duration_s), ("--max-regression", max_regression)):
-        finite(value, name)
     for path in (report, markdown):
         prepare_report(path)
-    batches = parse_batches(batch)
-    previous = read_report(baseline) if baseline is not None else None
+    batches, gate = parse_batches(batch), gate_options.gate()
     if trtexec_log:
         if models:
             raise BadInputError("give either MODELs to measure or --trtexec-log files to ingest, not both")
@@ -248,33 +245,20 @@ def bench_command(
         if names and len(names) != len(trtexec_log):
             raise BadInputError(f"{len(names)} --label for {len(trtexec_log)} --trtexec-log files")
         logs = list(zip(names or [path.stem for path in trtexec_log], trtexec_log))
-        result = report_from_trtexec_logs(logs, batches[0], precision)  # --batch where a log does not say
+        outcome = bench_trtexec_logs(logs, batches[0], precision, gate=gate, report=report, markdown=markdown)
     else:
-        if not models:
-            raise BadInputError("give at least one MODEL to benchmark (or --trtexec-log files)")
-        backends = [name.strip() for entry in backend for name in entry.split(",") if name.strip()]
+        backends = tuple(name.strip() for entry in backend for name in entry.split(",") if name.strip())
+        request = BenchRequest(backends, tuple(batches), precision, threads, channels_last, fold_bn, timing,
+                               model_options.build(seed))
         with render.progress("measuring", enabled=not quiet and not as_json) as advance:
-            result = measure_models(
-                models, backends, batches, build=model_options.build(seed),
-                precision=precision, threads=threads, channels_last=channels_last, fold_bn=fold_bn,
-                timing=(warmup_ms, duration_s, min_iterations, rounds), progress=advance,
-            )
-    gate = (compare_to_baseline(result, previous, max_regression, strict_env, allow_missing)
-            if previous is not None else None)
-    if gate is not None:
-        result["gate"] = gate.to_json()
-    if report is not None:
-        write_json(report, result)
-    if markdown is not None:
-        write_text(markdown, render_markdown(result))
+            outcome = bench_models(models or [], request, gate=gate, report=report, markdown=markdown, progress=advance)
     if as_json:
-        typer.echo(json.dumps(result, indent=2))
+        typer.echo(json.dumps(outcome.report, indent=2))
     elif not quiet:
-        render.latency_table(result)
-    if gate is not None:
-        for warning in gate.warnings:
-            typer.echo(f"foadx: warning: {warning}", err=True)
-        gate.raise_if_failed()
+        render.latency_table(outcome.report)
+    for warning in outcome.gate.warnings if outcome.gate is not None else ():
+        typer.echo(f"foadx: warning: {warning}", err=True)
+    outcome.raise_if_failed()
 
 
 @app.command("report")

@@ -15,6 +15,8 @@ from typing import Annotated, Any, Optional
 import typer
 
 from foadx.errors import BadInputError
+from foadx.tasks.bench import Timing
+from foadx.tasks.settings import ParitySettings
 
 ModelArgument = Annotated[str, typer.Argument(
     help="Pruned-artifact folder, .onnx file, .engine, or a model spec: zoo name, torchvision:NAME, "
@@ -134,50 +136,10 @@ takes_model_options = option_group("model_options", ModelOptions, (
     ("input_size", InputSizeOption, None), ("model_arg", ModelArgOption, None), ("trust_code", TrustCodeOption, False)))
 
 
-@dataclass(frozen=True)
-class ParityOptions:
-    """The comparator's tolerances and strictness, as export and verify take them."""
-
-    atol: Optional[float] = None
-    rtol: Optional[float] = None
-    min_cosine: Optional[float] = None
-    max_scaled_error: Optional[float] = None
-    check_error_stat: str = "elemwise"
-    error_quantile: float = 0.99
-    strict: bool = False
-
-    def tolerances(self, precision: str = "fp32"):
-        """The comparator's tolerances; unset floors take ``precision``'s."""
-        from foadx.runtime import Tolerances
-
-        for name, value in (("--atol", self.atol), ("--rtol", self.rtol), ("--min-cosine", self.min_cosine),
-                            ("--max-scaled-error", self.max_scaled_error), ("--error-quantile", self.error_quantile)):
-            finite(value, name)
-        chosen = {"error_stat": self.check_error_stat, "error_quantile": self.error_quantile}
-        chosen.update({key: value for key, value in (("atol", self.atol), ("rtol", self.rtol),
-                                                     ("min_cosine", self.min_cosine),
-                                                     ("max_scaled_error", self.max_scaled_error)) if value is not None})
-        return Tolerances.for_precision(precision, **chosen)
-
-
-takes_parity_options = option_group("parity_options", ParityOptions, (
+takes_parity_options = option_group("parity_options", ParitySettings, (
     ("atol", AtolOption, None), ("rtol", RtolOption, None), ("min_cosine", MinCosineOption, None),
     ("max_scaled_error", MaxScaledErrorOption, None), ("check_error_stat", ErrorStatOption, "elemwise"),
     ("error_quantile", ErrorQuantileOption, 0.99), ("strict", StrictOption, False)))
-
-
-def real_images(data: str, ref, count: int):
-    """Real preprocessed images at the model's input, as one float32 array (None for 'none')."""
-    import torch
-
-    from foadx.data import calibration_images
-
-    if data == "none":
-        return None
-    if ref.source is None:
-        raise BadInputError(f"{ref.text} records no normalisation; give --data none")
-    images = calibration_images(data, count, ref.input_chw[1:], ref.source.mean, ref.source.std, count, 0)
-    return torch.cat(list(images)).numpy()
 
 
 def prepare_report(path: Optional[Path]) -> Optional[Path]:
@@ -187,3 +149,67 @@ def prepare_report(path: Optional[Path]) -> Optional[Path]:
     from foadx.atomic import prepare_output
 
     return prepare_output(path, "file")
+
+
+@dataclass(frozen=True)
+class LatencyOptions:
+    """How ``prune --latency-target`` measures: the options beside the target itself."""
+
+    backend: str = "ort-cpu"
+    lut: Optional[Path] = None
+    allow_foreign_lut: bool = False
+    latency_batch: int = 1
+    min_keep: float = 0.0
+    allocation: str = "knapsack"
+
+    def budget(self, target: str):
+        """The library's latency budget for ``target`` (2.0ms or 2.5x)."""
+        from foadx.tasks.prune import LatencyBudget
+
+        finite(self.min_keep, "--min-keep")
+        return LatencyBudget(target, self.backend, self.lut, self.allow_foreign_lut, self.latency_batch,
+                             self.min_keep, self.allocation)
+
+
+# Written out so that `foadx --help` need not import the runtimes; a test keeps it equal to the
+# backend registry's profiling backends.
+PROFILING_BACKEND_HELP = "ort-cpu, openvino, torch-cpu or torch-cuda."
+
+takes_latency_options = option_group("latency_options", LatencyOptions, (
+    ("backend", Annotated[str, typer.Option(help=f"--latency-target: the backend the latency is measured on: {PROFILING_BACKEND_HELP}")], "ort-cpu"),
+    ("lut", Annotated[Optional[Path], typer.Option(help="--latency-target: a table from foadx profile (default: profile now).")], None),
+    ("allow_foreign_lut", Annotated[bool, typer.Option(help="Plan with a table measured in another environment.")], False),
+    ("latency_batch", Annotated[int, typer.Option(help="--latency-target: the batch the latency is for.")], 1),
+    ("min_keep", Annotated[float, typer.Option(help="--latency-target: keep at least this fraction of every group's channels.")], 0.0),
+    ("allocation", Annotated[str, typer.Option(help="--latency-target: knapsack (a width per group) or global (the criterion's one budget for all groups, bisected to the target).")], "knapsack")))
+
+takes_timing_options = option_group("timing", Timing, (
+    ("warmup_ms", Annotated[float, typer.Option(help="Warm-up per configuration, milliseconds.")], 200.0),
+    ("duration_s", Annotated[float, typer.Option(help="Measured time per configuration, seconds.")], 3.0),
+    ("min_iterations", Annotated[int, typer.Option(help="Minimum timed iterations per configuration.")], 10),
+    ("rounds", Annotated[int, typer.Option(help="Interleaved rounds (the gate compares their medians).")], 5)))
+
+
+@dataclass(frozen=True)
+class GateOptions:
+    """The regression gate's options; ``gate()`` is None without a baseline."""
+
+    baseline: Optional[Path] = None
+    max_regression: float = 10.0
+    strict_env: bool = False
+    allow_missing: bool = False
+
+    def gate(self):
+        from foadx.tasks.bench import Gate
+
+        finite(self.max_regression, "--max-regression")
+        if self.baseline is None:
+            return None
+        return Gate(self.baseline, self.max_regression, self.strict_env, self.allow_missing)
+
+
+takes_gate_options = option_group("gate_options", GateOptions, (
+    ("baseline", Annotated[Optional[Path], typer.Option(help="A previous report to gate against.")], None),
+    ("max_regression", Annotated[float, typer.Option(help="Allowed slowdown against --baseline, percent; exit 5 beyond.")], 10.0),
+    ("strict_env", Annotated[bool, typer.Option(help="Refuse a baseline from a different environment.")], False),
+    ("allow_missing", Annotated[bool, typer.Option(help="A configuration only one of this run and --baseline has is a warning, not a failure.")], False)))

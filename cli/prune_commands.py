@@ -8,7 +8,6 @@ from typing import Annotated, Optional
 
 import typer
 
-from foadx.errors import BadInputError
 from foadx_cli import render
 from foadx_cli.app import app, handles_errors
 from foadx_cli.options import (
@@ -16,6 +15,7 @@ from foadx_cli.options import (
     DeviceOption,
     ForceOption,
     ImagesOption,
+    LatencyOptions,
     JsonOption,
     ModelArgument,
     ModelOptions,
@@ -24,6 +24,7 @@ from foadx_cli.options import (
     SeedOption,
     finite,
     prepare_report,
+    takes_latency_options,
     takes_model_options,
 )
 
@@ -75,6 +76,7 @@ def inspect_command(
 @app.command("prune")
 @handles_errors
 @takes_model_options
+@takes_latency_options
 def prune_command(
     model: ModelArgument,
     data: DataOption,
@@ -86,12 +88,6 @@ def prune_command(
     flops_target: Annotated[Optional[float], typer.Option(help="Fraction of MACs to remove, one (t, s) for all groups.")] = None,
     params_target: Annotated[Optional[float], typer.Option(help="Fraction of params to remove.")] = None,
     latency_target: Annotated[Optional[str], typer.Option(help="Prune to a measured latency on --backend: 2.0ms, or a speedup such as 2.5x.")] = None,
-    backend: Annotated[str, typer.Option(help="--latency-target: ort-cpu, openvino, torch-cpu or torch-cuda.")] = "ort-cpu",
-    lut: Annotated[Optional[Path], typer.Option(help="--latency-target: a table from foadx profile (default: profile now).")] = None,
-    allow_foreign_lut: Annotated[bool, typer.Option(help="Plan with a table measured in another environment.")] = False,
-    latency_batch: Annotated[int, typer.Option(help="--latency-target: the batch the latency is for.")] = 1,
-    min_keep: Annotated[float, typer.Option(help="--latency-target: keep at least this fraction of every group's channels.")] = 0.0,
-    allocation: Annotated[str, typer.Option(help="--latency-target: knapsack (a width per group) or global (the criterion's one budget for all groups, bisected to the target).")] = "knapsack",
     round_to: Annotated[Optional[int], typer.Option(help="Round kept widths up to a multiple (8 for fp16 tensor cores); with --latency-target the legal width step (default 16 on CPUs, 8 on CUDA).")] = None,
     criterion: Annotated[str, typer.Option(help=CRITERION_HELP)] = "foad",
     include_coupled: Annotated[bool, typer.Option(help="Also prune residual-coupled groups.")] = False,
@@ -106,64 +102,50 @@ def prune_command(
     as_json: JsonOption = False,
     quiet: QuietOption = False,
     model_options: ModelOptions = ModelOptions(),
+    latency_options: LatencyOptions = LatencyOptions(),
 ) -> None:
     """Prune MODEL with FOAD (or a baseline criterion) and write a pruned-model artifact."""
-    import foadx
-    from foadx.atomic import check_folder_target, write_json
-    from foadx.data import calibration_images
-    from foadx.pruning.api import refuse_pruned
+    from foadx.atomic import check_folder_target
     from foadx.pruning.artifact import is_own_output
+    from foadx.tasks.prune import Calibration, ChannelBudget, PruneRequest, PruneScope, prune_model, read_table
+    from foadx.tasks.prune import refuse_mixed_budgets
 
-    for name, value in (("--s", s), ("--ratio", ratio), ("--flops-target", flops_target), ("--params-target", params_target),
-                        ("--min-keep", min_keep)):
-        finite(value, name)
+    budget = ChannelBudget(t, s, ratio, render.read_ratios(ratios) if ratios else None, flops_target, params_target)
+    if latency_target is not None:
+        refuse_mixed_budgets({"--t": t, "--s": s, "--ratio": ratio, "--ratios": ratios,
+                              "--flops-target": flops_target, "--params-target": params_target})
+        budget = latency_options.budget(latency_target)
+    request = PruneRequest(budget, criterion, PruneScope(include_coupled, tuple(exclude or ()), recalibrate_bn, round_to),
+                           Calibration(data, images, batch_size, seed, device))
+    request.check()
     check_folder_target(out, is_own_output, force, "foadx prune")
     prepare_report(report)
-    group_ratios = render.read_ratios(ratios) if ratios else None
-    if latency_target is not None:
-        from foadx.latency import load_table
-        from foadx.latency.api import LatencyTarget, check_latency_backend
-
-        others = [name for name, value in (("--t", t), ("--s", s), ("--ratio", ratio), ("--ratios", ratios),
-                                           ("--flops-target", flops_target), ("--params-target", params_target))
-                  if value is not None]
-        if others:
-            raise BadInputError(f"give one budget: --latency-target or {', '.join(others)}")
-        LatencyTarget.parse(latency_target)
-        check_latency_backend(backend)  # exit 6 before any work
-        table = load_table(lut) if lut is not None else None
-    ref = model_options.resolve(model, seed)
-    network = ref.module()
-    refuse_pruned(network)
-    source = ref.source
-    calibration = calibration_images(data, images, source.input_size, source.mean, source.std, batch_size, seed)
-    scope = {"include_coupled": include_coupled, "exclude": exclude or (), "recalibrate_bn": recalibrate_bn,
-             "batch_size": batch_size, "seed": seed, "device": device,
-             "calibration": {**calibration.describe(), "data": data, "seed": seed}}
-    if latency_target is not None:
-        from foadx.latency import prune_to_latency
-
-        with render.status("profiling, planning and measuring", enabled=not quiet and not as_json):
-            result = prune_to_latency(network, calibration, latency_target, backend=backend, table=table,
-                                      allow_foreign_lut=allow_foreign_lut, criterion=criterion, batch=latency_batch, min_keep=min_keep,
-                                      allocation=allocation,
-                                      round_to=round_to, **scope)
+    table = read_table(budget)
+    network = model_options.resolve(model, seed).module()
+    shown = not quiet and not as_json
+    if request.measures_latency:
+        with render.status("profiling, planning and measuring", enabled=shown):
+            result = prune_model(network, request, table=table)
     else:
-        with render.staged_progress(enabled=not quiet and not as_json) as advance:
-            result = foadx.prune(network, calibration, criterion=criterion, t=t, s=s, ratio=ratio, ratios=group_ratios,
-                                 flops_target=flops_target, params_target=params_target, round_to=1 if round_to is None else round_to,
-                                 progress=advance, **scope)
+        with render.staged_progress(enabled=shown) as advance:
+            result = prune_model(network, request, progress=advance)
     result.save(out, force=force)
-    if not quiet and not as_json:  # --json carries it as the report's 'weights'
+    if shown:  # --json carries it as the report's 'weights'
         render.notes(render.random_weights_note(result.report["weights"]))
     result.report["out"] = str(out)
     result.report["weights_bytes"]["file"] = (out / "weights.pt").stat().st_size
+    _show(result.report, report, as_json, quiet)
+
+
+def _show(summary: dict, report: Optional[Path], as_json: bool, quiet: bool) -> None:
+    from foadx.atomic import write_json
+
     if report is not None:
-        write_json(report, result.report)
+        write_json(report, summary)
     if as_json:
-        typer.echo(json.dumps(result.report, indent=2))
+        typer.echo(json.dumps(summary, indent=2))
     elif not quiet:
-        render.prune_report(result.report)
+        render.prune_report(summary)
 
 
 @app.command("profile")

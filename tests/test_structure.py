@@ -48,7 +48,7 @@ def test_exporting_prune_result_records_its_plan_digest(pruned_resnet, tmp_path)
 def test_a_fine_tuned_prune_result_saves_an_artifact_that_loads(pruned_resnet, tmp_path):
     from foadx.data.labeled import open_labeled
     from foadx.train import FinetuneConfig
-    from foadx.workflow import finetune_to_artifact
+    from foadx.tasks.finetune import finetune_to_artifact
 
     model = pruned_resnet.model  # the in-process result itself: before, its saved plan was empty
     config = FinetuneConfig(epochs=1, lr=0.01, batch_size=16, steps_per_epoch=2, flip=False)

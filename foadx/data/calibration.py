@@ -244,3 +244,12 @@ def calibration_images(
 ) -> CalibrationImages:
     reader, description = open_reader(source)
     return CalibrationImages(reader, count, input_size, mean, std, batch_size, seed, description)
+
+
+def images_for(source: Any, data: str, count: int, *, batch_size: int = 32, seed: int = 0) -> CalibrationImages:
+    """``count`` seeded images of ``data`` prepared for the model whose input contract is
+    ``source`` (a ``ModelSource``: its input size H x W, its mean and std).
+
+    Returns re-iterable float batches (n, C, H, W). Raises ``DataError`` for an empty or
+    unreadable source and ``BadInputError`` for an unknown one."""
+    return calibration_images(data, count, tuple(source.input_size), source.mean, source.std, batch_size, seed)

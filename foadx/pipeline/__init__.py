@@ -1,7 +1,24 @@
 """``foadx run``: a pipeline file's stages (train, prune, fine-tune, export, verify, bench,
 report), each re-run only when its settings or inputs change."""
 
-from foadx.pipeline.config import Pipeline, load_pipeline
+from __future__ import annotations
+
+from pathlib import Path
+
+from foadx.pipeline.config import Pipeline
 from foadx.pipeline.runner import StageOutcome, run_pipeline, summary_markdown
+from foadx.pipeline.stages import STAGES
+
+
+def load_pipeline(path: str | Path) -> Pipeline:
+    """Reads and checks a pipeline file against every stage's settings (``foadx.pipeline.config``).
+
+    Raises:
+        BadInputError: the file is missing, oversized or malformed (the message names the field and line).
+    """
+    from foadx.pipeline import config
+
+    return config.load_pipeline(path, STAGES)
+
 
 __all__ = ["Pipeline", "StageOutcome", "load_pipeline", "run_pipeline", "summary_markdown"]

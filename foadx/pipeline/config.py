@@ -1,46 +1,31 @@
 """The pipeline file: one TOML file (stdlib ``tomllib``) that says what ``foadx run`` does.
 
-Every section is a stage's settings and every key is checked against ``SCHEMA`` before any stage
-runs: an unknown key, a wrong type, a missing required key or a stage whose input no other
+Every section is [model], [data] or a stage's settings, and every key is checked against the
+stage's schema before any stage runs: an unknown key, a wrong type, a missing required key or a stage whose input no other
 stage produces is a ``BadInputError`` (exit 3) naming the field and its line in the file.
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from foadx.errors import BadInputError
+from foadx.pipeline.stage import Field, Stage
 
 MAX_PIPELINE_BYTES = 1024 * 1024
-STAGES = ("train", "prune", "finetune", "export", "verify", "bench", "report")
 BUDGETS = ("ratio", "flops_target", "params_target", "latency_target")
 
-# section -> key -> (accepted types, default; ... = required)
-SCHEMA: dict[str, dict[str, tuple[tuple[type, ...], Any]]] = {
-    "model": {"spec": ((str,), ...), "input_size": ((int,), None), "args": ((dict,), {}),
-              "weights": ((str,), None), "pretrained": ((str,), None), "seed": ((int,), 0)},
-    "data": {"source": ((str,), ...), "task": ((str,), None), "val_split": ((float,), None),
-             "images": ((int,), 128)},
-    "train": {"epochs": ((int,), 1), "lr": ((float,), 0.05), "batch_size": ((int,), 64), "flip": ((bool,), True),
-              "steps_per_epoch": ((int,), None)},
-    "prune": {"criteria": ((list,), ["foad"]), "ratio": ((float,), None), "flops_target": ((float,), None),
-              "params_target": ((float,), None), "latency_target": ((str,), None), "backend": ((str,), "ort-cpu"),
-              "allocation": ((str,), "knapsack"),
-              "round_to": ((int,), None), "recalibrate_bn": ((bool,), True), "include_coupled": ((bool,), False)},
-    "finetune": {"epochs": ((int,), 1), "lr": ((float,), 0.02), "batch_size": ((int,), 64), "flip": ((bool,), True),
-                 "steps_per_epoch": ((int,), None)},
-    "export": {"opset": ((int,), None), "batch": ((int, str), None), "target": ((str,), "ort-cpu")},
-    "verify": {"images": ((int,), 16), "batches": ((list,), [1, 4]), "min_cosine": ((float,), None),
-               "atol": ((float,), None), "rtol": ((float,), None)},
-    "bench": {"backends": ((list,), ["ort-cpu"]), "batches": ((list,), [1]), "duration_s": ((float,), 2.0),
-              "rounds": ((int,), 5), "baseline": ((str,), None), "max_regression": ((float,), 10.0)},
-    "report": {"html": ((bool,), True)},
-}
-REQUIRED_SECTIONS = ("model", "data")
-NEEDS = {"verify": "export", "bench": "export", "finetune": "prune"}  # a stage -> the stage whose output it reads
+# the sections every pipeline has: key -> (accepted types, default; ... = required)
+MODEL_SETTINGS: dict[str, Field] = {
+    "spec": ((str,), ...), "input_size": ((int,), None), "args": ((dict,), {}), "weights": ((str,), None),
+    "pretrained": ((str,), None), "seed": ((int,), 0)}
+DATA_SETTINGS: dict[str, Field] = {
+    "source": ((str,), ...), "task": ((str,), None), "val_split": ((float,), None), "images": ((int,), 128)}
+REQUIRED_SECTIONS = {"model": MODEL_SETTINGS, "data": DATA_SETTINGS}
 
 
 @dataclass(frozen=True)
@@ -48,10 +33,11 @@ class Pipeline:
     path: Path
     sections: dict[str, dict[str, Any]]  # every section present, with its defaults filled in
     lines: dict[str, int] = field(default_factory=dict)  # "section" / "section.key" -> line number
+    order: tuple[str, ...] = ()  # every stage name known, in running order
 
     @property
     def stages(self) -> list[str]:
-        return [stage for stage in STAGES if stage in self.sections]
+        return [stage for stage in self.order if stage in self.sections]
 
     def settings(self, section: str) -> dict[str, Any]:
         return self.sections.get(section, {})
@@ -81,10 +67,9 @@ def _type_ok(value: Any, types: tuple[type, ...]) -> bool:
     return isinstance(value, types) or (float in types and isinstance(value, int) and not isinstance(value, bool))
 
 
-def _section(name: str, given: Any, where: Any) -> dict[str, Any]:
+def _section(name: str, schema: dict[str, Field], given: Any, where: Any) -> dict[str, Any]:
     if not isinstance(given, dict):
         raise BadInputError(f"{where(name)}: [{name}] must be a table")
-    schema = SCHEMA[name]
     for key, value in given.items():
         if key not in schema:
             raise BadInputError(f"{where(f'{name}.{key}')}: unknown key {name}.{key} (known: {', '.join(schema)})")
@@ -99,10 +84,12 @@ def _section(name: str, given: Any, where: Any) -> dict[str, Any]:
             for key, (types, default) in schema.items()}
 
 
-def _check_stages(pipeline: Pipeline) -> None:
-    for stage, needed in NEEDS.items():
-        if stage in pipeline.sections and needed not in pipeline.sections:
-            raise BadInputError(f"{pipeline.where(stage)}: [{stage}] reads what [{needed}] writes, and the file has no [{needed}]")
+def _check_stages(pipeline: Pipeline, stages: Sequence[Stage]) -> None:
+    for stage in stages:
+        needed = stage.needs
+        if needed is not None and stage.name in pipeline.sections and needed not in pipeline.sections:
+            raise BadInputError(f"{pipeline.where(stage.name)}: [{stage.name}] reads what [{needed}] writes, "
+                                f"and the file has no [{needed}]")
     prune = pipeline.settings("prune")
     if prune:
         budgets = [name for name in BUDGETS if prune[name] is not None]
@@ -121,8 +108,15 @@ def _check_stages(pipeline: Pipeline) -> None:
         raise BadInputError(f"{pipeline.where('bench.backends')}: bench.backends must be a non-empty list of names")
 
 
-def load_pipeline(path: str | Path) -> Pipeline:
-    """Reads and checks a pipeline file; no stage runs before it is known to be whole."""
+def load_pipeline(path: str | Path, stages: Sequence[Stage]) -> Pipeline:
+    """Reads and checks a pipeline file against [model], [data] and ``stages``' settings; no
+    stage runs before the file is known to be whole.
+
+    Raises:
+        BadInputError: a missing, oversized or malformed file, an unknown section or key, a
+            value of the wrong type, a missing required key, or a stage without its input
+            (each message names the field and its line).
+    """
     import tomllib
 
     path = Path(path)
@@ -137,12 +131,14 @@ def load_pipeline(path: str | Path) -> Pipeline:
         raise BadInputError(f"{path}: not a TOML file: {error}") from None
     lines = _line_numbers(text)
     where = Pipeline(path, {}, lines).where
-    unknown = [name for name in data if name not in SCHEMA]
+    schemas = {**REQUIRED_SECTIONS, **{stage.name: stage.settings for stage in stages}}
+    unknown = [name for name in data if name not in schemas]
     if unknown:
-        raise BadInputError(f"{where(unknown[0])}: unknown section [{unknown[0]}] (known: {', '.join(SCHEMA)})")
+        raise BadInputError(f"{where(unknown[0])}: unknown section [{unknown[0]}] (known: {', '.join(schemas)})")
     for name in REQUIRED_SECTIONS:
         if name not in data:
             raise BadInputError(f"{path}: a pipeline needs a [{name}] section")
-    pipeline = Pipeline(path, {name: _section(name, given, where) for name, given in data.items()}, lines)
-    _check_stages(pipeline)
+    sections = {name: _section(name, schemas[name], given, where) for name, given in data.items()}
+    pipeline = Pipeline(path, sections, lines, tuple(stage.name for stage in stages))
+    _check_stages(pipeline, stages)
     return pipeline

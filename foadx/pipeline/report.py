@@ -10,8 +10,10 @@ from typing import Any
 
 from foadx.atomic import write_text
 from foadx.pipeline.config import Pipeline
-from foadx.pipeline.stages import UNPRUNED, Record
-from foadx.report import plots
+from foadx.pipeline.stage import UNPRUNED, Record
+from foadx.pipeline.variants import unpruned_model
+from foadx.pruning.artifact import read_plan
+from foadx.report import plots, read_report
 from foadx.report.html import html_page
 
 
@@ -27,7 +29,7 @@ def _latencies(run: Path, inputs: dict[str, Record]) -> dict[str, dict[str, Any]
     """Each variant's first bench row (first backend, smallest batch)."""
     if "bench" not in inputs:
         return {}
-    report = json.loads((run / inputs["bench"]["report"]).read_text())
+    report = read_report(run / inputs["bench"]["report"])
     variants = {str(run / relative): variant for variant, relative in inputs["export"]["onnx"].items()}
     rows: dict[str, dict[str, Any]] = {}
     for row in sorted(report["results"], key=lambda r: r["batch"]):
@@ -50,26 +52,24 @@ def _similarity_figure(pipeline: Pipeline, run: Path, inputs: dict[str, Record],
     """The FOAD similarity of the group the foad plan cut most, recomputed on the base model."""
     import torch
 
-    from foadx.data import calibration_images
-    from foadx.pipeline.stages import unpruned_model
+    from foadx.data.calibration import images_for
     from foadx.provenance import provenance_of
     from foadx.pruning.api import group_scores, prunable_groups
 
     plan_folder = inputs.get("prune", {}).get("models", {}).get("foad")
     if plan_folder is None:
         return None
-    plan = json.loads((run / plan_folder / "plan.json").read_text())
-    chosen = max(plan["groups"], key=lambda g: (g["channels"] - len(g["kept"]), -g["channels"]))
+    chosen = max(read_plan(run / plan_folder).groups, key=lambda g: (g.channels - len(g.kept), -g.channels))
     base = unpruned_model(pipeline, inputs, run).eval()
     source = provenance_of(base).source
-    images = calibration_images(pipeline.settings("data")["source"], 64, source.input_size, source.mean, source.std, 32, 0)
+    images = images_for(source, pipeline.settings("data")["source"], 64)
     groups = [g for g in prunable_groups(base, torch.zeros(1, 3, *source.input_size),
-                                         pipeline.settings("prune")["include_coupled"]) if g.name == chosen["name"]]
+                                         pipeline.settings("prune")["include_coupled"]) if g.name == chosen.name]
     if not groups or groups[0].channel_groups != 1:
         return None
     scores, _ = group_scores(base, images, groups, "foad")
-    return plots.similarity(scores[chosen["name"]].numpy(), chosen["kept"], figures,
-                            title=f"{chosen['name']}: kept {len(chosen['kept'])} of {chosen['channels']}")
+    return plots.similarity(scores[chosen.name].numpy(), list(chosen.kept), figures,
+                            title=f"{chosen.name}: kept {len(chosen.kept)} of {chosen.channels}")
 
 
 def _figures(pipeline: Pipeline, run: Path, inputs: dict[str, Record], folder: Path) -> dict[str, Path]:
@@ -79,15 +79,15 @@ def _figures(pipeline: Pipeline, run: Path, inputs: dict[str, Record], folder: P
     if len(points) > 1:
         made["accuracy against measured latency and MACs"] = plots.tradeoff(points, figures)
     if "foad" in inputs.get("prune", {}).get("models", {}):
-        plan = json.loads((run / inputs["prune"]["models"]["foad"] / "plan.json").read_text())
-        groups = [{"name": g["name"], "before": g["channels"], "after": len(g["kept"]), "coupled": g["coupled"]}
-                  for g in plan["groups"]]
+        plan = read_plan(run / inputs["prune"]["models"]["foad"])
+        groups = [{"name": g.name, "before": g.channels, "after": len(g.kept), "coupled": g.coupled}
+                  for g in plan.groups]
         made["FOAD plan: channels kept per group"] = plots.widths(groups, figures, title="foad")
         similarity = _similarity_figure(pipeline, run, inputs, figures)
         if similarity is not None:
             made["FOAD similarity of the most-cut group (kept channels marked)"] = similarity
     if "bench" in inputs:
-        report = json.loads((run / inputs["bench"]["report"]).read_text())
+        report = read_report(run / inputs["bench"]["report"])
         macs = {p["label"]: p["macs"] for p in points if p["macs"]}
         ideal = {label: macs[UNPRUNED] / value for label, value in macs.items()} if UNPRUNED in macs else None
         made["latency spread and speedups (MAC-ideal beside)"] = plots.latency(report, figures, ideal)

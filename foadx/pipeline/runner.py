@@ -21,15 +21,12 @@ from typing import Any
 from foadx._version import __version__
 from foadx.atomic import atomic_directory, write_json, write_text
 from foadx.errors import BadInputError, FoadxError
-from foadx.pipeline.config import STAGES, Pipeline
-from foadx.pipeline.stages import STAGE_FUNCTIONS, Record
+from foadx.pipeline.config import Pipeline
+from foadx.pipeline.stage import Record, StageContext
+from foadx.pipeline.stages import STAGE_BY_NAME
 
 STAGE_FILE = "stage.json"
 SUMMARY_JSON, SUMMARY_MD = "summary.json", "summary.md"
-# a stage -> the stages whose outputs it may read (those present in the pipeline)
-READS = {"train": (), "prune": ("train",), "finetune": ("prune",), "export": ("train", "prune", "finetune"),
-         "verify": ("train", "prune", "finetune", "export"), "bench": ("export",),
-         "report": ("train", "prune", "finetune", "export", "verify", "bench")}
 
 
 @dataclass
@@ -49,7 +46,7 @@ def _data_identity(pipeline: Pipeline) -> Any:
 def stage_hash(pipeline: Pipeline, stage: str, upstream: dict[str, str], data_identity: Any) -> str:
     content = {"stage": stage, "settings": pipeline.settings(stage), "model": pipeline.settings("model"),
                "data": pipeline.settings("data"), "data_identity": data_identity, "foadx": __version__,
-               "reads": {name: upstream[name] for name in READS[stage] if name in upstream}}
+               "reads": {name: upstream[name] for name in STAGE_BY_NAME[stage].reads if name in upstream}}
     return hashlib.sha256(json.dumps(content, sort_keys=True, default=str).encode()).hexdigest()
 
 
@@ -93,7 +90,7 @@ def run_pipeline(pipeline: Pipeline, out: str | Path, *, start: str | None = Non
             if current:
                 records[stage] = previous["record"]
             continue
-        missing = [name for name in READS[stage] if name in pipeline.sections and name not in records]
+        missing = [name for name in STAGE_BY_NAME[stage].reads if name in pipeline.sections and name not in records]
         if only is not None and missing:
             raise BadInputError(f"--only {stage} reads {', '.join(missing)}, which has no up-to-date output in {out}: run it first")
         if current and stage not in forced:
@@ -119,11 +116,11 @@ def _reason(previous: dict[str, Any] | None, forced: bool) -> str:
 
 def _run_stage(pipeline: Pipeline, stage: str, digest: str, records: dict[str, Record], out: Path, reason: str,
                outcomes: list[StageOutcome]) -> StageOutcome:
-    inputs = {name: records[name] for name in READS[stage] if name in records}
+    inputs = {name: records[name] for name in STAGE_BY_NAME[stage].reads if name in records}
     start = time.perf_counter()
     try:
         with atomic_directory(out / stage) as staging:
-            record = STAGE_FUNCTIONS[stage](pipeline, inputs, out, staging)
+            record = STAGE_BY_NAME[stage].work(StageContext(pipeline, inputs, out, staging))
             record["seconds"] = round(time.perf_counter() - start, 2)
             write_json(staging / STAGE_FILE, {"stage": stage, "hash": digest, "reason": reason, "record": record})
     except FoadxError as error:
@@ -134,25 +131,9 @@ def _run_stage(pipeline: Pipeline, stage: str, digest: str, records: dict[str, R
 
 
 def _key_figure(outcome: StageOutcome) -> str:
-    record = outcome.record
     if outcome.status == "failed":
         return outcome.reason
-    if "accuracy" in record:
-        return ", ".join(f"{variant} {_first(values)}" for variant, values in record["accuracy"].items())
-    if "speedups" in record:
-        return ", ".join(f"{name} {value:.2f}x" for name, value in record["speedups"].items() if value)
-    if "passed" in record:
-        return ", ".join(f"{variant} {'pass' if ok else 'FAIL'}" for variant, ok in record["passed"].items())
-    if "bytes" in record:
-        return ", ".join(f"{variant} {size / 1e6:.2f} MB" for variant, size in record["bytes"].items())
-    return ", ".join(record.get("files", []))
-
-
-def _first(values: Any) -> str:
-    if isinstance(values, dict) and values:
-        name, value = next(iter(values.items()))
-        return f"{name} {value:.4f}" if isinstance(value, float) else f"{name} {value}"
-    return str(values)
+    return STAGE_BY_NAME[outcome.stage].key_figure(outcome.record) if outcome.record else ""
 
 
 def _file(outcome: StageOutcome) -> str:
@@ -178,4 +159,4 @@ def write_summary(out: Path, outcomes: list[StageOutcome]) -> None:
                                                 "record": o.record} for o in outcomes]})
 
 
-__all__ = ["STAGES", "StageOutcome", "run_pipeline", "summary_markdown"]
+__all__ = ["StageOutcome", "run_pipeline", "summary_markdown"]

@@ -1,216 +1,212 @@
-"""The stages of ``foadx run``: each reads the outputs of earlier stages (paths relative to the
-run's folder), writes its own into an empty staging folder, and returns its record (outputs and
-key figures). The runner (``foadx.pipeline.runner``) decides which stages run.
-
-A *variant* is one model going through the pipeline: ``unpruned`` and one per pruning criterion.
+"""The stages of ``foadx run``, each an adapter that maps its section onto a task
+(``foadx.tasks``): it reads the outputs of earlier stages (paths relative to the run folder),
+writes its own into an empty staging folder, and returns its record. ``STAGES`` is the
+registry, in running order; the runner (``foadx.pipeline.runner``) decides which ones run.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import torch
 from torch import nn
 
-from foadx.atomic import write_json, write_text
-from foadx.pipeline.config import Pipeline
-from foadx.resolve import BuildOptions, ModelRef, resolve_model
-
-Record = dict[str, Any]
-Stage = Callable[[Pipeline, dict[str, Record], Path, Path], Record]
-UNPRUNED = "unpruned"
+from foadx.atomic import write_json
+from foadx.pipeline.report import write_pipeline_report
+from foadx.pipeline.stage import UNPRUNED, Record, Stage, StageContext
+from foadx.pipeline.variants import base_ref, final_models, load_variant, unpruned_model, variant_model
+from foadx.resolve import resolve_model
 
 
-def base_ref(pipeline: Pipeline) -> ModelRef:
-    """The model the pipeline starts from, as [model] describes it."""
-    model = pipeline.settings("model")
-    size = model["input_size"]
-    options = BuildOptions(weights=Path(model["weights"]) if model["weights"] else None,
-                           input_size=(size, size) if size else None, model_args=dict(model["args"]),
-                           seed=model["seed"], pretrained=model["pretrained"])
-    return resolve_model(model["spec"], options)
-
-
-def _load(run: Path, relative: str) -> nn.Module:
-    return resolve_model(str(run / relative)).module()
-
-
-def _accuracy(pipeline: Pipeline, model: nn.Module) -> dict[str, float]:
+def _accuracy(context: StageContext, model: nn.Module) -> dict[str, float]:
     """Held-out accuracy on [data] (its test split, or the held-out part of an unsplit folder)."""
     from foadx.evaluate.runner import evaluate_model
 
-    data = pipeline.settings("data")
+    data = context.settings("data")
     return evaluate_model(model, data["source"], data["task"], val_split=data["val_split"]).summary()
 
 
-def finetune_model(model: nn.Module, data: str, out: Path, *, epochs: int, lr: float, seed: int = 0,
-                   task: str | None = None, val_split: float | None = None, batch_size: int = 64, flip: bool = True,
-                   steps_per_epoch: int | None = None, origin: str = "") -> nn.Module:
-    """Fine-tunes ``model`` on ``data``'s training split into the artifact folder ``out``;
-    returns the fine-tuned model as written."""
-    from foadx.data.labeled import open_labeled
-    from foadx.data.layout import data_identity, describe_data, resolve_task
+def finetune_variant(context: StageContext, section: str, model: nn.Module, out: Path, origin: str) -> nn.Module:
+    """Fine-tunes ``model`` on [data] with ``section``'s schedule into the artifact ``out``;
+    returns the model as written."""
+    from foadx.tasks.finetune import TrainingData, prepare_finetune
     from foadx.train import FinetuneConfig
-    from foadx.workflow import finetune_to_artifact
 
-    task = resolve_task(describe_data(data), task)
-    config = FinetuneConfig(task=task, epochs=epochs, lr=lr, batch_size=batch_size, flip=flip, seed=seed,
-                            steps_per_epoch=steps_per_epoch)
-    config.validate()
-    training = open_labeled(data, "train", task, val_split=val_split, seed=seed)
-    record = {"data": data, "from": origin, "training_data": {"source": data_identity(data), "split": training.split}}
-    finetune_to_artifact(model, training, out, config, record)
+    settings, data = context.settings(section), context.settings("data")
+    config = FinetuneConfig(epochs=settings["epochs"], lr=settings["lr"], batch_size=settings["batch_size"],
+                            flip=settings["flip"], seed=context.settings("model")["seed"],
+                            steps_per_epoch=settings["steps_per_epoch"])
+    job = prepare_finetune(model, TrainingData(data["source"], data["task"], data["val_split"]), out, config,
+                           origin=origin)
+    job.run()
     return resolve_model(str(out)).module()
 
 
-def _finetune(pipeline: Pipeline, section: str, model: nn.Module, out: Path, origin: str) -> nn.Module:
-    settings, data = pipeline.settings(section), pipeline.settings("data")
-    return finetune_model(model, data["source"], out, epochs=settings["epochs"], lr=settings["lr"],
-                          seed=pipeline.settings("model")["seed"], task=data["task"], val_split=data["val_split"],
-                          batch_size=settings["batch_size"], flip=settings["flip"],
-                          steps_per_epoch=settings["steps_per_epoch"], origin=origin)
-
-
-def train_stage(pipeline: Pipeline, inputs: dict[str, Record], run: Path, folder: Path) -> Record:
+def train_stage(context: StageContext) -> Record:
     """Fine-tunes the unpruned model: the base every criterion prunes."""
-    model = _finetune(pipeline, "train", base_ref(pipeline).module(), folder / UNPRUNED, pipeline.settings("model")["spec"])
-    return {"models": {UNPRUNED: f"train/{UNPRUNED}"}, "accuracy": {UNPRUNED: _accuracy(pipeline, model)},
+    base = base_ref(context.pipeline).module()
+    model = finetune_variant(context, "train", base, context.folder / UNPRUNED, context.settings("model")["spec"])
+    return {"models": {UNPRUNED: f"train/{UNPRUNED}"}, "accuracy": {UNPRUNED: _accuracy(context, model)},
             "metrics": {UNPRUNED: f"train/{UNPRUNED}/metrics.jsonl"}}
 
 
-def unpruned_model(pipeline: Pipeline, inputs: dict[str, Record], run: Path) -> nn.Module:
-    return _load(run, inputs["train"]["models"][UNPRUNED]) if "train" in inputs else base_ref(pipeline).module()
+def _prune_request(context: StageContext, criterion: str) -> Any:
+    from foadx.tasks.prune import Calibration, ChannelBudget, LatencyBudget, PruneRequest, PruneScope
+
+    settings, data = context.settings("prune"), context.settings("data")
+    budget: ChannelBudget | LatencyBudget = ChannelBudget(
+        ratio=settings["ratio"], flops_target=settings["flops_target"], params_target=settings["params_target"])
+    if settings["latency_target"] is not None:
+        budget = LatencyBudget(settings["latency_target"], settings["backend"], allocation=settings["allocation"])
+    scope = PruneScope(settings["include_coupled"], (), settings["recalibrate_bn"], settings["round_to"])
+    return PruneRequest(budget, criterion, scope, Calibration(data["source"], data["images"], 32,
+                                                               context.settings("model")["seed"]))
 
 
-def prune_stage(pipeline: Pipeline, inputs: dict[str, Record], run: Path, folder: Path) -> Record:
+def prune_stage(context: StageContext) -> Record:
     """Prunes the base once per criterion at the [prune] budget (a latency target included)."""
-    import foadx
-    from foadx.data import calibration_images
+    from foadx.data.calibration import images_for
     from foadx.provenance import provenance_of
+    from foadx.tasks.prune import prune_model
 
-    settings, data = pipeline.settings("prune"), pipeline.settings("data")
-    base = unpruned_model(pipeline, inputs, run).eval()
-    source = provenance_of(base).source
-    images = calibration_images(data["source"], data["images"], source.input_size, source.mean, source.std, 32,
-                                pipeline.settings("model")["seed"])
-    calibration = {**images.describe(), "data": data["source"], "seed": pipeline.settings("model")["seed"]}
-    scope = {"include_coupled": settings["include_coupled"], "recalibrate_bn": settings["recalibrate_bn"],
-             "calibration": calibration}
+    base = unpruned_model(context.pipeline, context.inputs, context.run).eval()
+    data = context.settings("data")
+    images = images_for(provenance_of(base).source, data["source"], data["images"],
+                        seed=context.settings("model")["seed"])
     record: Record = {"models": {}, "accuracy": {}, "macs": {}, "params": {}, "latency": {}}
-    for criterion in settings["criteria"]:
-        if settings["latency_target"] is not None:
-            from foadx.latency import prune_to_latency
-
-            result = prune_to_latency(base, images, settings["latency_target"], backend=settings["backend"],
-                                      criterion=criterion, round_to=settings["round_to"],
-                                      allocation=settings["allocation"], **scope)
+    for criterion in context.settings("prune")["criteria"]:
+        result = prune_model(base, _prune_request(context, criterion), images=images)
+        if "latency" in result.report:
             record["latency"][criterion] = result.report["latency"]
-        else:
-            result = foadx.prune(base, images, criterion=criterion, ratio=settings["ratio"],
-                                 flops_target=settings["flops_target"], params_target=settings["params_target"],
-                                 round_to=settings["round_to"] or 1, **scope)
-        result.save(folder / criterion)
+        result.save(context.folder / criterion)
         record["models"][criterion] = f"prune/{criterion}"
-        record["accuracy"][criterion] = _accuracy(pipeline, result.model)
+        record["accuracy"][criterion] = _accuracy(context, result.model)
         record["macs"][criterion] = result.report["macs"]
         record["params"][criterion] = result.report["params"]
-    record["accuracy"][UNPRUNED] = inputs.get("train", {}).get("accuracy", {}).get(UNPRUNED) or _accuracy(pipeline, base)
+    trained = context.inputs.get("train", {}).get("accuracy", {}).get(UNPRUNED)
+    record["accuracy"][UNPRUNED] = trained or _accuracy(context, base)
     return record
 
 
-def finetune_stage(pipeline: Pipeline, inputs: dict[str, Record], run: Path, folder: Path) -> Record:
+def finetune_stage(context: StageContext) -> Record:
     """Fine-tunes every pruned variant with the same schedule."""
     record: Record = {"models": {}, "accuracy": {}, "metrics": {}}
-    for criterion, relative in inputs["prune"]["models"].items():
-        tuned = _finetune(pipeline, "finetune", _load(run, relative), folder / criterion, relative)
+    for criterion, relative in context.inputs["prune"]["models"].items():
+        tuned = finetune_variant(context, "finetune", load_variant(context.run, relative), context.folder / criterion,
+                                 relative)
         record["models"][criterion] = f"finetune/{criterion}"
         record["metrics"][criterion] = f"finetune/{criterion}/metrics.jsonl"
-        record["accuracy"][criterion] = _accuracy(pipeline, tuned)
+        record["accuracy"][criterion] = _accuracy(context, tuned)
     return record
 
 
-def final_models(pipeline: Pipeline, inputs: dict[str, Record]) -> dict[str, str | None]:
-    """Each variant's last model: the fine-tuned one, else the pruned one; ``None`` for an
-    unpruned model no stage wrote (built from [model])."""
-    models: dict[str, str | None] = {UNPRUNED: inputs.get("train", {}).get("models", {}).get(UNPRUNED)}
-    for stage in ("prune", "finetune"):
-        models.update(inputs.get(stage, {}).get("models", {}))
-    return models
-
-
-def export_stage(pipeline: Pipeline, inputs: dict[str, Record], run: Path, folder: Path) -> Record:
+def export_stage(context: StageContext) -> Record:
     """Exports every variant to ONNX (verified in onnxruntime as it is written)."""
-    from foadx.export import export_onnx
+    from foadx.tasks.export import ExportRequest, deploy
 
-    settings = pipeline.settings("export")
-    extra = {"opset": settings["opset"]} if settings["opset"] is not None else {}
+    settings = context.settings("export")
+    options = ExportRequest(settings["opset"] or 18, settings["target"], settings["batch"]).options()
     files, sizes = {}, {}
-    for variant, relative in final_models(pipeline, inputs).items():
-        model = _load(run, relative) if relative else base_ref(pipeline).module()
-        path = folder / f"{variant}.onnx"
-        export_onnx(model.eval(), path, batch=settings["batch"], target=settings["target"], **extra)
+    for variant, relative in final_models(context.inputs).items():
+        path = context.folder / f"{variant}.onnx"
+        deploy(variant_model(context.pipeline, context.run, relative), path, options)
         files[variant], sizes[variant] = f"export/{variant}.onnx", path.stat().st_size
-    return {"onnx": files, "bytes": sizes, "models": final_models(pipeline, inputs)}
+    return {"onnx": files, "bytes": sizes, "models": final_models(context.inputs)}
 
 
-def verify_stage(pipeline: Pipeline, inputs: dict[str, Record], run: Path, folder: Path) -> Record:
+def verify_stage(context: StageContext) -> Record:
     """Checks every exported file against the model it came from, on real images; a failure
     stops the run (exit 4)."""
-    from foadx.data import calibration_images
-    from foadx.export import verify_onnx
-    from foadx.provenance import provenance_of
+    from foadx.resolve import as_ref
+    from foadx.tasks.export import model_images, verify_file
+    from foadx.tasks.settings import ParitySettings
 
-    settings, data = pipeline.settings("verify"), pipeline.settings("data")
-    overrides = {name: settings[name] for name in ("min_cosine", "atol", "rtol") if settings[name] is not None}
+    settings, data = context.settings("verify"), context.settings("data")
+    parity_settings = ParitySettings(atol=settings["atol"], rtol=settings["rtol"], min_cosine=settings["min_cosine"])
     record: Record = {"reports": {}, "passed": {}, "worst": {}}
-    for variant, relative in inputs["export"]["models"].items():
-        model = (_load(run, relative) if relative else base_ref(pipeline).module()).eval()
-        source = provenance_of(model).source
-        images = calibration_images(data["source"], settings["images"], source.input_size, source.mean, source.std,
-                                    settings["images"], 0)
-        parity = verify_onnx(run / inputs["export"]["onnx"][variant], model, batch_sizes=tuple(settings["batches"]),
-                             images=torch.cat(list(images)).numpy(), **overrides)
-        write_json(folder / f"{variant}.json", parity.to_json())
+    for variant, relative in context.inputs["export"]["models"].items():
+        ref = as_ref(variant_model(context.pipeline, context.run, relative), variant)
+        parity = verify_file(context.run / context.inputs["export"]["onnx"][variant], ref,
+                             images=model_images(ref, data["source"], settings["images"]),
+                             batches=tuple(settings["batches"]), parity=parity_settings)
+        write_json(context.folder / f"{variant}.json", parity.to_json())
         record["reports"][variant], record["passed"][variant] = f"verify/{variant}.json", parity.passed
         record["worst"][variant] = parity.worst()
         parity.raise_if_failed()
     return record
 
 
-def bench_stage(pipeline: Pipeline, inputs: dict[str, Record], run: Path, folder: Path) -> Record:
+def bench_stage(context: StageContext) -> Record:
     """Measures every exported file interleaved (speedups against the unpruned one) and gates
     on a baseline report when [bench] names one (exit 5 beyond ``max_regression``)."""
-    from foadx.bench import compare_to_baseline, measure_models
-    from foadx.report import read_report, render_markdown
+    from foadx.tasks.bench import BenchRequest, Gate, Timing, bench_models
 
-    settings = pipeline.settings("bench")
-    files = [str(run / relative) for relative in inputs["export"]["onnx"].values()]
-    report = measure_models(files, settings["backends"], settings["batches"],
-                            timing=(200.0, settings["duration_s"], 10, settings["rounds"]))
-    gate = None
-    if settings["baseline"]:
-        gate = compare_to_baseline(report, read_report(Path(settings["baseline"])), settings["max_regression"])
-        report["gate"] = gate.to_json()
-    write_json(folder / "latency.json", report)
-    write_text(folder / "latency.md", render_markdown(report))
-    if gate is not None:
-        gate.raise_if_failed()
-    labels = {str(run / relative): variant for variant, relative in inputs["export"]["onnx"].items()}
+    settings, exported = context.settings("bench"), context.inputs["export"]["onnx"]
+    request = BenchRequest(tuple(settings["backends"]), tuple(settings["batches"]),
+                           timing=Timing(duration_s=settings["duration_s"], rounds=settings["rounds"]))
+    gate = Gate(Path(settings["baseline"]), settings["max_regression"]) if settings["baseline"] else None
+    outcome = bench_models([str(context.run / relative) for relative in exported.values()], request, gate=gate,
+                           report=context.folder / "latency.json", markdown=context.folder / "latency.md")
+    outcome.raise_if_failed()
+    labels = {str(context.run / relative): variant for variant, relative in exported.items()}
     speedups = {f"{labels.get(row['model'], row['model'])} {row['backend']} b{row['batch']}": row.get("speedup_vs_first")
-                for row in report["results"]}
+                for row in outcome.report["results"]}
     return {"report": "bench/latency.json", "markdown": "bench/latency.md", "speedups": speedups}
 
 
-def report_stage(pipeline: Pipeline, inputs: dict[str, Record], run: Path, folder: Path) -> Record:
+def report_stage(context: StageContext) -> Record:
     """Figures, report.md and (unless [report] html = false) a self-contained report.html."""
-    from foadx.pipeline.report import write_pipeline_report
-
-    return write_pipeline_report(pipeline, inputs, run, folder)
+    return write_pipeline_report(context.pipeline, context.inputs, context.run, context.folder)
 
 
-STAGE_FUNCTIONS: dict[str, Stage] = {
-    "train": train_stage, "prune": prune_stage, "finetune": finetune_stage, "export": export_stage,
-    "verify": verify_stage, "bench": bench_stage, "report": report_stage,
-}
+def _accuracy_figure(record: Record) -> str:
+    return ", ".join(f"{variant} {_first(values)}" for variant, values in record["accuracy"].items())
+
+
+def _first(values: Any) -> str:
+    if isinstance(values, dict) and values:
+        name, value = next(iter(values.items()))
+        return f"{name} {value:.4f}" if isinstance(value, float) else f"{name} {value}"
+    return str(values)
+
+
+def _speedup_figure(record: Record) -> str:
+    return ", ".join(f"{name} {value:.2f}x" for name, value in record["speedups"].items() if value)
+
+
+def _parity_figure(record: Record) -> str:
+    return ", ".join(f"{variant} {'pass' if ok else 'FAIL'}" for variant, ok in record["passed"].items())
+
+
+def _size_figure(record: Record) -> str:
+    return ", ".join(f"{variant} {size / 1e6:.2f} MB" for variant, size in record["bytes"].items())
+
+
+def _files_figure(record: Record) -> str:
+    return ", ".join(record.get("files", []))
+
+
+_SCHEDULE = {"epochs": ((int,), 1), "batch_size": ((int,), 64), "flip": ((bool,), True),
+             "steps_per_epoch": ((int,), None)}
+
+STAGES: tuple[Stage, ...] = (
+    Stage("train", {**_SCHEDULE, "lr": ((float,), 0.05)}, train_stage, key_figure=_accuracy_figure),
+    Stage("prune", {"criteria": ((list,), ["foad"]), "ratio": ((float,), None), "flops_target": ((float,), None),
+                    "params_target": ((float,), None), "latency_target": ((str,), None),
+                    "backend": ((str,), "ort-cpu"), "allocation": ((str,), "knapsack"), "round_to": ((int,), None),
+                    "recalibrate_bn": ((bool,), True), "include_coupled": ((bool,), False)},
+          prune_stage, reads=("train",), key_figure=_accuracy_figure),
+    Stage("finetune", {**_SCHEDULE, "lr": ((float,), 0.02)}, finetune_stage, reads=("prune",), needs="prune",
+          key_figure=_accuracy_figure),
+    Stage("export", {"opset": ((int,), None), "batch": ((int, str), None), "target": ((str,), "ort-cpu")},
+          export_stage, reads=("train", "prune", "finetune"), key_figure=_size_figure),
+    Stage("verify", {"images": ((int,), 16), "batches": ((list,), [1, 4]), "min_cosine": ((float,), None),
+                     "atol": ((float,), None), "rtol": ((float,), None)},
+          verify_stage, reads=("train", "prune", "finetune", "export"), needs="export", key_figure=_parity_figure),
+    Stage("bench", {"backends": ((list,), ["ort-cpu"]), "batches": ((list,), [1]), "duration_s": ((float,), 2.0),
+                    "rounds": ((int,), 5), "baseline": ((str,), None), "max_regression": ((float,), 10.0)},
+          bench_stage, reads=("export",), needs="export", key_figure=_speedup_figure),
+    Stage("report", {"html": ((bool,), True)}, report_stage,
+          reads=("train", "prune", "finetune", "export", "verify", "bench"), key_figure=_files_figure),
+)
+STAGE_BY_NAME = {stage.name: stage for stage in STAGES}

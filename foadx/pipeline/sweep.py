@@ -70,36 +70,41 @@ def _accuracy(model: nn.Module, data: str) -> float:
 
 def _make_point(base: nn.Module, images: Any, settings: SweepSettings, criterion: str, budget: float,
                 folder: Path) -> dict[str, Any]:
-    import foadx
+    from foadx.tasks.prune import Calibration, ChannelBudget, PruneRequest, PruneScope, prune_model
 
+    request = PruneRequest(ChannelBudget(**{settings.budget_kind: budget}), criterion,
+                           PruneScope(recalibrate_bn=True, round_to=settings.round_to),
+                           Calibration(settings.data, settings.images, seed=settings.seed))
     try:
-        result = foadx.prune(base, images, criterion=criterion, round_to=settings.round_to, recalibrate_bn=True,
-                             seed=settings.seed, **{settings.budget_kind: budget})
+        result = prune_model(base, request, images=images)
     except BudgetError as error:
         return {"reachable": False, "reason": str(error).splitlines()[0]}
     result.save(folder / "model")
-    model = result.model
-    if settings.finetune_epochs:
-        from foadx.pipeline.stages import finetune_model
-
-        model = finetune_model(model, settings.data, folder / "tuned", epochs=settings.finetune_epochs,
-                               lr=settings.finetune_lr, seed=settings.seed, flip=settings.flip)
+    model = _finetuned(result.model, settings, folder / "tuned") if settings.finetune_epochs else result.model
     return {"reachable": True, "accuracy": _accuracy(model, settings.data), "macs": result.report["macs"]["after"],
             "params": result.report["params"]["after"], "model": "tuned" if settings.finetune_epochs else "model"}
+
+
+def _finetuned(model: nn.Module, settings: SweepSettings, out: Path) -> nn.Module:
+    from foadx.tasks.finetune import TrainingData, prepare_finetune
+    from foadx.train import FinetuneConfig
+
+    config = FinetuneConfig(epochs=settings.finetune_epochs, lr=settings.finetune_lr, flip=settings.flip,
+                            seed=settings.seed)
+    prepare_finetune(model, TrainingData(settings.data), out, config, origin="").run()
+    return resolve_model(str(out)).module()
 
 
 def run_sweep(ref: ModelRef, settings: SweepSettings, out: str | Path,
               progress: Callable[[str], None] | None = None) -> dict[str, Any]:
     """Runs the sweep into ``out`` (resuming a killed one) and writes sweep.json, sweep.md,
     the figures and report.html."""
-    from foadx.data import calibration_images
+    from foadx.data.calibration import images_for
 
     settings.check()
     out = Path(out)
     base = ref.module().eval()
-    source = ref.source
-    images = calibration_images(settings.data, settings.images, source.input_size, source.mean, source.std, 32,
-                                settings.seed)
+    images = images_for(ref.source, settings.data, settings.images, seed=settings.seed)
     points = []
     for criterion in settings.criteria:
         for budget in settings.budgets:

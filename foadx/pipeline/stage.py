@@ -1,0 +1,51 @@
+"""What a pipeline stage is: one typed object (name, settings schema, the stages it reads, its
+work and its key figure), and the context its work runs in.
+
+A *variant* is one model going through the pipeline: ``unpruned`` and one per pruning criterion.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+Record = dict[str, Any]  # a stage's record: its outputs (paths relative to the run folder) and key figures
+Field = tuple[tuple[type, ...], Any]  # accepted types, default (``...``: required)
+UNPRUNED = "unpruned"
+
+
+@dataclass(frozen=True)
+class StageContext:
+    """Where a stage runs: the pipeline, the records of the stages it reads, the run folder and
+    its own (empty, staging) folder."""
+
+    pipeline: Any  # foadx.pipeline.config.Pipeline
+    inputs: dict[str, Record]
+    run: Path
+    folder: Path
+
+    def settings(self, section: str) -> dict[str, Any]:
+        return self.pipeline.settings(section)
+
+
+@dataclass(frozen=True)
+class Stage:
+    """One stage of ``foadx run``.
+
+    Attributes:
+        name: its section in the pipeline file and its folder in the run folder.
+        settings: key -> (accepted types, default) of its section.
+        work: the stage's work; returns its record.
+        reads: the stages whose records it reads (those present in the pipeline).
+        needs: a stage that must be in the pipeline for this one to have input.
+        key_figure: one line for the summary table, from its record.
+    """
+
+    name: str
+    settings: dict[str, Field]
+    work: Callable[[StageContext], Record]
+    reads: tuple[str, ...] = ()
+    needs: str | None = None
+    key_figure: Callable[[Record], str] = lambda record: ""

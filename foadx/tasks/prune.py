@@ -1,0 +1,207 @@
+"""The prune task: a model, calibration images and a budget -> a pruned model with its plan.
+
+A budget is either a ``ChannelBudget`` (FOAD's paper mode, a ratio per group, or a MACs/params
+reduction: ``foadx.prune``) or a ``LatencyBudget`` (a measured latency on a backend:
+``foadx.latency.prune_to_latency``). This module is the one place that tells them apart.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Union
+
+from torch import nn
+
+from foadx.errors import BadInputError
+from foadx.tasks.checks import at_least, finite
+
+
+@dataclass(frozen=True)
+class ChannelBudget:
+    """How many channels to remove: at most one of ``ratio`` (fraction per group), ``ratios``
+    (group name -> fraction), ``flops_target`` / ``params_target`` (fractional MACs / params
+    reduction); none of them is FOAD's paper mode with ``t`` and ``s`` (FOAD.md, Algorithm 1)."""
+
+    t: int | None = None
+    s: float | None = None
+    ratio: float | None = None
+    ratios: Mapping[str, float] | None = None
+    flops_target: float | None = None
+    params_target: float | None = None
+
+    def check(self) -> None:
+        """Raises ``BadInputError`` for a non-finite number (ranges are the pruner's to check)."""
+        for name in ("s", "ratio", "flops_target", "params_target"):
+            finite(name, getattr(self, name))
+
+    def arguments(self) -> dict[str, Any]:
+        """The keyword arguments of ``foadx.prune`` this budget sets."""
+        return {"t": self.t, "s": self.s, "ratio": self.ratio, "ratios": self.ratios,
+                "flops_target": self.flops_target, "params_target": self.params_target}
+
+
+@dataclass(frozen=True)
+class LatencyBudget:
+    """A measured latency: ``target`` is milliseconds (``"2.0ms"``) or a speedup over the
+    unpruned model (``"1.5x"``) on ``backend`` at ``batch``; ``table`` a latency table from
+    ``foadx profile`` (None: profile now). docs/latency.md has the method."""
+
+    target: str
+    backend: str = "ort-cpu"
+    table: Path | None = None
+    allow_foreign_table: bool = False
+    batch: int = 1
+    min_keep: float = 0.0
+    allocation: str = "knapsack"
+
+    def check(self) -> None:
+        """Refuses, before any work, a malformed target (exit 3) and a backend that cannot be
+        profiled here (exit 6)."""
+        from foadx.latency.api import LatencyTarget, check_latency_backend
+
+        finite("min_keep", self.min_keep)
+        at_least("batch", self.batch, 1)
+        LatencyTarget.parse(self.target)
+        check_latency_backend(self.backend)
+
+
+Budget = Union[ChannelBudget, LatencyBudget]
+
+
+@dataclass(frozen=True)
+class PruneScope:
+    """Which groups are cut and how: residual-coupled groups too, groups left whole, BN
+    statistics re-estimated after the cut, kept widths rounded up to ``round_to`` (None: 1 for
+    a channel budget, the backend's width step for a latency budget)."""
+
+    include_coupled: bool = False
+    exclude: tuple[str, ...] = ()
+    recalibrate_bn: bool = False
+    round_to: int | None = None
+
+    def check(self) -> None:
+        """Raises ``BadInputError`` for ``round_to`` < 1."""
+        at_least("round_to", self.round_to, 1)
+
+
+@dataclass(frozen=True)
+class Calibration:
+    """The images a criterion scores: ``count`` seeded images of ``data`` in batches."""
+
+    data: str
+    count: int = 128
+    batch_size: int = 32
+    seed: int = 0
+    device: str = "auto"
+
+    def check(self) -> None:
+        """Raises ``BadInputError`` for a count or batch size below 1."""
+        at_least("images", self.count, 1)
+        at_least("batch_size", self.batch_size, 1)
+
+
+@dataclass(frozen=True)
+class PruneRequest:
+    """Everything one prune needs besides the model."""
+
+    budget: Budget = field(default_factory=ChannelBudget)
+    criterion: str = "foad"
+    scope: PruneScope = field(default_factory=PruneScope)
+    calibration: Calibration = field(default_factory=lambda: Calibration("demo"))
+
+    def check(self) -> None:
+        """Every refusal that needs no model and no images (exit 3, or 6 for a backend)."""
+        self.budget.check()
+        self.scope.check()
+        self.calibration.check()
+
+    @property
+    def measures_latency(self) -> bool:
+        return isinstance(self.budget, LatencyBudget)
+
+
+def read_table(budget: Budget) -> Any:
+    """The latency table a latency budget names (None: none named, or a channel budget).
+
+    Raises:
+        ArtifactError: the table file is malformed.
+    """
+    if not isinstance(budget, LatencyBudget) or budget.table is None:
+        return None
+    from foadx.latency import load_table
+
+    return load_table(budget.table)
+
+
+def prune_model(model: nn.Module, request: PruneRequest, *, table: Any = None, images: Any = None,
+                progress: Callable[..., None] | None = None) -> Any:
+    """Prunes a copy of ``model`` (left untouched) as ``request`` says.
+
+    Args:
+        model: an unpruned network that carries its input contract (built by foadx).
+        request: budget, criterion, scope and calibration images.
+        table: a loaded latency table for a latency budget (see ``read_table``); None profiles.
+        images: calibration batches already read for this model (None: read ``request.calibration``).
+        progress: ``(phase, done, total)`` for a channel budget.
+
+    Returns:
+        ``foadx.PruneResult``: ``.model`` (carrying its plan), ``.plan``, ``.report``.
+
+    Raises:
+        BadInputError, BudgetError, DataError: the request cannot be met (exit 3);
+        CheckFailedError: a latency target missed after the measured rounds (exit 4).
+    """
+    from foadx.data.calibration import images_for
+    from foadx.provenance import require_provenance
+    from foadx.pruning.api import refuse_pruned
+
+    request.check()
+    refuse_pruned(model)
+    calibration = request.calibration
+    source = require_provenance(model, "pruning from a data source").source
+    if images is None:
+        images = images_for(source, calibration.data, calibration.count, batch_size=calibration.batch_size,
+                            seed=calibration.seed)
+    arguments = _common_arguments(request, images)
+    if isinstance(request.budget, LatencyBudget):
+        return _prune_to_latency(model, images, request.budget, table, request.scope.round_to, arguments)
+    import foadx
+
+    return foadx.prune(model, images, **request.budget.arguments(), round_to=request.scope.round_to or 1,
+                       progress=progress, **arguments)
+
+
+def _common_arguments(request: PruneRequest, images: Any) -> dict[str, Any]:
+    scope, calibration = request.scope, request.calibration
+    record = {**images.describe(), "data": calibration.data, "seed": calibration.seed} if hasattr(images, "describe") else {}
+    return {"criterion": request.criterion, "include_coupled": scope.include_coupled, "exclude": scope.exclude,
+            "recalibrate_bn": scope.recalibrate_bn, "batch_size": calibration.batch_size, "seed": calibration.seed,
+            "device": calibration.device, "calibration": record}
+
+
+def _prune_to_latency(model: nn.Module, images: Any, budget: LatencyBudget, table: Any, round_to: int | None,
+                      arguments: dict[str, Any]) -> Any:
+    from foadx.latency import prune_to_latency
+
+    if table is None and budget.table is not None:
+        table = read_table(budget)
+    return prune_to_latency(model, images, budget.target, backend=budget.backend, table=table,
+                            allow_foreign_lut=budget.allow_foreign_table, batch=budget.batch,
+                            min_keep=budget.min_keep, allocation=budget.allocation, round_to=round_to,
+                            **arguments)
+
+
+def refuse_mixed_budgets(given: Mapping[str, Any]) -> None:
+    """A latency target is one budget; channel-budget settings beside it are a contradiction.
+
+    Args:
+        given: setting name -> value for every channel-budget setting the caller received.
+
+    Raises:
+        BadInputError: one or more of them is set.
+    """
+    others = [name for name, value in given.items() if value is not None]
+    if others:
+        raise BadInputError(f"give one budget: a latency target or {', '.join(others)}")
