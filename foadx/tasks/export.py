@@ -143,7 +143,7 @@ def engine_profile(batch: int | str, min_batch: int | None, opt_batch: int | Non
     fixed = parse_batch(batch)
     if fixed != "dynamic":
         if any(value is not None for value in (min_batch, opt_batch, max_batch)):
-            raise BadInputError("--batch N fixes the engine's batch: drop --min/--opt/--max-batch")
+            raise BadInputError("a fixed batch fixes the engine's batch: give no min/opt/max batch")
         return EngineProfile.fixed(fixed)
     return EngineProfile(min_batch or 1, opt_batch or min_batch or 1, max_batch or max(opt_batch or 1, min_batch or 1))
 
@@ -151,9 +151,9 @@ def engine_profile(batch: int | str, min_batch: int | None, opt_batch: int | Non
 def check_deploy_request(options: DeployOptions) -> None:
     """Everything that can be refused without doing work, refused first."""
     if options.precision not in ("fp32", "fp16", "int8"):
-        raise BadInputError(f"--precision must be fp32, fp16 or int8, got {options.precision!r}")
+        raise BadInputError(f"precision must be fp32, fp16 or int8, got {options.precision!r}")
     if options.precision == "fp16" and not options.trt:
-        raise BadInputError("--precision fp16 applies to the TensorRT engine: add --trt")
+        raise BadInputError("precision fp16 applies to the TensorRT engine: ask for an engine (--trt)")
     if options.trt:
         require_tensorrt()
 

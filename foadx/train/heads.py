@@ -26,7 +26,7 @@ class MarginHead(nn.Module):
                  margin: float | None = None) -> None:
         super().__init__()
         if kind not in DEFAULT_MARGINS:
-            raise BadInputError(f"--head must be arcface or cosface, got {kind!r}")
+            raise BadInputError(f"head must be arcface or cosface, got {kind!r}")
         margin = DEFAULT_MARGINS[kind] if margin is None else margin
         if not 0 <= margin < (math.pi / 2 if kind == "arcface" else 1.0) or scale <= 0:
             raise BadInputError(f"out-of-range margin {margin} or scale {scale} for {kind}")

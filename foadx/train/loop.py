@@ -58,15 +58,15 @@ class FinetuneConfig:
 
     def validate(self) -> None:
         checks = [
-            (self.task in ("classify", "face"), f"--task must be classify or face, got {self.task!r}"),
-            (self.epochs >= 1, f"--epochs must be >= 1, got {self.epochs}"),
-            (0 < self.lr < 10, f"--lr must be in (0, 10), got {self.lr}"),
-            (self.batch_size >= 1, f"--batch-size must be >= 1, got {self.batch_size}"),
-            (self.schedule in ("cosine", "step"), f"--schedule must be cosine or step, got {self.schedule!r}"),
-            (self.optimizer in ("sgd", "adamw"), f"--optimizer must be sgd or adamw, got {self.optimizer!r}"),
-            (self.weight_decay is None or 0 <= self.weight_decay < 1, f"--weight-decay must be in [0, 1), got {self.weight_decay}"),
-            (self.workers >= 0 and self.margin_warmup_epochs >= 0, "--workers and --margin-warmup-epochs must be >= 0"),
-            (self.steps_per_epoch is None or self.steps_per_epoch >= 1, "--steps-per-epoch must be >= 1"),
+            (self.task in ("classify", "face"), f"task must be classify or face, got {self.task!r}"),
+            (self.epochs >= 1, f"epochs must be >= 1, got {self.epochs}"),
+            (0 < self.lr < 10, f"lr must be in (0, 10), got {self.lr}"),
+            (self.batch_size >= 1, f"batch_size must be >= 1, got {self.batch_size}"),
+            (self.schedule in ("cosine", "step"), f"schedule must be cosine or step, got {self.schedule!r}"),
+            (self.optimizer in ("sgd", "adamw"), f"optimizer must be sgd or adamw, got {self.optimizer!r}"),
+            (self.weight_decay is None or 0 <= self.weight_decay < 1, f"weight_decay must be in [0, 1), got {self.weight_decay}"),
+            (self.workers >= 0 and self.margin_warmup_epochs >= 0, "workers and margin_warmup_epochs must be >= 0"),
+            (self.steps_per_epoch is None or self.steps_per_epoch >= 1, "steps_per_epoch must be >= 1"),
         ]
         for ok, message in checks:
             if not ok:
