@@ -14,14 +14,22 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from foadx._version import __version__
 from foadx.bench.models import BenchModel, bench_model, require_same_input
 from foadx.bench.trtexec_report import trtexec_row
 from foadx.export.loaders import ExportOptions
 from foadx.errors import BadInputError
 from foadx.resolve import BuildOptions, resolve_model
-from foadx.report.schema import LATENCY_KIND, SCHEMA_VERSION, validate_report
-from foadx.runtime import SessionOptions, TimingSettings, get_backend, measure_interleaved, open_session, summarize
+from foadx.report.kinds import envelope
+from foadx.report.schema import validate_report
+from foadx.runtime import (
+    SessionOptions,
+    TimingSettings,
+    check_available,
+    get_backend,
+    measure_interleaved,
+    open_session,
+    summarize,
+)
 from foadx.runtime.environment import describe_environment, fingerprint
 from foadx.runtime.engine_options import EngineOptions, EngineProfile
 from foadx.runtime.trtexec import TrtexecOptions, read_trtexec_log, run_trtexec
@@ -50,7 +58,7 @@ def _trtexec_rows(models: list[BenchModel], batches: list[int], scratch: Path, e
                   settings: TimingSettings, trtexec: TrtexecOptions) -> list[dict[str, Any]]:
     rows = []
     for model in models:
-        path = model.for_backend("trtexec", "onnx", scratch, export_options, trtexec.engine)
+        path = model.for_backend("trtexec", scratch, export_options, trtexec.engine)
         for batch in batches:
             engine = dataclasses.replace(trtexec.engine, profile=EngineProfile.tuned_for(batch, trtexec.engine.profile.max_batch))
             options = dataclasses.replace(trtexec, engine=engine, warmup_ms=settings.warmup_ms,
@@ -76,15 +84,19 @@ def report_from_trtexec_logs(logs: list[tuple[str, Path]], batch: int | None, pr
     environment = {"cpu": None, "cpu_count": None, "gpu": None, "gpu_driver": None,
                    "libraries": {"tensorrt": ", ".join(versions) or None}, "source": "trtexec logs"}
     environment["fingerprint"] = fingerprint(environment)
-    report = {
-        "schema_version": SCHEMA_VERSION, "kind": LATENCY_KIND,
+    settings = {"warmup_ms": None, "duration_s": None, "min_iterations": None, "rounds": None,
+                "threads": None, "precision": precision, "source": "trtexec logs (trtexec's own settings)"}
+    models = [{"label": label, "params": None, "macs": None, "bytes": {}} for label, _ in logs]
+    return _latency_report(environment, settings, models, results)
+
+
+def _latency_report(environment: dict[str, Any], settings: dict[str, Any], models: list[dict[str, Any]],
+                    results: list[dict[str, Any]]) -> dict[str, Any]:
+    """A latency report stamped now, checked against ``foadx/report/latency.schema.json``."""
+    report = envelope("foadx.latency", {
         "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-        "foadx_version": __version__, "environment": environment,
-        "settings": {"warmup_ms": None, "duration_s": None, "min_iterations": None, "rounds": None,
-                     "threads": None, "precision": precision, "source": "trtexec logs (trtexec's own settings)"},
-        "models": [{"label": label, "params": None, "macs": None, "bytes": {}} for label, _ in logs],
-        "results": results,
-    }
+        "environment": environment, "settings": settings, "models": models, "results": results,
+    })
     validate_report(report)
     return report
 
@@ -120,7 +132,7 @@ def run_bench(
     labels = [model.label for model in models]
     if len(set(labels)) != len(labels):
         raise BadInputError(f"model labels must be distinct, got {labels}")
-    entries = [get_backend(backend) for backend in backends]
+    entries = check_available(backends)
     builds_engines = any(entry.loads == "engine" or entry.external for entry in entries)
     engine_options = engine_options_for(options) if builds_engines else None
     trtexec = trtexec or (TrtexecOptions(engine=engine_options) if builds_engines else None)
@@ -129,7 +141,7 @@ def run_bench(
         steps, backend_settings = {}, {}
         for backend in (entry for entry in entries if not entry.external):
             for model in models:
-                loaded = model.for_backend(backend.name, backend.loads, Path(scratch), export_options, engine_options)
+                loaded = model.for_backend(backend.name, Path(scratch), export_options, engine_options)
                 session = open_session(backend.name, loaded, options, input_shape=(None, *model.input_chw))
                 backend_settings[(model.label, backend.name)] = session.settings()
                 for batch in batches:
@@ -144,40 +156,10 @@ def run_bench(
             results += _trtexec_rows(models, batches, Path(scratch), export_options, settings, trtexec)
         environment = describe_environment()
     add_speedups(results, labels)
-    report = {
-        "schema_version": SCHEMA_VERSION,
-        "kind": LATENCY_KIND,
-        "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-        "foadx_version": __version__,
-        "environment": environment,
-        "settings": {
-            "warmup_ms": settings.warmup_ms, "duration_s": settings.duration_s,
-            "min_iterations": settings.min_iterations, "rounds": settings.rounds,
-            "threads": options.threads, "precision": options.precision, "channels_last": options.channels_last,
-        },
-        "models": [{"label": model.label, **model.sizes} for model in models],
-        "results": results,
-    }
-    validate_report(report)
-    return report
-
-
-def check_backends(backends: list[str]) -> list[str]:
-    """Unknown backends are bad input; a backend whose GPU, TensorRT or trtexec is absent is a
-    missing dependency — both refused before any model is loaded, exported or built."""
-    from foadx.optional import require_cuda, require_tensorrt, trtexec_executable
-
-    if not backends:
-        raise BadInputError("give at least one --backend")
-    for name in backends:
-        entry = get_backend(name)
-        if entry.loads == "engine":
-            require_tensorrt()
-        elif entry.external:
-            trtexec_executable()
-        elif entry.needs_gpu:
-            require_cuda(f"backend {name}")
-    return backends
+    recorded = {"warmup_ms": settings.warmup_ms, "duration_s": settings.duration_s,
+                "min_iterations": settings.min_iterations, "rounds": settings.rounds,
+                "threads": options.threads, "precision": options.precision, "channels_last": options.channels_last}
+    return _latency_report(environment, recorded, [{"label": model.label, **model.sizes} for model in models], results)
 
 
 def measure_models(
@@ -196,7 +178,7 @@ def measure_models(
     """``foadx bench``: MODELs (resolved here; ``build`` applies to the specs among them, and its
     input size also runs artifacts at that size) on the named backends, measured interleaved;
     speedups against the first model, which must take the same input size as the others."""
-    check_backends(backends)
+    check_available(backends)
     build = build or BuildOptions()
     refs = [resolve_model(text, build, specs_only=True) for text in models]
     trtexec_only = all(get_backend(name).external for name in backends)

@@ -1,8 +1,12 @@
-"""Markdown renderings of foadx reports, for pull requests, wikis and CI summaries."""
+"""Markdown renderings of foadx reports, for pull requests, wikis and CI summaries: one function
+per report kind (``report dict -> Markdown text``; the fields each reads are the kind's
+``required`` fields in ``foadx.report.kinds``), and ``render_markdown`` for any kind."""
 
 from __future__ import annotations
 
 from typing import Any
+
+from foadx.errors import BadInputError
 
 
 def _table(header: list[str], rows: list[list[str]]) -> str:
@@ -153,10 +157,15 @@ def _figure(value: float | None, spec: str = ".4f", unit: str = "") -> str:
     return "n/a" if value is None else f"{value:{spec}}{unit}"
 
 
-RENDERERS = {"foadx.latency": latency_markdown, "foadx.parity": parity_markdown, "foadx.prune": prune_markdown,
-             "foadx.eval": eval_markdown, "foadx.sweep": sweep_markdown, "foadx.pipeline": pipeline_markdown}
-
-
 def render_markdown(report: dict[str, Any]) -> str:
-    """Any report foadx writes, by its ``kind``."""
-    return RENDERERS[report["kind"]](report)
+    """Any report foadx writes, by its ``kind`` (the renderer ``foadx.report.kinds`` registers).
+
+    Raises:
+        BadInputError: the kind is not registered, or has no Markdown rendering.
+    """
+    from foadx.report.kinds import get_kind  # the registry imports the renderers above
+
+    entry = get_kind(report.get("kind"))
+    if entry.markdown is None:
+        raise BadInputError(f"{entry.name} reports have no Markdown rendering")
+    return entry.markdown(report)
