@@ -26,6 +26,9 @@ from foadx.runtime.registry import get_backend
 
 @dataclass
 class BenchModel:
+    """A model to benchmark: its label, resolved reference, input C x H x W and sizes for the
+    report (params, MACs, bytes of weights / ONNX / engine), with the files made for it cached."""
+
     label: str
     ref: ModelRef
     input_chw: tuple[int, int, int]

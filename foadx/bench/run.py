@@ -36,7 +36,11 @@ from foadx.runtime.trtexec import TrtexecOptions, read_trtexec_log, run_trtexec
 
 
 def parse_batches(text: str) -> list[int]:
-    """``"1,8,64"`` -> [1, 8, 64]; refuses empty, repeated or non-positive sizes."""
+    """``"1,8,64"`` -> [1, 8, 64].
+
+    Raises:
+        BadInputError: empty, repeated, non-integer or non-positive sizes.
+    """
     try:
         batches = [int(part) for part in text.split(",") if part.strip()]
     except ValueError:
@@ -47,7 +51,8 @@ def parse_batches(text: str) -> list[int]:
 
 
 def add_speedups(results: list[dict[str, Any]], labels: list[str]) -> None:
-    """Each row's speedup against the first model's row of the same backend and batch."""
+    """Sets each row's ``speedup_vs_first``: the median over rounds (ms) of ``labels[0]``'s row of
+    the same backend and batch divided by the row's own; None where that row is missing."""
     firsts = {(r["backend"], r["batch"]): r["median_of_rounds_ms"] for r in results if r["model"] == labels[0]}
     for row in results:
         first = firsts.get((row["backend"], row["batch"]))
@@ -76,7 +81,13 @@ def _input_name(path: Path) -> str:
 
 
 def report_from_trtexec_logs(logs: list[tuple[str, Path]], batch: int | None, precision: str) -> dict[str, Any]:
-    """A latency report from trtexec logs produced elsewhere (``foadx bench --trtexec-log``)."""
+    """A latency report from trtexec logs produced elsewhere: ``logs`` is [(label, path)], the
+    first label the speedups' reference; ``batch`` is used where a log does not say it.
+
+    Raises:
+        BadInputError: a log cannot be read, holds no performance summary, or says no batch
+            size and ``batch`` is None.
+    """
     summaries = [(label, path, read_trtexec_log(path)) for label, path in logs]
     results = [trtexec_row(summary, label, batch, precision, str(path)) for label, path, summary in summaries]
     add_speedups(results, [logs[0][0]])
@@ -118,10 +129,17 @@ def run_bench(
     progress: Callable[[int, int], None] | None = None,
     trtexec: TrtexecOptions | None = None,
 ) -> dict[str, Any]:
-    """Measures every model x backend x batch and returns a latency report (a dict).
+    """Measures every model x backend x batch interleaved and returns a latency report (a dict
+    following ``foadx/report/latency.schema.json``; times in ms).
 
     The ``trt`` backend builds its engines at ``options.precision``; ``trtexec`` at its own
-    options' precision (default: the same).
+    options' precision (default: the same). ``progress(done, total)`` is called per timed round.
+
+    Raises:
+        BadInputError: no model, models of different input sizes, repeated labels, no or an
+            unknown backend, or a model a backend cannot run.
+        MissingDependencyError: a backend's GPU, TensorRT, OpenVINO or trtexec is absent
+            (checked before any export or build).
     """
     options = options or SessionOptions()
     settings = settings or TimingSettings()
@@ -177,7 +195,16 @@ def measure_models(
 ) -> dict[str, Any]:
     """``foadx bench``: MODELs (resolved here; ``build`` applies to the specs among them, and its
     input size also runs artifacts at that size) on the named backends, measured interleaved;
-    speedups against the first model, which must take the same input size as the others."""
+    speedups against the first model, which must take the same input size as the others.
+    ``timing`` is (warm-up ms, duration s, minimum iterations, rounds).
+
+    Returns:
+        A latency report (``run_bench``).
+
+    Raises:
+        BadInputError: as ``run_bench``, or a MODEL that does not resolve.
+        MissingDependencyError: a backend's requirement is absent (before any model is resolved).
+    """
     check_available(backends)
     build = build or BuildOptions()
     refs = [resolve_model(text, build, specs_only=True) for text in models]

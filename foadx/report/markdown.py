@@ -24,6 +24,8 @@ def _bytes(value: int | None) -> str:
 
 
 def latency_markdown(report: dict[str, Any]) -> str:
+    """A latency report: machine and settings, model sizes, latency statistics (ms) per model,
+    backend and batch, speedups, and trtexec's stages where present."""
     environment, settings = report["environment"], report["settings"]
     libraries = ", ".join(f"{name} {version}" for name, version in environment["libraries"].items() if version)
     if environment.get("source"):
@@ -69,6 +71,8 @@ def latency_markdown(report: dict[str, Any]) -> str:
 
 
 def parity_markdown(report: dict[str, Any]) -> str:
+    """A parity report: verdict, tolerances, the smallest passing ones, every case's outputs,
+    failures and deployability checks."""
     worst = report["worst"]
     parts = [
         f"# foadx parity report: {report['path']}",
@@ -105,6 +109,8 @@ def _tolerance_words(report: dict[str, Any]) -> str:
 
 
 def prune_markdown(report: dict[str, Any]) -> str:
+    """A prune report: params, MACs and weight bytes before and after, widths per group, and
+    the latency target's outcome where there was one."""
     parts = [
         f"# foadx prune report: {report['criterion']}",
         f"Plan {report['plan_digest'][:16]}, weights {report['weights']}, input {report['input_shape']}, "
@@ -125,6 +131,7 @@ def prune_markdown(report: dict[str, Any]) -> str:
 
 
 def eval_markdown(report: dict[str, Any]) -> str:
+    """An eval summary: every numeric figure and each set's accuracy."""
     figures = {key: value for key, value in report.items()
                if isinstance(value, (int, float)) and not isinstance(value, bool)}
     rows = [[key, f"{value:.4f}" if isinstance(value, float) else str(value)] for key, value in figures.items()]
@@ -134,6 +141,8 @@ def eval_markdown(report: dict[str, Any]) -> str:
 
 
 def sweep_markdown(report: dict[str, Any]) -> str:
+    """A sweep: the unpruned model, then per criterion and budget its accuracy, latency (ms),
+    speedup and MACs."""
     rows = [[p["criterion"], f"{p['budget']:g}", "yes" if p["reachable"] else f"no: {p.get('reason', '')}",
              _figure(p.get("accuracy")), _figure(p.get("latency_ms"), ".3f"), _figure(p.get("speedup"), ".2f", "x"),
              _count(p.get("macs"), 1e6, "M")]
@@ -149,6 +158,7 @@ def sweep_markdown(report: dict[str, Any]) -> str:
 
 
 def pipeline_markdown(report: dict[str, Any]) -> str:
+    """A pipeline run: each stage's status, reason and seconds."""
     rows = [[s["stage"], f"{s['status']} ({s['reason']})", str(s["record"].get("seconds", ""))] for s in report["stages"]]
     return "\n\n".join(["# foadx pipeline run", _table(["stage", "status", "seconds"], rows)]) + "\n"
 
