@@ -2,13 +2,12 @@
 
 from foadx.bench.gate import GateResult, compare_to_baseline
 from foadx.bench.models import BenchModel, bench_model
-from foadx.bench.run import check_backends, measure_models, parse_batches, run_bench
+from foadx.bench.run import measure_models, parse_batches, run_bench
 
 __all__ = [
     "BenchModel",
     "GateResult",
     "bench_model",
-    "check_backends",
     "compare_to_baseline",
     "measure_models",
     "parse_batches",

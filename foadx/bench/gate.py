@@ -18,6 +18,10 @@ from foadx.runtime.environment import environment_differences
 
 @dataclass
 class GateResult:
+    """The regression gate's verdict: one row per compared configuration (``baseline_ms`` and
+    ``current_ms`` medians over rounds, ``change_pct``, ``passed``; ``missing`` where one report
+    lacks it), the allowed regression (percent) and warnings."""
+
     max_regression_pct: float
     rows: list[dict[str, Any]]
     warnings: list[str] = field(default_factory=list)

@@ -18,14 +18,17 @@ from torch import nn
 from foadx.errors import BadInputError
 from foadx.export.metadata import float_parameter_count
 from foadx.export.loaders import EngineFromOnnx, ExportOptions, OnnxFromModule, PathLoader, existing
-from foadx.export.targets import TARGET_OF_BACKEND
 from foadx.pruning.cost import count_cost
 from foadx.resolve import ModelRef, as_ref
 from foadx.runtime.engine_options import EngineOptions
+from foadx.runtime.registry import get_backend
 
 
 @dataclass
 class BenchModel:
+    """A model to benchmark: its label, resolved reference, input C x H x W and sizes for the
+    report (params, MACs, bytes of weights / ONNX / engine), with the files made for it cached."""
+
     label: str
     ref: ModelRef
     input_chw: tuple[int, int, int]
@@ -33,26 +36,33 @@ class BenchModel:
     _onnx: dict[str, PathLoader] = field(default_factory=dict, repr=False)  # per export target
     _engine: PathLoader | None = field(default=None, repr=False)
 
-    def for_backend(self, backend: str, loads: str, scratch: Path, export_options: ExportOptions,
-                    engine_options: EngineOptions) -> nn.Module | Path:
+    def for_backend(self, backend: str, scratch: Path, export_options: ExportOptions,
+                    engine_options: EngineOptions | None) -> nn.Module | Path:
         """The module, ONNX path or engine path ``backend`` loads, made once through the chain;
-        a module is exported in the form of that backend's target (``foadx.export.targets``)."""
-        if loads == "torch":
+        a module is exported in the form of that backend's ``Backend.export_target`` (an engine
+        is built from that form).
+
+        Raises:
+            BadInputError: an ONNX file or engine for a torch backend, an engine for an ONNX one.
+        """
+        entry = get_backend(backend)
+        if entry.loads == "torch":
             if not self.ref.runs_in_torch:
                 raise BadInputError(f"{self.label} is a{'n ONNX file' if self.ref.kind == 'onnx' else ' TensorRT engine'}: "
                                     "torch backends need a model or artifact")
             return self.ref.module()
-        if loads == "engine":
+        onnx_options = replace(export_options, target=entry.export_target)
+        if entry.loads == "engine":
             if self._engine is None:
                 self._engine = (existing(self.ref.path) if self.ref.kind == "engine"
-                                else EngineFromOnnx(self._onnx_loader(scratch, replace(export_options, target="tensorrt")),
+                                else EngineFromOnnx(self._onnx_loader(scratch, onnx_options),
                                                     scratch, engine_options))
             path = self._engine()
             self.sizes["bytes"]["engine"] = path.stat().st_size
             return path
         if self.ref.kind == "engine":
             raise BadInputError(f"{self.label} is a TensorRT engine: only the trt backend runs it")
-        path = self._onnx_loader(scratch, replace(export_options, target=TARGET_OF_BACKEND.get(backend, "ort-cpu")))()
+        path = self._onnx_loader(scratch, onnx_options)()
         self.sizes["bytes"]["onnx"] = path.stat().st_size
         return path
 

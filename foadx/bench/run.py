@@ -14,21 +14,33 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from foadx._version import __version__
 from foadx.bench.models import BenchModel, bench_model, require_same_input
 from foadx.bench.trtexec_report import trtexec_row
 from foadx.export.loaders import ExportOptions
 from foadx.errors import BadInputError
 from foadx.resolve import BuildOptions, resolve_model
-from foadx.report.schema import LATENCY_KIND, SCHEMA_VERSION, validate_report
-from foadx.runtime import SessionOptions, TimingSettings, get_backend, measure_interleaved, open_session, summarize
+from foadx.report.kinds import envelope
+from foadx.report.schema import validate_report
+from foadx.runtime import (
+    SessionOptions,
+    TimingSettings,
+    check_available,
+    get_backend,
+    measure_interleaved,
+    open_session,
+    summarize,
+)
 from foadx.runtime.environment import describe_environment, fingerprint
 from foadx.runtime.engine_options import EngineOptions, EngineProfile
 from foadx.runtime.trtexec import TrtexecOptions, read_trtexec_log, run_trtexec
 
 
 def parse_batches(text: str) -> list[int]:
-    """``"1,8,64"`` -> [1, 8, 64]; refuses empty, repeated or non-positive sizes."""
+    """``"1,8,64"`` -> [1, 8, 64].
+
+    Raises:
+        BadInputError: empty, repeated, non-integer or non-positive sizes.
+    """
     try:
         batches = [int(part) for part in text.split(",") if part.strip()]
     except ValueError:
@@ -39,7 +51,8 @@ def parse_batches(text: str) -> list[int]:
 
 
 def add_speedups(results: list[dict[str, Any]], labels: list[str]) -> None:
-    """Each row's speedup against the first model's row of the same backend and batch."""
+    """Sets each row's ``speedup_vs_first``: the median over rounds (ms) of ``labels[0]``'s row of
+    the same backend and batch divided by the row's own; None where that row is missing."""
     firsts = {(r["backend"], r["batch"]): r["median_of_rounds_ms"] for r in results if r["model"] == labels[0]}
     for row in results:
         first = firsts.get((row["backend"], row["batch"]))
@@ -50,7 +63,7 @@ def _trtexec_rows(models: list[BenchModel], batches: list[int], scratch: Path, e
                   settings: TimingSettings, trtexec: TrtexecOptions) -> list[dict[str, Any]]:
     rows = []
     for model in models:
-        path = model.for_backend("trtexec", "onnx", scratch, export_options, trtexec.engine)
+        path = model.for_backend("trtexec", scratch, export_options, trtexec.engine)
         for batch in batches:
             engine = dataclasses.replace(trtexec.engine, profile=EngineProfile.tuned_for(batch, trtexec.engine.profile.max_batch))
             options = dataclasses.replace(trtexec, engine=engine, warmup_ms=settings.warmup_ms,
@@ -68,7 +81,13 @@ def _input_name(path: Path) -> str:
 
 
 def report_from_trtexec_logs(logs: list[tuple[str, Path]], batch: int | None, precision: str) -> dict[str, Any]:
-    """A latency report from trtexec logs produced elsewhere (``foadx bench --trtexec-log``)."""
+    """A latency report from trtexec logs produced elsewhere: ``logs`` is [(label, path)], the
+    first label the speedups' reference; ``batch`` is used where a log does not say it.
+
+    Raises:
+        BadInputError: a log cannot be read, holds no performance summary, or says no batch
+            size and ``batch`` is None.
+    """
     summaries = [(label, path, read_trtexec_log(path)) for label, path in logs]
     results = [trtexec_row(summary, label, batch, precision, str(path)) for label, path, summary in summaries]
     add_speedups(results, [logs[0][0]])
@@ -76,15 +95,19 @@ def report_from_trtexec_logs(logs: list[tuple[str, Path]], batch: int | None, pr
     environment = {"cpu": None, "cpu_count": None, "gpu": None, "gpu_driver": None,
                    "libraries": {"tensorrt": ", ".join(versions) or None}, "source": "trtexec logs"}
     environment["fingerprint"] = fingerprint(environment)
-    report = {
-        "schema_version": SCHEMA_VERSION, "kind": LATENCY_KIND,
+    settings = {"warmup_ms": None, "duration_s": None, "min_iterations": None, "rounds": None,
+                "threads": None, "precision": precision, "source": "trtexec logs (trtexec's own settings)"}
+    models = [{"label": label, "params": None, "macs": None, "bytes": {}} for label, _ in logs]
+    return _latency_report(environment, settings, models, results)
+
+
+def _latency_report(environment: dict[str, Any], settings: dict[str, Any], models: list[dict[str, Any]],
+                    results: list[dict[str, Any]]) -> dict[str, Any]:
+    """A latency report stamped now, checked against ``foadx/report/latency.schema.json``."""
+    report = envelope("foadx.latency", {
         "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-        "foadx_version": __version__, "environment": environment,
-        "settings": {"warmup_ms": None, "duration_s": None, "min_iterations": None, "rounds": None,
-                     "threads": None, "precision": precision, "source": "trtexec logs (trtexec's own settings)"},
-        "models": [{"label": label, "params": None, "macs": None, "bytes": {}} for label, _ in logs],
-        "results": results,
-    }
+        "environment": environment, "settings": settings, "models": models, "results": results,
+    })
     validate_report(report)
     return report
 
@@ -106,10 +129,17 @@ def run_bench(
     progress: Callable[[int, int], None] | None = None,
     trtexec: TrtexecOptions | None = None,
 ) -> dict[str, Any]:
-    """Measures every model x backend x batch and returns a latency report (a dict).
+    """Measures every model x backend x batch interleaved and returns a latency report (a dict
+    following ``foadx/report/latency.schema.json``; times in ms).
 
     The ``trt`` backend builds its engines at ``options.precision``; ``trtexec`` at its own
-    options' precision (default: the same).
+    options' precision (default: the same). ``progress(done, total)`` is called per timed round.
+
+    Raises:
+        BadInputError: no model, models of different input sizes, repeated labels, no or an
+            unknown backend, or a model a backend cannot run.
+        MissingDependencyError: a backend's GPU, TensorRT, OpenVINO or trtexec is absent
+            (checked before any export or build).
     """
     options = options or SessionOptions()
     settings = settings or TimingSettings()
@@ -120,7 +150,7 @@ def run_bench(
     labels = [model.label for model in models]
     if len(set(labels)) != len(labels):
         raise BadInputError(f"model labels must be distinct, got {labels}")
-    entries = [get_backend(backend) for backend in backends]
+    entries = check_available(backends)
     builds_engines = any(entry.loads == "engine" or entry.external for entry in entries)
     engine_options = engine_options_for(options) if builds_engines else None
     trtexec = trtexec or (TrtexecOptions(engine=engine_options) if builds_engines else None)
@@ -129,7 +159,7 @@ def run_bench(
         steps, backend_settings = {}, {}
         for backend in (entry for entry in entries if not entry.external):
             for model in models:
-                loaded = model.for_backend(backend.name, backend.loads, Path(scratch), export_options, engine_options)
+                loaded = model.for_backend(backend.name, Path(scratch), export_options, engine_options)
                 session = open_session(backend.name, loaded, options, input_shape=(None, *model.input_chw))
                 backend_settings[(model.label, backend.name)] = session.settings()
                 for batch in batches:
@@ -144,40 +174,10 @@ def run_bench(
             results += _trtexec_rows(models, batches, Path(scratch), export_options, settings, trtexec)
         environment = describe_environment()
     add_speedups(results, labels)
-    report = {
-        "schema_version": SCHEMA_VERSION,
-        "kind": LATENCY_KIND,
-        "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-        "foadx_version": __version__,
-        "environment": environment,
-        "settings": {
-            "warmup_ms": settings.warmup_ms, "duration_s": settings.duration_s,
-            "min_iterations": settings.min_iterations, "rounds": settings.rounds,
-            "threads": options.threads, "precision": options.precision, "channels_last": options.channels_last,
-        },
-        "models": [{"label": model.label, **model.sizes} for model in models],
-        "results": results,
-    }
-    validate_report(report)
-    return report
-
-
-def check_backends(backends: list[str]) -> list[str]:
-    """Unknown backends are bad input; a backend whose GPU, TensorRT or trtexec is absent is a
-    missing dependency — both refused before any model is loaded, exported or built."""
-    from foadx.optional import require_cuda, require_tensorrt, trtexec_executable
-
-    if not backends:
-        raise BadInputError("give at least one --backend")
-    for name in backends:
-        entry = get_backend(name)
-        if entry.loads == "engine":
-            require_tensorrt()
-        elif entry.external:
-            trtexec_executable()
-        elif entry.needs_gpu:
-            require_cuda(f"backend {name}")
-    return backends
+    recorded = {"warmup_ms": settings.warmup_ms, "duration_s": settings.duration_s,
+                "min_iterations": settings.min_iterations, "rounds": settings.rounds,
+                "threads": options.threads, "precision": options.precision, "channels_last": options.channels_last}
+    return _latency_report(environment, recorded, [{"label": model.label, **model.sizes} for model in models], results)
 
 
 def measure_models(
@@ -195,8 +195,17 @@ def measure_models(
 ) -> dict[str, Any]:
     """``foadx bench``: MODELs (resolved here; ``build`` applies to the specs among them, and its
     input size also runs artifacts at that size) on the named backends, measured interleaved;
-    speedups against the first model, which must take the same input size as the others."""
-    check_backends(backends)
+    speedups against the first model, which must take the same input size as the others.
+    ``timing`` is (warm-up ms, duration s, minimum iterations, rounds).
+
+    Returns:
+        A latency report (``run_bench``).
+
+    Raises:
+        BadInputError: as ``run_bench``, or a MODEL that does not resolve.
+        MissingDependencyError: a backend's requirement is absent (before any model is resolved).
+    """
+    check_available(backends)
     build = build or BuildOptions()
     refs = [resolve_model(text, build, specs_only=True) for text in models]
     trtexec_only = all(get_backend(name).external for name in backends)

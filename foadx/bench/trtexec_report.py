@@ -15,6 +15,11 @@ from foadx.runtime.trtexec import TrtexecSummary
 
 
 def trtexec_row(summary: TrtexecSummary, label: str, batch: int | None, precision: str, source: str) -> dict[str, Any]:
+    """One ``results`` row of the latency schema from a trtexec summary (ms; images/s).
+
+    Raises:
+        BadInputError: neither the log nor ``batch`` gives the batch size.
+    """
     batch = summary.batch or batch  # the log's own command line wins over the caller's guess
     if batch is None:
         raise BadInputError(f"{source}: the log does not say the batch size; give it with --batch")

@@ -13,6 +13,9 @@ OpenVINO 2026.4:
   only grow the graph (228 nodes) for accelerators that run PRelu natively.
 - ``insightface``: the ``ort-cpu`` form (insightface runs onnxruntime), plus the checks
   insightface's loader and ONNX acceptance script make, and its model-package manifest.
+
+Which target a file run on a backend takes is the backend's own fact:
+``foadx.runtime.registry.Backend.export_target``.
 """
 
 from __future__ import annotations
@@ -24,6 +27,9 @@ from foadx.errors import BadInputError
 
 @dataclass(frozen=True)
 class ExportTarget:
+    """One ONNX form: whether PReLU is rewritten, the batch (``"dynamic"`` or a fixed size) and
+    what runs it."""
+
     name: str
     prelu_rewrite: bool
     batch: int | str
@@ -42,11 +48,12 @@ TARGETS: dict[str, ExportTarget] = {
 }
 
 
-# The form a file exported for a benchmark backend takes.
-TARGET_OF_BACKEND = {"ort-cpu": "ort-cpu", "openvino": "openvino", "trt": "tensorrt", "trtexec": "tensorrt"}
-
-
 def get_target(name: str) -> ExportTarget:
+    """The entry of ``name``.
+
+    Raises:
+        BadInputError: ``name`` is not an export target.
+    """
     if name not in TARGETS:
         raise BadInputError(f"unknown export target {name!r}: use one of {', '.join(TARGETS)}")
     return TARGETS[name]

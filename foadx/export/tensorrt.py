@@ -20,6 +20,7 @@ from typing import Any
 from foadx.atomic import write_json, write_with
 from foadx.errors import BadInputError, FoadxError
 from foadx.optional import import_tensorrt, require_cuda
+from foadx.report.kinds import envelope
 from foadx.runtime.engine_options import EngineOptions, EngineProfile
 
 __all__ = ["EngineOptions", "EngineProfile", "build_engine", "read_sidecar"]
@@ -79,13 +80,13 @@ def build_engine(onnx_path: str | Path, engine_path: str | Path, options: Engine
     if cache_path is not None:
         write_with(cache_path, lambda stream: stream.write(bytes(config.get_timing_cache().serialize())))
     capability = torch.cuda.get_device_capability()
-    sidecar = {
-        "kind": "foadx.engine", "schema_version": 1, "engine": engine_path.name,
+    sidecar = envelope("foadx.engine", {
+        "engine": engine_path.name,
         "engine_bytes": engine_path.stat().st_size, "tensorrt": trt.__version__,
         "gpu": torch.cuda.get_device_name(), "compute_capability": f"{capability[0]}.{capability[1]}",
         "precision": options.precision, "profile": asdict(options.profile), "input": graph_input.name,
         "input_chw": dims[1:], "source_onnx": onnx_path.name, "source_onnx_sha256": file_digest(onnx_path),
-    }
+    })
     write_json(sidecar_path(engine_path), sidecar)
     return sidecar
 

@@ -18,6 +18,7 @@ from foadx.errors import BadInputError, CheckFailedError
 from foadx.export.checks import Check, deployability_checks
 from foadx.export.metadata import load_onnx, metadata_of
 from foadx.provenance import provenance_of
+from foadx.report.kinds import envelope
 from foadx.runtime import CaseComparison, SessionOptions, Tolerances, compare_sessions, comparison_inputs, open_session
 from foadx.runtime.parity import OutputComparison
 
@@ -103,15 +104,16 @@ class VerifyReport:
             raise ParityFailedError(f"{self.path}: {self.summary()}", self)
 
     def to_json(self) -> dict[str, Any]:
-        return {
-            "schema_version": 2, "kind": "foadx.parity", "path": self.path, "passed": self.passed,
+        """The parity report (kind ``foadx.parity``, stamped by ``foadx.report.kinds.envelope``)."""
+        return envelope("foadx.parity", {
+            "path": self.path, "passed": self.passed,
             "parity_passed": self.parity_passed, "checks_passed": self.checks_passed, "strict": self.strict,
             "atol": self.tolerances.atol, "rtol": self.tolerances.rtol, "tolerances": asdict(self.tolerances),
             "worst": self.worst(), "failures": self.failures(),
             "cases": [case.to_json() for case in self.cases],
             "checks": [check.to_json() for check in self.checks], "metadata": self.metadata,
             "runtime": self.runtime,
-        }
+        })
 
 
 def verify_onnx(

@@ -34,8 +34,9 @@ from foadx.pruning.api import (
 )
 from foadx.pruning.groups import ChannelGroup
 from foadx.runtime.environment import describe_environment
+from foadx.runtime.registry import check_profiling_backend, width_step
 
-LATENCY_BACKENDS = ("ort-cpu", "openvino", "torch-cpu", "torch-cuda")
+check_latency_backend = check_profiling_backend  # the CLI's name for it until cli/ imports the registry's
 TARGET_TOLERANCE = 0.05  # the measured latency may exceed the target by this fraction
 DEFAULT_ROUNDS = 3
 ALLOCATIONS = ("knapsack", "global")
@@ -58,25 +59,6 @@ class LatencyTarget:
 
     def milliseconds(self, unpruned_ms: float) -> float:
         return self.value if self.kind == "ms" else unpruned_ms / self.value
-
-
-def default_round_to(backend: str) -> int:
-    """16 for CPU backends (fp32 SIMD widths; measured on ORT CPU, README), 8 for CUDA (fp16
-    tensor cores)."""
-    return 8 if "cuda" in backend else 16
-
-
-def check_latency_backend(backend: str) -> None:
-    """Refuses (exit 3/6, before any work) a backend that cannot be profiled here."""
-    if backend not in LATENCY_BACKENDS:
-        raise BadInputError(f"latency profiling runs on {', '.join(LATENCY_BACKENDS)}, not {backend}")
-    from foadx.bench.run import check_backends
-
-    check_backends([backend])
-    if backend == "openvino":
-        from foadx.optional import import_openvino
-
-        import_openvino()
 
 
 def _model_id(model: nn.Module) -> str:
@@ -104,10 +86,10 @@ def profile(model: nn.Module, backend: str = "ort-cpu", *, batch: int = 1, round
             progress: Callable[[int, int], None] | None = None) -> LatencyTable:
     """Measures the latency table of ``model`` on ``backend``: every unit at full width and at
     every legal width of the groups that set it, and the whole network."""
-    check_latency_backend(backend)
+    check_profiling_backend(backend)
     if batch < 1:
         raise BadInputError(f"batch must be >= 1, got {batch}")
-    round_to = default_round_to(backend) if round_to is None else round_to
+    round_to = width_step(backend) if round_to is None else round_to
     if round_to < 1:
         raise BadInputError(f"round_to must be >= 1, got {round_to}")
     source, groups, units = _setting(model, batch, include_coupled, exclude)
@@ -178,7 +160,7 @@ def prune_to_latency(
     target = target if isinstance(target, LatencyTarget) else LatencyTarget.parse(target)
     if allocation not in ALLOCATIONS:
         raise BadInputError(f"allocation must be one of {', '.join(ALLOCATIONS)}, got {allocation!r}")
-    check_latency_backend(backend)
+    check_profiling_backend(backend)
     images = as_batches(images, batch_size)
     if table is None:
         table = profile(model, backend, batch=batch, round_to=round_to, include_coupled=include_coupled, exclude=exclude)

@@ -1,6 +1,6 @@
 """Timing units and whole networks on a backend with foadx's harness (warm-up, interleaved
 rounds, medians): a torch backend runs the module; an ONNX backend runs it exported in that
-backend's own form (``foadx.export.targets``)."""
+backend's own form (``foadx.runtime.registry.Backend.export_target``)."""
 
 from __future__ import annotations
 
@@ -12,7 +12,6 @@ from pathlib import Path
 from torch import nn
 
 from foadx.export import export_onnx
-from foadx.export.targets import TARGET_OF_BACKEND
 from foadx.latency.units import UnitKey, unit_module
 from foadx.runtime import (
     SessionOptions,
@@ -32,12 +31,13 @@ NETWORK_TIMING = TimingSettings(warmup_ms=200.0, duration_s=2.0, min_iterations=
 
 def _session(backend: str, module: nn.Module, input_chw: tuple[int, int, int], batch: int, scratch: Path,
              opset: int | None = None) -> Session:
-    if get_backend(backend).loads == "torch":
+    entry = get_backend(backend)
+    if entry.loads == "torch":
         return open_session(backend, module, SessionOptions(), input_shape=(None, *input_chw))
     path = scratch / f"m{len(list(scratch.iterdir()))}.onnx"
     extra = {"opset": opset} if opset is not None else {}
     export_onnx(module, path, batch=batch, input_size=input_chw[1:], input_channels=input_chw[0],
-                target=TARGET_OF_BACKEND.get(backend, "ort-cpu"), verify=False, **extra)
+                target=entry.export_target, verify=False, **extra)
     return open_session(backend, path)
 
 

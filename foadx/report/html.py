@@ -10,6 +10,9 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from foadx.report.kinds import get_kind
+from foadx.report.markdown import render_markdown
+
 STYLE = ("body{font-family:sans-serif;max-width:1100px;margin:2em auto;color:#222}"
          "table{border-collapse:collapse;margin:1em 0}td,th{border:1px solid #bbb;padding:3px 8px;font-size:13px}"
          "img{max-width:100%;border:1px solid #eee}code{background:#f4f4f4}")
@@ -41,36 +44,37 @@ def markdown_to_html(text: str) -> str:
 
 
 def embedded_image(path: Path, caption: str) -> str:
+    """A ``<figure>`` holding the PNG at ``path`` as a data URI, captioned."""
     data = base64.b64encode(path.read_bytes()).decode("ascii")
     return (f'<figure><img alt="{html.escape(caption)}" src="data:image/png;base64,{data}">'
             f"<figcaption>{html.escape(caption)}</figcaption></figure>")
 
 
 def html_page(title: str, markdown: str, figures: dict[str, Path]) -> str:
+    """A whole page: ``markdown`` (foadx's subset) as HTML, then ``figures`` ({caption: PNG path})."""
     images = "\n".join(embedded_image(path, caption) for caption, path in figures.items())
     return (f"<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>{html.escape(title)}</title>"
             f"<style>{STYLE}</style></head><body>\n{markdown_to_html(markdown)}\n{images}\n</body></html>\n")
 
 
 def report_figures(report: dict[str, Any], folder: Path) -> dict[str, Path]:
-    """The figures a report of this kind carries the data for."""
-    from foadx.report import plots
+    """The figures a report of this kind carries the data for (``ReportKind.figures``), written
+    into ``folder``: {caption: PNG path}; {} for kinds without figures.
 
-    kind = report["kind"]
-    if kind == "foadx.latency":
-        return {"latency spread and speedups": plots.latency(report, folder)}
-    if kind == "foadx.prune":
-        return {"channels kept per group": plots.widths(report["groups"], folder, title=report["criterion"])}
-    if kind == "foadx.sweep":
-        unpruned = {"label": "unpruned", "criterion": "unpruned", **report["unpruned"]}
-        points = [{"label": f"{p['criterion']} {p['budget']:g}", **p} for p in report["points"]]
-        return {"accuracy against measured latency and MACs": plots.tradeoff([unpruned, *points], folder)}
-    return {}
+    Raises:
+        BadInputError: the kind is not registered.
+        MissingDependencyError: matplotlib is absent.
+    """
+    figures = get_kind(report.get("kind")).figures
+    return figures(report, folder) if figures is not None else {}
 
 
 def render_html(report: dict[str, Any]) -> str:
-    """A report of any kind as one self-contained page: its Markdown and its figures."""
-    from foadx.report.markdown import render_markdown
+    """A report of any kind as one self-contained page (HTML text): its Markdown and its figures.
 
+    Raises:
+        BadInputError: the kind is not registered or has no Markdown rendering.
+        MissingDependencyError: the kind has figures and matplotlib is absent.
+    """
     with tempfile.TemporaryDirectory(prefix="foadx-report-") as scratch:
         return html_page(f"foadx {report['kind']}", render_markdown(report), report_figures(report, Path(scratch)))

@@ -1,8 +1,12 @@
-"""Markdown renderings of foadx reports, for pull requests, wikis and CI summaries."""
+"""Markdown renderings of foadx reports, for pull requests, wikis and CI summaries: one function
+per report kind (``report dict -> Markdown text``; the fields each reads are the kind's
+``required`` fields in ``foadx.report.kinds``), and ``render_markdown`` for any kind."""
 
 from __future__ import annotations
 
 from typing import Any
+
+from foadx.errors import BadInputError
 
 
 def _table(header: list[str], rows: list[list[str]]) -> str:
@@ -20,6 +24,8 @@ def _bytes(value: int | None) -> str:
 
 
 def latency_markdown(report: dict[str, Any]) -> str:
+    """A latency report: machine and settings, model sizes, latency statistics (ms) per model,
+    backend and batch, speedups, and trtexec's stages where present."""
     environment, settings = report["environment"], report["settings"]
     libraries = ", ".join(f"{name} {version}" for name, version in environment["libraries"].items() if version)
     if environment.get("source"):
@@ -65,6 +71,8 @@ def latency_markdown(report: dict[str, Any]) -> str:
 
 
 def parity_markdown(report: dict[str, Any]) -> str:
+    """A parity report: verdict, tolerances, the smallest passing ones, every case's outputs,
+    failures and deployability checks."""
     worst = report["worst"]
     parts = [
         f"# foadx parity report: {report['path']}",
@@ -101,6 +109,8 @@ def _tolerance_words(report: dict[str, Any]) -> str:
 
 
 def prune_markdown(report: dict[str, Any]) -> str:
+    """A prune report: params, MACs and weight bytes before and after, widths per group, and
+    the latency target's outcome where there was one."""
     parts = [
         f"# foadx prune report: {report['criterion']}",
         f"Plan {report['plan_digest'][:16]}, weights {report['weights']}, input {report['input_shape']}, "
@@ -121,6 +131,7 @@ def prune_markdown(report: dict[str, Any]) -> str:
 
 
 def eval_markdown(report: dict[str, Any]) -> str:
+    """An eval summary: every numeric figure and each set's accuracy."""
     figures = {key: value for key, value in report.items()
                if isinstance(value, (int, float)) and not isinstance(value, bool)}
     rows = [[key, f"{value:.4f}" if isinstance(value, float) else str(value)] for key, value in figures.items()]
@@ -130,6 +141,8 @@ def eval_markdown(report: dict[str, Any]) -> str:
 
 
 def sweep_markdown(report: dict[str, Any]) -> str:
+    """A sweep: the unpruned model, then per criterion and budget its accuracy, latency (ms),
+    speedup and MACs."""
     rows = [[p["criterion"], f"{p['budget']:g}", "yes" if p["reachable"] else f"no: {p.get('reason', '')}",
              _figure(p.get("accuracy")), _figure(p.get("latency_ms"), ".3f"), _figure(p.get("speedup"), ".2f", "x"),
              _count(p.get("macs"), 1e6, "M")]
@@ -145,6 +158,7 @@ def sweep_markdown(report: dict[str, Any]) -> str:
 
 
 def pipeline_markdown(report: dict[str, Any]) -> str:
+    """A pipeline run: each stage's status, reason and seconds."""
     rows = [[s["stage"], f"{s['status']} ({s['reason']})", str(s["record"].get("seconds", ""))] for s in report["stages"]]
     return "\n\n".join(["# foadx pipeline run", _table(["stage", "status", "seconds"], rows)]) + "\n"
 
@@ -153,10 +167,15 @@ def _figure(value: float | None, spec: str = ".4f", unit: str = "") -> str:
     return "n/a" if value is None else f"{value:{spec}}{unit}"
 
 
-RENDERERS = {"foadx.latency": latency_markdown, "foadx.parity": parity_markdown, "foadx.prune": prune_markdown,
-             "foadx.eval": eval_markdown, "foadx.sweep": sweep_markdown, "foadx.pipeline": pipeline_markdown}
-
-
 def render_markdown(report: dict[str, Any]) -> str:
-    """Any report foadx writes, by its ``kind``."""
-    return RENDERERS[report["kind"]](report)
+    """Any report foadx writes, by its ``kind`` (the renderer ``foadx.report.kinds`` registers).
+
+    Raises:
+        BadInputError: the kind is not registered, or has no Markdown rendering.
+    """
+    from foadx.report.kinds import get_kind  # the registry imports the renderers above
+
+    entry = get_kind(report.get("kind"))
+    if entry.markdown is None:
+        raise BadInputError(f"{entry.name} reports have no Markdown rendering")
+    return entry.markdown(report)

@@ -1,4 +1,5 @@
-"""Report schemas (JSON Schema, versioned) and reading reports back with a clear error."""
+"""Checking reports against the report registry (``foadx.report.kinds``: kind, schema version,
+required fields, JSON Schema) and reading them back with a clear error."""
 
 from __future__ import annotations
 
@@ -11,39 +12,60 @@ from typing import Any
 import jsonschema
 
 from foadx.errors import BadInputError
-
-SCHEMA_VERSION = 1
-LATENCY_KIND = "foadx.latency"
-PARITY_KIND = "foadx.parity"
-REPORT_KINDS = (LATENCY_KIND, PARITY_KIND, "foadx.prune", "foadx.eval", "foadx.sweep", "foadx.pipeline")
-REQUIRED_FIELDS = {"foadx.prune": ("criterion", "plan_digest", "groups", "params", "macs"),
-                   "foadx.eval": ("model", "data", "task", "backend"),
-                   "foadx.sweep": ("model", "backend", "points", "unpruned"), "foadx.pipeline": ("stages",),
-                   PARITY_KIND: ("path", "passed", "cases", "worst")}
-_SCHEMA_FILES = {LATENCY_KIND: "latency.schema.json"}
+from foadx.report.kinds import REPORT_KINDS, ReportKind, get_kind
 
 
 @lru_cache(maxsize=None)
 def schema_for(kind: str) -> dict[str, Any]:
-    text = resources.files("foadx.report").joinpath(_SCHEMA_FILES[kind]).read_text()
-    return json.loads(text)
+    """The JSON Schema (a dict) of report kind ``kind``.
+
+    Raises:
+        BadInputError: ``kind`` is not registered or has no schema file.
+    """
+    entry = get_kind(kind)
+    if entry.schema_file is None:
+        raise BadInputError(f"{kind} reports have no JSON Schema")
+    return json.loads(resources.files("foadx.report").joinpath(entry.schema_file).read_text())
 
 
-def validate_report(report: dict[str, Any]) -> None:
-    """Raises BadInputError naming the first field that breaks the report's schema."""
-    kind = report.get("kind") if isinstance(report, dict) else None
-    if kind not in _SCHEMA_FILES:
-        raise BadInputError(f"not a foadx latency report (kind {kind!r})")
-    try:
-        jsonschema.validate(report, schema_for(kind))
-    except jsonschema.ValidationError as error:
-        where = "/".join(str(part) for part in error.absolute_path) or "(top level)"
-        raise BadInputError(f"report does not follow the {kind} schema at {where}: {error.message}") from None
+def _check_version(report: dict[str, Any], entry: ReportKind) -> None:
+    version = report.get("schema_version", entry.schema_version)  # absent: a prune or eval report of before
+    if isinstance(version, bool) or not isinstance(version, int) or not 1 <= version <= entry.schema_version:
+        raise BadInputError(f"a {entry.name} report of schema version {version!r}: this foadx reads versions "
+                            f"1 to {entry.schema_version}")
+
+
+def validate_report(report: dict[str, Any]) -> ReportKind:
+    """Checks ``report`` against its kind's registry entry: a known kind, a schema version this
+    foadx reads, the fields its rendering reads, and its JSON Schema where it has one.
+
+    Returns:
+        The kind's registry entry.
+
+    Raises:
+        BadInputError: naming what is wrong (for a schema, the first field that breaks it).
+    """
+    entry = get_kind(report.get("kind") if isinstance(report, dict) else None)
+    _check_version(report, entry)
+    missing = [name for name in entry.required if name not in report]
+    if missing:
+        raise BadInputError(f"a {entry.name} report needs {', '.join(missing)}")
+    if entry.schema_file is not None:
+        try:
+            jsonschema.validate(report, schema_for(entry.name))
+        except jsonschema.ValidationError as error:
+            where = "/".join(str(part) for part in error.absolute_path) or "(top level)"
+            raise BadInputError(f"report does not follow the {entry.name} schema at {where}: {error.message}") from None
+    return entry
 
 
 def read_report(path: str | Path) -> dict[str, Any]:
-    """Loads a foadx JSON report of any kind; latency reports are validated against their schema,
-    the others checked for the fields their rendering reads."""
+    """Loads a foadx JSON report of any registered kind, checked by ``validate_report``.
+
+    Raises:
+        BadInputError: the file cannot be read or parsed, is not a foadx report, or fails its
+            kind's checks (the message starts with the path).
+    """
     path = Path(path)
     try:
         report = json.loads(path.read_text())
@@ -51,12 +73,8 @@ def read_report(path: str | Path) -> dict[str, Any]:
         raise BadInputError(f"cannot read report {path}: {error}") from error
     if not isinstance(report, dict) or report.get("kind") not in REPORT_KINDS:
         raise BadInputError(f"{path} is not a foadx report")
-    missing = [name for name in REQUIRED_FIELDS.get(report["kind"], ()) if name not in report]
-    if missing:
-        raise BadInputError(f"{path}: a {report['kind']} report needs {', '.join(missing)}")
-    if report["kind"] == LATENCY_KIND:
-        try:
-            validate_report(report)
-        except BadInputError as error:
-            raise BadInputError(f"{path}: {error}") from None
+    try:
+        validate_report(report)
+    except BadInputError as error:
+        raise BadInputError(f"{path}: {error}") from None
     return report

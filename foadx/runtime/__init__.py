@@ -13,11 +13,22 @@ from foadx.runtime.parity import (
     compare_sessions,
     comparison_inputs,
 )
-from foadx.runtime.registry import BACKENDS, get_backend, open_session
+from foadx.runtime.registry import (
+    BACKENDS,
+    Backend,
+    backend_help,
+    backend_names,
+    check_available,
+    check_profiling_backend,
+    get_backend,
+    open_session,
+    width_step,
+)
 from foadx.runtime.timing import TimingSettings, measure_interleaved, summarize
 
 __all__ = [
     "BACKENDS",
+    "Backend",
     "CaseComparison",
     "InputBatch",
     "Tolerances",
@@ -27,9 +38,14 @@ __all__ = [
     "Session",
     "SessionOptions",
     "TimingSettings",
+    "backend_help",
+    "backend_names",
+    "check_available",
+    "check_profiling_backend",
     "compare_output",
     "get_backend",
     "measure_interleaved",
     "open_session",
     "summarize",
+    "width_step",
 ]

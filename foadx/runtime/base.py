@@ -74,5 +74,7 @@ class Session(ABC):
             )
 
     def random_batch(self, batch_size: int, seed: int) -> np.ndarray:
+        """Standard-normal float32 inputs of shape (batch_size, *input_shape[1:]) (a dynamic
+        dimension taken as 1), drawn from ``seed``."""
         shape = [batch_size, *[dim if dim is not None else 1 for dim in self.input_shape[1:]]]
         return np.random.default_rng(seed).standard_normal(shape, dtype=np.float32)

@@ -35,6 +35,7 @@ class EngineProfile:
         return cls(1, batch, max(batch, at_least))
 
     def shapes(self, chw: tuple[int, int, int]) -> tuple[tuple[int, ...], tuple[int, ...], tuple[int, ...]]:
+        """The (min, opt, max) input shapes, each (N, C, H, W), of an image of ``chw``."""
         return tuple((batch, *chw) for batch in (self.min_batch, self.opt_batch, self.max_batch))
 
 

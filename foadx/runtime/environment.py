@@ -53,6 +53,9 @@ def _version(package: str) -> str | None:
 
 
 def describe_environment() -> dict[str, Any]:
+    """The machine a measurement ran on: CPU model and count, platform, Python, GPU name, driver
+    and CUDA (None without a GPU), library versions (None where not installed), torch and OMP
+    threads, and its ``fingerprint``."""
     gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
     environment = {
         "cpu": _cpu_model(),
@@ -71,6 +74,8 @@ def describe_environment() -> dict[str, Any]:
 
 
 def fingerprint(environment: dict[str, Any]) -> str:
+    """16 hex digits of SHA-256 over the ``FINGERPRINT_KEYS`` fields of ``environment``: equal
+    for measurements whose timings may be compared."""
     subset = {key: environment.get(key) for key in FINGERPRINT_KEYS}
     return hashlib.sha256(json.dumps(subset, sort_keys=True).encode()).hexdigest()[:16]
 

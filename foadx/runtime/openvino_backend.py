@@ -22,6 +22,16 @@ from foadx.runtime.base import Session, SessionOptions, TimedStep
 HINTS = {"fp32": "f32", "bf16": "bf16", "int8": "f32"}
 FOADX_NAMES = {"f32": "fp32", "bf16": "bf16", "f16": "fp16"}
 class OpenVinoSession(Session):
+    """An ONNX file compiled for OpenVINO's CPU plugin with a latency hint; ``options.precision``
+    becomes its inference precision hint, and the precision it actually runs is read back
+    (``settings()``).
+
+    Raises (on opening):
+        BadInputError: OpenVINO cannot load the file, int8 asked of a file without Q/DQ nodes,
+            or more than one input.
+        MissingDependencyError: OpenVINO is not installed, or bf16 was asked of a CPU without it.
+    """
+
     backend = "openvino"
 
     def __init__(self, model_path: str | Path, options: SessionOptions) -> None:

@@ -13,6 +13,14 @@ from foadx.runtime.base import Session, SessionOptions, TimedStep
 
 
 class OrtCpuSession(Session):
+    """An ONNX file in onnxruntime's CPU execution provider, all graph optimisations on;
+    ``options.threads`` sets the intra-op threads (inter-op 1).
+
+    Raises (on opening):
+        BadInputError: onnxruntime cannot load the file, or it has more than one input.
+        MissingDependencyError: onnxruntime is not installed.
+    """
+
     backend = "ort-cpu"
 
     def __init__(self, model_path: str | Path, options: SessionOptions) -> None:

@@ -80,6 +80,10 @@ class Tolerances:
 
 @dataclass(frozen=True)
 class OutputComparison:
+    """One output of one case compared with its reference: error statistics (absolute in the
+    output's units, relative as fractions), cosines, the smallest passing tolerances, and the
+    reasons it failed (empty: passed)."""
+
     name: str
     shape: tuple[int, ...]
     max_abs: float
@@ -145,6 +149,13 @@ def sample_cosines(actual: np.ndarray, reference: np.ndarray) -> np.ndarray:
 
 def compare_output(name: str, actual: np.ndarray, reference: np.ndarray,
                    tolerances: Tolerances | None = None) -> OutputComparison:
+    """Compares two arrays of the same shape (N, ...) with Polygraphy's semantics: an element
+    fails only where both ``atol`` and ``rtol`` are exceeded; plus the optional per-sample
+    cosine floor and error/RMS limit of ``tolerances``.
+
+    Raises:
+        BadInputError: the shapes differ.
+    """
     tolerances = tolerances or Tolerances()
     if actual.shape != reference.shape:
         raise BadInputError(
@@ -199,6 +210,9 @@ class InputBatch:
 
 @dataclass(frozen=True)
 class CaseComparison:
+    """Every output of one input batch (``inputs``: random or images) at one batch size, and the
+    task agreement on real images (percent)."""
+
     inputs: str
     batch: int
     outputs: list[OutputComparison]

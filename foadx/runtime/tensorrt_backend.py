@@ -19,6 +19,15 @@ from foadx.runtime.base import Session, SessionOptions, TimedStep
 
 
 class TensorRTSession(Session):
+    """A serialized TensorRT engine, run with torch CUDA buffers (inputs and outputs cross as
+    float32 numpy arrays).
+
+    Raises (on opening):
+        BadInputError: the engine file is missing, TensorRT cannot deserialize it, or it has more
+            than one input.
+        MissingDependencyError: TensorRT or a CUDA GPU is absent.
+    """
+
     backend = "trt"
 
     def __init__(self, engine_path: str | Path, options: SessionOptions, use_cuda_graph: bool = False) -> None:

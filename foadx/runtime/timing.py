@@ -43,10 +43,12 @@ class Samples:
 
     @property
     def latencies_ms(self) -> list[float]:
+        """Every iteration's latency (ms), rounds concatenated in order."""
         return [value for round_values in self.rounds for value in round_values]
 
 
 def warm_up(step: TimedStep, warmup_ms: float) -> None:
+    """Runs ``step`` at least once, then until ``warmup_ms`` milliseconds have passed."""
     deadline = time.perf_counter() + warmup_ms / 1000.0
     step()  # at least once: first calls allocate, compile kernels, capture graphs
     while time.perf_counter() < deadline:

@@ -34,6 +34,9 @@ KEYS = {"Latency": "latency", "End-to-End Host Latency": "end_to_end", "Enqueue 
 
 @dataclass
 class TrtexecSummary:
+    """What a trtexec log says: throughput (inferences/s), per-stage latency statistics (ms),
+    TensorRT version, batch, and total host wall time and GPU compute (s)."""
+
     throughput_qps: float
     stages: dict[str, dict[str, float]]  # stage -> {mean, min, max, p50, p90?, p95?, p99?} in ms
     tensorrt_version: str | None = None
@@ -103,6 +106,11 @@ def parse_trtexec_log(text: str, source: str = "trtexec log") -> TrtexecSummary:
 
 
 def read_trtexec_log(path: str | Path) -> TrtexecSummary:
+    """``parse_trtexec_log`` of the file at ``path``.
+
+    Raises:
+        BadInputError: the file cannot be read, or holds no trtexec performance summary.
+    """
     path = Path(path)
     try:
         text = path.read_text(errors="replace")
