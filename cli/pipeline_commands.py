@@ -13,6 +13,7 @@ from foadx_cli.options import (
     ImagesOption,
     ModelArgument,
     ModelOptions,
+    PROFILING_BACKEND_HELP,
     QuietOption,
     SeedOption,
     takes_model_options,
@@ -61,7 +62,7 @@ def sweep_command(
     finetune_epochs: Annotated[int, typer.Option(help="Fine-tune every point for this many epochs (0: none).")] = 0,
     finetune_lr: Annotated[float, typer.Option(help="Learning rate of that fine-tune.")] = 0.02,
     flip: Annotated[bool, typer.Option(help="Random horizontal flips while fine-tuning.")] = True,
-    backend: Annotated[str, typer.Option(help="Where latency is measured: ort-cpu, openvino, torch-cpu, torch-cuda.")] = "ort-cpu",
+    backend: Annotated[str, typer.Option(help=f"Where latency is measured: {PROFILING_BACKEND_HELP}")] = "ort-cpu",
     batch: Annotated[int, typer.Option(help="The batch latency is measured at.")] = 1,
     images: ImagesOption = 128,
     round_to: Annotated[int, typer.Option(help="Round kept widths up to a multiple.")] = 1,
@@ -71,7 +72,7 @@ def sweep_command(
 ) -> None:
     """Prune MODEL at every budget with every criterion, (fine-tune,) evaluate and time each; plot the trade-off."""
     from foadx.errors import BadInputError
-    from foadx.latency.api import check_latency_backend
+    from foadx.runtime import check_profiling_backend
     from foadx.pipeline.sweep import SweepSettings, run_sweep
     from foadx.report import render_markdown
 
@@ -87,7 +88,7 @@ def sweep_command(
     settings = SweepSettings(kind, budgets, tuple(c.strip() for c in criterion.split(",") if c.strip()), data,
                              finetune_epochs, finetune_lr, backend, batch, images, round_to, flip, seed)
     settings.check()
-    check_latency_backend(backend)  # exit 6 before any work
+    check_profiling_backend(backend)  # exit 6 before any work
     ref = model_options.resolve(model, seed)
     report = run_sweep(ref, settings, out, progress=None if quiet else (lambda line: typer.echo(line, err=True)))
     if not quiet:

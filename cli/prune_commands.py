@@ -15,6 +15,7 @@ from foadx_cli.options import (
     DeviceOption,
     ForceOption,
     ImagesOption,
+    PROFILING_BACKEND_HELP,
     LatencyOptions,
     JsonOption,
     ModelArgument,
@@ -22,7 +23,6 @@ from foadx_cli.options import (
     QuietOption,
     ReportOption,
     SeedOption,
-    finite,
     prepare_report,
     takes_latency_options,
     takes_model_options,
@@ -154,7 +154,7 @@ def _show(summary: dict, report: Optional[Path], as_json: bool, quiet: bool) -> 
 def profile_command(
     model: ModelArgument,
     out: Annotated[Path, typer.Option(help="The latency table (JSON) to write.")],
-    backend: Annotated[str, typer.Option(help="ort-cpu, openvino, torch-cpu or torch-cuda.")] = "ort-cpu",
+    backend: Annotated[str, typer.Option(help=PROFILING_BACKEND_HELP)] = "ort-cpu",
     batch: Annotated[int, typer.Option(help="The batch the latency is for.")] = 1,
     round_to: Annotated[Optional[int], typer.Option(help="Legal width step (default 16 on CPUs, 8 on CUDA).")] = None,
     include_coupled: Annotated[bool, typer.Option(help="Also profile residual-coupled groups.")] = False,
@@ -166,9 +166,9 @@ def profile_command(
 ) -> None:
     """Measure MODEL's latency table on a backend, for prune --latency-target --lut."""
     from foadx.latency import profile
-    from foadx.latency.api import check_latency_backend
+    from foadx.runtime import check_profiling_backend
 
-    check_latency_backend(backend)
+    check_profiling_backend(backend)
     prepare_report(out)
     network = model_options.resolve(model, seed).module()
     with render.progress("profiling units", enabled=not quiet and not as_json) as advance:

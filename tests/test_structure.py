@@ -135,13 +135,18 @@ def test_bench_resolves_engines_and_needs_tensorrt_for_them(tmp_path):
 
 
 def test_backend_and_criterion_help_list_every_registered_name():
+    from foadx.runtime import backend_names
     from foadx_cli.deploy_commands import BACKEND_HELP
+    from foadx_cli.options import PROFILING_BACKEND_HELP
     from foadx_cli.prune_commands import CRITERION_HELP
 
     from foadx.pruning import CRITERIA
     from foadx.runtime import BACKENDS
 
     assert all(name in BACKEND_HELP for name in BACKENDS)  # before: "trt" was missing
+    listed = BACKEND_HELP.split(" (")[0].replace(" or ", ", ").split(", ")
+    assert tuple(listed) == backend_names()
+    assert tuple(PROFILING_BACKEND_HELP.rstrip(".").replace(" or ", ", ").split(", ")) == backend_names(profiling=True)
     assert [part.split(":")[0].strip() for part in CRITERION_HELP.split(";")] == list(CRITERIA)
 
 

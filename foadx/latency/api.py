@@ -36,7 +36,6 @@ from foadx.pruning.groups import ChannelGroup
 from foadx.runtime.environment import describe_environment
 from foadx.runtime.registry import check_profiling_backend, width_step
 
-check_latency_backend = check_profiling_backend  # the CLI's name for it until cli/ imports the registry's
 TARGET_TOLERANCE = 0.05  # the measured latency may exceed the target by this fraction
 DEFAULT_ROUNDS = 3
 ALLOCATIONS = ("knapsack", "global")

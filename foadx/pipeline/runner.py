@@ -144,19 +144,31 @@ def _file(outcome: StageOutcome) -> str:
     return f"{outcome.stage}/" if outcome.status in ("ran", "skipped") else ""
 
 
+def summary_report(outcomes: list[StageOutcome]) -> dict[str, Any]:
+    """The run's ``foadx.pipeline`` report: each stage's status, reason, key figure, main file
+    and record."""
+    from foadx.report.kinds import envelope
+
+    return envelope("foadx.pipeline", {"stages": [
+        {"stage": o.stage, "status": o.status, "reason": o.reason, "key_figure": _key_figure(o), "file": _file(o),
+         "record": o.record} for o in outcomes]})
+
+
 def summary_markdown(outcomes: list[StageOutcome]) -> str:
-    """One Markdown table (stage, status, key figure, file): a CI job summary."""
-    lines = ["| stage | status | key figure | file |", "|---|---|---|---|"]
-    lines += [f"| {o.stage} | {o.status} ({o.reason}) | {_key_figure(o)} | {_file(o)} |" for o in outcomes]
-    return "\n".join(lines) + "\n"
+    """One Markdown table (stage, status, key figure, file): a CI job summary, rendered by the
+    report registry's pipeline renderer (the one ``foadx report summary.json`` uses)."""
+    from foadx.report import render_markdown
+
+    return render_markdown(summary_report(outcomes))
 
 
 def write_summary(out: Path, outcomes: list[StageOutcome]) -> None:
+    from foadx.report import render_markdown
+
     out.mkdir(parents=True, exist_ok=True)
-    write_text(out / SUMMARY_MD, summary_markdown(outcomes))
-    write_json(out / SUMMARY_JSON, {"kind": "foadx.pipeline", "schema_version": 1, "foadx_version": __version__,
-                                    "stages": [{"stage": o.stage, "status": o.status, "reason": o.reason,
-                                                "record": o.record} for o in outcomes]})
+    report = summary_report(outcomes)
+    write_text(out / SUMMARY_MD, render_markdown(report))
+    write_json(out / SUMMARY_JSON, report)
 
 
 __all__ = ["StageOutcome", "run_pipeline", "summary_markdown"]

@@ -24,6 +24,7 @@ from torch import nn
 from foadx._version import __version__
 from foadx.atomic import atomic_directory, write_json, write_text
 from foadx.errors import BadInputError, BudgetError
+from foadx.report.kinds import envelope
 from foadx.resolve import ModelRef, resolve_model
 
 BUDGET_KINDS = ("flops_target", "params_target", "ratio")
@@ -148,12 +149,12 @@ def _with_latency(ref: ModelRef, base: nn.Module, settings: SweepSettings, point
             point["speedup"] = pair["unpruned"]["median_ms"] / pair["pruned"]["median_ms"]
             point["latency_ms"] = reference / point["speedup"]
     base_cost = count_cost(base, torch.zeros(1, *chw))
-    return {"kind": "foadx.sweep", "schema_version": 1, "foadx_version": __version__, "model": ref.text,
+    return envelope("foadx.sweep", {"model": ref.text,
             "backend": settings.backend, "batch": settings.batch, "budget": settings.budget_kind,
             "finetune_epochs": settings.finetune_epochs,
             "unpruned": {"accuracy": _accuracy(base, settings.data), "latency_ms": reference, "macs": base_cost.macs,
                          "params": base_cost.params},
-            "points": [{k: v for k, v in p.items() if k != "key"} for p in points]}
+            "points": [{k: v for k, v in p.items() if k != "key"} for p in points]})
 
 
 def _write_outputs(report: dict[str, Any], out: Path) -> None:

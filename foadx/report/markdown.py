@@ -158,9 +158,11 @@ def sweep_markdown(report: dict[str, Any]) -> str:
 
 
 def pipeline_markdown(report: dict[str, Any]) -> str:
-    """A pipeline run: each stage's status, reason and seconds."""
-    rows = [[s["stage"], f"{s['status']} ({s['reason']})", str(s["record"].get("seconds", ""))] for s in report["stages"]]
-    return "\n\n".join(["# foadx pipeline run", _table(["stage", "status", "seconds"], rows)]) + "\n"
+    """A pipeline run as one table (stage, status and why, key figure, file): the CI job summary
+    ``foadx run`` writes as summary.md and ``foadx report summary.json`` prints."""
+    rows = [[s["stage"], f"{s['status']} ({s['reason']})", s.get("key_figure", ""), s.get("file", "")]
+            for s in report["stages"]]
+    return _table(["stage", "status", "key figure", "file"], rows) + "\n"
 
 
 def _figure(value: float | None, spec: str = ".4f", unit: str = "") -> str:

@@ -34,12 +34,13 @@ def evaluate(ref: Any, request: EvalRequest) -> tuple[dict[str, Any], Any]:
         BadInputError, DataError: bad options, data or a task mismatch (exit 3).
     """
     from foadx.evaluate.runner import evaluate_model
+    from foadx.report.kinds import envelope
 
     finite("far", request.far)
     finite("val_split", request.val_split)
     result = evaluate_model(ref, request.data, request.task, batch_size=request.batch_size, far_target=request.far,
                             backend=request.backend, val_split=request.val_split, seed=request.seed,
                             allow_train_overlap=request.allow_train_overlap)
-    report = {"kind": "foadx.eval", "model": ref.text, "data": request.data, "task": result.task,
-              **result.to_json()}
+    report = envelope("foadx.eval", {"model": ref.text, "data": request.data, "task": result.task,
+                                     **result.to_json()})
     return report, result

@@ -59,12 +59,13 @@ class LatencyBudget:
     def check(self) -> None:
         """Refuses, before any work, a malformed target (exit 3) and a backend that cannot be
         profiled here (exit 6)."""
-        from foadx.latency.api import LatencyTarget, check_latency_backend
+        from foadx.latency.api import LatencyTarget
+        from foadx.runtime import check_profiling_backend
 
         finite("min_keep", self.min_keep)
         at_least("batch", self.batch, 1)
         LatencyTarget.parse(self.target)
-        check_latency_backend(self.backend)
+        check_profiling_backend(self.backend)
 
 
 Budget = Union[ChannelBudget, LatencyBudget]
