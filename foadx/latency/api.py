@@ -52,7 +52,7 @@ class LatencyTarget:
         """``2.0ms`` (milliseconds) or ``2.5x`` (a speedup over the unpruned model)."""
         match = re.fullmatch(r"\s*([0-9]*\.?[0-9]+)\s*(ms|x)\s*", str(text))
         if not match or float(match.group(1)) <= 0:
-            raise BadInputError(f"--latency-target must look like 2.0ms or 2.5x, got {text!r}")
+            raise BadInputError(f"a latency target must look like 2.0ms or 2.5x, got {text!r}")
         return cls(match.group(2).replace("x", "speedup"), float(match.group(1)))
 
     def milliseconds(self, unpruned_ms: float) -> float:
