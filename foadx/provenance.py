@@ -43,19 +43,38 @@ def _tuple_of_floats(value: Any, name: str, positive: bool = False) -> tuple[flo
 
 @dataclass(frozen=True)
 class ModelSource:
-    """Enough to rebuild an architecture: the spec, its keyword arguments, the input size and the
-    normalisation its inputs expect."""
+    """A model's input contract and, when ``rebuildable``, enough to rebuild its architecture: the
+    spec, its keyword arguments, the input channels and size (C, H, W) and the normalisation its
+    inputs expect. A module handed in memory (not built by foadx) has ``rebuildable=False``: its
+    ``spec`` only names its class, and no artifact of it can be written."""
 
     spec: str
     input_size: tuple[int, int]
     kwargs: dict[str, Any] = field(default_factory=dict)
     mean: tuple[float, ...] = IMAGENET_MEAN
     std: tuple[float, ...] = IMAGENET_STD
+    input_channels: int = 3
+    rebuildable: bool = True
+
+    @classmethod
+    def in_memory(cls, name: str, input_chw: tuple[int, int, int]) -> "ModelSource":
+        """The contract of a module foadx did not build, read off its calibration images (C, H,
+        W): the images are fed as given, so the recorded normalisation is mean 0, std 1."""
+        channels, height, width = (int(v) for v in input_chw)
+        return cls(spec=name, input_size=(height, width), mean=(0.0,) * channels, std=(1.0,) * channels,
+                   input_channels=channels, rebuildable=False)
+
+    @property
+    def input_chw(self) -> tuple[int, int, int]:
+        """The input of one image: (channels, height, width)."""
+        return (self.input_channels, *self.input_size)
 
     def to_json(self) -> dict[str, Any]:
         data = asdict(self)
         data["input_size"] = list(self.input_size)
         data["mean"], data["std"] = list(self.mean), list(self.std)
+        if self.rebuildable:
+            del data["rebuildable"]  # written only for the in-memory modules that lack a spec
         return data
 
     @classmethod
@@ -69,10 +88,14 @@ class ModelSource:
         kwargs = data.get("kwargs", {})
         if not isinstance(kwargs, dict):
             _fail("model kwargs must be an object")
+        channels = data.get("input_channels", 3)  # plans written before the key existed: RGB
+        if not isinstance(channels, int) or isinstance(channels, bool) or not 1 <= channels <= 4096:
+            _fail(f"model input_channels must be an integer in 1..4096, got {channels!r}")
         return cls(
             spec=data["spec"], input_size=(size[0], size[1]), kwargs=dict(kwargs),
             mean=_tuple_of_floats(data.get("mean", IMAGENET_MEAN), "mean"),
             std=_tuple_of_floats(data.get("std", IMAGENET_STD), "std", positive=True),
+            input_channels=channels, rebuildable=data.get("rebuildable", True) is not False,
         )
 
 

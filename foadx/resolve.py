@@ -20,7 +20,6 @@ from foadx.errors import BadInputError
 from foadx.provenance import ModelSource, provenance_of
 
 ENGINE_SUFFIXES = (".engine", ".plan")
-KINDS = ("spec", "artifact", "onnx", "engine", "module")
 
 
 @dataclass(frozen=True)
@@ -96,13 +95,19 @@ def resolve_model(text: str, options: BuildOptions | None = None, *,
 
 
 def as_ref(model: ModelRef | nn.Module | str | Path, label: str | None = None) -> ModelRef:
-    """A ModelRef for what library callers hold: a ref, a foadx-built module, or a MODEL text."""
+    """A ModelRef for what library callers hold: a ref, a module that carries foadx provenance
+    (built, loaded or pruned by foadx, including any ``nn.Module`` pruned with ``foadx.prune``,
+    whose input contract its calibration images gave), or a MODEL text.
+
+    Raises:
+        BadInputError: a module with no provenance (its input shape is unknown).
+    """
     if isinstance(model, ModelRef):
         return model
     if isinstance(model, nn.Module):
         if provenance_of(model) is None:
-            raise BadInputError(f"{label or type(model).__name__}: build the model with foadx.build_model "
-                                "so its input size and normalisation are known")
+            raise BadInputError(f"{label or type(model).__name__}: its input shape and normalisation are unknown; "
+                                "build it with foadx.build_model, or prune it with foadx.prune (its images give them)")
         return _module_ref(label or type(model).__name__, "module", model, None)
     return resolve_model(str(model))
 
@@ -117,7 +122,7 @@ def _module_ref(text: str, kind: str, module: nn.Module, path: Path | None) -> M
     provenance = provenance_of(module)
     plan = provenance.plan
     digest = plan.digest() if plan.is_pruned or plan.finetune else None
-    return ModelRef(text, kind, (3, *provenance.source.input_size), source=provenance.source,
+    return ModelRef(text, kind, provenance.source.input_chw, source=provenance.source,
                     task=provenance.task, path=path, plan_digest=digest,
                     training_data=(plan.finetune or {}).get("training_data"), _module=module.eval())
 

@@ -14,8 +14,9 @@ import torch
 from torch import nn
 
 import foadx
-from foadx.errors import BadInputError, BudgetError
+from foadx.errors import BadInputError, BudgetError, CheckFailedError
 from foadx.latency import LatencyTarget, load_table
+from foadx.latency.api import prune_to_latency
 from foadx.latency.fit import repeated_median
 from foadx.latency.knapsack import Choice, solve
 from foadx.latency.plan import legal_widths
@@ -24,6 +25,7 @@ from foadx.latency.units import UnitKey
 from foadx.latency.values import ChannelRemover, distortion_values
 from foadx.pruning.api import prunable_groups
 from foadx.pruning.apply import apply_kept
+from foadx.pruning.criteria import CRITERIA, Criterion
 from foadx.pruning.groups import ChannelGroup, build_dependency_graph
 from tests.cli_helpers import error_line, run
 from tests.test_generality import GroupedBlock
@@ -219,6 +221,28 @@ def test_a_global_budget_reaches_the_target_with_one_foad_budget(profiled, tmp_p
     assert latency["allocation"] == "global" and latency["measured_ms"] <= latency["target_ms"] * 1.05
     assert report["t"] is not None  # one FOAD (t, s) for every group, not per-group widths
     assert all(group["after"] % 8 == 0 or not group["pruned"] for group in report["groups"])
+
+
+@pytest.mark.parametrize("allocation", ["knapsack", "global"])
+def test_a_latency_prune_scores_the_channels_once(profiled, monkeypatch, allocation):
+    """Every round and every bisection step cuts the one scoring; the criterion runs once."""
+    model, folder = profiled
+    foad = CRITERIA["foad"]
+    passes = []
+
+    def counted(inputs):
+        passes.append(len(inputs.groups))
+        return foad.score(inputs)
+
+    monkeypatch.setitem(CRITERIA, "counted", Criterion("counted", "FOAD, counted", counted))
+    images = torch.randn(16, 3, 32, 32, generator=torch.Generator().manual_seed(0))
+    try:
+        result = prune_to_latency(model, images, "1.15x", backend="torch-cpu", table=load_table(folder / "lut.json"),
+                                  criterion="counted", allocation=allocation)
+        assert result.plan.criterion == "counted" and result.plan.is_pruned
+    except CheckFailedError:  # a missed measured target still scored once; the count is what is checked here
+        pass
+    assert len(passes) == 1 and passes[0] > 0
 
 
 def test_latency_refusals(profiled, tmp_path):

@@ -245,9 +245,14 @@ def test_image_folders_do_not_warn_about_read_only_arrays(tmp_path, recwarn):
     assert not [w for w in recwarn if "not writable" in str(w.message)]
 
 
-def test_a_model_foadx_did_not_build_is_refused_before_any_work(digits_32):
-    plain = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3), torch.nn.ReLU(), torch.nn.Flatten(), torch.nn.LazyLinear(2))
+def test_a_model_foadx_did_not_build_prunes_but_is_not_saved_without_a_spec(digits_32, tmp_path):
+    plain = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3), torch.nn.ReLU(), torch.nn.Flatten(), torch.nn.Linear(8 * 30 * 30, 2))
+    result = foadx.prune(plain, digits_32, ratio=0.5)
+    assert result.model[0].out_channels == 4 and plain[0].out_channels == 8
+    source = result.plan.model
+    assert not source.rebuildable and source.input_chw == (3, 32, 32) and source.mean == (0.0,) * 3
     started = time.perf_counter()
-    with pytest.raises(BadInputError, match="needs a model built by foadx.build_model"):
-        foadx.prune(plain, digits_32, ratio=0.5)
-    assert time.perf_counter() - started < 1.0  # refused before the graph is traced or any image scored
+    with pytest.raises(ArtifactError, match="in-memory module with no spec") as refused:
+        result.save(tmp_path / "out")
+    assert "source=ModelSource(spec=" in str(refused.value) and "\n" not in str(refused.value)
+    assert time.perf_counter() - started < 1.0 and not (tmp_path / "out").exists()  # refused before anything is written

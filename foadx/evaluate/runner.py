@@ -81,7 +81,7 @@ def _runner(ref: ModelRef, backend: str | None) -> tuple[Any, Preprocessing, str
     if backend not in (None, "torch-cpu"):
         raise BadInputError(f"{ref.text} is a PyTorch model: it is evaluated on torch-cpu (export it for {backend})")
     source = require_provenance(ref.module(), "evaluation").source
-    session = open_session("torch-cpu", ref.module(), SessionOptions(), input_shape=(None, 3, *source.input_size))
+    session = open_session("torch-cpu", ref.module(), SessionOptions(), input_shape=(None, *source.input_chw))
     return session, Preprocessing(tuple(source.input_size), tuple(source.mean), tuple(source.std)), "torch-cpu"
 
 

@@ -125,7 +125,7 @@ def export_onnx(
     prelu_rewrite: bool | None = None,
     prelu_form: str = "auto",
     target: str = "ort-cpu",
-    input_channels: int = 3,
+    input_channels: int | None = None,
     verify: bool = True,
     verify_options: dict[str, Any] | None = None,
 ) -> ExportResult:
@@ -135,7 +135,9 @@ def export_onnx(
     then renamed onto ``path``: a failed export or a parity failure never replaces a good file.
     ``target`` (``foadx.export.targets``) gives the form: the batch and the PReLU rewrite
     unless ``batch``/``prelu_rewrite`` say otherwise, and for ``insightface`` the checks its
-    loader makes; ``prelu_form`` is ``auto``, ``depthwise`` or ``elementwise``.
+    loader makes; ``prelu_form`` is ``auto``, ``depthwise`` or ``elementwise``. ``input_size``
+    (H, W) and ``input_channels`` default to the model's input contract (its provenance source);
+    a module without one needs both.
     """
     path = Path(path)
     if not path.parent.is_dir():
@@ -146,8 +148,9 @@ def export_onnx(
     batch = parse_batch(form.batch if batch is None else batch)
     provenance = provenance_of(model)
     size = tuple(input_size) if input_size else (provenance.source.input_size if provenance else None)
-    if size is None:
-        raise BadInputError("this model was not built by foadx: give input_size=(H, W)")
+    channels = input_channels or (provenance.source.input_channels if provenance else None)
+    if size is None or channels is None:
+        raise BadInputError("this model was not built or pruned by foadx: give input_size=(H, W) and input_channels")
     task = provenance.task if provenance else "unknown"
     rewrite = form.prelu_rewrite if prelu_rewrite is None else prelu_rewrite
     if prelu_form not in passes.PRELU_FORMS:
@@ -155,7 +158,7 @@ def export_onnx(
 
     network = _cpu_float_copy(model)
     example_batch = 2 if batch == "dynamic" else batch
-    example = torch.randn(example_batch, input_channels, *size)
+    example = torch.randn(example_batch, channels, *size)
     output_names = _output_names(network, example, task)
 
     with atomic_path(path) as temporary:
@@ -177,7 +180,7 @@ def export_onnx(
         if rewrite:
             exported, rewritten = passes.rewrite_prelu(exported, prelu_form)
         metadata = _metadata(model, provenance, size, batch, output_names, prelu_form if rewritten else "none", exporter,
-                             input_channels)
+                             channels)
         metadata["target"] = form.name
         write_metadata(exported, metadata)
         if form.name == "insightface":
@@ -215,7 +218,7 @@ def _default_domain_opset(model: onnx.ModelProto) -> int:
 
 
 def _metadata(model: nn.Module, provenance: Provenance | None, size: tuple[int, int], batch: int | str,
-              output_names: list[str], prelu_rewrite: str, exporter: str, input_channels: int = 3) -> dict[str, Any]:
+              output_names: list[str], prelu_rewrite: str, exporter: str, input_channels: int) -> dict[str, Any]:
     task = provenance.task if provenance else "unknown"
     plan = provenance.plan if provenance else None
     meanings = {

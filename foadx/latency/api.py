@@ -25,14 +25,13 @@ from foadx.latency.table import LatencyTable, check_compatible, environment_key
 from foadx.latency.units import find_units
 from foadx.latency.values import distortion_values
 from foadx.provenance import provenance_of, record_provenance, require_provenance
-from foadx.pruning.api import (
-    PruneResult,
-    as_batches,
-    group_scores,
-    prunable_groups,
-    prune,
-)
+from foadx.pruning.analysis import Analysis, analyse
+from foadx.pruning.api import refuse_pruned
+from foadx.pruning.batches import as_batches
+from foadx.pruning.cut import PruneResult, choose, cut
 from foadx.pruning.groups import ChannelGroup
+from foadx.pruning.scoring import ChannelScores, check_criterion, score_channels
+from foadx.pruning.select import Budget
 from foadx.runtime.environment import describe_environment
 from foadx.runtime.registry import check_profiling_backend, width_step
 
@@ -53,7 +52,7 @@ class LatencyTarget:
         """``2.0ms`` (milliseconds) or ``2.5x`` (a speedup over the unpruned model)."""
         match = re.fullmatch(r"\s*([0-9]*\.?[0-9]+)\s*(ms|x)\s*", str(text))
         if not match or float(match.group(1)) <= 0:
-            raise BadInputError(f"--latency-target must look like 2.0ms or 2.5x, got {text!r}")
+            raise BadInputError(f"a latency target must look like 2.0ms or 2.5x, got {text!r}")
         return cls(match.group(2).replace("x", "speedup"), float(match.group(1)))
 
     def milliseconds(self, unpruned_ms: float) -> float:
@@ -65,13 +64,12 @@ def _model_id(model: nn.Module) -> str:
     return f"{plan.model.spec}@{plan.digest()[:16]}"
 
 
-def _setting(model: nn.Module, batch: int, include_coupled: bool, exclude: Iterable[str]):
+def _setting(model: nn.Module, batch: int, include_coupled: bool, exclude: Iterable[str], device: Any = "cpu"):
+    """The model's source, its one analysis (on ``device``) and its latency units."""
     source = require_provenance(model, "latency profiling").source
-    example = torch.zeros(1, 3, *source.input_size)
-    groups = prunable_groups(model, example, include_coupled, exclude)
-    if not groups:
-        raise BadInputError("the model has no prunable channel groups in the chosen scope")
-    return source, groups, find_units(model.eval(), example, groups, batch)
+    example = torch.zeros(2, *source.input_chw)
+    analysis = analyse(model, example, include_coupled=include_coupled, exclude=exclude, device=device)
+    return source, analysis, find_units(model.eval(), example[:1], analysis.chosen, batch)
 
 
 def _empty_table(model: nn.Module, backend: str, batch: int, round_to: int, network_ms: float) -> LatencyTable:
@@ -91,13 +89,13 @@ def profile(model: nn.Module, backend: str = "ort-cpu", *, batch: int = 1, round
     round_to = width_step(backend) if round_to is None else round_to
     if round_to < 1:
         raise BadInputError(f"round_to must be >= 1, got {round_to}")
-    source, groups, units = _setting(model, batch, include_coupled, exclude)
-    measured = measure_units(unit_keys_to_profile(units, groups, round_to), backend, progress=progress)
-    network = measure_network(model, backend, (3, *source.input_size), batch)
+    source, analysis, units = _setting(model, batch, include_coupled, exclude)
+    measured = measure_units(unit_keys_to_profile(units, analysis.chosen, round_to), backend, progress=progress)
+    network = measure_network(model, backend, source.input_chw, batch)
     table = _empty_table(model, backend, batch, round_to, network["median_ms"])
     for key, ms in measured.items():
         table.add(key, ms)
-    _check_whole_networks(table, model, groups, units, backend, batch)
+    _check_whole_networks(table, model, analysis, units, backend, batch)
     return table
 
 
@@ -107,25 +105,28 @@ def uniform_widths(groups: list[ChannelGroup], fraction: float, round_to: int) -
             for group in groups}
 
 
-def _check_whole_networks(table: LatencyTable, model: nn.Module, groups: list[ChannelGroup], units: list,
+def _check_whole_networks(table: LatencyTable, model: nn.Module, analysis: Analysis, units: list,
                           backend: str, batch: int) -> None:
     """Times whole networks at uniform widths, each beside the unpruned one: the points of the
-    savings curve that maps the units' predicted savings onto measured ones."""
+    savings curve that maps the units' predicted savings onto measured ones. One random scoring
+    (it looks at no activations) is cut at each width."""
+    groups = analysis.chosen
     planner = Planner(table, units, groups, {})
-    blank = torch.zeros(2, 3, *table.input_size)  # the random criterion looks at no activations
+    scores = score_channels(analysis, analysis.example, "random")
     for fraction in CHECK_FRACTIONS:
         widths = uniform_widths(groups, fraction, table.round_to)
-        pruned = prune(model, blank, criterion="random", widths=widths).model
-        both = measure_networks({"unpruned": model.eval(), "pruned": pruned}, backend, (3, *table.input_size), batch)
+        pruned = cut(analysis, scores, Budget(widths=widths)).model
+        both = measure_networks({"unpruned": model.eval(), "pruned": pruned}, backend,
+                                analysis.provenance.source.input_chw, batch)
         table.checks.append({"fraction": fraction, "predicted_saving": planner.relative_saving(widths),
                              "measured_saving": 1.0 - both["pruned"]["median_ms"] / both["unpruned"]["median_ms"]})
 
 
-def _values(model: nn.Module, images: Any, groups: list[ChannelGroup], criterion: str, round_to: int,
-            batch_size: int, seed: int, device: Any) -> dict[str, dict[int, float]]:
-    scores, by_similarity = group_scores(model, images, groups, criterion, batch_size=batch_size, seed=seed, device=device)
+def _values(model: nn.Module, images: Any, analysis: Analysis, scores: ChannelScores, round_to: int,
+            device: Any) -> dict[str, dict[int, float]]:
+    groups = analysis.chosen
     widths = {group.name: legal_widths(group, round_to) for group in groups}
-    return distortion_values(model, images, groups, scores, by_similarity, widths, device)
+    return distortion_values(model, images, groups, scores.offsets(groups), scores.by_similarity, widths, device)
 
 
 def prune_to_latency(
@@ -157,38 +158,63 @@ def prune_to_latency(
     docs/latency.md); ``global`` keeps the criterion's own single budget for all groups (FOAD's
     one (t, s)) and chooses its strength so that the table predicts the target."""
     target = target if isinstance(target, LatencyTarget) else LatencyTarget.parse(target)
-    if allocation not in ALLOCATIONS:
-        raise BadInputError(f"allocation must be one of {', '.join(ALLOCATIONS)}, got {allocation!r}")
-    check_profiling_backend(backend)
+    _check_request(model, allocation, min_keep, criterion, batch_size, backend)
     images = as_batches(images, batch_size)
     if table is None:
         table = profile(model, backend, batch=batch, round_to=round_to, include_coupled=include_coupled, exclude=exclude)
     here = _empty_table(model, backend, batch, table.round_to, table.network_ms)
     check_compatible(table, here, allow_foreign_lut)
-    same_machine = table.environment == here.environment
-    source, groups, units = _setting(model, batch, include_coupled, exclude)
+    source, analysis, units = _setting(model, batch, include_coupled, exclude, device)
     target_ms = target.milliseconds(table.network_ms)
     if target_ms >= table.network_ms:
         raise BudgetError(f"the unpruned model already runs in {table.network_ms:.3f} ms on {backend} (batch {batch}), "
                           f"within the {target_ms:.3f} ms target: nothing to prune")
-    values = _values(model, images, groups, criterion, table.round_to, batch_size, seed, device) if allocation == "knapsack" else {}
-    measure = (lambda keys: measure_units(keys, backend)) if same_machine else None
-    planner = Planner(table, units, groups, values, measure)
-    if not 0.0 <= min_keep <= 1.0:
-        raise BadInputError(f"min_keep must be a fraction in [0, 1], got {min_keep}")
-    candidates = {group.name: candidate_widths(group, table.round_to, min_keep) for group in groups}
-    scope = {"criterion": criterion, "include_coupled": include_coupled, "exclude": exclude,
-             "recalibrate_bn": recalibrate_bn, "batch_size": batch_size, "seed": seed, "device": device,
-             "calibration": calibration}
-    effective, rounds = target_ms, []
-    for _ in range(max_rounds):
+    scores = score_channels(analysis, images, criterion, batch_size=batch_size, seed=seed)  # the one scoring pass
+    values = _values(model, images, analysis, scores, table.round_to, device) if allocation == "knapsack" else {}
+    measure = (lambda keys: measure_units(keys, backend)) if table.environment == here.environment else None
+    planner = Planner(table, units, analysis.chosen, values, measure)
+    candidates = {group.name: candidate_widths(group, table.round_to, min_keep) for group in analysis.chosen}
+
+    def prune_within(budget_ms: float) -> tuple[WidthPlan, PruneResult]:
         if allocation == "knapsack":
-            plan = planner.plan(effective, candidates)
-            result = prune(model, images, widths=plan.widths, **scope)
+            plan = planner.plan(budget_ms, candidates)
+            budget = Budget(widths=plan.widths)
         else:
-            plan, result = _global_plan(model, images, planner, effective, table.round_to, scope)
-        both = measure_networks({"unpruned": model.eval(), "pruned": result.model.cpu()}, backend,
-                                 (3, *source.input_size), batch)
+            plan, flops_target = _global_plan(analysis, scores, planner, budget_ms, table.round_to)
+            budget = Budget(flops_target=flops_target, round_to=table.round_to)
+        return plan, cut(analysis, scores, budget, recalibrate_bn=recalibrate_bn, images=images, calibration=calibration)
+
+    return _measured_rounds(model, prune_within, planner, table, _Goal(target, backend, batch, max_rounds, allocation),
+                            source.input_chw)
+
+
+@dataclass(frozen=True)
+class _Goal:
+    """What a latency prune must reach, where: the target, the backend and batch it is timed on,
+    the rounds allowed and the allocation recorded."""
+
+    target: LatencyTarget
+    backend: str
+    batch: int
+    max_rounds: int
+    allocation: str
+
+
+def _measured_rounds(model: nn.Module, prune_within: Callable[[float], tuple[WidthPlan, PruneResult]],
+                     planner: Planner, table: LatencyTable, goal: _Goal, input_chw: tuple[int, int, int]) -> PruneResult:
+    """Prunes within a budget, times the result beside the unpruned network, and plans again on
+    the bent savings curve until the target holds (at most ``goal.max_rounds`` rounds).
+
+    Raises:
+        CheckFailedError: the target is missed in every round.
+    """
+    target = goal.target
+    target_ms = target.milliseconds(table.network_ms)
+    effective, rounds = target_ms, []
+    for _ in range(goal.max_rounds):
+        plan, result = prune_within(effective)
+        both = measure_networks({"unpruned": model.eval(), "pruned": result.model.cpu()}, goal.backend, input_chw,
+                                goal.batch)
         measured, unpruned_ms = both["pruned"], both["unpruned"]["median_ms"]
         if target.kind == "speedup":  # against the unpruned network timed alongside, not the table's old figure
             target_ms = target.milliseconds(unpruned_ms)
@@ -196,34 +222,47 @@ def prune_to_latency(
                        "p90_ms": measured["p90_ms"], "unpruned_ms": unpruned_ms,
                        "table_saving": planner.relative_saving(plan.widths), "neighbour_rounds": plan.neighbour_rounds})
         if measured["median_ms"] <= target_ms * (1 + TARGET_TOLERANCE):
-            return _record(result, table, target, target_ms, backend, batch, rounds, allocation)
+            return _record(result, table, target, target_ms, goal.backend, goal.batch, rounds, goal.allocation)
         planner.observe(plan.widths, measured["median_ms"], unpruned_ms)
         effective = target_ms * table.network_ms / unpruned_ms  # the target in the table's machine state
-    raise CheckFailedError(f"latency target {target_ms:.3f} ms missed after {max_rounds} measured rounds: "
+    raise CheckFailedError(f"latency target {target_ms:.3f} ms missed after {goal.max_rounds} measured rounds: "
                            + ", ".join(f"{r['measured_ms']:.3f} ms (predicted {r['predicted_ms']:.3f})" for r in rounds))
 
 
-def _widths_of(result: PruneResult, planner: Planner) -> dict[str, int]:
-    kept = {group.name: len(group.kept) for group in result.plan.groups}
-    return {name: kept.get(name, group.channels) for name, group in planner.groups.items()}
+def _check_request(model: nn.Module, allocation: str, min_keep: float, criterion: str, batch_size: int,
+                   backend: str) -> None:
+    """Refuses, before any work, a latency prune that cannot run (BadInputError, or the
+    backend's missing dependency)."""
+    if allocation not in ALLOCATIONS:
+        raise BadInputError(f"allocation must be one of {', '.join(ALLOCATIONS)}, got {allocation!r}")
+    if not 0.0 <= min_keep <= 1.0:
+        raise BadInputError(f"min_keep must be a fraction in [0, 1], got {min_keep}")
+    check_criterion(criterion, batch_size)
+    refuse_pruned(model)
+    check_profiling_backend(backend)
 
 
-def _global_plan(model: nn.Module, images: Any, planner: Planner, target_ms: float, round_to: int,
-                 scope: dict[str, Any]) -> tuple[WidthPlan, PruneResult]:
+def _widths_of(kept: dict[str, list[int]], planner: Planner) -> dict[str, int]:
+    return {name: len(kept[name]) if name in kept else group.channels for name, group in planner.groups.items()}
+
+
+def _global_plan(analysis: Analysis, scores: ChannelScores, planner: Planner, target_ms: float,
+                 round_to: int) -> tuple[WidthPlan, float]:
     """The criterion's own global budget (a MACs fraction, FOAD's one (t, s) for all groups),
-    bisected to the weakest one whose widths the table predicts within ``target_ms``."""
+    bisected to the weakest one whose widths the table predicts within ``target_ms``: each
+    step chooses channels from the one scoring, nothing is cut. Returns the plan and the fraction."""
     low, high, best = 0.0, 0.95, None
     for _ in range(BISECTION_STEPS):
         middle = (low + high) / 2
         try:
-            result = prune(model, images, flops_target=middle, round_to=round_to, **scope)
+            selection = choose(analysis, scores, Budget(flops_target=middle, round_to=round_to))
         except BudgetError:  # beyond what the criterion's budget can reach
             high = middle
             continue
-        widths = _widths_of(result, planner)
+        widths = _widths_of(selection.kept, planner)
         predicted = planner.predict(widths)
         if predicted <= target_ms:
-            high, best = middle, (WidthPlan(widths, predicted, 0), result)
+            high, best = middle, (WidthPlan(widths, predicted, 0), middle)
         else:
             low = middle
     if best is None:

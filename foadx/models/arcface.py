@@ -37,7 +37,6 @@ IRESNET_DEPTHS: dict[int, tuple[int, int, int, int]] = {
     50: (3, 4, 14, 3),
     100: (3, 13, 30, 3),
 }
-ARCFACE_INPUT = (112, 112)
 
 
 class ConvBlock(nn.Module):

@@ -20,8 +20,8 @@ from foadx.atomic import atomic_directory, check_folder_target, write_json, writ
 from foadx.device import resolve_device
 from foadx.errors import ArtifactError, WeightsError
 from foadx.models.registry import build_model, model_task, read_state_dict, runs_user_code
+from foadx.pruning.analysis import trace_groups
 from foadx.pruning.apply import apply_kept
-from foadx.pruning.groups import build_dependency_graph, discover_groups
 from foadx.provenance import Plan, Provenance, record_provenance, require_provenance
 
 PLAN_FILE = "plan.json"
@@ -45,6 +45,7 @@ def save_artifact(model: nn.Module, directory: str | Path, *, force: bool = Fals
     """Writes ``model`` (its provenance plan and its weights) as an artifact folder, replacing an
     earlier artifact as a whole; another non-empty folder only with ``force``."""
     plan = require_provenance(model, "saving an artifact").plan
+    refuse_unrebuildable(plan)
     target = check_folder_target(directory, lambda d: is_own_output(d, ARTIFACT_FILES | extra), force, "foadx artifact")
     try:  # an artifact that cannot be loaded back is worse than none (its code ran here already)
         build_pruned_architecture(plan, torch.device("cpu"), trust_code=True)
@@ -92,16 +93,35 @@ def refuse_untrusted_code(plan: Plan, where: str, trust_code: bool) -> None:
         )
 
 
+def refuse_unrebuildable(plan: Plan) -> None:
+    """An artifact is rebuilt from its spec when loaded (no code is unpickled); a module handed
+    in memory has none.
+
+    Raises:
+        ArtifactError: the plan's model has no rebuildable spec (one line saying how to give one).
+    """
+    if not plan.model.rebuildable:
+        raise ArtifactError(
+            f"{plan.model.spec} is an in-memory module with no spec to rebuild it from when the artifact loads: "
+            "build it with foadx.build_model(spec), or prune it with source=ModelSource(spec='pkg.module:factory', "
+            "input_size=(H, W), ...) naming a factory that builds this architecture"
+        )
+
+
 def build_pruned_architecture(plan: Plan, device: torch.device, *, trust_code: bool = False) -> nn.Module:
-    """The original architecture, cut to the plan's widths (weights still random)."""
+    """The original architecture, cut to the plan's widths (weights still random).
+
+    Raises:
+        ArtifactError: no rebuildable spec, untrusted code, or groups that do not match the architecture.
+    """
     source = plan.model
+    refuse_unrebuildable(plan)
     refuse_untrusted_code(plan, "the plan", trust_code)
     model = build_model(source.spec, source.input_size, **source.kwargs).to(device).eval()
     if not plan.is_pruned:
         return model
-    example = torch.zeros(2, 3, *source.input_size, device=device)
-    dependency_graph = build_dependency_graph(model, example)
-    groups = discover_groups(model, dependency_graph, list(plan.output_layers))
+    example = torch.zeros(2, *source.input_chw, device=device)
+    _, dependency_graph, groups = trace_groups(model, example, list(plan.output_layers))
     by_name = {group.name: group for group in groups}
     for planned in plan.groups:
         group = by_name.get(planned.name)

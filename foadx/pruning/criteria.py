@@ -8,7 +8,7 @@
 - ``hrank``: mean rank of each channel's feature map over the calibration images (Lin et al.,
   "HRank", CVPR 2020), at the same tap points FOAD uses.
 The baselines keep the k highest-scoring channels, ties to the lower index. Adding a criterion
-is one ``Criterion`` entry in ``CRITERIA``; the CLI's help is generated from it.
+is one ``Criterion`` entry in ``CRITERIA`` (the CLI's help names them; a test keeps the two equal).
 """
 
 from __future__ import annotations
@@ -51,7 +51,6 @@ class Criterion:
     name: str
     description: str
     score: Callable[[ScoringInputs], Scores]
-    reads_images: bool
 
 
 def l1_scores(model: nn.Module, group: ChannelGroup) -> Tensor:
@@ -121,13 +120,10 @@ def _random(inputs: ScoringInputs) -> Scores:
 CRITERIA: dict[str, Criterion] = {
     entry.name: entry
     for entry in (
-        Criterion("foad", "FOAD: feature-map similarity, greedy selection (the method)", _foad, True),
-        Criterion("l1", "L1 norm of each filter (Li et al. 2017)", _l1, False),
-        Criterion("random", "seeded random channels", _random, False),
-        Criterion("hrank", "mean feature-map rank (Lin et al. 2020)", _hrank, True),
+        Criterion("foad", "FOAD: feature-map similarity, greedy selection (the method)", _foad),
+        Criterion("l1", "L1 norm of each filter (Li et al. 2017)", _l1),
+        Criterion("random", "seeded random channels", _random),
+        Criterion("hrank", "mean feature-map rank (Lin et al. 2020)", _hrank),
     )
 }
 
-
-def criteria_help() -> str:
-    return "; ".join(f"{entry.name}: {entry.description}" for entry in CRITERIA.values())

@@ -52,7 +52,7 @@ class Budget:
         if len(chosen) > 1:
             raise BudgetError(f"give one budget, not {' and '.join(chosen)}")
         if self.ratios is not None and not self.ratios:
-            raise BudgetError("--ratios names no group: nothing would be pruned")
+            raise BudgetError("ratios names no group: nothing would be pruned")
         if self.round_to < 1:
             raise BudgetError(f"round_to must be >= 1, got {self.round_to}")
         if self.t is not None and self.t < 1:
@@ -71,8 +71,8 @@ class Budget:
                 raise BudgetError(f"ratio for group {name!r} must be in (0, 1), got {value!r}")
         if criterion != "foad" and not chosen:
             raise BudgetError(
-                f"criterion {criterion} needs a budget: --ratio, --ratios, --flops-target, --params-target or "
-                "--latency-target"
+                f"criterion {criterion} needs a budget: ratio, ratios, flops_target, params_target, widths or "
+                "a latency target"
             )
 
     @property
@@ -96,7 +96,7 @@ KeptSets = dict[str, list[int]]
 
 def round_kept(kept: KeptSets, channels: Mapping[str, int], steps: Mapping[str, int],
                grow: Callable[[str, list[int], int], list[int]]) -> KeptSets:
-    """Raises each kept count to min(C, ceil(k / r) * r), r the group's step (``--round-to``, or
+    """Raises each kept count to min(C, ceil(k / r) * r), r the group's step (``round_to``, or
     its offset equivalent for a grouped conv), with the criterion's own add-back."""
     return {
         name: indices if steps[name] == 1 else grow(name, indices, round_up_count(len(indices), channels[name], steps[name]))
@@ -111,7 +111,7 @@ def select_foad(
     steps: Mapping[str, int],
 ) -> Selection:
     """FOAD selection for every group, by the budget's kind; ``steps``: each group's rounding
-    multiple (``--round-to``, or its offset equivalent for a grouped conv)."""
+    multiple (``round_to``, or its offset equivalent for a grouped conv)."""
     channels = {name: S.shape[0] for name, S in similarities.items()}
 
     def grow(name: str, indices: list[int], k: int) -> list[int]:

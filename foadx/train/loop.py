@@ -165,7 +165,7 @@ def _set_up(model: nn.Module, data: LabeledImages, config: FinetuneConfig, sourc
         model.to(memory_format=torch.channels_last)
     head = None
     if config.task == "face":
-        embedding_size = _output_width(model, source.input_size, device)
+        embedding_size = _output_width(model, source.input_chw, device)
         head = MarginHead(embedding_size, data.classes, config.head, config.scale, config.margin).to(device)
     decay = config.weight_decay if config.weight_decay is not None else (4e-5 if config.task == "face" else 5e-4)
     groups = _parameter_groups(model, head, decay)
@@ -309,11 +309,11 @@ def _step(run: _Training, batch: torch.Tensor, labels: torch.Tensor, config: Fin
     return loss, logits
 
 
-def _output_width(model: nn.Module, input_size: tuple[int, int], device: torch.device) -> int:
+def _output_width(model: nn.Module, input_chw: tuple[int, int, int], device: torch.device) -> int:
     was_training = model.training
     model.eval()
     with torch.no_grad():
-        width = model(torch.zeros(2, 3, *input_size, device=device)).shape[1]
+        width = model(torch.zeros(2, *input_chw, device=device)).shape[1]
     model.train(was_training)
     return int(width)
 
