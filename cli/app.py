@@ -9,7 +9,9 @@ the commands, so ``foadx --version`` and ``--help`` answer without loading torch
 from __future__ import annotations
 
 import functools
+import inspect
 import os
+import re
 import sys
 from collections.abc import Callable
 from typing import Annotated, Any
@@ -69,14 +71,16 @@ app = typer.Typer(
 
 
 def handles_errors(command: Callable) -> Callable:
-    """One line and a distinct exit code instead of a traceback (FOADX_DEBUG=1 shows it)."""
+    """One line and a distinct exit code instead of a traceback (FOADX_DEBUG=1 shows it); a
+    library parameter the message names is shown as this command's flag."""
+    flags = set(inspect.signature(command).parameters)
 
     @functools.wraps(command)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
             return command(*args, **kwargs)
         except FoadxError as error:
-            _fail(str(error), error.exit_code)
+            _fail(in_flags(str(error), error.parameters, flags), error.exit_code)
         except (typer.Exit, typer.Abort, KeyboardInterrupt):
             raise
         except Exception as error:  # the last resort: still one line, exit 1
@@ -87,6 +91,15 @@ def handles_errors(command: Callable) -> Callable:
             _fail(f"unexpected {type(error).__name__}: {error} (FOADX_DEBUG=1 shows the traceback)", 1)
 
     return wrapper
+
+
+def in_flags(message: str, parameters: tuple[str, ...], flags: set[str]) -> str:
+    """``message`` with each library parameter it names (``batch_size``) written as the
+    command's flag (``--batch-size``), where the command has that option."""
+    for name in parameters:
+        if name in flags:
+            message = re.sub(rf"(?<![\w-]){re.escape(name)}\b", "--" + name.replace("_", "-"), message, count=1)
+    return message
 
 
 def _out_of_memory(error: BaseException) -> bool:

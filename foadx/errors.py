@@ -8,9 +8,17 @@ from __future__ import annotations
 
 
 class FoadxError(Exception):
-    """Base class: an error foadx expects and can explain in one line."""
+    """Base class: an error foadx expects and can explain in one line.
+
+    The message speaks the library's words; ``parameters`` names the library parameters it
+    mentions (``lr``, ``include_coupled``), so that a front end can say them its own way (the
+    CLI shows ``--lr``, ``--include-coupled``)."""
 
     exit_code = 1
+
+    def __init__(self, message: str = "", *, parameters: tuple[str, ...] = ()) -> None:
+        super().__init__(message)
+        self.parameters = tuple(parameters)
 
 
 class BadInputError(FoadxError, ValueError):

@@ -75,6 +75,8 @@ class ModelSource:
         data["mean"], data["std"] = list(self.mean), list(self.std)
         if self.rebuildable:
             del data["rebuildable"]  # written only for the in-memory modules that lack a spec
+        if self.input_channels == 3:
+            del data["input_channels"]  # RGB, as every plan before the key: their digests stay valid
         return data
 
     @classmethod

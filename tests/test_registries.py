@@ -135,10 +135,11 @@ def test_schema_versions_stay_those_reports_carry():
 
 def test_reports_are_read_and_rendered_through_the_registry(tmp_path):
     path = tmp_path / "r.json"
-    stages = [{"stage": "prune", "status": "ran", "reason": "new", "record": {"seconds": 2}}]
+    stages = [{"stage": "prune", "status": "ran", "reason": "new", "key_figure": "foad top1 0.9", "file": "prune/",
+               "record": {"seconds": 2}}]
     path.write_text(json.dumps(envelope("foadx.pipeline", {"stages": stages})))
     report = read_report(path)
-    assert "| prune | ran (new) | 2 |" in render_markdown(report)
+    assert "| prune | ran (new) | foad top1 0.9 | prune/ |" in render_markdown(report)
     assert report_figures(report, tmp_path) == {}
     path.write_text(json.dumps({**report, "schema_version": 2}))
     with pytest.raises(BadInputError, match="schema version 2: this foadx reads versions 1 to 1"):

@@ -63,7 +63,7 @@ def _similarity_figure(pipeline: Pipeline, run: Path, inputs: dict[str, Record],
     base = unpruned_model(pipeline, inputs, run).eval()
     source = provenance_of(base).source
     images = images_for(source, pipeline.settings("data")["source"], 64)
-    groups = [g for g in prunable_groups(base, torch.zeros(1, 3, *source.input_size),
+    groups = [g for g in prunable_groups(base, torch.zeros(1, *source.input_chw),
                                          pipeline.settings("prune")["include_coupled"]) if g.name == chosen.name]
     if not groups or groups[0].channel_groups != 1:
         return None

@@ -156,18 +156,18 @@ def summary_report(outcomes: list[StageOutcome]) -> dict[str, Any]:
 
 def summary_markdown(outcomes: list[StageOutcome]) -> str:
     """One Markdown table (stage, status, key figure, file): a CI job summary, rendered by the
-    report registry's pipeline renderer (the one ``foadx report summary.json`` uses)."""
-    from foadx.report import render_markdown
+    report's own table renderer (the one ``foadx report summary.json`` prints under its title)."""
+    from foadx.report.markdown import pipeline_table
 
-    return render_markdown(summary_report(outcomes))
+    return pipeline_table(summary_report(outcomes))
 
 
 def write_summary(out: Path, outcomes: list[StageOutcome]) -> None:
-    from foadx.report import render_markdown
+    from foadx.report.markdown import pipeline_table
 
     out.mkdir(parents=True, exist_ok=True)
     report = summary_report(outcomes)
-    write_text(out / SUMMARY_MD, render_markdown(report))
+    write_text(out / SUMMARY_MD, pipeline_table(report))
     write_json(out / SUMMARY_JSON, report)
 
 

@@ -30,6 +30,7 @@ from foadx.pruning.offsets import OffsetSpace
 from foadx.pruning.scoring import ChannelScores
 from foadx.pruning.select import Budget, Selection, select_by_scores, select_foad
 from foadx.provenance import Plan, PlanGroup, record_provenance
+from foadx.report.kinds import envelope
 
 
 @dataclass
@@ -84,7 +85,8 @@ def choose(analysis: Analysis, scores: ChannelScores, budget: Budget,
     try:
         offsets = select(scores.offsets(analysis.chosen), offset_budget, reduction_of, space.steps(budget.round_to))
     except BudgetError as error:
-        raise BudgetError(f"{error}{_coupled_hint(analysis)}") from error
+        hint = _coupled_hint(analysis)
+        raise BudgetError(f"{error}{hint}", parameters=error.parameters + (("include_coupled",) if hint else ())) from error
     selection = replace(offsets, kept=space.to_channels(offsets.kept))
     _refuse_no_op(selection, analysis.chosen, budget)
     return selection
@@ -155,7 +157,7 @@ def _coupled_hint(analysis: Analysis) -> str:
     coupled = [group for group in analysis.all_groups if group.coupled and group.unsupported is None]
     if analysis.include_coupled or not coupled:
         return ""
-    return f"; include_coupled=True also prunes the {len(coupled)} residual-coupled group(s) and may reach it"
+    return f"; include_coupled also prunes the {len(coupled)} residual-coupled group(s) and may reach it"
 
 
 def _refuse_no_op(selection: Selection, groups: list[ChannelGroup], budget: Budget) -> None:
@@ -199,8 +201,8 @@ def _reduction_fraction(before: int, after: int) -> float:
 def _report(plan: Plan, all_groups: list[ChannelGroup], before: ModelCost, after: ModelCost, bytes_before: int,
             bytes_after: int, recalibrated: int) -> dict[str, Any]:
     pruned_widths = {group.name: len(group.kept) for group in plan.groups}
-    return {
-        "kind": "foadx.prune", "criterion": plan.criterion, "weights": plan.weights_origin,
+    return envelope("foadx.prune", {
+        "criterion": plan.criterion, "weights": plan.weights_origin,
         "t": plan.parameters["t"], "s": plan.parameters["s"], "round_to": plan.parameters["round_to"],
         "calibration_images": plan.calibration["images"], "bn_recalibration_images": recalibrated,
         "input_shape": list(plan.model.input_chw), "plan_digest": plan.digest(),
@@ -212,4 +214,4 @@ def _report(plan: Plan, all_groups: list[ChannelGroup], before: ModelCost, after
         "macs": {"before": before.macs, "after": after.macs, "reduction": _reduction_fraction(before.macs, after.macs)},
         "weights_bytes": {"before": bytes_before, "after": bytes_after,
                           "reduction": _reduction_fraction(bytes_before, bytes_after)},
-    }
+    })

@@ -157,12 +157,17 @@ def sweep_markdown(report: dict[str, Any]) -> str:
          "unpruned network's reference latency.")]) + "\n"
 
 
-def pipeline_markdown(report: dict[str, Any]) -> str:
+def pipeline_table(report: dict[str, Any]) -> str:
     """A pipeline run as one table (stage, status and why, key figure, file): the CI job summary
-    ``foadx run`` writes as summary.md and ``foadx report summary.json`` prints."""
+    ``foadx run`` writes as summary.md."""
     rows = [[s["stage"], f"{s['status']} ({s['reason']})", s.get("key_figure", ""), s.get("file", "")]
             for s in report["stages"]]
     return _table(["stage", "status", "key figure", "file"], rows) + "\n"
+
+
+def pipeline_markdown(report: dict[str, Any]) -> str:
+    """A pipeline run, as ``foadx report summary.json`` prints it: a title over ``pipeline_table``."""
+    return "# foadx pipeline run\n\n" + pipeline_table(report)
 
 
 def _figure(value: float | None, spec: str = ".4f", unit: str = "") -> str:

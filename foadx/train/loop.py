@@ -57,20 +57,23 @@ class FinetuneConfig:
     steps_per_epoch: int | None = None  # cap, for smoke runs
 
     def validate(self) -> None:
+        """Raises ``BadInputError`` naming the first setting out of range (its ``parameters``)."""
         checks = [
-            (self.task in ("classify", "face"), f"task must be classify or face, got {self.task!r}"),
-            (self.epochs >= 1, f"epochs must be >= 1, got {self.epochs}"),
-            (0 < self.lr < 10, f"lr must be in (0, 10), got {self.lr}"),
-            (self.batch_size >= 1, f"batch_size must be >= 1, got {self.batch_size}"),
-            (self.schedule in ("cosine", "step"), f"schedule must be cosine or step, got {self.schedule!r}"),
-            (self.optimizer in ("sgd", "adamw"), f"optimizer must be sgd or adamw, got {self.optimizer!r}"),
-            (self.weight_decay is None or 0 <= self.weight_decay < 1, f"weight_decay must be in [0, 1), got {self.weight_decay}"),
-            (self.workers >= 0 and self.margin_warmup_epochs >= 0, "workers and margin_warmup_epochs must be >= 0"),
-            (self.steps_per_epoch is None or self.steps_per_epoch >= 1, "steps_per_epoch must be >= 1"),
+            ("task", self.task in ("classify", "face"), f"must be classify or face, got {self.task!r}"),
+            ("epochs", self.epochs >= 1, f"must be >= 1, got {self.epochs}"),
+            ("lr", 0 < self.lr < 10, f"must be in (0, 10), got {self.lr}"),
+            ("batch_size", self.batch_size >= 1, f"must be >= 1, got {self.batch_size}"),
+            ("schedule", self.schedule in ("cosine", "step"), f"must be cosine or step, got {self.schedule!r}"),
+            ("optimizer", self.optimizer in ("sgd", "adamw"), f"must be sgd or adamw, got {self.optimizer!r}"),
+            ("weight_decay", self.weight_decay is None or 0 <= self.weight_decay < 1,
+             f"must be in [0, 1), got {self.weight_decay}"),
+            ("workers", self.workers >= 0, f"must be >= 0, got {self.workers}"),
+            ("margin_warmup_epochs", self.margin_warmup_epochs >= 0, f"must be >= 0, got {self.margin_warmup_epochs}"),
+            ("steps_per_epoch", self.steps_per_epoch is None or self.steps_per_epoch >= 1, "must be >= 1"),
         ]
-        for ok, message in checks:
+        for name, ok, message in checks:
             if not ok:
-                raise BadInputError(message)
+                raise BadInputError(f"{name} {message}", parameters=(name,))
 
 
 class _Images(torch.utils.data.Dataset):
