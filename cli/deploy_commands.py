@@ -145,7 +145,7 @@ def build_engine_command(
     quiet: QuietOption = False,
 ) -> None:
     """Build a TensorRT engine from ONNX_FILE and check it against onnxruntime."""
-    from foadx.atomic import prepare_output, write_json
+    from foadx.atomic import prepare_output
     from foadx.runtime.engine_options import EngineOptions
     from foadx.tasks.export import build_and_check_engine, engine_profile
 
@@ -155,12 +155,8 @@ def build_engine_command(
     options = EngineOptions(precision, engine_profile(batch, min_batch, opt_batch, max_batch), workspace_gb,
                             str(timing_cache) if timing_cache else None)
     result = build_and_check_engine(onnx_file, engine_path, options, None)
-    if report is not None:
-        write_json(report, result)
-    if as_json:
-        typer.echo(json.dumps(result, indent=2))
-    elif not quiet:
-        typer.echo(f"wrote {engine_path}: {json.dumps(result)}")
+    render.show(result, as_json=as_json, quiet=quiet, report=report,
+                table=lambda data: typer.echo(f"wrote {engine_path}: {json.dumps(data)}"))
 
 
 @app.command("verify")
@@ -183,7 +179,6 @@ def verify_command(
     parity_options: ParitySettings = ParitySettings(),
 ) -> None:
     """Prove ONNX_FILE answers like the model: onnxruntime (or OpenVINO) vs torch fp32, exit 4 if not."""
-    from foadx.atomic import write_json
     from foadx.bench import parse_batches
     from foadx.resolve import resolve_model
     from foadx.tasks.export import model_images, verify_file
@@ -198,12 +193,7 @@ def verify_command(
     with render.status("verifying", enabled=not quiet and not as_json):
         parity = verify_file(onnx_file, ref, images=model_images(file_ref if file_ref.source else ref, data, images),
                              batches=batches, backend=backend, precision=precision, parity=parity_options)
-    if report is not None:
-        write_json(report, parity.to_json())
-    if as_json:
-        typer.echo(json.dumps(parity.to_json(), indent=2))
-    elif not quiet:
-        render.parity_table(parity.to_json())
+    render.show(parity.to_json(), as_json=as_json, quiet=quiet, table=render.parity_table, report=report)
     parity.raise_if_failed()
 
 
@@ -252,10 +242,7 @@ def bench_command(
                                model_options.build(seed))
         with render.progress("measuring", enabled=not quiet and not as_json) as advance:
             outcome = bench_models(models or [], request, gate=gate, report=report, markdown=markdown, progress=advance)
-    if as_json:
-        typer.echo(json.dumps(outcome.report, indent=2))
-    elif not quiet:
-        render.latency_table(outcome.report)
+    render.show(outcome.report, as_json=as_json, quiet=quiet, table=render.latency_table)
     for warning in outcome.gate.warnings if outcome.gate is not None else ():
         typer.echo(f"foadx: warning: {warning}", err=True)
     outcome.raise_if_failed()

@@ -162,13 +162,14 @@ class LatencyOptions:
     min_keep: float = 0.0
     allocation: str = "knapsack"
 
-    def budget(self, target: str):
-        """The library's latency budget for ``target`` (2.0ms or 2.5x)."""
+    def budget(self, target: str, round_to: Optional[int]):
+        """The library's latency budget for ``target`` (2.0ms or 2.5x); ``round_to`` None: the
+        backend's width step."""
         from foadx.tasks.prune import LatencyBudget
 
         finite(self.min_keep, "--min-keep")
         return LatencyBudget(target, self.backend, self.lut, self.allow_foreign_lut, self.latency_batch,
-                             self.min_keep, self.allocation)
+                             self.min_keep, self.allocation, round_to)
 
 
 # Written out so that `foadx --help` need not import the runtimes; a test keeps it equal to the

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -23,6 +22,7 @@ from foadx_cli.options import (
     QuietOption,
     ReportOption,
     SeedOption,
+    finite,
     prepare_report,
     takes_latency_options,
     takes_model_options,
@@ -44,10 +44,7 @@ def models_command(as_json: JsonOption = False, quiet: QuietOption = False) -> N
         {"name": name, "input_size": list(entry.input_size), "task": entry.task, "description": entry.description}
         for name, entry in ZOO.items()
     ]
-    if as_json:
-        typer.echo(json.dumps(rows, indent=2))
-    elif not quiet:
-        render.models_table(rows)
+    render.show(rows, as_json=as_json, quiet=quiet, table=render.models_table)
 
 
 @app.command("inspect")
@@ -66,11 +63,7 @@ def inspect_command(
     from foadx.inspection import inspect_ref
 
     ref = model_options.resolve(model)
-    info = inspect_ref(ref)
-    if as_json:
-        typer.echo(json.dumps(info, indent=2))
-    elif not quiet:
-        render.inspect_table(info)
+    render.show(inspect_ref(ref), as_json=as_json, quiet=quiet, table=render.inspect_table)
 
 
 @app.command("prune")
@@ -107,45 +100,33 @@ def prune_command(
     """Prune MODEL with FOAD (or a baseline criterion) and write a pruned-model artifact."""
     from foadx.atomic import check_folder_target
     from foadx.pruning.artifact import is_own_output
-    from foadx.tasks.prune import Calibration, ChannelBudget, PruneRequest, PruneScope, prune_model, read_table
-    from foadx.tasks.prune import refuse_mixed_budgets
+    from foadx.tasks.prune import (Calibration, ChannelBudget, PruneRequest, PruneScope, prune_model, read_table,
+                                   refuse_mixed_budgets)
 
-    budget = ChannelBudget(t, s, ratio, render.read_ratios(ratios) if ratios else None, flops_target, params_target)
+    for name, value in (("--s", s), ("--ratio", ratio), ("--flops-target", flops_target), ("--params-target", params_target)):
+        finite(value, name)
+    budget = ChannelBudget(t, s, ratio, render.read_ratios(ratios) if ratios else None, flops_target, params_target,
+                           1 if round_to is None else round_to)
     if latency_target is not None:
         refuse_mixed_budgets({"--t": t, "--s": s, "--ratio": ratio, "--ratios": ratios,
                               "--flops-target": flops_target, "--params-target": params_target})
-        budget = latency_options.budget(latency_target)
-    request = PruneRequest(budget, criterion, PruneScope(include_coupled, tuple(exclude or ()), recalibrate_bn, round_to),
+        budget = latency_options.budget(latency_target, round_to)
+    request = PruneRequest(budget, criterion, PruneScope(include_coupled, tuple(exclude or ()), recalibrate_bn),
                            Calibration(data, images, batch_size, seed, device))
     request.check()
     check_folder_target(out, is_own_output, force, "foadx prune")
     prepare_report(report)
-    table = read_table(budget)
-    network = model_options.resolve(model, seed).module()
-    shown = not quiet and not as_json
-    if request.measures_latency:
-        with render.status("profiling, planning and measuring", enabled=shown):
-            result = prune_model(network, request, table=table)
-    else:
-        with render.staged_progress(enabled=shown) as advance:
-            result = prune_model(network, request, progress=advance)
+    table, shown = read_table(budget), not quiet and not as_json
+    progress = (render.status("profiling, planning and measuring", enabled=shown) if request.measures_latency
+                else render.staged_progress(enabled=shown))
+    with progress as advance:  # the spinner hands no hook (None): a latency prune reports no steps
+        result = prune_model(model_options.resolve(model, seed).module(), request, table=table, progress=advance)
     result.save(out, force=force)
     if shown:  # --json carries it as the report's 'weights'
         render.notes(render.random_weights_note(result.report["weights"]))
     result.report["out"] = str(out)
     result.report["weights_bytes"]["file"] = (out / "weights.pt").stat().st_size
-    _show(result.report, report, as_json, quiet)
-
-
-def _show(summary: dict, report: Optional[Path], as_json: bool, quiet: bool) -> None:
-    from foadx.atomic import write_json
-
-    if report is not None:
-        write_json(report, summary)
-    if as_json:
-        typer.echo(json.dumps(summary, indent=2))
-    elif not quiet:
-        render.prune_report(summary)
+    render.show(result.report, as_json=as_json, quiet=quiet, table=render.prune_report, report=report)
 
 
 @app.command("profile")
@@ -177,8 +158,6 @@ def profile_command(
     table.save(out)
     summary = {"out": str(out), "entries": len(table.entries), "network_ms": table.network_ms, "digest": table.digest(),
                "bytes": out.stat().st_size, **table.identity()}
-    if as_json:
-        typer.echo(json.dumps(summary, indent=2))
-    elif not quiet:
-        typer.echo(f"{len(table.entries)} unit latencies on {backend} (batch {batch}); the whole network "
-                   f"{table.network_ms:.3f} ms -> {out} ({summary['bytes']:,} bytes)")
+    render.show(summary, as_json=as_json, quiet=quiet, table=lambda _: typer.echo(
+        f"{len(table.entries)} unit latencies on {backend} (batch {batch}); the whole network "
+        f"{table.network_ms:.3f} ms -> {out} ({summary['bytes']:,} bytes)"))

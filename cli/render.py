@@ -285,3 +285,16 @@ def notes(lines: Sequence[str]) -> None:
     """What the library left out or assumed, on stderr: 'foadx: warning: ...'."""
     for line in lines:
         typer.echo(f"foadx: warning: {line}", err=True)
+
+
+def show(data: Any, *, as_json: bool, quiet: bool, table: Callable[[Any], None], report: Path | None = None) -> None:
+    """A command's result, the one way every command shows it: written to ``report`` (JSON)
+    when given; printed as JSON with ``--json``, else drawn by ``table`` unless ``--quiet``."""
+    if report is not None:
+        from foadx.atomic import write_json
+
+        write_json(report, data)
+    if as_json:
+        typer.echo(json.dumps(data, indent=2))
+    elif not quiet:
+        table(data)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -95,19 +94,12 @@ def finetune_command(
         history = job.run(teacher=teacher, evaluate=evaluate, progress=advance, device=device)
     processes = Distributed.from_environment(device)
     if processes.is_main:
-        _show_training(history, out, report, as_json, quiet)
+        if report is not None:
+            from foadx.atomic import write_json
+
+            write_json(report, {"out": str(out), "epochs": history})
+        render.show(history, as_json=as_json, quiet=quiet, table=lambda rows: render.training_table(rows, out))
     processes.close()
-
-
-def _show_training(history: list, out: Path, report: Optional[Path], as_json: bool, quiet: bool) -> None:
-    from foadx.atomic import write_json
-
-    if report is not None:
-        write_json(report, {"out": str(out), "epochs": history})
-    if as_json:
-        typer.echo(json.dumps(history, indent=2))
-    elif not quiet:
-        render.training_table(history, out)
 
 
 @app.command("eval")
@@ -132,16 +124,10 @@ def eval_command(
 
     An ONNX file runs in onnxruntime (or OpenVINO) with the preprocessing its metadata records.
     """
-    from foadx.atomic import write_json
     from foadx.tasks.evaluate import EvalRequest, evaluate
 
     prepare_report(report)
     request = EvalRequest(data, task, backend, val_split, allow_train_overlap, batch_size, far, seed)
     summary, result = evaluate(model_options.resolve(model, seed), request)
-    if report is not None:
-        write_json(report, summary)
-    if as_json:
-        typer.echo(json.dumps(summary, indent=2))
-    elif not quiet:
-        for line in result.lines():
-            typer.echo(line)
+    render.show(summary, as_json=as_json, quiet=quiet, report=report,
+                table=lambda _: typer.echo("\n".join(result.lines())))

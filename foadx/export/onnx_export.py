@@ -140,56 +140,22 @@ def export_onnx(
     a module without one needs both.
     """
     path = Path(path)
-    if not path.parent.is_dir():
-        raise BadInputError(f"output folder does not exist: {path.parent}")
-    if not LEGACY_MIN_OPSET <= opset <= onnx.defs.onnx_opset_version():
-        raise BadInputError(f"opset must be in {LEGACY_MIN_OPSET}..{onnx.defs.onnx_opset_version()}, got {opset}")
     form = get_target(target)
     batch = parse_batch(form.batch if batch is None else batch)
     provenance = provenance_of(model)
-    size = tuple(input_size) if input_size else (provenance.source.input_size if provenance else None)
-    channels = input_channels or (provenance.source.input_channels if provenance else None)
-    if size is None or channels is None:
-        raise BadInputError("this model was not built or pruned by foadx: give input_size=(H, W) and input_channels")
-    task = provenance.task if provenance else "unknown"
-    rewrite = form.prelu_rewrite if prelu_rewrite is None else prelu_rewrite
-    if prelu_form not in passes.PRELU_FORMS:
-        raise BadInputError(f"PReLU rewrite form must be one of {', '.join(passes.PRELU_FORMS)}, got {prelu_form!r}")
-
+    chw = _checked_request(path, opset, prelu_form, provenance, input_size, input_channels)
     network = _cpu_float_copy(model)
-    example_batch = 2 if batch == "dynamic" else batch
-    example = torch.randn(example_batch, channels, *size)
-    output_names = _output_names(network, example, task)
-
+    example = torch.randn(2 if batch == "dynamic" else batch, *chw)
+    output_names = _output_names(network, example, provenance.task if provenance else "unknown")
     with atomic_path(path) as temporary:
-        with tempfile.TemporaryDirectory(prefix="foadx-export-") as scratch:
-            raw = Path(scratch) / "raw.onnx"
-            try:
-                with _quiet():
-                    exporter = _torch_export(network, example, raw, opset, batch == "dynamic", output_names)
-            except Exception as error:  # the exporters raise many types; all mean "cannot export"
-                message = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-                name = provenance.source.spec if provenance else type(model).__name__
-                raise ExportError(f"torch.onnx cannot export {name}: {message}") from error
-            exported = onnx.load(str(raw))
-        written_opset = _default_domain_opset(exported)
-        if written_opset != opset:
-            raise ExportError(f"asked for opset {opset}, the {exporter} exporter wrote {written_opset}")
-        exported = passes.clean(exported)
-        rewritten = 0
-        if rewrite:
-            exported, rewritten = passes.rewrite_prelu(exported, prelu_form)
-        metadata = _metadata(model, provenance, size, batch, output_names, prelu_form if rewritten else "none", exporter,
-                             channels)
+        exported, exporter = _raw_export(network, example, opset, batch, output_names,
+                                         provenance.source.spec if provenance else type(model).__name__)
+        rewrite = form.prelu_rewrite if prelu_rewrite is None else prelu_rewrite
+        exported, rewritten = passes.rewrite_prelu(exported, prelu_form) if rewrite else (exported, 0)
+        metadata = _metadata(model, provenance, chw[1:], batch, output_names, prelu_form if rewritten else "none",
+                             exporter, chw[0])
         metadata["target"] = form.name
-        write_metadata(exported, metadata)
-        if form.name == "insightface":
-            refuse_failed_checks(insightface_checks(exported, metadata), "insightface")
-        try:
-            onnx.checker.check_model(exported, full_check=True)
-        except Exception as error:
-            raise FoadxError(f"foadx produced an invalid ONNX graph (please report): {error}") from error
-        onnx.save_model(exported, str(temporary))
+        _finish(exported, metadata, temporary)
         result = ExportResult(
             path=path, opset=opset, exporter=exporter, batch=batch, prelu_rewritten=rewritten,
             op_counts=dict(Counter(node.op_type for node in exported.graph.node)),
@@ -202,6 +168,52 @@ def export_onnx(
             result.parity.path = str(path)
             result.parity.raise_if_failed()
     return result
+
+
+def _checked_request(path: Path, opset: int, prelu_form: str, provenance: Any, input_size: tuple[int, int] | None,
+                     input_channels: int | None) -> tuple[int, int, int]:
+    """The input C x H x W, after refusing what cannot be exported (before any work)."""
+    if not path.parent.is_dir():
+        raise BadInputError(f"output folder does not exist: {path.parent}")
+    if not LEGACY_MIN_OPSET <= opset <= onnx.defs.onnx_opset_version():
+        raise BadInputError(f"opset must be in {LEGACY_MIN_OPSET}..{onnx.defs.onnx_opset_version()}, got {opset}")
+    if prelu_form not in passes.PRELU_FORMS:
+        raise BadInputError(f"PReLU rewrite form must be one of {', '.join(passes.PRELU_FORMS)}, got {prelu_form!r}")
+    size = tuple(input_size) if input_size else (provenance.source.input_size if provenance else None)
+    channels = input_channels or (provenance.source.input_channels if provenance else None)
+    if size is None or channels is None:
+        raise BadInputError("this model was not built or pruned by foadx: give input_size=(H, W) and input_channels")
+    return (channels, *size)
+
+
+def _raw_export(network: nn.Module, example: torch.Tensor, opset: int, batch: int | str, output_names: list[str],
+                name: str) -> tuple[onnx.ModelProto, str]:
+    """The exporter's graph, cleaned, and which exporter wrote it; the opset written is checked."""
+    with tempfile.TemporaryDirectory(prefix="foadx-export-") as scratch:
+        raw = Path(scratch) / "raw.onnx"
+        try:
+            with _quiet():
+                exporter = _torch_export(network, example, raw, opset, batch == "dynamic", output_names)
+        except Exception as error:  # the exporters raise many types; all mean "cannot export"
+            message = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+            raise ExportError(f"torch.onnx cannot export {name}: {message}") from error
+        exported = onnx.load(str(raw))
+    written_opset = _default_domain_opset(exported)
+    if written_opset != opset:
+        raise ExportError(f"asked for opset {opset}, the {exporter} exporter wrote {written_opset}")
+    return passes.clean(exported), exporter
+
+
+def _finish(exported: onnx.ModelProto, metadata: dict[str, Any], temporary: Path) -> None:
+    """Writes the metadata, runs the target's checks and ONNX's full checker, saves the file."""
+    write_metadata(exported, metadata)
+    if metadata["target"] == "insightface":
+        refuse_failed_checks(insightface_checks(exported, metadata), "insightface")
+    try:
+        onnx.checker.check_model(exported, full_check=True)
+    except Exception as error:
+        raise FoadxError(f"foadx produced an invalid ONNX graph (please report): {error}") from error
+    onnx.save_model(exported, str(temporary))
 
 
 def _cpu_float_copy(model: nn.Module) -> nn.Module:

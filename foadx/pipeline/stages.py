@@ -55,10 +55,12 @@ def _prune_request(context: StageContext, criterion: str) -> Any:
 
     settings, data = context.settings("prune"), context.settings("data")
     budget: ChannelBudget | LatencyBudget = ChannelBudget(
-        ratio=settings["ratio"], flops_target=settings["flops_target"], params_target=settings["params_target"])
+        ratio=settings["ratio"], flops_target=settings["flops_target"], params_target=settings["params_target"],
+        round_to=settings["round_to"] or 1)
     if settings["latency_target"] is not None:
-        budget = LatencyBudget(settings["latency_target"], settings["backend"], allocation=settings["allocation"])
-    scope = PruneScope(settings["include_coupled"], (), settings["recalibrate_bn"], settings["round_to"])
+        budget = LatencyBudget(settings["latency_target"], settings["backend"], allocation=settings["allocation"],
+                               round_to=settings["round_to"])
+    scope = PruneScope(settings["include_coupled"], (), settings["recalibrate_bn"])
     return PruneRequest(budget, criterion, scope, Calibration(data["source"], data["images"], 32,
                                                                context.settings("model")["seed"]))
 

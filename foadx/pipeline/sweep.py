@@ -73,8 +73,8 @@ def _make_point(base: nn.Module, images: Any, settings: SweepSettings, criterion
                 folder: Path) -> dict[str, Any]:
     from foadx.tasks.prune import Calibration, ChannelBudget, PruneRequest, PruneScope, prune_model
 
-    request = PruneRequest(ChannelBudget(**{settings.budget_kind: budget}), criterion,
-                           PruneScope(recalibrate_bn=True, round_to=settings.round_to),
+    request = PruneRequest(ChannelBudget(round_to=settings.round_to, **{settings.budget_kind: budget}), criterion,
+                           PruneScope(recalibrate_bn=True),
                            Calibration(settings.data, settings.images, seed=settings.seed))
     try:
         result = prune_model(base, request, images=images)

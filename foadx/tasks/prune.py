@@ -1,45 +1,24 @@
 """The prune task: a model, calibration images and a budget -> a pruned model with its plan.
 
-A budget is either a ``ChannelBudget`` (FOAD's paper mode, a ratio per group, or a MACs/params
-reduction: ``foadx.prune``) or a ``LatencyBudget`` (a measured latency on a backend:
+A budget is either a ``ChannelBudget`` (the pruner's own ``foadx.pruning.select.Budget``:
+FOAD's paper mode, a ratio per group, or a MACs/params reduction, widths rounded to ``round_to``,
+default 1; ``foadx.prune``) or a ``LatencyBudget`` (a measured latency on a backend, widths in
+steps of the backend's width step unless ``round_to`` says otherwise;
 ``foadx.latency.prune_to_latency``). This module is the one place that tells them apart.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Union
 
 from torch import nn
 
 from foadx.errors import BadInputError
+from foadx.pruning.select import Budget as ChannelBudget
 from foadx.tasks.checks import at_least, finite
-
-
-@dataclass(frozen=True)
-class ChannelBudget:
-    """How many channels to remove: at most one of ``ratio`` (fraction per group), ``ratios``
-    (group name -> fraction), ``flops_target`` / ``params_target`` (fractional MACs / params
-    reduction); none of them is FOAD's paper mode with ``t`` and ``s`` (FOAD.md, Algorithm 1)."""
-
-    t: int | None = None
-    s: float | None = None
-    ratio: float | None = None
-    ratios: Mapping[str, float] | None = None
-    flops_target: float | None = None
-    params_target: float | None = None
-
-    def check(self) -> None:
-        """Raises ``BadInputError`` for a non-finite number (ranges are the pruner's to check)."""
-        for name in ("s", "ratio", "flops_target", "params_target"):
-            finite(name, getattr(self, name))
-
-    def arguments(self) -> dict[str, Any]:
-        """The keyword arguments of ``foadx.prune`` this budget sets."""
-        return {"t": self.t, "s": self.s, "ratio": self.ratio, "ratios": self.ratios,
-                "flops_target": self.flops_target, "params_target": self.params_target}
 
 
 @dataclass(frozen=True)
@@ -55,6 +34,7 @@ class LatencyBudget:
     batch: int = 1
     min_keep: float = 0.0
     allocation: str = "knapsack"
+    round_to: int | None = None  # None: the backend's width step (foadx.runtime.width_step)
 
     def check(self) -> None:
         """Refuses, before any work, a malformed target (exit 3) and a backend that cannot be
@@ -64,6 +44,7 @@ class LatencyBudget:
 
         finite("min_keep", self.min_keep)
         at_least("batch", self.batch, 1)
+        at_least("round_to", self.round_to, 1)
         LatencyTarget.parse(self.target)
         check_profiling_backend(self.backend)
 
@@ -74,17 +55,11 @@ Budget = Union[ChannelBudget, LatencyBudget]
 @dataclass(frozen=True)
 class PruneScope:
     """Which groups are cut and how: residual-coupled groups too, groups left whole, BN
-    statistics re-estimated after the cut, kept widths rounded up to ``round_to`` (None: 1 for
-    a channel budget, the backend's width step for a latency budget)."""
+    statistics re-estimated after the cut."""
 
     include_coupled: bool = False
     exclude: tuple[str, ...] = ()
     recalibrate_bn: bool = False
-    round_to: int | None = None
-
-    def check(self) -> None:
-        """Raises ``BadInputError`` for ``round_to`` < 1."""
-        at_least("round_to", self.round_to, 1)
 
 
 @dataclass(frozen=True)
@@ -114,8 +89,10 @@ class PruneRequest:
 
     def check(self) -> None:
         """Every refusal that needs no model and no images (exit 3, or 6 for a backend)."""
-        self.budget.check()
-        self.scope.check()
+        if isinstance(self.budget, LatencyBudget):
+            self.budget.check()
+        else:
+            self.budget.validate(self.criterion)
         self.calibration.check()
 
     @property
@@ -167,11 +144,11 @@ def prune_model(model: nn.Module, request: PruneRequest, *, table: Any = None, i
                             seed=calibration.seed)
     arguments = _common_arguments(request, images)
     if isinstance(request.budget, LatencyBudget):
-        return _prune_to_latency(model, images, request.budget, table, request.scope.round_to, arguments)
+        return _prune_to_latency(model, images, request.budget, table, arguments)
     import foadx
 
-    return foadx.prune(model, images, **request.budget.arguments(), round_to=request.scope.round_to or 1,
-                       progress=progress, **arguments)
+    budget = {field.name: getattr(request.budget, field.name) for field in fields(request.budget)}
+    return foadx.prune(model, images, **budget, progress=progress, **arguments)
 
 
 def _common_arguments(request: PruneRequest, images: Any) -> dict[str, Any]:
@@ -182,7 +159,7 @@ def _common_arguments(request: PruneRequest, images: Any) -> dict[str, Any]:
             "device": calibration.device, "calibration": record}
 
 
-def _prune_to_latency(model: nn.Module, images: Any, budget: LatencyBudget, table: Any, round_to: int | None,
+def _prune_to_latency(model: nn.Module, images: Any, budget: LatencyBudget, table: Any,
                       arguments: dict[str, Any]) -> Any:
     from foadx.latency import prune_to_latency
 
@@ -190,7 +167,7 @@ def _prune_to_latency(model: nn.Module, images: Any, budget: LatencyBudget, tabl
         table = read_table(budget)
     return prune_to_latency(model, images, budget.target, backend=budget.backend, table=table,
                             allow_foreign_lut=budget.allow_foreign_table, batch=budget.batch,
-                            min_keep=budget.min_keep, allocation=budget.allocation, round_to=round_to,
+                            min_keep=budget.min_keep, allocation=budget.allocation, round_to=budget.round_to,
                             **arguments)
 
 
