@@ -1,0 +1,116 @@
+"""Reading a file a user hands foadx: data, never code, never a hang, memory in proportion.
+
+Every reader of a user's JSON or TOML file (pipeline files, latency tables, reports, baselines,
+ratio and weight-map files, records in a run folder) goes through here, so the promise is kept
+in one place: the path must be a regular file (a FIFO or a device is refused before it is
+opened, so nothing blocks), its size is bounded before it is read, and its nesting is bounded
+(a document nested 100,000 deep is refused instead of exhausting the interpreter's stack).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+from pathlib import Path
+from typing import Any
+
+from foadx.errors import BadInputError
+
+MAX_DEPTH = 64  # nesting of arrays and objects; foadx's own files stay under 8
+
+
+def regular_file(path: str | Path, what: str) -> Path:
+    """``path`` if it names a regular file (a link to one is followed).
+
+    Raises:
+        BadInputError: missing, a folder, a FIFO, a socket or a device (exit 3).
+    """
+    path = Path(path)
+    try:
+        mode = os.stat(path).st_mode
+    except FileNotFoundError:
+        raise BadInputError(f"{what} not found: {path}") from None
+    except OSError as error:
+        raise BadInputError(f"{what} {path} cannot be read: {error.strerror}") from None
+    if not stat.S_ISREG(mode):
+        kind = "a folder" if stat.S_ISDIR(mode) else "not a regular file (a FIFO, socket or device)"
+        raise BadInputError(f"{what} {path} is {kind}")
+    return path
+
+
+def read_text(path: str | Path, what: str, max_bytes: int) -> str:
+    """The UTF-8 text of a regular file of at most ``max_bytes`` bytes.
+
+    Raises:
+        BadInputError: not a regular file, larger than ``max_bytes``, unreadable or not UTF-8.
+    """
+    path = regular_file(path, what)
+    size = path.stat().st_size
+    if size > max_bytes:
+        raise BadInputError(f"{what} {path} holds {size:,} bytes; at most {max_bytes:,} are read")
+    try:
+        with open(path, "rb") as stream:
+            data = stream.read(max_bytes + 1)
+    except OSError as error:
+        raise BadInputError(f"{what} {path} cannot be read: {error.strerror}") from None
+    if len(data) > max_bytes:  # grew since it was measured
+        raise BadInputError(f"{what} {path} holds more than {max_bytes:,} bytes")
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError:
+        raise BadInputError(f"{what} {path} is not UTF-8 text") from None
+
+
+def read_json(path: str | Path, what: str, max_bytes: int) -> Any:
+    """A JSON document of at most ``max_bytes`` bytes nested at most ``MAX_DEPTH`` deep.
+
+    Raises:
+        BadInputError: as ``read_text``, or not JSON, or nested too deep (exit 3).
+    """
+    text = read_text(path, what, max_bytes)
+    try:
+        data = json.loads(text)
+    except RecursionError:
+        raise BadInputError(f"{what} {path} is nested deeper than {MAX_DEPTH} levels") from None
+    except ValueError as error:
+        raise BadInputError(f"{what} {path} is not JSON: {str(error).splitlines()[0]}") from None
+    check_depth(data, f"{what} {path}")
+    return data
+
+
+def read_toml(path: str | Path, what: str, max_bytes: int) -> tuple[dict[str, Any], str]:
+    """A TOML document (and its text, for line numbers), bounded like ``read_json``.
+
+    Raises:
+        BadInputError: as ``read_text``, or not TOML, or nested too deep (exit 3).
+    """
+    import tomllib
+
+    text = read_text(path, what, max_bytes)
+    try:
+        data = tomllib.loads(text)
+    except RecursionError:
+        raise BadInputError(f"{what} {path} is nested deeper than {MAX_DEPTH} levels") from None
+    except tomllib.TOMLDecodeError as error:
+        raise BadInputError(f"{what} {path}: not a TOML file: {error}") from None
+    check_depth(data, f"{what} {path}")
+    return data, text
+
+
+def check_depth(data: Any, what: str, limit: int = MAX_DEPTH) -> None:
+    """Refuses a structure of lists and dicts nested deeper than ``limit`` (walked without
+    recursion, in time proportional to its size).
+
+    Raises:
+        BadInputError: nested deeper than ``limit``.
+    """
+    pending = [(data, 1)]
+    while pending:
+        value, depth = pending.pop()
+        if isinstance(value, (list, dict)):
+            if depth > limit:
+                raise BadInputError(f"{what} is nested deeper than {limit} levels")
+            children = value.values() if isinstance(value, dict) else value
+            pending.extend((child, depth + 1) for child in children)
+
