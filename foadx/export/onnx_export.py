@@ -58,6 +58,8 @@ class ExportResult:
     parity: Any = None  # a VerifyReport when the export was verified
 
     def to_json(self) -> dict[str, Any]:
+        """The export report: path, opset, exporter, batch, PReLU rewrites, op counts, metadata,
+        ``file_bytes`` (bytes) and, when verified, ``parity`` (the parity report)."""
         report = {
             "path": str(self.path), "opset": self.opset, "exporter": self.exporter, "batch": self.batch,
             "prelu_rewritten": self.prelu_rewritten, "op_counts": self.op_counts,
