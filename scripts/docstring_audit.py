@@ -97,9 +97,19 @@ def constant_documented(module: ModuleType, name: str) -> bool:
     return False
 
 
+def class_docstring(cls: type) -> str | None:
+    """The docstring written in the class body (a dataclass without one gets a generated signature)."""
+    try:
+        return ast.get_docstring(ast.parse(textwrap.dedent(inspect.getsource(cls))).body[0])
+    except (OSError, TypeError):
+        return cls.__dict__.get("__doc__")
+
+
 def has_docstring(value: Any, module: ModuleType, name: str) -> bool:
-    if inspect.isfunction(value) or inspect.isclass(value):
-        return bool(value.__dict__.get("__doc__") if inspect.isclass(value) else value.__doc__)
+    if inspect.isclass(value):
+        return bool(class_docstring(value))
+    if inspect.isfunction(value):
+        return bool(value.__doc__)
     return constant_documented(module, name)
 
 
@@ -172,7 +182,7 @@ def unwrap(member: Any) -> Any:
 def class_checks(qualified: str, cls: type) -> list[Checked]:
     construction = [unwrap(cls.__dict__[name]) for name in ("__init__", "__post_init__") if name in cls.__dict__]
     construction = [function for function in construction if inspect.isfunction(function)]
-    checks = [check(f"{qualified}()", construction, cls.__dict__.get("__doc__"))]
+    checks = [check(f"{qualified}()", construction, class_docstring(cls))]
     for member_name, member in cls.__dict__.items():
         function = unwrap(member)
         if member_name.startswith("_") or not inspect.isfunction(function):
