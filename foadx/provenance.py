@@ -70,6 +70,8 @@ class ModelSource:
         return (self.input_channels, *self.input_size)
 
     def to_json(self) -> dict[str, Any]:
+        """The ``model`` entry of ``plan.json``: ``input_channels`` and ``rebuildable`` are written
+        only when they differ from the defaults (3, True), so older plans keep their digests."""
         data = asdict(self)
         data["input_size"] = list(self.input_size)
         data["mean"], data["std"] = list(self.mean), list(self.std)
@@ -81,6 +83,12 @@ class ModelSource:
 
     @classmethod
     def from_json(cls, data: Any) -> "ModelSource":
+        """Reads and validates a ``model`` entry (spec, input_size [H, W] in 1..8192, kwargs,
+        mean/std, input_channels in 1..4096; a missing channel count means RGB).
+
+        Raises:
+            ArtifactError: a missing or malformed field (CLI exit code 3).
+        """
         if not isinstance(data, dict) or not isinstance(data.get("spec"), str) or not data["spec"]:
             _fail("the model entry must be an object with a non-empty 'spec'")
         size = data.get("input_size")
@@ -148,14 +156,17 @@ class Plan:
 
     @property
     def is_pruned(self) -> bool:
+        """True when the plan cuts at least one channel group (the empty plan of an unpruned model is not)."""
         return bool(self.groups)
 
     @property
     def kept(self) -> dict[str, list[int]]:
+        """Group name -> the sorted channel indices kept in it."""
         return {group.name: list(group.kept) for group in self.groups}
 
     @property
     def trained_task(self) -> str | None:
+        """The task ("face", "classify", "unknown") the fine-tuning record names, else None."""
         task = ((self.finetune or {}).get("config") or {}).get("task")
         return task if task in TASKS else None
 
@@ -172,9 +183,12 @@ class Plan:
         return RANDOM_WEIGHTS
 
     def with_finetune(self, training: dict[str, Any]) -> "Plan":
+        """A copy of the plan carrying ``training`` as its fine-tuning record (which changes its digest)."""
         return replace(self, finetune=training)
 
     def to_json(self) -> dict[str, Any]:
+        """The ``plan.json`` object (schema version ``PLAN_SCHEMA_VERSION``); the ``finetune`` key
+        only after fine-tuning."""
         data: dict[str, Any] = {
             "schema_version": PLAN_SCHEMA_VERSION, "foadx_version": self.foadx_version,
             "model": {**self.model.to_json(), **({"weights": self.weights} if self.weights else {})},
@@ -191,7 +205,12 @@ class Plan:
 
     @classmethod
     def from_json(cls, data: Any) -> "Plan":
-        """Validates types, ranges and indices before anything is built from the plan."""
+        """Validates types, ranges and indices before anything is built from the plan.
+
+        Raises:
+            ArtifactError: another schema version, or a missing or malformed field (duplicate group
+                names, kept indices out of 0..channels-1 ...); CLI exit code 3.
+        """
         if not isinstance(data, dict):
             _fail("the plan must be a JSON object")
         if data.get("schema_version") != PLAN_SCHEMA_VERSION:
@@ -234,9 +253,11 @@ class Provenance:
 
     @property
     def source(self) -> ModelSource:
+        """The model's input contract and rebuild recipe (``plan.model``)."""
         return self.plan.model
 
     def with_plan(self, plan: Plan) -> "Provenance":
+        """The record with a new plan; the task becomes the plan's trained task when it names one."""
         return Provenance(plan, plan.trained_task or self.task)
 
 
@@ -256,4 +277,5 @@ def require_provenance(model: Any, needed_for: str) -> Provenance:
 
 
 def record_provenance(model: Any, provenance: Provenance) -> None:
+    """Attaches ``provenance`` to ``model`` (its ``foadx_provenance`` attribute)."""
     setattr(model, PROVENANCE_ATTRIBUTE, provenance)

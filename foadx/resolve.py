@@ -60,15 +60,24 @@ class ModelRef:
 
     @property
     def runs_in_torch(self) -> bool:
+        """True for a spec, artifact or module (a PyTorch network is held); False for ONNX files and engines."""
         return self._module is not None
 
     def module(self) -> nn.Module:
+        """The PyTorch network (in eval mode) of a spec, artifact or module; it takes (N, C, H, W)
+        with (C, H, W) = ``input_chw``.
+
+        Raises:
+            BadInputError: the ref is an ONNX file or a TensorRT engine (CLI exit code 3).
+        """
         if self._module is None:
             raise BadInputError(f"{self.text} is a{'n ONNX file' if self.kind == 'onnx' else ' TensorRT engine'}; "
                                 "this needs a PyTorch model or a pruned artifact")
         return self._module
 
     def describe(self) -> dict[str, Any]:
+        """A JSON-ready summary for reports: model text, kind, [input name, C, H, W], task,
+        source (or None) and plan digest (or None)."""
         return {"model": self.text, "kind": self.kind, "input": [self.input_name, *self.input_chw],
                 "task": self.task, "source": self.source.to_json() if self.source else None,
                 "plan_digest": self.plan_digest}
@@ -80,7 +89,17 @@ def resolve_model(text: str, options: BuildOptions | None = None, *,
     (e.g. an ONNX file's metadata) — a spec naming the same model is then built with that
     file's input size and factory arguments unless the options give their own.
     ``specs_only``: the build options are meant for the specs among several MODELs (``bench
-    --input-size``); a file or artifact ignores them instead of refusing them."""
+    --input-size``); a file or artifact ignores them instead of refusing them.
+
+    Returns:
+        A ``ModelRef`` of kind "artifact", "onnx", "engine" or "spec" with its (C, H, W) input.
+
+    Raises:
+        BadInputError: build options given for a file or artifact; a folder without ``plan.json``;
+            an ONNX file with more than one input or not N x C x H x W; an engine without its
+            sidecar's ``input_chw``; inconsistent weight options (CLI exit code 3). Subclasses
+            from building or loading: UnknownModelError, WeightsError, ArtifactError.
+    """
     options = options or BuildOptions()
     path = Path(text)
     if specs_only and (path.is_dir() or path.suffix == ".onnx" or path.suffix in ENGINE_SUFFIXES):

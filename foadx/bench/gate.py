@@ -28,13 +28,19 @@ class GateResult:
 
     @property
     def passed(self) -> bool:
+        """Every row passed (a configuration missing from one report does not)."""
         return all(row["passed"] for row in self.rows)
 
     def to_json(self) -> dict[str, Any]:
+        """The ``gate`` entry of a latency report: allowed regression (percent), verdict, rows, warnings."""
         return {"max_regression_pct": self.max_regression_pct, "passed": self.passed,
                 "rows": self.rows, "warnings": self.warnings}
 
     def raise_if_failed(self) -> None:
+        """Raises:
+            RegressionError: a configuration is missing from one report, or is slower than the
+                baseline by more than ``max_regression_pct`` (the message names the worst; CLI exit code 5).
+        """
         failed = [row for row in self.rows if not row["passed"]]
         if failed:
             missing = [row for row in failed if "missing" in row]
@@ -96,7 +102,21 @@ def compare_to_baseline(
     allow_missing: bool = False,
 ) -> GateResult:
     """Every configuration of either report is compared on its median over rounds; one that only
-    one report has fails the gate unless ``allow_missing`` (then it is a warning)."""
+    one report has fails the gate unless ``allow_missing`` (then it is a warning).
+
+    Args:
+        report, baseline: ``foadx.latency`` reports (dicts as read); medians in ms.
+        max_regression_pct: the allowed slow-down in percent (10 = 10% slower passes).
+        strict_env: refuse a baseline measured in another environment instead of warning.
+
+    Returns:
+        The verdict; a failed gate does not raise here (``GateResult.raise_if_failed`` does).
+
+    Raises:
+        BadInputError: ``max_regression_pct`` negative or not finite, a label naming another model
+            than in the baseline, a duplicate configuration or a non-positive median, no
+            configuration in common, or another environment under ``strict_env`` (CLI exit code 3).
+    """
     if not (max_regression_pct >= 0 and math.isfinite(max_regression_pct)):
         raise BadInputError(f"--max-regression must be a finite number >= 0 percent, got {max_regression_pct}")
     warnings = _environment_warnings(report, baseline, strict_env)

@@ -83,8 +83,18 @@ def _module_sizes(module: nn.Module, input_chw: tuple[int, int, int]) -> dict[st
 def bench_model(label: str, model: ModelRef | nn.Module | str | Path,
                 input_size: tuple[int, int] | None = None) -> BenchModel:
     """Wraps a model (a resolved ref, a foadx-built module, or a MODEL text) with params, MACs
-    and bytes for the report. ``input_size`` runs a module at another size (a file keeps the
-    size it was exported or built for)."""
+    and bytes for the report. ``input_size`` (H, W) in pixels runs a module at another size (a
+    file keeps the size it was exported or built for).
+
+    Returns:
+        A ``BenchModel`` with its (C, H, W) input and sizes: params, MACs (per image, None for
+        files), bytes of the weights/ONNX file/engine, plan digest and input shape.
+
+    Raises:
+        BadInputError: a module without foadx provenance, ``input_size`` given for an ONNX file
+            or engine, or a module that cannot run at that size (CLI exit code 3); resolving a
+            MODEL text raises what ``resolve_model`` raises.
+    """
     ref = as_ref(model, label)
     chw = ref.input_chw
     if input_size is not None and tuple(input_size) != chw[1:]:

@@ -156,7 +156,16 @@ def _is_cifar(path: Path) -> bool:
 
 
 def open_reader(source: str) -> tuple[ImageReader, str]:
-    """Picks the reader for ``source``; returns it with a short description for the plan."""
+    """Picks the reader for ``source``; returns it with a short description for the plan.
+
+    Args:
+        source: "demo", a ``.npy``/``.npz`` array of (N, H, W, C) images, a RecordIO ``.rec``
+            file or a folder holding ``train.rec``, a folder of CIFAR batches, or an image folder.
+
+    Raises:
+        DataError: the source is missing, an image folder holds no images, or the kind is not
+            supported (CLI exit code 3).
+    """
     if source == "demo":
         return _numpy_reader(DEMO_FILE), "demo (5,000 MNIST digits)"
     path = Path(source)
@@ -179,7 +188,17 @@ def open_reader(source: str) -> tuple[ImageReader, str]:
 
 
 class CalibrationImages:
-    """A seeded sample of N images as normalised float batches; re-iterable, decoded lazily."""
+    """A seeded sample of N images as normalised float batches; re-iterable, decoded lazily.
+
+    Iterating yields float32 (n, C, H, W) batches of at most ``batch_size`` images, resized to
+    ``input_size`` (H, W) and normalised (x - mean) / std (uint8 pixels scaled to [0, 1] first);
+    ``len()`` is the number of batches. The sample is all images when ``count`` is at least the
+    number available, else ``count`` indices drawn with ``seed``.
+
+    Raises:
+        DataError: ``count`` < 1 or the reader holds no images (CLI exit code 3); while iterating,
+            an image holding NaN or inf.
+    """
 
     def __init__(
         self,
@@ -214,6 +233,7 @@ class CalibrationImages:
 
     @property
     def count(self) -> int:
+        """The number of images in the sample (not batches)."""
         return len(self.indices)
 
     def __iter__(self) -> Iterator[Tensor]:
@@ -230,6 +250,7 @@ class CalibrationImages:
         return prepare_batch(images, self.input_size, self.mean, self.std)
 
     def describe(self) -> dict[str, Any]:
+        """The plan's calibration record: the source's description and how many images it holds."""
         return {"source": self.description, "available": len(self.reader)}
 
 
@@ -242,6 +263,12 @@ def calibration_images(
     batch_size: int = 32,
     seed: int = 0,
 ) -> CalibrationImages:
+    """``count`` seeded images of ``source`` (see ``open_reader``) as re-iterable float batches
+    (n, C, H, W), resized to ``input_size`` (H, W) and normalised with ``mean``/``std``.
+
+    Raises:
+        DataError: an unknown, missing or empty source, or ``count`` < 1 (CLI exit code 3).
+    """
     reader, description = open_reader(source)
     return CalibrationImages(reader, count, input_size, mean, std, batch_size, seed, description)
 

@@ -20,6 +20,9 @@ Runner = Callable[[np.ndarray], np.ndarray]  # float32 NCHW batch -> first outpu
 
 @dataclass(frozen=True)
 class Preprocessing:
+    """A model's input contract as a callable: (N, H, W, C) images (uint8 0..255 or float 0..1)
+    -> float32 (N, C, H, W) resized to ``input_size`` (H, W) and normalised (x - mean) / std."""
+
     input_size: tuple[int, int]
     mean: tuple[float, ...]
     std: tuple[float, ...]
@@ -29,6 +32,11 @@ class Preprocessing:
 
 
 def top1(run: Runner, data: LabeledImages, preprocess: Preprocessing, batch_size: int = 128) -> dict[str, float]:
+    """Top-1 accuracy of ``run`` ((N, C, H, W) batch -> (N, classes) scores) on ``data``.
+
+    Returns:
+        ``{"top1": fraction correct in [0, 1], "count": images scored}``.
+    """
     correct = 0
     for start in range(0, len(data), batch_size):
         indices = range(start, min(start + batch_size, len(data)))
@@ -40,7 +48,11 @@ def top1(run: Runner, data: LabeledImages, preprocess: Preprocessing, batch_size
 
 def flip_sum_embeddings(run: Runner, images: Sequence[np.ndarray], preprocess: Preprocessing,
                         batch_size: int = 128) -> np.ndarray:
-    """insightface: embedding(image) + embedding(horizontally flipped image)."""
+    """insightface: embedding(image) + embedding(horizontally flipped image).
+
+    Returns:
+        (N, D) float embeddings, one per image, not normalised.
+    """
     parts = []
     for start in range(0, len(images), batch_size):
         batch = preprocess(np.stack([resize_uint8(image, preprocess.input_size) for image in images[start:start + batch_size]]))
@@ -50,6 +62,18 @@ def flip_sum_embeddings(run: Runner, images: Sequence[np.ndarray], preprocess: P
 
 def verification(run: Runner, pairs: PairSet, preprocess: Preprocessing, image_array: np.ndarray | None = None,
                  batch_size: int = 128, far_target: float = 1e-3) -> VerificationResult:
+    """Face verification by the insightface protocol (``foadx.evaluate.verification``): flip-summed
+    embeddings of every pair's two images, squared distances after L2 normalisation, 10 folds.
+
+    Args:
+        run: (N, C, H, W) batch -> (N, D) embeddings.
+        pairs: the pair list (images as encoded bytes, paths, or indices into ``image_array``).
+        image_array: the decoded images that integer entries index, as (H, W, C) arrays.
+        far_target: the false accept rate (a fraction) at which TAR is reported.
+
+    Raises:
+        DataError: an image cannot be decoded, or fewer pairs than folds (CLI exit code 3).
+    """
     def load(entry: bytes | Path | int) -> np.ndarray:
         if isinstance(entry, (int, np.integer)):
             return image_array[int(entry)]

@@ -28,6 +28,11 @@ FAR_THRESHOLDS = np.arange(0, 4, 0.001)
 
 @dataclass(frozen=True)
 class VerificationResult:
+    """The 10-fold verification outcome: mean and population std of the test-fold accuracies
+    (fractions), each fold's chosen squared-distance threshold, TAR (and its std) at the achieved
+    FAR for ``far_target`` (fractions; None where the folds cannot measure that FAR), and the
+    numbers of pairs and folds."""
+
     accuracy: float
     accuracy_std: float
     thresholds: list[float]  # the threshold chosen for each fold
@@ -39,6 +44,7 @@ class VerificationResult:
     folds: int
 
     def to_json(self) -> dict[str, object]:
+        """The fields as a JSON-ready dict."""
         return asdict(self)
 
 
@@ -67,7 +73,18 @@ def _threshold_for_far(distances: np.ndarray, same: np.ndarray, far_target: floa
 
 
 def verify_pairs(distances: np.ndarray, same: np.ndarray, folds: int = 10, far_target: float = 1e-3) -> VerificationResult:
-    """The 10-fold protocol on squared distances of L2-normalised embeddings, one per pair."""
+    """The 10-fold protocol on squared distances of L2-normalised embeddings, one per pair.
+
+    Args:
+        distances: (P,) squared distances in [0, 4] (``pair_distances``).
+        same: (P,) booleans, True where a pair shows one person.
+        folds: the number of folds (insightface uses 10).
+        far_target: the false accept rate for TAR, a fraction.
+
+    Raises:
+        DataError: ``distances`` and ``same`` are not one-dimensional of one length, or there are
+            fewer pairs than folds (CLI exit code 3).
+    """
     distances = np.asarray(distances, dtype=np.float64)
     same = np.asarray(same, dtype=bool)
     if distances.shape != same.shape or distances.ndim != 1:
@@ -103,6 +120,9 @@ def normalized(embeddings: np.ndarray) -> np.ndarray:
 
 
 def pair_distances(embeddings: np.ndarray) -> np.ndarray:
-    """Squared distances of pairs (2k, 2k+1) of already flip-summed embeddings, after L2 norm."""
+    """Squared distances of pairs (2k, 2k+1) of already flip-summed embeddings, after L2 norm.
+
+    Takes (2P, D) embeddings and returns (P,) distances in [0, 4].
+    """
     unit = normalized(np.asarray(embeddings, dtype=np.float64))
     return np.sum((unit[0::2] - unit[1::2]) ** 2, axis=1)

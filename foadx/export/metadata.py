@@ -31,7 +31,11 @@ def write_metadata(model: onnx.ModelProto, values: dict[str, Any]) -> None:
 
 
 def metadata_of(model: onnx.ModelProto) -> dict[str, Any]:
-    """The foadx props of a model, JSON values decoded; {} for a file foadx did not write."""
+    """The foadx props of a model, JSON values decoded; {} for a file foadx did not write.
+
+    Raises:
+        BadInputError: a foadx prop that should hold JSON does not parse (CLI exit code 3).
+    """
     values: dict[str, Any] = {}
     for prop in model.metadata_props:
         if not prop.key.startswith(PREFIX):

@@ -58,6 +58,8 @@ class ExportResult:
     parity: Any = None  # a VerifyReport when the export was verified
 
     def to_json(self) -> dict[str, Any]:
+        """The export report: path, opset, exporter, batch, PReLU rewrites, op counts, metadata,
+        ``file_bytes`` (bytes) and, when verified, ``parity`` (the parity report)."""
         report = {
             "path": str(self.path), "opset": self.opset, "exporter": self.exporter, "batch": self.batch,
             "prelu_rewritten": self.prelu_rewritten, "op_counts": self.op_counts,
@@ -137,7 +139,20 @@ def export_onnx(
     unless ``batch``/``prelu_rewrite`` say otherwise, and for ``insightface`` the checks its
     loader makes; ``prelu_form`` is ``auto``, ``depthwise`` or ``elementwise``. ``input_size``
     (H, W) and ``input_channels`` default to the model's input contract (its provenance source);
-    a module without one needs both.
+    a module without one needs both. The graph's input is (N, C, H, W), N fixed or ``dynamic``.
+
+    Returns:
+        The ``ExportResult`` (file size in bytes, op counts, foadx metadata; ``parity`` holds the
+        ``VerifyReport`` when verified).
+
+    Raises:
+        BadInputError: an unknown target, a bad batch, opset or PReLU form, a missing output
+            folder, or a module without an input contract and no ``input_size``/``input_channels``
+            (CLI exit code 3).
+        ExportError: torch.onnx cannot export the model, or wrote another opset (a BadInputError,
+            exit code 3).
+        ParityFailedError: the exported file fails verification; ``path`` is left as it was
+            (exit code 4).
     """
     path = Path(path)
     form = get_target(target)

@@ -35,6 +35,11 @@ class ParityFailedError(CheckFailedError):
 
 @dataclass
 class VerifyReport:
+    """The outcome of ``verify_onnx``: every (inputs, batch) case compared with Polygraphy's
+    semantics (``foadx.runtime.compare_sessions``: an element fails only where both atol and rtol
+    are exceeded), the deployability checks, the file's foadx metadata and the runtime that ran it.
+    ``strict`` makes a failed deployability check fail the report too."""
+
     path: str
     tolerances: Tolerances
     strict: bool
@@ -45,20 +50,26 @@ class VerifyReport:
 
     @property
     def parity_passed(self) -> bool:
+        """Every case's every output within the tolerances."""
         return all(case.passed for case in self.cases)
 
     @property
     def checks_passed(self) -> bool:
+        """Every deployability check met."""
         return all(check.passed for check in self.checks)
 
     @property
     def passed(self) -> bool:
+        """Parity passed and, when ``strict``, the deployability checks too."""
         return self.parity_passed and (self.checks_passed or not self.strict)
 
     def _all_outputs(self) -> list[OutputComparison]:
         return [output for case in self.cases for output in case.outputs]
 
     def worst(self) -> dict[str, Any]:
+        """The worst value of each statistic over all cases and outputs: absolute errors in the
+        output's units, relative ones and cosines as fractions, ``min_agreement_pct`` in percent
+        (None without real images), and the smallest atol/rtol that would have passed."""
         outputs = self._all_outputs()
         agreements = [case.agreement_pct for case in self.cases if case.agreement_pct is not None]
         return {
@@ -76,10 +87,12 @@ class VerifyReport:
         }
 
     def failures(self) -> list[str]:
+        """One line per failed tolerance: inputs, batch, output name and reason."""
         return [f"{case.inputs} batch {case.batch} {output.name}: {reason}"
                 for case in self.cases for output in case.outputs for reason in output.failures]
 
     def summary(self) -> str:
+        """One line: verdict, backend, tolerances, worst errors, the first failure and unmet checks."""
         worst, tolerances = self.worst(), self.tolerances
         verdict = "passed" if self.passed else "FAILED"
         ran = self.runtime.get("inference_precision") or self.runtime.get("precision")
@@ -100,6 +113,9 @@ class VerifyReport:
         return line
 
     def raise_if_failed(self) -> None:
+        """Raises:
+            ParityFailedError: the report did not pass (carries it as ``report``; CLI exit code 4).
+        """
         if not self.passed:
             raise ParityFailedError(f"{self.path}: {self.summary()}", self)
 
@@ -136,6 +152,22 @@ def verify_onnx(
     ``min_cosine=...``). ``images``: real preprocessed images (N, 3, H, W) to compare on besides
     random inputs (and to measure task agreement on); a fixed-batch file is compared at its own
     batch size only.
+
+    Args:
+        path: the ONNX file, input (N, C, H, W) with fixed C, H, W.
+        model: the torch reference, run on the CPU in fp32.
+        batch_sizes: the batch sizes N compared for a dynamic-batch file.
+        strict: let failed deployability checks fail the report.
+        seed: the seed of the random inputs.
+
+    Returns:
+        The report; it does not raise on a failed comparison (call ``raise_if_failed``).
+
+    Raises:
+        BadInputError: an unreadable ONNX file, an unknown backend or a precision it does not run,
+            an input that is not N x C x H x W with fixed C, H, W, an int8 file without
+            ``images``, or out-of-range tolerances (CLI exit code 3).
+        MissingDependencyError: the backend needs a GPU or a package that is absent (exit code 6).
     """
     tolerances = replace(tolerances or Tolerances.for_precision(precision), **tolerance_overrides)
     onnx_model = load_onnx(path)

@@ -23,6 +23,10 @@ KeptSets = dict[str, list[int]]
 
 @dataclass(frozen=True)
 class GlobalChoice:
+    """The (t, s) found for a global target (docs/method.md section 5): the greedy neighbour
+    count t, the similarity threshold s in [0, 1], the kept channel indices per group, and the
+    reduction achieved (a fraction of the cost, >= the target)."""
+
     t: int
     s: float
     kept: KeptSets
@@ -47,7 +51,22 @@ def search_global(
     target: float,
     t: int | None = None,
 ) -> GlobalChoice:
-    """Finds (t, s) whose kept sets reduce the cost by at least ``target`` (a fraction)."""
+    """Finds (t, s) whose kept sets reduce the cost by at least ``target`` (a fraction).
+
+    FOAD's greedy selection (Shi et al., JCRD 2024; paper mode, docs/method.md section 3) with
+    one (t, s) for every group; the search is foadx's (section 5).
+
+    Args:
+        similarities: group name -> its (C, C) channel similarity matrix S.
+        reduction_of: kept sets -> the fraction of FLOPs or parameters they remove.
+        target: the fraction to remove, in (0, 1).
+        t: the greedy neighbour count; None tries 2..8 at s = 0.
+
+    Raises:
+        ValueError: ``target`` outside (0, 1) or ``t`` < 1.
+        TargetUnreachable: no t <= 8 (or the given t) reaches the target at s = 0; carries a
+            ``suggested_t`` when a larger t would.
+    """
     if not 0.0 < target < 1.0:
         raise ValueError(f"target must be in (0, 1), got {target}")
 

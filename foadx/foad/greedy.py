@@ -26,7 +26,18 @@ def _check_square(S: Tensor) -> None:
 
 
 def greedy_select(S: Tensor, t: int, s: float) -> list[int]:
-    """Sorted kept channel indices for similarity matrix ``S`` with parameters ``t >= 1, s >= 0``."""
+    """Sorted kept channel indices for similarity matrix ``S`` with parameters ``t >= 1, s >= 0``.
+
+    FOAD's greedy selection in paper mode (Shi et al., JCRD 2024; the authors' SSriven/FOAD code;
+    docs/method.md section 3): each kept channel i, in index order, removes those of its t most
+    similar live channels whose S(i, j) >= s.
+
+    Args:
+        S: the (C, C) channel similarity matrix (``channel_similarity``).
+
+    Raises:
+        ValueError: ``S`` not square or not finite, ``t`` < 1 or ``s`` < 0.
+    """
     _check_square(S)
     if t < 1:
         raise ValueError(f"t must be >= 1, got {t}")
@@ -79,7 +90,13 @@ def _distinct_thresholds(S: Tensor) -> Tensor:
 
 
 def select_k(S: Tensor, k: int) -> list[int]:
-    """Exactly ``k`` kept channels, deterministically, built on paper mode (docs/method.md section 5)."""
+    """Exactly ``k`` kept channels, deterministically, built on paper mode (docs/method.md section 5).
+
+    Takes the (C, C) similarity matrix; returns ``min(k, C)`` sorted channel indices.
+
+    Raises:
+        ValueError: ``S`` not square or not finite, or ``k`` < 1.
+    """
     _check_square(S)
     S = S.detach().to("cpu", torch.float64)
     channels = S.shape[0]

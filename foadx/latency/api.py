@@ -44,18 +44,26 @@ CHECK_FRACTIONS = (0.75, 0.5, 0.25)  # uniform widths of the whole networks a ta
 
 @dataclass(frozen=True)
 class LatencyTarget:
+    """A latency target: ``kind`` "ms" (``value`` in milliseconds) or "speedup" (``value`` times
+    faster than the unpruned model)."""
+
     kind: str  # "ms" or "speedup"
     value: float
 
     @classmethod
     def parse(cls, text: str) -> LatencyTarget:
-        """``2.0ms`` (milliseconds) or ``2.5x`` (a speedup over the unpruned model)."""
+        """``2.0ms`` (milliseconds) or ``2.5x`` (a speedup over the unpruned model).
+
+        Raises:
+            BadInputError: another form, or a value that is not > 0 (CLI exit code 3).
+        """
         match = re.fullmatch(r"\s*([0-9]*\.?[0-9]+)\s*(ms|x)\s*", str(text))
         if not match or float(match.group(1)) <= 0:
             raise BadInputError(f"a latency target must look like 2.0ms or 2.5x, got {text!r}")
         return cls(match.group(2).replace("x", "speedup"), float(match.group(1)))
 
     def milliseconds(self, unpruned_ms: float) -> float:
+        """The target in ms, given the unpruned model's latency in ms (a speedup divides it)."""
         return self.value if self.kind == "ms" else unpruned_ms / self.value
 
 
@@ -82,7 +90,23 @@ def profile(model: nn.Module, backend: str = "ort-cpu", *, batch: int = 1, round
             include_coupled: bool = False, exclude: Iterable[str] = (),
             progress: Callable[[int, int], None] | None = None) -> LatencyTable:
     """Measures the latency table of ``model`` on ``backend``: every unit at full width and at
-    every legal width of the groups that set it, and the whole network."""
+    every legal width of the groups that set it, and the whole network (docs/latency.md section 1).
+
+    Args:
+        model: a module foadx built or loaded (its provenance gives the input (C, H, W)).
+        batch: the batch size timed.
+        round_to: the width step of the legal widths; None takes the backend's ``width_step``.
+        include_coupled, exclude: which channel groups are prunable (as in ``foadx.prune``).
+        progress: called with (units done, units in all).
+
+    Returns:
+        The table, with its whole-network check points at 75%, 50% and 25% widths.
+
+    Raises:
+        BadInputError: a backend that cannot be latency-profiled, ``batch`` or ``round_to`` < 1,
+            or a module without foadx provenance (CLI exit code 3).
+        MissingDependencyError: the backend's runtime or GPU is absent (exit code 6).
+    """
     check_profiling_backend(backend)
     if batch < 1:
         raise BadInputError(f"batch must be >= 1, got {batch}")
@@ -156,7 +180,33 @@ def prune_to_latency(
     network, add it to the savings curve and plan again, until the target holds (at most
     ``max_rounds`` rounds). ``allocation``: ``knapsack`` sets each group's width (section 4 of
     docs/latency.md); ``global`` keeps the criterion's own single budget for all groups (FOAD's
-    one (t, s)) and chooses its strength so that the table predicts the target."""
+    one (t, s)) and chooses its strength so that the table predicts the target.
+
+    Args:
+        model: an unpruned module foadx built or loaded.
+        images: calibration batches (N, C, H, W), normalised as the model expects.
+        target: a ``LatencyTarget`` or its text (``2.0ms``, ``2.5x``); met when the measured
+            median is within 5% of it.
+        table: a profiled table; None profiles one first. ``allow_foreign_lut`` accepts one
+            measured in another environment.
+        round_to: the width step; None takes the table's (profiled with the backend's).
+        min_keep: the fraction of each group's channels always kept, in [0, 1].
+
+    Returns:
+        The ``PruneResult``; its plan's ``parameters["latency"]`` and its report record the
+        target, the table's digest and every measured round (ms).
+
+    Raises:
+        BadInputError: an unknown allocation or criterion, ``min_keep`` outside [0, 1], an
+            already pruned model, a backend that cannot be profiled, a malformed target, or a
+            table made for another model, size, batch, backend or precision (or environment);
+            CLI exit code 3.
+        BudgetError: the unpruned model already meets the target, or a global budget cannot
+            reach it (exit code 3).
+        CheckFailedError: the target is missed in every one of ``max_rounds`` measured rounds
+            (exit code 4).
+        MissingDependencyError: the backend's runtime or GPU is absent (exit code 6).
+    """
     target = target if isinstance(target, LatencyTarget) else LatencyTarget.parse(target)
     _check_request(model, allocation, min_keep, criterion, batch_size, backend)
     images = as_batches(images, batch_size)

@@ -39,6 +39,11 @@ class MissingLatencyError(BadInputError):
 
 @dataclass
 class LatencyTable:
+    """A profiled latency table (docs/latency.md section 1): unit key -> median ms on one
+    backend, with its identity (model spec@plan digest, input (H, W), batch, backend, precision),
+    the width step ``round_to``, the environment fingerprint, the whole unpruned network's median
+    ``network_ms`` and the whole-network check points of the savings curve (section 2)."""
+
     model: str  # the model's spec and plan digest it was profiled from
     input_size: tuple[int, int]
     batch: int
@@ -57,6 +62,7 @@ class LatencyTable:
     _fits: dict[SeriesKey, AffineFit] = field(default_factory=dict, init=False, repr=False, compare=False)
 
     def add(self, key: UnitKey, ms: float) -> None:
+        """Records (or replaces) a unit's median latency in ms."""
         self.entries[key] = float(ms)
         self._index = None
         self._fits.clear()
@@ -65,8 +71,13 @@ class LatencyTable:
         return key in self.entries
 
     def lookup(self, key: UnitKey) -> float:
-        """The key's latency: through the fitted line of its series where there is one and the
-        width lies within it, else as measured, else bounded by its neighbours."""
+        """The key's latency in ms: through the fitted line of its series where there is one and
+        the width lies within it, else as measured, else bounded by its neighbours.
+
+        Raises:
+            MissingLatencyError: neither the key nor a wider neighbour on one channel axis was
+                measured (CLI exit code 3: profile again).
+        """
         along = [(getattr(key, axis), (axis, _without(key, axis))) for axis in AXES]
         for wanted, series_key in along:
             fitted = self._fitted(series_key, wanted)
@@ -105,10 +116,12 @@ class LatencyTable:
         raise MissingLatencyError(f"no measured latency for {key.to_json()} or a wider neighbour: profile again")
 
     def identity(self) -> dict[str, Any]:
+        """What the table was measured for: model, input_size [H, W], batch, backend, precision."""
         return {"model": self.model, "input_size": list(self.input_size), "batch": self.batch,
                 "backend": self.backend, "precision": self.precision}
 
     def to_json(self) -> dict[str, Any]:
+        """The table file's JSON (kind ``foadx.latency_lut``, schema version 2), entries sorted by key."""
         return {"schema_version": LUT_SCHEMA_VERSION, "kind": LUT_KIND, **self.identity(), "round_to": self.round_to,
                 "environment": self.environment, "network_ms": self.network_ms,
                 "checks": self.checks,
@@ -116,9 +129,11 @@ class LatencyTable:
                                   key=lambda entry: json.dumps(entry["key"], sort_keys=True))}
 
     def digest(self) -> str:
+        """sha256 of the canonical JSON; a latency prune records it as ``lut_digest``."""
         return hashlib.sha256(json.dumps(self.to_json(), sort_keys=True).encode()).hexdigest()
 
     def save(self, path: str | Path) -> None:
+        """Writes the table's JSON to ``path`` atomically."""
         write_json(path, self.to_json())
 
 
@@ -135,6 +150,13 @@ def _fail(path: Path, message: str) -> None:
 
 
 def load_table(path: str | Path) -> LatencyTable:
+    """Reads and validates a table file written by ``LatencyTable.save`` (at most 64 MiB).
+
+    Raises:
+        BadInputError: the file does not exist (CLI exit code 3).
+        ArtifactError: it is oversized, unparsable, of another kind or schema version, or has a
+            missing or malformed field (exit code 3).
+    """
     path = Path(path)
     if not path.is_file():
         raise BadInputError(f"latency table not found: {path}")

@@ -65,7 +65,12 @@ class Bottleneck(nn.Module):
 
 
 class MobileFaceNet(nn.Module):
-    """Face embedding network; ``input_size`` (112, 112) or (112, 96) sets the GDConv kernel."""
+    """Face embedding network: (N, 3, H, W) face crops -> (N, embedding_size) embeddings (128 by
+    default); ``input_size`` (112, 112) or (112, 96) sets the GDConv kernel to (H/16, W/16).
+
+    Raises:
+        ValueError: H or W is not a multiple of 16 (``build_model`` turns it into UnknownModelError).
+    """
 
     def __init__(
         self, embedding_size: int = 128, input_size: tuple[int, int] = (112, 112)
@@ -93,6 +98,7 @@ class MobileFaceNet(nn.Module):
         self.flatten = nn.Flatten(1)
 
     def forward(self, x: Tensor) -> Tensor:
+        """(N, 3, H, W) -> (N, embedding_size) embeddings, not normalised (compare them by cosine)."""
         x = self.blocks(self.stem_dw(self.stem(x)))
         return self.flatten(self.embedding(self.gdconv(self.head(x))))
 

@@ -40,6 +40,9 @@ FACE_STD = (0.5, 0.5, 0.5)
 
 @dataclass(frozen=True)
 class ZooEntry:
+    """One zoo model: its factory, default input (H, W), normalisation (mean/std per RGB channel),
+    description, whether the factory takes ``input_size``, and its task."""
+
     factory: Callable[..., nn.Module]
     input_size: tuple[int, int]
     mean: tuple[float, float, float]
@@ -77,6 +80,7 @@ ZOO: dict[str, ZooEntry] = {
         for depth in IRESNET_DEPTHS
     },
 }
+"""The model zoo: name -> ``ZooEntry``; ``build_model(name)`` builds one, ``foadx models`` lists them."""
 
 
 def runs_user_code(spec: str) -> bool:
@@ -122,7 +126,26 @@ def _parse_input_size(input_size: tuple[int, int] | None, default: tuple[int, in
 def build_model(
     spec: str, input_size: tuple[int, int] | None = None, **kwargs: Any
 ) -> nn.Module:
-    """Builds ``spec`` with random initialisation; load weights with ``load_weights``."""
+    """Builds ``spec`` with random initialisation; load weights with ``load_weights``.
+
+    Args:
+        spec: a zoo name (``ZOO``), ``torchvision:NAME``, ``pkg.module:function`` or
+            ``path/file.py:function`` (the last two import and run that code).
+        input_size: (H, W) in pixels; None takes the zoo entry's size, else (224, 224). Zoo
+            models that do not take an input size refuse any other.
+        kwargs: the factory's keyword arguments (recorded in the plan to rebuild the model).
+
+    Returns:
+        The module, carrying its provenance (source spec, input (C, H, W), mean/std, task) and the
+        empty plan.
+
+    Raises:
+        UnknownModelError: an unknown spec, a factory that cannot be imported or called with
+            ``kwargs``, a size a zoo model does not take, or a result that is not an nn.Module
+            (CLI exit code 3).
+        MissingDependencyError: torchvision weights asked for that are neither cached nor
+            downloadable (exit code 6).
+    """
     if spec in ZOO:
         entry = ZOO[spec]
         size = _parse_input_size(input_size, entry.input_size)
@@ -229,7 +252,19 @@ def load_weights(
     path: str | Path,
     weights_map: list[tuple[str, str]] | None = None,
 ) -> None:
-    """Loads a state dict strictly, naming the keys that do not fit."""
+    """Loads a state dict strictly, naming the keys that do not fit.
+
+    Args:
+        model: the module to load into (in place); its plan records ``path`` as the weights' origin.
+        path: a checkpoint read with ``torch.load(weights_only=True)``; a ``state_dict``, ``model``
+            or ``model_state_dict`` entry is unwrapped.
+        weights_map: (regex, replacement) pairs applied in order to every checkpoint key
+            (``read_weights_map``).
+
+    Raises:
+        WeightsError: the file is missing, unreadable or holds no tensors, a map entry cannot be
+            applied, or keys are missing, unexpected or of another shape (CLI exit code 3).
+    """
     state = read_state_dict(path)
     for pattern, replacement in weights_map or []:
         try:

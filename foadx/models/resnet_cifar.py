@@ -43,6 +43,13 @@ class BasicBlock(nn.Module):
 
 
 class ResNetCifar(nn.Module):
+    """CIFAR ResNet of depth 6n + 2 (56 by default): (N, 3, 32, 32) images -> (N, num_classes)
+    logits.
+
+    Raises:
+        ValueError: ``depth`` is not 6n + 2 (``build_model`` turns it into UnknownModelError).
+    """
+
     def __init__(self, depth: int = 56, num_classes: int = 10) -> None:
         super().__init__()
         if (depth - 2) % 6:
@@ -64,11 +71,14 @@ class ResNetCifar(nn.Module):
         self.fc = nn.Linear(64, num_classes)
 
     def forward(self, x: Tensor) -> Tensor:
+        """(N, 3, H, W) images -> (N, num_classes) logits."""
         x = self.layers(self.relu(self.bn1(self.conv1(x))))
         return self.fc(self.flatten(self.pool(x)))
 
     def foad_taps(self) -> dict[str, str]:
+        """Each block's first conv -> the ReLU after it, whose output FOAD scores (docs/method.md section 1)."""
         return {f"layers.{i}.conv1": f"layers.{i}.relu1" for i in range(len(self.layers))}
 
     def output_layers(self) -> list[str]:
+        """The classifier ``fc`` is never pruned."""
         return ["fc"]

@@ -24,6 +24,8 @@ class VGGBlock(nn.Sequential):
 
 
 class VGG16Cifar(nn.Module):
+    """VGG-16 for CIFAR (module docstring): (N, 3, 32, 32) images -> (N, num_classes) logits."""
+
     def __init__(self, num_classes: int = 10) -> None:
         super().__init__()
         blocks = []
@@ -37,10 +39,14 @@ class VGG16Cifar(nn.Module):
         self.classifier = nn.Linear(in_channels, num_classes)
 
     def forward(self, x: Tensor) -> Tensor:
+        """(N, 3, 32, 32) images -> (N, num_classes) logits (the 2x2 average pool leaves 512 features at 32x32)."""
         return self.classifier(self.flatten(self.pool(self.features(x))))
 
     def foad_taps(self) -> dict[str, str]:
+        """Each block's conv -> the whole block (BN, ReLU and, where present, its max-pool), as the
+        FOAD reference scores it (docs/method.md section 1)."""
         return {f"features.{i}.conv": f"features.{i}" for i in range(len(WIDTHS))}
 
     def output_layers(self) -> list[str]:
+        """The ``classifier`` is never pruned."""
         return ["classifier"]

@@ -30,6 +30,9 @@ REQUIRED_SECTIONS = {"model": MODEL_SETTINGS, "data": DATA_SETTINGS}
 
 @dataclass(frozen=True)
 class Pipeline:
+    """A checked pipeline file: its path, every section present with defaults filled in, the
+    line number of each section and key (for messages), and the stage names in running order."""
+
     path: Path
     sections: dict[str, dict[str, Any]]  # every section present, with its defaults filled in
     lines: dict[str, int] = field(default_factory=dict)  # "section" / "section.key" -> line number
@@ -37,12 +40,15 @@ class Pipeline:
 
     @property
     def stages(self) -> list[str]:
+        """The stages the file has a section for, in running order."""
         return [stage for stage in self.order if stage in self.sections]
 
     def settings(self, section: str) -> dict[str, Any]:
+        """A section's settings with defaults filled in; {} for a section the file lacks."""
         return self.sections.get(section, {})
 
     def where(self, name: str) -> str:
+        """``path:line`` of a section or ``section.key`` (the section's line for an absent key; the path alone if neither)."""
         line = self.lines.get(name) or self.lines.get(name.split(".")[0])
         return f"{self.path}:{line}" if line else str(self.path)
 

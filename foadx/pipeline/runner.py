@@ -31,6 +31,9 @@ SUMMARY_JSON, SUMMARY_MD = "summary.json", "summary.md"
 
 @dataclass
 class StageOutcome:
+    """What one stage did in a run: its name, status ("ran", "skipped", "failed", "planned"),
+    why, and its record (what its work returned, with ``seconds`` of wall time when it ran)."""
+
     stage: str
     status: str  # ran, skipped, failed, planned
     reason: str
@@ -75,7 +78,18 @@ def run_pipeline(pipeline: Pipeline, out: str | Path, *, start: str | None = Non
                  dry_run: bool = False, progress: Callable[[StageOutcome], None] | None = None) -> list[StageOutcome]:
     """Runs (or, with ``dry_run``, plans) the pipeline's stages into ``out``; returns what each
     did. A stage's error stops the run and propagates (its exit code), after the summary is
-    written."""
+    written.
+
+    Args:
+        start: a stage to run again with every stage after it (the CLI's ``--from``).
+        only: the one stage to run; the stages it reads must have up-to-date outputs.
+        progress: called with each stage's outcome as it finishes.
+
+    Raises:
+        BadInputError: ``start`` or ``only`` names no stage of the pipeline, or ``only`` reads a
+            stage without up-to-date output (CLI exit code 3). Any FoadxError a stage raises
+            propagates unchanged (CheckFailedError 4, RegressionError 5, MissingDependencyError 6 ...).
+    """
     out = Path(out)
     stages, forced = _selected(pipeline.stages, start, only)
     identity = _data_identity(pipeline)

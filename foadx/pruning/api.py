@@ -67,6 +67,8 @@ def prune(
 ) -> PruneResult:
     """Prunes a copy of ``model`` (any ``nn.Module``; the original is left untouched).
 
+    ``criterion``: "foad" (Shi et al., JCRD 2024; docs/method.md), "l1" (filter L1 norm, Li et
+    al. 2017), "hrank" (mean feature-map rank, Lin et al. 2020) or "random" (``CRITERIA``).
     Paper mode (no budget): FOAD greedy with ``t`` (default 2) and ``s`` (default 0.5) per group.
     ``ratio``/``ratios``: exactly k = max(1, C - floor(R*C)) kept per group. ``flops_target``/
     ``params_target``: one (t, s) for all groups reaching that fractional reduction. ``widths``:
@@ -80,6 +82,7 @@ def prune(
         BadInputError: unknown criterion, bad batch size, an already pruned model, no prunable group.
         BudgetError: a malformed or unreachable budget, or one that removes nothing.
         DataError: missing, malformed or non-finite images.
+        (All three exit the CLI with code 3.)
     """
     check_criterion(criterion, batch_size)
     refuse_pruned(model)

@@ -31,6 +31,7 @@ MAX_PLAN_BYTES = 16 << 20  # a plan lists indices of a few thousand channels: ki
 
 
 def is_artifact(path: str | Path) -> bool:
+    """True when ``path`` is a folder holding ``plan.json`` (nothing is read or validated)."""
     return (Path(path) / PLAN_FILE).is_file()
 
 
@@ -43,7 +44,23 @@ def is_own_output(directory: Path, allowed: frozenset[str] = ARTIFACT_FILES) -> 
 def save_artifact(model: nn.Module, directory: str | Path, *, force: bool = False,
                   extra: frozenset[str] = frozenset()) -> Path:
     """Writes ``model`` (its provenance plan and its weights) as an artifact folder, replacing an
-    earlier artifact as a whole; another non-empty folder only with ``force``."""
+    earlier artifact as a whole; another non-empty folder only with ``force``.
+
+    Args:
+        model: a module foadx built, pruned, loaded or fine-tuned (it carries provenance).
+        directory: the artifact folder; missing parents are created.
+        force: replace a non-empty folder that is not an earlier artifact.
+        extra: further file names an earlier output of the same command may hold.
+
+    Returns:
+        The folder written.
+
+    Raises:
+        BadInputError: the model carries no provenance, or ``directory`` is a foreign non-empty
+            folder without ``force`` (CLI exit code 3).
+        ArtifactError: an in-memory module without a rebuildable spec, or a plan that does not
+            apply to the freshly built architecture (the folder is not written; exit code 3).
+    """
     plan = require_provenance(model, "saving an artifact").plan
     refuse_unrebuildable(plan)
     target = check_folder_target(directory, lambda d: is_own_output(d, ARTIFACT_FILES | extra), force, "foadx artifact")
@@ -58,6 +75,8 @@ def save_artifact(model: nn.Module, directory: str | Path, *, force: bool = Fals
 
 
 def write_artifact_files(folder: Path, plan: Plan, state: dict[str, torch.Tensor]) -> None:
+    """Writes ``weights.pt`` (``state``, a state dict) and ``plan.json`` into ``folder``, each file
+    atomically; no checks (``save_artifact`` checks and swaps the folder in whole)."""
     write_with(folder / WEIGHTS_FILE, lambda stream: torch.save(state, stream))
     write_json(folder / PLAN_FILE, plan.to_json())
 
@@ -69,6 +88,12 @@ def record_training(model: nn.Module, training: dict[str, Any]) -> None:
 
 
 def read_plan(directory: str | Path) -> Plan:
+    """Reads and validates an artifact's ``plan.json`` (at most 16 MiB) without building anything.
+
+    Raises:
+        ArtifactError: no ``plan.json``, an oversized or unparsable file, or a plan that fails
+            ``Plan.from_json`` (CLI exit code 3).
+    """
     path = Path(directory) / PLAN_FILE
     if not path.is_file():
         raise ArtifactError(f"no {PLAN_FILE} in {directory}: not a pruned-model artifact")
@@ -134,7 +159,18 @@ def build_pruned_architecture(plan: Plan, device: torch.device, *, trust_code: b
 def load_pruned(path: str | Path, device: str | torch.device | None = None, *, trust_code: bool = False) -> nn.Module:
     """Rebuilds a pruned (or fine-tuned) model from its artifact folder, on ``device`` (default:
     auto). A plan whose model is a ``module:function`` or ``file.py:function`` factory is built
-    only with ``trust_code=True``: loading an artifact is as safe as a weights_only checkpoint."""
+    only with ``trust_code=True``: loading an artifact is as safe as a weights_only checkpoint.
+
+    Returns:
+        The module in eval mode, carrying the plan's provenance; it takes (N, C, H, W) with the
+        plan's ``input_chw``.
+
+    Raises:
+        ArtifactError: an unreadable or invalid plan, an untrusted code factory, plan groups that
+            do not match the architecture, or weights that are unreadable or do not fit (CLI exit
+            code 3).
+        BadInputError: an unknown device; MissingDependencyError: ``cuda`` without a GPU (exit code 6).
+    """
     target = resolve_device(device)
     plan = read_plan(path)
     refuse_untrusted_code(plan, f"{Path(path) / PLAN_FILE}", trust_code)

@@ -126,4 +126,5 @@ CRITERIA: dict[str, Criterion] = {
         Criterion("hrank", "mean feature-map rank (Lin et al. 2020)", _hrank),
     )
 }
+"""The criteria registry: name -> ``Criterion``; ``prune(criterion=NAME)`` and ``--criterion`` take these names."""
 

@@ -67,6 +67,7 @@ REPORT_KINDS: dict[str, ReportKind] = {
         ReportKind("foadx.engine", 1, ("engine", "input", "input_chw")),  # a TensorRT engine's sidecar
     )
 }
+"""The report registry: ``kind`` name -> ``ReportKind`` (latency, parity, prune, eval, sweep, pipeline, engine sidecar); one entry adds a kind."""
 
 
 def get_kind(name: Any) -> ReportKind:

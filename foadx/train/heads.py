@@ -22,6 +22,19 @@ DEFAULT_MARGINS = {"arcface": 0.5, "cosface": 0.35}
 
 
 class MarginHead(nn.Module):
+    """ArcFace (Deng et al., CVPR 2019) or CosFace (Wang et al., CVPR 2018) margin head over
+    ``classes`` normalised class centres of ``embedding_size`` dimensions.
+
+    Args:
+        kind: "arcface" or "cosface".
+        scale: s, the logit scale (> 0).
+        margin: m; None takes 0.5 (ArcFace, radians, in [0, pi/2)) or 0.35 (CosFace, a cosine
+            offset, in [0, 1)).
+
+    Raises:
+        BadInputError: an unknown ``kind``, or ``margin``/``scale`` out of range (CLI exit code 3).
+    """
+
     def __init__(self, embedding_size: int, classes: int, kind: str = "arcface", scale: float = 64.0,
                  margin: float | None = None) -> None:
         super().__init__()
@@ -36,6 +49,8 @@ class MarginHead(nn.Module):
         nn.init.normal_(self.weight, std=0.01)
 
     def forward(self, embeddings: Tensor, labels: Tensor) -> Tensor:
+        """(N, D) embeddings and (N,) int64 class labels -> (N, classes) float32 logits for
+        cross-entropy: s*cos(theta) with the label's margin applied (scaled by ``margin_scale``)."""
         cosine = F.linear(F.normalize(embeddings.float()), F.normalize(self.weight.float())).clamp(-1.0, 1.0)
         margin = self.margin * self.margin_scale
         target = cosine.gather(1, labels[:, None])

@@ -30,11 +30,21 @@ from foadx.train.distributed import Distributed
 from foadx.train.heads import MarginHead
 
 CHECKPOINT_FILE = "checkpoint.pt"
+"""The checkpoint ``finetune`` writes into ``out`` after every epoch (``resume`` reads it)."""
 METRICS_FILE = "metrics.jsonl"
+"""The metrics file in ``out``: one JSON object per epoch, appended."""
 
 
 @dataclass(frozen=True)
 class FinetuneConfig:
+    """Fine-tuning settings. ``task`` "classify" trains logits with cross-entropy; "face" trains
+    embeddings through a ``MarginHead`` (``head`` arcface, Deng et al. CVPR 2019, or cosface,
+    with ``margin``/``scale``). ``lr`` is the base learning rate; ``weight_decay`` None takes 4e-5
+    (face) or 5e-4 (classify), ten times that on the output layers and the head.
+    ``distill_weight``/``distill_temperature`` weigh a distillation loss from a teacher, when one
+    is given. ``steps_per_epoch`` caps the batches per epoch (smoke runs). Checked by ``validate``.
+    """
+
     task: str = "classify"  # or "face": a margin head over identities
     epochs: int = 1
     lr: float = 0.05
@@ -57,7 +67,12 @@ class FinetuneConfig:
     steps_per_epoch: int | None = None  # cap, for smoke runs
 
     def validate(self) -> None:
-        """Raises ``BadInputError`` naming the first setting out of range (its ``parameters``)."""
+        """Checks the settings' ranges.
+
+        Raises:
+            BadInputError: the first setting out of range, named in the message and in its
+                ``parameters`` (CLI exit code 3).
+        """
         checks = [
             ("task", self.task in ("classify", "face"), f"must be classify or face, got {self.task!r}"),
             ("epochs", self.epochs >= 1, f"must be >= 1, got {self.epochs}"),
@@ -202,6 +217,21 @@ def finetune(
     Returns the metrics of every epoch (also in ``out/metrics.jsonl``, one JSON line each).
     ``resume`` continues from ``out``'s checkpoint with the settings it was written with; other
     settings are refused unless ``override``, and then recorded in the next epoch's metrics.
+
+    Args:
+        model: a module foadx built, pruned or loaded; it takes (N, C, H, W) images at its
+            provenance's input size and is left in eval mode.
+        data: labelled images (classes, or identities for ``task`` "face").
+        teacher: the network to distil from (weighted by ``config.distill_weight``), or None.
+        evaluate: called on the model after each epoch; its results join the metrics as ``eval_*``.
+        progress: called with (step, steps in the epoch, running metrics).
+        device: None picks the GPU when there is one (under ``torchrun``, each rank's).
+
+    Raises:
+        BadInputError: a setting out of range (``FinetuneConfig.validate``), a module without
+            foadx provenance, a missing or unreadable checkpoint to resume, or other settings
+            than the checkpoint's without ``override`` (CLI exit code 3).
+        TrainingDiverged: the loss became NaN or infinite (a BadInputError, exit code 3).
     """
     config.validate()
     out = Path(out)
