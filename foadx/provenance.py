@@ -15,7 +15,7 @@ import hashlib
 import json
 import math
 from dataclasses import asdict, dataclass, field, replace
-from typing import Any
+from typing import Any, NoReturn
 
 from foadx._version import __version__
 from foadx.errors import ArtifactError, BadInputError
@@ -28,7 +28,7 @@ TASKS = ("face", "classify", "unknown")
 RANDOM_WEIGHTS = "random initialisation (no --weights, --pretrained or fine-tuning)"
 
 
-def _fail(message: str) -> None:
+def _fail(message: str) -> NoReturn:
     raise ArtifactError(f"malformed plan: {message}")
 
 

@@ -13,6 +13,7 @@ from foadx.data.decode import decode_rgb
 from foadx.data.labeled import LabeledImages
 from foadx.data.transforms import prepare_batch, resize_uint8
 from foadx.data.verification import PairSet
+from foadx.errors import DataError
 from foadx.evaluate.verification import VerificationResult, pair_distances, verify_pairs
 
 Runner = Callable[[np.ndarray], np.ndarray]  # float32 NCHW batch -> first output
@@ -36,7 +37,12 @@ def top1(run: Runner, data: LabeledImages, preprocess: Preprocessing, batch_size
 
     Returns:
         ``{"top1": fraction correct in [0, 1], "count": images scored}``.
+
+    Raises:
+        DataError: the split holds no images (CLI exit code 3).
     """
+    if len(data) == 0:
+        raise DataError("the evaluation split holds no images")
     correct = 0
     for start in range(0, len(data), batch_size):
         indices = range(start, min(start + batch_size, len(data)))

@@ -85,6 +85,9 @@ class FinetuneConfig:
             ("workers", self.workers >= 0, f"must be >= 0, got {self.workers}"),
             ("margin_warmup_epochs", self.margin_warmup_epochs >= 0, f"must be >= 0, got {self.margin_warmup_epochs}"),
             ("steps_per_epoch", self.steps_per_epoch is None or self.steps_per_epoch >= 1, "must be >= 1"),
+            ("distill_weight", 0 <= self.distill_weight < 1e3, f"must be in [0, 1000), got {self.distill_weight}"),
+            ("distill_temperature", 0 < self.distill_temperature <= 1e3,
+             f"must be in (0, 1000], got {self.distill_temperature}"),
         ]
         for name, ok, message in checks:
             if not ok:
