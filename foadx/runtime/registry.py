@@ -123,7 +123,7 @@ BACKENDS: dict[str, Backend] = {
         # Runs where it is (CUDA if torch sees a GPU, else the CPU, fp32 only there): what a GPU
         # user picks when TensorRT is missing; its width step is the GPU's.
         Backend("torch-compile", "torch", "torch.compile (inductor) on the CUDA GPU if torch sees one, else "
-                "the CPU; on the GPU its kernels replay from CUDA graphs (the pick without TensorRT)", _compiled,
+                "on the CPU, replayed from CUDA graphs on the GPU (the pick without TensorRT)", _compiled,
                 width_step=CUDA_WIDTH_STEP, precisions=GPU_PRECISIONS),
         Backend("trt", "engine", "a TensorRT engine, run with torch CUDA buffers", _trt, "tensorrt",
                 requires=("tensorrt", "gpu"), width_step=CUDA_WIDTH_STEP, precisions=TENSORRT_PRECISIONS),
