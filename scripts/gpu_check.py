@@ -182,13 +182,16 @@ def amp_finetune(check: Check) -> dict[str, Any]:
 
 
 def _bench_rows(report: dict[str, Any], mac_ideal: float) -> list[dict[str, Any]]:
+    """One row per measured configuration; the pruned rows carry the speedup over the full
+    network's row (same backend, precision, batch), the MAC-ideal speedup and their ratio."""
     rows = []
     for row in report["results"]:
-        speedup = row["speedup_vs_first"]
+        pruned = row["model"] != "full" and row["speedup_vs_first"] is not None
         rows.append({"model": row["model"], "backend": row["backend"], "precision": row["precision"],
                      "batch": row["batch"], "median_ms": row["median_of_rounds_ms"],
-                     "images_per_s": row["throughput_ips"], "speedup": speedup, "mac_ideal": mac_ideal,
-                     "efficiency": speedup / mac_ideal if speedup else None,
+                     "images_per_s": row["throughput_ips"], "speedup": row["speedup_vs_first"] if pruned else None,
+                     "mac_ideal": mac_ideal if pruned else None,
+                     "efficiency": row["speedup_vs_first"] / mac_ideal if pruned else None,
                      "compile_s": row["backend_settings"].get("compile_s")})
     return rows
 
