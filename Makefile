@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 FOADX  := $(VENV)/bin/foadx
 STAMP  := $(VENV)/.installed
 
-.PHONY: install test test-all demo demo-accuracy bench gpu-check clean
+.PHONY: install test test-all demo demo-accuracy bench gpu-wheels gpu-check clean
 
 install: $(STAMP)
 
@@ -65,9 +65,23 @@ bench: install
 	$(PY) benchmarks/bench_foad_similarity.py
 	$(PY) benchmarks/bench_export.py --batch 1,8
 
-# Everything GPU-worth in one call (also runs on a CPU, skipping the GPU parts); OUT=dir for results.
-gpu-check: install
-	$(PY) scripts/gpu_check.py --out $${OUT:-gpu-check-out}
+# The wheels a lent GPU machine lacks (docs/gpu.md): it has torch 2.11, torchvision, onnx,
+# onnxscript, onnxruntime, typer, rich, numpy, attrs, ml-dtypes and typing-extensions but not these
+# (nor the network). Python 3.12, manylinux x86-64; versions within pyproject's ranges.
+GPU_WHEELS := torch-pruning==1.6.1 onnx-graphsurgeon==0.6.1 jsonschema==4.26.0 \
+	jsonschema-specifications==2025.9.1 referencing==0.37.0 rpds-py==2026.9.1
+GPU_PLATFORMS := manylinux_2_28_x86_64 manylinux_2_27_x86_64 manylinux_2_17_x86_64 manylinux2014_x86_64 manylinux1_x86_64
+
+gpu-wheels:
+	rm -rf .whl && mkdir -p .whl
+	$(PYTHON) -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
+		$(foreach p,$(GPU_PLATFORMS),--platform $(p)) -d .whl $(GPU_WHEELS)
+	@du -sh .whl; ls .whl
+
+# Everything GPU-worth in one call from a plain checkout, no venv (also runs on a CPU, skipping the
+# GPU parts); OUT=dir for results. PYTHON=.venv/bin/python rehearses it where python3 has no torch.
+gpu-check:
+	PYTHON=$(PYTHON) sh scripts/gpu_check.sh $${OUT:-gpu-check-out}
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache

@@ -35,7 +35,7 @@ from foadx_cli.options import (
 
 # Written out so that `foadx --help` need not import the runtimes; a test keeps it equal to
 # foadx.runtime.BACKENDS.
-BACKEND_HELP = "ort-cpu, openvino, torch-cpu, torch-cuda, torch-cuda-graph, trt or trtexec (repeatable or comma-separated)."
+BACKEND_HELP = "ort-cpu, openvino, torch-cpu, torch-cuda, torch-cuda-graph, torch-compile, trt or trtexec (repeatable or comma-separated)."
 MinBatch = Annotated[Optional[int], typer.Option(help="Engine profile: smallest batch (default 1).")]
 OptBatch = Annotated[Optional[int], typer.Option(help="Engine profile: batch tuned for.")]
 MaxBatch = Annotated[Optional[int], typer.Option(help="Engine profile: largest batch.")]

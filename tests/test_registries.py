@@ -53,10 +53,11 @@ def test_each_backend_entry_holds_its_facts():
     # the lookup TARGET_OF_BACKEND held, with torch backends exporting nothing
     assert {name: entry.export_target for name, entry in BACKENDS.items()} == {
         "ort-cpu": "ort-cpu", "openvino": "openvino", "torch-cpu": None, "torch-cuda": None,
-        "torch-cuda-graph": None, "trt": "tensorrt", "trtexec": "tensorrt"}
+        "torch-cuda-graph": None, "torch-compile": None, "trt": "tensorrt", "trtexec": "tensorrt"}
     # 16 on CPU backends (onnxruntime NCHWc kernels), 8 on CUDA ones (fp16 tensor cores)
     assert {name: width_step(name) for name in BACKENDS} == {
-        "ort-cpu": 16, "openvino": 16, "torch-cpu": 16, "torch-cuda": 8, "torch-cuda-graph": 8, "trt": 8, "trtexec": 8}
+        "ort-cpu": 16, "openvino": 16, "torch-cpu": 16, "torch-cuda": 8, "torch-cuda-graph": 8, "torch-compile": 8,
+        "trt": 8, "trtexec": 8}
     for entry in BACKENDS.values():
         assert set(entry.requires) <= set(REQUIREMENTS)
         assert (entry.export_target is None) == (entry.loads == "torch")

@@ -100,6 +100,12 @@ def _cuda_graph(model: Any, options: SessionOptions, input_shape: tuple[int, ...
     return CudaGraphSession(model, options, input_shape)
 
 
+def _compiled(model: Any, options: SessionOptions, input_shape: tuple[int, ...]) -> Session:
+    from foadx.runtime.torch_backends import CompiledSession
+
+    return CompiledSession(model, options, input_shape)
+
+
 GPU_PRECISIONS = ("fp32", "fp16")
 TENSORRT_PRECISIONS = ("fp32", "fp16", "int8")
 
@@ -114,6 +120,11 @@ BACKENDS: dict[str, Backend] = {
                 profiling=True, width_step=CUDA_WIDTH_STEP, precisions=GPU_PRECISIONS),
         Backend("torch-cuda-graph", "torch", "PyTorch on a CUDA GPU, replayed from a CUDA graph", _cuda_graph,
                 requires=("gpu",), width_step=CUDA_WIDTH_STEP, precisions=GPU_PRECISIONS),
+        # Runs where it is (CUDA if torch sees a GPU, else the CPU, fp32 only there): what a GPU
+        # user picks when TensorRT is missing; its width step is the GPU's.
+        Backend("torch-compile", "torch", "torch.compile (inductor) on the CUDA GPU if torch sees one, else "
+                "on the CPU, replayed from CUDA graphs on the GPU (the pick without TensorRT)", _compiled,
+                width_step=CUDA_WIDTH_STEP, precisions=GPU_PRECISIONS),
         Backend("trt", "engine", "a TensorRT engine, run with torch CUDA buffers", _trt, "tensorrt",
                 requires=("tensorrt", "gpu"), width_step=CUDA_WIDTH_STEP, precisions=TENSORRT_PRECISIONS),
         Backend("trtexec", "onnx", "TensorRT's trtexec, run as a process (it times itself)", _external, "tensorrt",

@@ -1,4 +1,5 @@
-"""The torch backends: ``torch-cpu``, ``torch-cuda`` (eager) and ``torch-cuda-graph`` (replay).
+"""The torch backends: ``torch-cpu``, ``torch-cuda`` (eager), ``torch-cuda-graph`` (replay) and
+``torch-compile`` (``torch.compile`` with inductor, on the GPU where torch sees one).
 
 CPU iterations are timed with ``perf_counter``; CUDA iterations with CUDA events around the
 work on the current stream, so the time is the GPU's, not the Python launch overhead's — except
@@ -36,6 +37,9 @@ def fold_batchnorm(model: nn.Module) -> nn.Module:
 class TorchSession(Session):
     """Eager execution on the CPU or a GPU."""
 
+    # The autograd mode every call runs under; compiled modules keep to one (a switch recompiles).
+    grad_mode = staticmethod(torch.inference_mode)
+
     def __init__(self, model: nn.Module, options: SessionOptions, input_shape: tuple[int, ...],
                  device: str) -> None:
         self.device = resolve_device(device)
@@ -68,7 +72,7 @@ class TorchSession(Session):
     def run(self, batch: np.ndarray) -> list[np.ndarray]:
         self.check_input(batch)
         try:
-            with torch.inference_mode():
+            with self.grad_mode():
                 outputs = self._forward(self._tensor(batch))
         except RuntimeError as error:
             raise BadInputError(
@@ -79,10 +83,10 @@ class TorchSession(Session):
 
     def timed_step(self, batch_size: int, seed: int = 0) -> TimedStep:
         tensor = self._tensor(self.random_batch(batch_size, seed))
-        model, synchronize = self.model, self._synchronize
+        model, synchronize, grad_mode = self.model, self._synchronize, self.grad_mode
 
         def step() -> float:
-            with torch.inference_mode():
+            with grad_mode():
                 start = time.perf_counter()
                 model(tensor)
                 synchronize()
@@ -154,3 +158,83 @@ class CudaGraphSession(TorchSession):
 
     def settings(self) -> dict[str, object]:
         return {**super().settings(), "cuda_graph": True}
+
+
+# Variants torch.compile may cache per forward code object: one per batch size, precision and
+# model instance of one class (shapes are static). Past torch's default of 8 — two models at four
+# batch sizes — it would run eager without a word; compilation here raises the limit and fails
+# loudly instead of falling back.
+RECOMPILE_LIMIT = 64
+WARMUP_CALLS = 3  # inductor compiles on the first call; CUDA graph trees record on a later one
+
+
+class CompiledSession(TorchSession):
+    """``torch.compile`` with inductor, on the CUDA GPU when torch sees one, else on the CPU.
+
+    Mode ``"reduce-overhead"`` on CUDA (inductor's kernels replayed from CUDA graphs), ``"default"``
+    on the CPU. Shapes are static: each batch size is compiled once — batch 1 in ``__init__``,
+    others on their first ``run`` or ``timed_step`` — and warmed up there, so no timed call
+    compiles. ``compile_seconds`` maps a batch size (as a string, a JSON key) to the seconds its
+    compilation and warm-up took (``settings()["compile_s"]``); compile time is never part of a latency.
+    Calls run under ``torch.no_grad`` (inference mode would be another guard, so a recompile).
+
+    Raises:
+        BadInputError: fp16 without a CUDA GPU, or a model that cannot run on ``input_shape``.
+    """
+
+    grad_mode = staticmethod(torch.no_grad)
+
+    def __init__(self, model: nn.Module, options: SessionOptions, input_shape: tuple[int, ...]) -> None:
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+        if device == "cpu" and options.precision != "fp32":
+            raise BadInputError(f"torch-compile runs {options.precision} on a CUDA GPU only, and torch sees none: use fp32")
+        super().__init__(model, options, input_shape, device)
+        self.backend = "torch-compile"
+        self.mode = "reduce-overhead" if self.device.type == "cuda" else "default"
+        self.eager = self.model
+        self.model = torch.compile(self.eager, mode=self.mode, dynamic=False)
+        self.compile_seconds: dict[str, float] = {}
+        self.prepare(1)
+
+    def _forward(self, tensor: torch.Tensor) -> list[torch.Tensor]:
+        if self.device.type == "cuda":
+            torch.compiler.cudagraph_mark_step_begin()  # earlier outputs may be overwritten now
+        return super()._forward(tensor)
+
+    def prepare(self, batch_size: int) -> float:
+        """Compiles and warms up ``batch_size`` once; returns the seconds that took."""
+        key = str(batch_size)
+        if key not in self.compile_seconds:
+            tensor = self._tensor(self.random_batch(batch_size, 0))
+            started = time.perf_counter()
+            with torch._dynamo.config.patch(recompile_limit=RECOMPILE_LIMIT, fail_on_recompile_limit_hit=True):
+                with self.grad_mode():
+                    for _ in range(WARMUP_CALLS):
+                        self._forward(tensor)
+            self._synchronize()
+            self.compile_seconds[key] = time.perf_counter() - started
+        return self.compile_seconds[key]
+
+    def run(self, batch: np.ndarray) -> list[np.ndarray]:
+        self.check_input(batch)
+        self.prepare(batch.shape[0])
+        return super().run(batch)
+
+    def timed_step(self, batch_size: int, seed: int = 0) -> TimedStep:
+        self.prepare(batch_size)
+        tensor = self._tensor(self.random_batch(batch_size, seed))
+        forward, synchronize, grad_mode = self._forward, self._synchronize, self.grad_mode
+
+        def step() -> float:
+            with grad_mode():
+                start = time.perf_counter()
+                forward(tensor)
+                synchronize()
+                return time.perf_counter() - start
+
+        return step
+
+    def settings(self) -> dict[str, object]:
+        # compile_s is the live dict: batch sizes prepared after this call (a bench asks for the
+        # settings before its timed steps) still show in the report.
+        return {**super().settings(), "compile_mode": self.mode, "compile_s": self.compile_seconds}
