@@ -120,3 +120,12 @@ def test_task_agreement_by_hand():
     moved = np.array([[1.0, 0.0], [0.9, 0.1], [0.95, 0.02]])  # nearest: 2, 2, 0
     assert task_agreement(moved, embeddings, "face") == 0.0
     assert task_agreement(embeddings.copy(), embeddings, "face") == 100.0
+
+
+def test_each_precision_has_its_own_default_tolerances():
+    fp32, bf16, int8 = (Tolerances.for_precision(p) for p in ("fp32", "bf16", "int8"))
+    assert (fp32.atol, fp32.rtol, fp32.min_cosine) == (1e-3, 1e-3, 0.9999)
+    # bf16: 8 significand bits; a 0.026 difference with cosine 0.99997 (OpenVINO, MobileFaceNet) must pass
+    assert (bf16.atol, bf16.rtol, bf16.min_cosine, bf16.max_scaled_error) == (5e-2, 5e-2, 0.999, 2e-2)
+    assert int8.atol == int8.rtol == float("inf") and int8.min_cosine == 0.99
+    assert Tolerances.for_precision("bf16", atol=1e-3).atol == 1e-3  # an explicit tolerance still wins
