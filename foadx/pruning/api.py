@@ -95,7 +95,7 @@ def prune(
     check_budget(budget, criterion, analysis)
     scores = score_channels(analysis, batches, criterion, batch_size=batch_size, seed=seed, progress=progress)
     return cut(analysis, scores, budget, recalibrate_bn=recalibrate_bn, images=batches, calibration=calibration,
-               progress=progress)
+               progress=progress, last=True)
 
 
 def inspect_model(model: nn.Module, example: Tensor) -> dict[str, Any]:

@@ -94,11 +94,13 @@ def choose(analysis: Analysis, scores: ChannelScores, budget: Budget,
 
 def cut(analysis: Analysis, scores: ChannelScores, budget: Budget, *, recalibrate_bn: bool = False,
         images: Iterable[Tensor] | None = None, calibration: Mapping[str, Any] | None = None,
-        progress: ProgressHook | None = None) -> PruneResult:
+        progress: ProgressHook | None = None, last: bool = False) -> PruneResult:
     """Cuts a copy of the analysed network to the channels ``choose`` keeps; ``analysis`` and
     ``scores`` are left as they were, ready for another cut.
 
     Args:
+        last: cut the analysed network itself with its traced graph (no copy, no second trace):
+            the analysis is used up, for a caller that cuts once (``foadx.prune``).
         recalibrate_bn: re-estimate BatchNorm statistics on ``images`` (batches of > 1 image).
         calibration: what the images were (recorded in the plan beside their count and batch size).
 
@@ -109,9 +111,10 @@ def cut(analysis: Analysis, scores: ChannelScores, budget: Budget, *, recalibrat
     if recalibrate_bn and images is None:
         raise BadInputError("recalibrate_bn needs the calibration images")
     selection = choose(analysis, scores, budget, progress)
-    pruned = copy.deepcopy(analysis.network)
+    pruned = analysis.network if last else copy.deepcopy(analysis.network)
     before, bytes_before = count_cost(pruned, analysis.example), _state_bytes(pruned)
-    apply_kept(pruned, build_dependency_graph(pruned, analysis.example), analysis.chosen, selection.kept)
+    graph = analysis.dependency_graph if last else build_dependency_graph(pruned, analysis.example)
+    apply_kept(pruned, graph, analysis.chosen, selection.kept)
     _check_runs(pruned, analysis.example)
     recalibrated = 0
     if recalibrate_bn:
