@@ -12,6 +12,7 @@ files), ``sweep.json`` (a ``foadx.sweep`` report), ``sweep.md``, ``figures/`` an
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
 from collections.abc import Callable, Iterable
@@ -48,8 +49,8 @@ def is_run_folder(folder: Path, stages: Iterable[str]) -> bool:
     hidden = _hidden([*stages, "summary.json", "summary.md"])
     for entry in folder.iterdir():
         if entry.name in stages:
-            if entry.is_symlink() or not (entry / "stage.json").is_file():
-                return False
+            if entry.is_symlink() or not entry.is_dir() or not os.path.lexists(entry / "stage.json"):
+                return False  # a stage folder holds its record (which is then checked as data)
         elif entry.name not in ("summary.json", "summary.md") and not hidden.fullmatch(entry.name):
             return False
     summary = folder / "summary.json"
