@@ -18,7 +18,7 @@ from cli_helpers import error_line, run
 from foadx.errors import BadInputError, UnknownModelError
 from foadx.models import build_model
 from foadx.pipeline import load_pipeline
-from foadx.pipeline.outputs import is_sweep_folder
+from foadx.pipeline.outputs import claim_folder, is_run_folder, is_sweep_folder
 from foadx.pipeline.sweep import SweepSettings, point_folder, read_point
 
 CHEAP = """\
@@ -291,3 +291,13 @@ def test_a_tampered_point_is_made_again(tmp_path, point, reason):
     done, problem = read_point(folder, "l1", 0.5, "k")
     assert done is None and problem.startswith("record did not check out: ") and reason in problem
     assert read_point(folder, "l1", 0.5, "other") == (None, "")  # another sweep's point: stale, not tampered
+
+
+def test_force_replaces_a_foreign_folder_whole(tmp_path):
+    out = tmp_path / "mine"
+    (out / "report").mkdir(parents=True)
+    (out / "summary.md").write_text("my notes")
+    with pytest.raises(BadInputError, match="not an earlier foadx run output"):
+        claim_folder(out, lambda folder: is_run_folder(folder, ["prune"]), False, "foadx run")
+    assert claim_folder(out, lambda folder: is_run_folder(folder, ["prune"]), True, "foadx run") == out
+    assert not out.exists() or not any(out.iterdir())

@@ -80,7 +80,8 @@ def _check_ranges(name: str, values: dict[str, Any], checks: dict[str, Check], w
     for key, check in checks.items():
         wanted = check(values.get(key))
         if wanted is not None:
-            raise BadInputError(f"{where(f'{name}.{key}')}: {name}.{key} must be {wanted}, got {values.get(key)!r}"[:400])
+            message = f"{where(f'{name}.{key}')}: {name}.{key} must be {wanted}, got {values.get(key)!r}"
+            raise BadInputError(message[:400])
 
 
 def _section(name: str, schema: dict[str, Field], given: Any, where: Any) -> dict[str, Any]:

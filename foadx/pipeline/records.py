@@ -87,12 +87,17 @@ def _check_path(value: Any, roots: tuple[str, ...], where: _Where, name: str, ow
         raise RecordProblem(f"{name} must be a relative path, got {value!r}")
     parts = value.split("/")
     if value.startswith("/") or posixpath.normpath(value) != value or ".." in parts or parts[0] not in roots:
-        raise RecordProblem(f"{name}: {value!r} is not a normalised relative path inside {' or '.join(r + '/' for r in roots)}")
+        inside = " or ".join(root + "/" for root in roots)
+        raise RecordProblem(f"{name}: {value!r} is not a normalised relative path inside {inside}"[:300])
     target = where.out / value
     if not target.resolve().is_relative_to(where.out.resolve()) or not target.exists():
         raise RecordProblem(f"{name}: {value} is missing from the run folder")
     if own and value not in where.files and not any(path.startswith(value + "/") for path in where.files):
         raise RecordProblem(f"{name}: {value} is not among the files the stage wrote")
+
+
+def _finite(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
 def _check(value: Any, shape: Any, where: _Where, name: str) -> None:
@@ -102,14 +107,15 @@ def _check(value: Any, shape: Any, where: _Where, name: str) -> None:
     elif isinstance(shape, (MapOf, ListOf)):
         kind = dict if isinstance(shape, MapOf) else list
         if not isinstance(value, kind):
-            raise RecordProblem(f"{name} must be a{'n object' if kind is dict else ' list'}, got {type(value).__name__}")
+            wanted = "an object" if kind is dict else "a list"
+            raise RecordProblem(f"{name} must be {wanted}, got {type(value).__name__}")
         items = value.items() if isinstance(value, dict) else enumerate(value)
         for key, item in items:
             _check(item, shape.inner, where, f"{name}.{key}")
     elif shape in (PATH, UPSTREAM):
         roots = (where.stage.name,) if shape == PATH else where.stage.reads
         _check_path(value, roots, where, name, own=shape == PATH)
-    elif shape == NUMBER and not (isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)):
+    elif shape == NUMBER and not _finite(value):
         raise RecordProblem(f"{name} must be {NUMBER}, got {value!r}"[:200])
     elif (shape == FLAG and not isinstance(value, bool)) or (shape == TEXT and not isinstance(value, str)):
         raise RecordProblem(f"{name} must be {shape}, got {type(value).__name__}")

@@ -96,8 +96,8 @@ def finetune_stage(context: StageContext) -> Record:
     """Fine-tunes every pruned variant with the same schedule."""
     record: Record = {"models": {}, "accuracy": {}, "metrics": {}}
     for criterion, relative in context.inputs["prune"]["models"].items():
-        tuned = finetune_variant(context, "finetune", load_variant(context.pipeline, context.run, relative), context.folder / criterion,
-                                 relative)
+        model = load_variant(context.pipeline, context.run, relative)
+        tuned = finetune_variant(context, "finetune", model, context.folder / criterion, relative)
         record["models"][criterion] = f"finetune/{criterion}"
         record["metrics"][criterion] = f"finetune/{criterion}/metrics.jsonl"
         record["accuracy"][criterion] = _accuracy(context, tuned)

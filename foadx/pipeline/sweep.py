@@ -71,7 +71,8 @@ class SweepSettings:
                   "images": (self.images, 1, MAX_COUNT), "round_to": (self.round_to, 1, 4096)}
         for name, (value, low, high) in counts.items():
             if not (isinstance(value, int) and low <= value <= high):
-                raise BadInputError(f"{name} must be a whole number in [{low}, {high:,}], got {value}", parameters=(name,))
+                raise BadInputError(f"{name} must be a whole number in [{low}, {high:,}], got {value}",
+                                    parameters=(name,))
         if not (_number(self.finetune_lr) and 0 < self.finetune_lr <= 10):
             raise BadInputError(f"finetune_lr must be a finite number in (0, 10], got {self.finetune_lr}",
                                 parameters=("finetune_lr",))
