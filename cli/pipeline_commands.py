@@ -10,6 +10,7 @@ import typer
 from foadx_cli.app import app, handles_errors
 from foadx_cli.options import (
     DataOption,
+    ForceOption,
     ImagesOption,
     ModelArgument,
     ModelOptions,
@@ -28,6 +29,8 @@ def run_command(
     start: Annotated[Optional[str], typer.Option("--from", help="Re-run this stage and every one after it.")] = None,
     only: Annotated[Optional[str], typer.Option(help="Run only this stage (earlier ones must be up to date).")] = None,
     dry_run: Annotated[bool, typer.Option(help="Print which stages would run and why; run nothing.")] = False,
+    trust_code: Annotated[bool, typer.Option(help="Build a [model] spec that names code (module:function, file.py:function): runs its code.")] = False,
+    force: ForceOption = False,
     quiet: QuietOption = False,
 ) -> None:
     """Run a pipeline file: train, prune, finetune, export, verify, bench, report (each optional).
@@ -36,14 +39,14 @@ def run_command(
     """
     from foadx.pipeline import load_pipeline, run_pipeline, summary_markdown
 
-    pipeline = load_pipeline(pipeline_file)
+    pipeline = load_pipeline(pipeline_file, trust_code=trust_code)
     folder = out if out is not None else pipeline_file.with_name(pipeline_file.stem + "-out")
 
     def say(outcome) -> None:
         if not quiet:
             typer.echo(f"{outcome.stage}: {outcome.status} ({outcome.reason})", err=True)
 
-    outcomes = run_pipeline(pipeline, folder, start=start, only=only, dry_run=dry_run, progress=None if dry_run else say)
+    outcomes = run_pipeline(pipeline, folder, start=start, only=only, dry_run=dry_run, force=force, progress=None if dry_run else say)
     if not quiet:
         typer.echo(summary_markdown(outcomes))
 
@@ -67,6 +70,7 @@ def sweep_command(
     images: ImagesOption = 128,
     round_to: Annotated[int, typer.Option(help="Round kept widths up to a multiple.")] = 1,
     seed: SeedOption = 0,
+    force: ForceOption = False,
     quiet: QuietOption = False,
     model_options: ModelOptions = ModelOptions(),
 ) -> None:
@@ -90,6 +94,7 @@ def sweep_command(
     settings.check()
     check_profiling_backend(backend)  # exit 6 before any work
     ref = model_options.resolve(model, seed)
-    report = run_sweep(ref, settings, out, progress=None if quiet else (lambda line: typer.echo(line, err=True)))
+    report = run_sweep(ref, settings, out, progress=None if quiet else (lambda line: typer.echo(line, err=True)),
+                       force=force)
     if not quiet:
         typer.echo(render_markdown(report), nl=False)

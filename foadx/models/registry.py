@@ -175,8 +175,6 @@ def build_model(
         if location.endswith(".py"):
             spec = f"{Path(location).resolve()}:{spec.rpartition(':')[2]}"
         model = _load_factory(spec)(**kwargs)
-        if not isinstance(model, nn.Module):
-            raise UnknownModelError(f"{spec} returned {type(model).__name__}, not a torch nn.Module")
         size = _parse_input_size(input_size, (224, 224))
         source = ModelSource(spec, size, kwargs)
     else:
@@ -185,6 +183,8 @@ def build_model(
             f"unknown model {spec!r}: use one of {known}, torchvision:NAME, pkg.module:function "
             "or path/file.py:function"
         )
+    if not isinstance(model, nn.Module):  # every factory's result, before anything uses it
+        raise UnknownModelError(f"{spec} returned {type(model).__name__}, not a torch nn.Module")
     record_provenance(model, Provenance(Plan.empty(source), model_task(source.spec)))
     return model
 

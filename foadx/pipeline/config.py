@@ -1,8 +1,11 @@
 """The pipeline file: one TOML file (stdlib ``tomllib``) that says what ``foadx run`` does.
 
 Every section is [model], [data] or a stage's settings, and every key is checked against the
-stage's schema before any stage runs: an unknown key, a wrong type, a missing required key or a stage whose input no other
-stage produces is a ``BadInputError`` (exit 3) naming the field and its line in the file.
+stage's schema before any stage runs: an unknown key, a wrong type, a value out of its range
+(``foadx.pipeline.limits``), a missing required key or a stage whose input no other stage
+produces is a ``BadInputError`` (exit 3) naming the field and its line in the file. The file is
+data: a [model] spec that names code (``pkg.module:function``, ``file.py:function``) is refused
+unless the caller trusts it (``trust_code``), as an artifact's plan is.
 """
 
 from __future__ import annotations
@@ -14,7 +17,8 @@ from pathlib import Path
 from typing import Any
 
 from foadx.errors import BadInputError
-from foadx.pipeline.stage import Field, Stage
+from foadx.pipeline import limits
+from foadx.pipeline.stage import Check, Field, Stage
 
 MAX_PIPELINE_BYTES = 1024 * 1024
 BUDGETS = ("ratio", "flops_target", "params_target", "latency_target")
@@ -26,6 +30,10 @@ MODEL_SETTINGS: dict[str, Field] = {
 DATA_SETTINGS: dict[str, Field] = {
     "source": ((str,), ...), "task": ((str,), None), "val_split": ((float,), None), "images": ((int,), 128)}
 REQUIRED_SECTIONS = {"model": MODEL_SETTINGS, "data": DATA_SETTINGS}
+SECTION_CHECKS: dict[str, dict[str, Check]] = {
+    "model": {"input_size": limits.count(8192), "seed": limits.between(0, 2**63 - 1)},
+    "data": {"task": limits.one_of(limits.tasks), "val_split": limits.fraction(), "images": limits.count()}}
+MODEL_FILES = ("weights",)  # [model] settings naming files whose contents every stage's hash covers
 
 
 @dataclass(frozen=True)
@@ -37,6 +45,7 @@ class Pipeline:
     sections: dict[str, dict[str, Any]]  # every section present, with its defaults filled in
     lines: dict[str, int] = field(default_factory=dict)  # "section" / "section.key" -> line number
     order: tuple[str, ...] = ()  # every stage name known, in running order
+    trust_code: bool = False  # the user trusts the code a [model] spec names (and the run's artifacts name)
 
     @property
     def stages(self) -> list[str]:
@@ -73,6 +82,14 @@ def _type_ok(value: Any, types: tuple[type, ...]) -> bool:
     return isinstance(value, types) or (float in types and isinstance(value, int) and not isinstance(value, bool))
 
 
+def _check_ranges(name: str, values: dict[str, Any], checks: dict[str, Check], where: Any) -> None:
+    for key, check in checks.items():
+        wanted = check(values.get(key))
+        if wanted is not None:
+            message = f"{where(f'{name}.{key}')}: {name}.{key} must be {wanted}, got {values.get(key)!r}"
+            raise BadInputError(message[:400])
+
+
 def _section(name: str, schema: dict[str, Field], given: Any, where: Any) -> dict[str, Any]:
     if not isinstance(given, dict):
         raise BadInputError(f"{where(name)}: [{name}] must be a table")
@@ -102,39 +119,37 @@ def _check_stages(pipeline: Pipeline, stages: Sequence[Stage]) -> None:
         if len(budgets) != 1:
             raise BadInputError(f"{pipeline.where('prune')}: [prune] needs exactly one budget of {', '.join(BUDGETS)}, "
                                 f"got {', '.join(budgets) or 'none'}")
-        if not prune["criteria"] or not all(isinstance(c, str) for c in prune["criteria"]):
-            raise BadInputError(f"{pipeline.where('prune.criteria')}: prune.criteria must be a non-empty list of names")
-    for name in ("verify.batches", "bench.batches"):
-        section, key = name.split(".")
-        values = pipeline.settings(section).get(key)
-        if values is not None and not (values and all(isinstance(v, int) and not isinstance(v, bool) and v >= 1 for v in values)):
-            raise BadInputError(f"{pipeline.where(name)}: {name} must be a non-empty list of positive integers")
-    backends = pipeline.settings("bench").get("backends")
-    if backends is not None and not (backends and all(isinstance(b, str) for b in backends)):
-        raise BadInputError(f"{pipeline.where('bench.backends')}: bench.backends must be a non-empty list of names")
 
 
-def load_pipeline(path: str | Path, stages: Sequence[Stage]) -> Pipeline:
-    """Reads and checks a pipeline file against [model], [data] and ``stages``' settings; no
-    stage runs before the file is known to be whole.
+def _refuse_code(pipeline: Pipeline) -> None:
+    from foadx.models.registry import runs_user_code
+
+    spec = pipeline.settings("model")["spec"]
+    if runs_user_code(spec) and not pipeline.trust_code:
+        raise BadInputError(f"{pipeline.where('model.spec')}: model.spec {spec!r} names code: building it would "
+                            "import and run that code; pass trust_code if you trust this file",
+                            parameters=("trust_code",))
+
+
+def load_pipeline(path: str | Path, stages: Sequence[Stage], *, trust_code: bool = False) -> Pipeline:
+    """Reads and checks a pipeline file against [model], [data] and ``stages``' settings (types
+    and ranges); no stage runs before the file is known to be whole.
+
+    Args:
+        path: the TOML file (at most ``MAX_PIPELINE_BYTES``, a regular file).
+        stages: the stage registry, in running order.
+        trust_code: accept a [model] spec that names code (``pkg.module:function``, ``file.py:function``).
 
     Raises:
-        BadInputError: a missing, oversized or malformed file, an unknown section or key, a
-            value of the wrong type, a missing required key, or a stage without its input
-            (each message names the field and its line).
+        BadInputError: a missing, oversized, non-regular or malformed file, an unknown section
+            or key, a value of the wrong type or out of its range, a missing required key, a
+            stage without its input, or a spec naming code without ``trust_code`` (each
+            message names the field and its line).
     """
-    import tomllib
+    from foadx.untrusted import read_toml
 
     path = Path(path)
-    if not path.is_file():
-        raise BadInputError(f"pipeline file not found: {path}")
-    if path.stat().st_size > MAX_PIPELINE_BYTES:
-        raise BadInputError(f"{path}: {path.stat().st_size} bytes; a pipeline file is at most {MAX_PIPELINE_BYTES}")
-    try:
-        text = path.read_text(encoding="utf-8")
-        data = tomllib.loads(text)
-    except (UnicodeDecodeError, tomllib.TOMLDecodeError) as error:
-        raise BadInputError(f"{path}: not a TOML file: {error}") from None
+    data, text = read_toml(path, "pipeline file", MAX_PIPELINE_BYTES)
     lines = _line_numbers(text)
     where = Pipeline(path, {}, lines).where
     schemas = {**REQUIRED_SECTIONS, **{stage.name: stage.settings for stage in stages}}
@@ -145,6 +160,10 @@ def load_pipeline(path: str | Path, stages: Sequence[Stage]) -> Pipeline:
         if name not in data:
             raise BadInputError(f"{path}: a pipeline needs a [{name}] section")
     sections = {name: _section(name, schemas[name], given, where) for name, given in data.items()}
-    pipeline = Pipeline(path, sections, lines, tuple(stage.name for stage in stages))
+    checks = {**SECTION_CHECKS, **{stage.name: stage.checks for stage in stages}}
+    for name, values in sections.items():
+        _check_ranges(name, values, checks.get(name, {}), where)
+    pipeline = Pipeline(path, sections, lines, tuple(stage.name for stage in stages), trust_code)
     _check_stages(pipeline, stages)
+    _refuse_code(pipeline)
     return pipeline

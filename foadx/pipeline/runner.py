@@ -1,9 +1,12 @@
 """``foadx run``: runs a pipeline's stages in order, skipping those that are up to date.
 
-Each stage's folder ``OUT/STAGE/`` holds ``stage.json``: the stage's hash and its record. The
-hash covers the stage's own settings, [model] and [data] (with the data's identity), foadx's
+Each stage's folder ``OUT/STAGE/`` holds ``stage.json``: the stage's hash, its record and the
+digests of the files it wrote (``foadx.pipeline.records``). The hash covers the stage's own
+settings, [model] and [data], the contents of the input files they name (``inputs``), foadx's
 version and the hashes of the stages it reads, so a change re-runs that stage and everything
-downstream of it, and nothing else (as make or DVC would). A stage is written into a staging
+downstream of it, and nothing else (as make or DVC would). A record that does not check out
+(edited, or a file it lists missing or changed) counts as absent: the stage runs again and its
+reason says why. A stage is written into a staging
 folder and swapped in whole when it succeeds: a killed or failed stage leaves its previous
 folder (or none) and every earlier stage intact.
 """
@@ -15,6 +18,7 @@ import json
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -22,10 +26,14 @@ from foadx._version import __version__
 from foadx.atomic import atomic_directory, write_json, write_text
 from foadx.errors import BadInputError, FoadxError
 from foadx.pipeline.config import Pipeline
+from foadx.pipeline.inputs import input_digests
+from foadx.pipeline.outputs import claim_folder, is_run_folder
+from foadx.pipeline.records import RecordProblem, check_entry, list_files
 from foadx.pipeline.stage import Record, StageContext
 from foadx.pipeline.stages import STAGE_BY_NAME
 
 STAGE_FILE = "stage.json"
+MAX_STAGE_FILE_BYTES = 16 * 1024 * 1024
 SUMMARY_JSON, SUMMARY_MD = "summary.json", "summary.md"
 
 
@@ -40,27 +48,31 @@ class StageOutcome:
     record: Record = field(default_factory=dict)
 
 
-def _data_identity(pipeline: Pipeline) -> Any:
-    from foadx.data.layout import data_identity
-
-    return data_identity(pipeline.settings("data")["source"])
-
-
-def stage_hash(pipeline: Pipeline, stage: str, upstream: dict[str, str], data_identity: Any) -> str:
+def stage_hash(pipeline: Pipeline, stage: str, upstream: dict[str, str], inputs: dict[str, Any]) -> str:
+    """SHA-256 (hex) of what ``stage``'s output depends on: its settings, [model], [data],
+    ``inputs`` (``foadx.pipeline.inputs.input_digests``: the contents of the files they name),
+    foadx's version and the hashes of the stages it reads (``upstream``)."""
     content = {"stage": stage, "settings": pipeline.settings(stage), "model": pipeline.settings("model"),
-               "data": pipeline.settings("data"), "data_identity": data_identity, "foadx": __version__,
+               "data": pipeline.settings("data"), "inputs": inputs["model"], "data_identity": inputs["data"],
+               "files": inputs.get(stage, {}), "foadx": __version__,
                "reads": {name: upstream[name] for name in STAGE_BY_NAME[stage].reads if name in upstream}}
     return hashlib.sha256(json.dumps(content, sort_keys=True, default=str).encode()).hexdigest()
 
 
-def read_stage(out: Path, stage: str) -> dict[str, Any] | None:
-    """A finished stage's ``stage.json`` (None when absent or unreadable: it runs again)."""
+def read_stage(out: Path, stage: str) -> tuple[dict[str, Any] | None, str]:
+    """A finished stage's ``stage.json`` and "" when it checks out (``records.check_entry``);
+    else None and why not ("" when there is none): the stage then runs again."""
+    from foadx.untrusted import read_json
+
     path = out / stage / STAGE_FILE
+    if not path.exists() and not path.is_symlink():
+        return None, ""
     try:
-        data = json.loads(path.read_text()) if path.is_file() else None
-    except (OSError, ValueError, UnicodeDecodeError):
-        return None
-    return data if isinstance(data, dict) and isinstance(data.get("record"), dict) else None
+        entry = read_json(path, STAGE_FILE, MAX_STAGE_FILE_BYTES)
+        check_entry(entry, STAGE_BY_NAME[stage], out)
+    except (BadInputError, RecordProblem, OSError) as error:
+        return None, f"record did not check out: {str(error).splitlines()[0] if str(error) else type(error).__name__}"
+    return entry, ""
 
 
 def _selected(stages: list[str], start: str | None, only: str | None) -> tuple[list[str], set[str]]:
@@ -75,30 +87,35 @@ def _selected(stages: list[str], start: str | None, only: str | None) -> tuple[l
 
 
 def run_pipeline(pipeline: Pipeline, out: str | Path, *, start: str | None = None, only: str | None = None,
-                 dry_run: bool = False, progress: Callable[[StageOutcome], None] | None = None) -> list[StageOutcome]:
+                 dry_run: bool = False, force: bool = False,
+                 progress: Callable[[StageOutcome], None] | None = None) -> list[StageOutcome]:
     """Runs (or, with ``dry_run``, plans) the pipeline's stages into ``out``; returns what each
     did. A stage's error stops the run and propagates (its exit code), after the summary is
     written.
 
     Args:
+        out: the run folder: missing, empty or an earlier run's (``foadx.pipeline.outputs``).
         start: a stage to run again with every stage after it (the CLI's ``--from``).
         only: the one stage to run; the stages it reads must have up-to-date outputs.
+        force: replace a folder that is not an earlier run's output as a whole (and start afresh).
         progress: called with each stage's outcome as it finishes.
 
     Raises:
-        BadInputError: ``start`` or ``only`` names no stage of the pipeline, or ``only`` reads a
-            stage without up-to-date output (CLI exit code 3). Any FoadxError a stage raises
-            propagates unchanged (CheckFailedError 4, RegressionError 5, MissingDependencyError 6 ...).
+        BadInputError: ``out`` is not empty and not an earlier run's output (without ``force``),
+            an input file the pipeline names is missing or not a regular file, ``start`` or
+            ``only`` names no stage of the pipeline, or ``only`` reads a stage without up-to-date
+            output (CLI exit code 3). Any FoadxError a stage raises propagates unchanged
+            (CheckFailedError 4, RegressionError 5, MissingDependencyError 6 ...).
     """
-    out = Path(out)
     stages, forced = _selected(pipeline.stages, start, only)
-    identity = _data_identity(pipeline)
+    inputs = input_digests(pipeline, STAGE_BY_NAME)  # before any work: a missing input is refused here
+    out = claim_folder(out, partial(is_run_folder, stages=STAGE_BY_NAME), force, "foadx run", replace=not dry_run)
     hashes: dict[str, str] = {}
     records: dict[str, Record] = {}
     outcomes: list[StageOutcome] = []
     for stage in pipeline.stages:
-        hashes[stage] = stage_hash(pipeline, stage, hashes, identity)
-        previous = read_stage(out, stage)
+        hashes[stage] = stage_hash(pipeline, stage, hashes, inputs)
+        previous, problem = read_stage(out, stage)
         current = previous is not None and previous.get("hash") == hashes[stage]
         if stage not in stages:
             if current:
@@ -107,12 +124,13 @@ def run_pipeline(pipeline: Pipeline, out: str | Path, *, start: str | None = Non
         missing = [name for name in STAGE_BY_NAME[stage].reads if name in pipeline.sections and name not in records]
         if only is not None and missing:
             raise BadInputError(f"--only {stage} reads {', '.join(missing)}, which has no up-to-date output in {out}: run it first")
+        reason = _reason(previous, problem, stage in forced)
         if current and stage not in forced:
             outcome = StageOutcome(stage, "skipped", "up to date", previous["record"])
         elif dry_run:
-            outcome = StageOutcome(stage, "planned", _reason(previous, stage in forced))
+            outcome = StageOutcome(stage, "planned", reason)
         else:
-            outcome = _run_stage(pipeline, stage, hashes[stage], records, out, _reason(previous, stage in forced), outcomes)
+            outcome = _run_stage(pipeline, stage, hashes[stage], records, out, reason, outcomes)
         records[stage] = outcome.record
         outcomes.append(outcome)
         if progress:
@@ -122,9 +140,11 @@ def run_pipeline(pipeline: Pipeline, out: str | Path, *, start: str | None = Non
     return outcomes
 
 
-def _reason(previous: dict[str, Any] | None, forced: bool) -> str:
+def _reason(previous: dict[str, Any] | None, problem: str, forced: bool) -> str:
     if forced:
         return "asked for (--from/--only)"
+    if problem:
+        return problem
     return "no earlier output" if previous is None else "settings or inputs changed"
 
 
@@ -136,7 +156,8 @@ def _run_stage(pipeline: Pipeline, stage: str, digest: str, records: dict[str, R
         with atomic_directory(out / stage) as staging:
             record = STAGE_BY_NAME[stage].work(StageContext(pipeline, inputs, out, staging))
             record["seconds"] = round(time.perf_counter() - start, 2)
-            write_json(staging / STAGE_FILE, {"stage": stage, "hash": digest, "reason": reason, "record": record})
+            write_json(staging / STAGE_FILE, {"stage": stage, "hash": digest, "reason": reason, "record": record,
+                                              "files": list_files(staging, stage)})
     except FoadxError as error:
         failed = StageOutcome(stage, "failed", str(error).splitlines()[0])
         write_summary(out, [*outcomes, failed])

@@ -7,12 +7,14 @@ A *variant* is one model going through the pipeline: ``unpruned`` and one per pr
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 Record = dict[str, Any]  # a stage's record: its outputs (paths relative to the run folder) and key figures
 Field = tuple[tuple[type, ...], Any]  # accepted types, default (``...``: required)
+Check = Callable[[Any], "str | None"]  # None: the value is in range; else what is wanted (foadx.pipeline.limits)
+Shape = Any  # a record field's shape (foadx.pipeline.records)
 UNPRUNED = "unpruned"
 
 
@@ -41,6 +43,10 @@ class Stage:
         reads: the stages whose records it reads (those present in the pipeline).
         needs: a stage that must be in the pipeline for this one to have input.
         key_figure: one line for the summary table, from its record.
+        checks: key -> the range its value must lie in (checked when the file is loaded).
+        record: key -> shape of each field of its record (checked whenever it is read back);
+            a key whose shape is ``records.Optional`` may be absent.
+        files: settings naming input files whose contents the stage's hash covers.
     """
 
     name: str
@@ -49,3 +55,6 @@ class Stage:
     reads: tuple[str, ...] = ()
     needs: str | None = None
     key_figure: Callable[[Record], str] = lambda record: ""
+    checks: dict[str, Check] = field(default_factory=dict)
+    record: dict[str, Shape] = field(default_factory=dict)
+    files: tuple[str, ...] = ()

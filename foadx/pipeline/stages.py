@@ -12,6 +12,8 @@ from typing import Any
 from torch import nn
 
 from foadx.atomic import write_json
+from foadx.pipeline import limits
+from foadx.pipeline.records import ANY, FLAG, NUMBER, PATH, UPSTREAM, ListOf, MapOf, Optional
 from foadx.pipeline.report import write_pipeline_report
 from foadx.pipeline.stage import UNPRUNED, Record, Stage, StageContext
 from foadx.pipeline.variants import base_ref, final_models, load_variant, unpruned_model, variant_model
@@ -94,8 +96,8 @@ def finetune_stage(context: StageContext) -> Record:
     """Fine-tunes every pruned variant with the same schedule."""
     record: Record = {"models": {}, "accuracy": {}, "metrics": {}}
     for criterion, relative in context.inputs["prune"]["models"].items():
-        tuned = finetune_variant(context, "finetune", load_variant(context.run, relative), context.folder / criterion,
-                                 relative)
+        model = load_variant(context.pipeline, context.run, relative)
+        tuned = finetune_variant(context, "finetune", model, context.folder / criterion, relative)
         record["models"][criterion] = f"finetune/{criterion}"
         record["metrics"][criterion] = f"finetune/{criterion}/metrics.jsonl"
         record["accuracy"][criterion] = _accuracy(context, tuned)
@@ -190,25 +192,48 @@ def _files_figure(record: Record) -> str:
 
 _SCHEDULE = {"epochs": ((int,), 1), "batch_size": ((int,), 64), "flip": ((bool,), True),
              "steps_per_epoch": ((int,), None)}
+_SCHEDULE_CHECKS = {"epochs": limits.count(10_000), "batch_size": limits.count(65536), "steps_per_epoch": limits.count(),
+                    "lr": limits.between(0.0, 10.0, low_open=True)}
+_ACCURACY = MapOf(MapOf(NUMBER))
+_TRAINED = {"models": MapOf(PATH), "accuracy": _ACCURACY, "metrics": MapOf(PATH)}
 
 STAGES: tuple[Stage, ...] = (
-    Stage("train", {**_SCHEDULE, "lr": ((float,), 0.05)}, train_stage, key_figure=_accuracy_figure),
+    Stage("train", {**_SCHEDULE, "lr": ((float,), 0.05)}, train_stage, key_figure=_accuracy_figure,
+          checks=_SCHEDULE_CHECKS, record=_TRAINED),
     Stage("prune", {"criteria": ((list,), ["foad"]), "ratio": ((float,), None), "flops_target": ((float,), None),
                     "params_target": ((float,), None), "latency_target": ((str,), None),
                     "backend": ((str,), "ort-cpu"), "allocation": ((str,), "knapsack"), "round_to": ((int,), None),
                     "recalibrate_bn": ((bool,), True), "include_coupled": ((bool,), False)},
-          prune_stage, reads=("train",), key_figure=_accuracy_figure),
+          prune_stage, reads=("train",), key_figure=_accuracy_figure,
+          checks={"criteria": limits.each(limits.one_of(limits.criteria)), "ratio": limits.fraction(),
+                  "flops_target": limits.fraction(), "params_target": limits.fraction(),
+                  "latency_target": limits.latency_target, "backend": limits.one_of(limits.backends),
+                  "allocation": limits.one_of(limits.allocations), "round_to": limits.count(4096)},
+          record={"models": MapOf(PATH), "accuracy": _ACCURACY, "macs": MapOf(MapOf(NUMBER)),
+                  "params": MapOf(MapOf(NUMBER)), "latency": MapOf(ANY)}),
     Stage("finetune", {**_SCHEDULE, "lr": ((float,), 0.02)}, finetune_stage, reads=("prune",), needs="prune",
-          key_figure=_accuracy_figure),
+          key_figure=_accuracy_figure, checks=_SCHEDULE_CHECKS, record=_TRAINED),
     Stage("export", {"opset": ((int,), None), "batch": ((int, str), None), "target": ((str,), "ort-cpu")},
-          export_stage, reads=("train", "prune", "finetune"), key_figure=_size_figure),
+          export_stage, reads=("train", "prune", "finetune"), key_figure=_size_figure,
+          checks={"opset": limits.count(100), "batch": limits.export_batch,
+                  "target": limits.one_of(limits.export_targets)},
+          record={"onnx": MapOf(PATH), "bytes": MapOf(NUMBER), "models": MapOf(Optional(UPSTREAM))}),
     Stage("verify", {"images": ((int,), 16), "batches": ((list,), [1, 4]), "min_cosine": ((float,), None),
                      "atol": ((float,), None), "rtol": ((float,), None)},
-          verify_stage, reads=("train", "prune", "finetune", "export"), needs="export", key_figure=_parity_figure),
+          verify_stage, reads=("train", "prune", "finetune", "export"), needs="export", key_figure=_parity_figure,
+          checks={"images": limits.count(), "batches": limits.batches,
+                  "min_cosine": limits.between(-1.0, 1.0), "atol": limits.between(0.0, 1e6),
+                  "rtol": limits.between(0.0, 1e6)},
+          record={"reports": MapOf(PATH), "passed": MapOf(FLAG), "worst": MapOf(MapOf(ANY))}),
     Stage("bench", {"backends": ((list,), ["ort-cpu"]), "batches": ((list,), [1]), "duration_s": ((float,), 2.0),
                     "rounds": ((int,), 5), "baseline": ((str,), None), "max_regression": ((float,), 10.0)},
-          bench_stage, reads=("export",), needs="export", key_figure=_speedup_figure),
+          bench_stage, reads=("export",), needs="export", key_figure=_speedup_figure,
+          checks={"backends": limits.each(limits.one_of(limits.backends)), "batches": limits.batches,
+                  "duration_s": limits.between(0.0, limits.MAX_SECONDS, low_open=True), "rounds": limits.count(1000),
+                  "max_regression": limits.between(0.0, 1e6)},
+          record={"report": PATH, "markdown": PATH, "speedups": MapOf(Optional(NUMBER))}, files=("baseline",)),
     Stage("report", {"html": ((bool,), True)}, report_stage,
-          reads=("train", "prune", "finetune", "export", "verify", "bench"), key_figure=_files_figure),
+          reads=("train", "prune", "finetune", "export", "verify", "bench"), key_figure=_files_figure,
+          record={"markdown": PATH, "files": ListOf(PATH), "html": Optional(PATH)}),
 )
 STAGE_BY_NAME = {stage.name: stage for stage in STAGES}

@@ -2,9 +2,10 @@
 schedule, its held-out accuracy and its latency measured on a backend: the trade-off a user
 looks at before choosing a budget.
 
-Each point is written into ``OUT/points/CRITERION-BUDGET/`` (``point.json`` beside the artifact)
-as one atomic step, so a killed sweep keeps every finished point and a re-run measures only the
-missing ones. A budget a criterion cannot reach is kept as an unreachable point with the reason.
+Each point is written into ``OUT/points/CRITERION-BUDGET/`` (BUDGET: the float's ``repr``, so two
+budgets never share a folder; ``point.json`` beside the artifact) as one atomic step, so a killed
+sweep keeps every finished point and a re-run measures only the missing ones. A ``point.json``
+read back is data: one that does not check out (``check_point``) is made again, and said so. A budget a criterion cannot reach is kept as an unreachable point with the reason.
 Latency is measured last, each point interleaved with the unpruned network in its own pair (on
 2 CPU cores, many onnxruntime sessions interleaved at once time bimodally; pairs do not), and
 reported as the pair's ratio times the unpruned network's reference latency.
@@ -14,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -29,6 +31,9 @@ from foadx.resolve import ModelRef, resolve_model
 
 BUDGET_KINDS = ("flops_target", "params_target", "ratio")
 POINT_FILE = "point.json"
+MAX_POINT_BYTES = 1024 * 1024
+POINT_MODELS = ("model", "tuned")  # the folder of a point's model, beside point.json
+MAX_EPOCHS, MAX_COUNT = 10_000, 1_000_000
 
 
 @dataclass(frozen=True)
@@ -47,14 +52,40 @@ class SweepSettings:
     seed: int = 0
 
     def check(self) -> None:
+        """Refuses, before any work, settings out of range (exit 3).
+
+        Raises:
+            BadInputError: an unknown budget kind or criterion, a budget outside (0, 1), a
+                learning rate that is not a finite positive number, or a count out of range.
+        """
+        from foadx.pruning import CRITERIA
+
         if self.budget_kind not in BUDGET_KINDS:
             raise BadInputError(f"sweep budgets are one of {', '.join(BUDGET_KINDS)}, not {self.budget_kind}")
-        if not self.budgets or not all(0 < b < 1 for b in self.budgets):
+        if not self.budgets or not all(_number(b) and 0 < b < 1 for b in self.budgets):
             raise BadInputError(f"sweep budgets must be fractions in (0, 1), got {list(self.budgets)}")
-        if not self.criteria:
-            raise BadInputError("give at least one criterion")
-        if self.finetune_epochs < 0 or self.batch < 1:
-            raise BadInputError("finetune epochs must be >= 0 and the batch >= 1")
+        unknown = [c for c in self.criteria if c not in CRITERIA]
+        if not self.criteria or unknown:
+            raise BadInputError(f"criteria must be names of {', '.join(CRITERIA)}; got {unknown or 'none'}"[:300])
+        counts = {"finetune_epochs": (self.finetune_epochs, 0, MAX_EPOCHS), "batch": (self.batch, 1, 65536),
+                  "images": (self.images, 1, MAX_COUNT), "round_to": (self.round_to, 1, 4096)}
+        for name, (value, low, high) in counts.items():
+            if not (isinstance(value, int) and low <= value <= high):
+                raise BadInputError(f"{name} must be a whole number in [{low}, {high:,}], got {value}",
+                                    parameters=(name,))
+        if not (_number(self.finetune_lr) and 0 < self.finetune_lr <= 10):
+            raise BadInputError(f"finetune_lr must be a finite number in (0, 10], got {self.finetune_lr}",
+                                parameters=("finetune_lr",))
+
+
+def _number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def point_folder(out: Path, criterion: str, budget: float) -> Path:
+    """``OUT/points/CRITERION-BUDGET``: BUDGET is the float's shortest exact ``repr`` (0.3 and
+    0.3000001 get two folders)."""
+    return out / "points" / f"{criterion}-{float(budget)!r}"
 
 
 def _point_key(ref: ModelRef, settings: SweepSettings, criterion: str, budget: float) -> str:
@@ -97,41 +128,87 @@ def _finetuned(model: nn.Module, settings: SweepSettings, out: Path) -> nn.Modul
 
 
 def run_sweep(ref: ModelRef, settings: SweepSettings, out: str | Path,
-              progress: Callable[[str], None] | None = None) -> dict[str, Any]:
+              progress: Callable[[str], None] | None = None, *, force: bool = False) -> dict[str, Any]:
     """Runs the sweep into ``out`` (resuming a killed one) and writes sweep.json, sweep.md,
-    the figures and report.html."""
+    the figures and report.html.
+
+    Raises:
+        BadInputError: settings out of range, or ``out`` not empty and not an earlier sweep's
+            output (without ``force``, which replaces it whole).
+    """
     from foadx.data.calibration import images_for
+    from foadx.pipeline.outputs import claim_folder, is_sweep_folder
 
     settings.check()
-    out = Path(out)
+    out = claim_folder(out, is_sweep_folder, force, "foadx sweep")
     base = ref.module().eval()
     images = images_for(ref.source, settings.data, settings.images, seed=settings.seed)
     points = []
     for criterion in settings.criteria:
         for budget in settings.budgets:
-            folder = out / "points" / f"{criterion}-{budget:g}"
+            folder = point_folder(out, criterion, budget)
             key = _point_key(ref, settings, criterion, budget)
-            done = _read_point(folder)
-            if done is None or done.get("key") != key:
+            done, problem = read_point(folder, criterion, budget, key)
+            if done is None:
                 with atomic_directory(folder) as staging:
                     point = {"criterion": criterion, "budget": budget, "key": key,
                              **_make_point(base, images, settings, criterion, budget, staging)}
                     write_json(staging / POINT_FILE, point)
                 done = point
                 if progress:
-                    progress(f"{criterion} {budget:g}: {'done' if done['reachable'] else 'unreachable'}")
+                    progress(f"{criterion} {budget!r}: {'done' if done['reachable'] else 'unreachable'}"
+                             + (f" ({problem})" if problem else ""))
             points.append({**done, "folder": str(folder)})
     report = _with_latency(ref, base, settings, points)
     _write_outputs(report, out)
     return report
 
 
-def _read_point(folder: Path) -> dict[str, Any] | None:
+def check_point(point: Any, folder: Path) -> None:
+    """Checks a ``point.json``'s fields: their types, and a reachable point's model (one of
+    ``POINT_MODELS``, a folder beside it holding a plan), never a path of its own choosing.
+
+    Raises:
+        BadInputError: the first field that does not check out.
+    """
+    reachable = point.get("reachable")
+    if not isinstance(reachable, bool):
+        raise BadInputError("reachable must be true or false")
+    fields = {"criterion", "budget", "key", "reachable"}
+    if reachable:
+        fields |= {"accuracy", "macs", "params", "model"}
+        wrong = [name for name in ("accuracy", "macs", "params") if not _number(point.get(name))]
+        if wrong:
+            raise BadInputError(f"{wrong[0]} must be a finite number")
+        if point.get("model") not in POINT_MODELS or not (folder / point["model"] / "plan.json").is_file():
+            raise BadInputError(f"model must be one of {', '.join(POINT_MODELS)} (a folder beside it with a plan)")
+    else:
+        fields.add("reason")
+        if not isinstance(point.get("reason"), str):
+            raise BadInputError("reason must be a string")
+    unknown = sorted(set(point) - fields)
+    if unknown:
+        raise BadInputError(f"{unknown[0]} is not a field of a point")
+
+
+def read_point(folder: Path, criterion: str, budget: float, key: str) -> tuple[dict[str, Any] | None, str]:
+    """The finished point in ``folder`` and "" when it is this point's and checks out; else None
+    and why ("" for none yet, or one made with other settings): the point is made again."""
+    from foadx.untrusted import read_json
+
+    path = folder / POINT_FILE
+    if not path.exists() and not path.is_symlink():
+        return None, ""
     try:
-        point = json.loads((folder / POINT_FILE).read_text())
-    except (OSError, ValueError, UnicodeDecodeError):
-        return None
-    return point if isinstance(point, dict) else None
+        point = read_json(path, POINT_FILE, MAX_POINT_BYTES)
+        if not isinstance(point, dict):
+            raise BadInputError("it is not a JSON object")
+        if point.get("key") != key or point.get("criterion") != criterion or point.get("budget") != budget:
+            return None, ""
+        check_point(point, folder)
+    except BadInputError as error:
+        return None, f"record did not check out: {str(error).splitlines()[0]}"
+    return point, ""
 
 
 def _with_latency(ref: ModelRef, base: nn.Module, settings: SweepSettings, points: list[dict[str, Any]]) -> dict[str, Any]:

@@ -18,18 +18,19 @@ def base_ref(pipeline: Pipeline) -> ModelRef:
     size = model["input_size"]
     options = BuildOptions(weights=Path(model["weights"]) if model["weights"] else None,
                            input_size=(size, size) if size else None, model_args=dict(model["args"]),
-                           seed=model["seed"], pretrained=model["pretrained"])
+                           seed=model["seed"], pretrained=model["pretrained"], trust_code=pipeline.trust_code)
     return resolve_model(model["spec"], options)
 
 
-def load_variant(run: Path, relative: str) -> nn.Module:
-    """A variant's artifact folder (``relative`` to the run folder), loaded."""
-    return resolve_model(str(run / relative)).module()
+def load_variant(pipeline: Pipeline, run: Path, relative: str) -> nn.Module:
+    """A variant's artifact folder (``relative`` to the run folder), loaded; its plan may name
+    the code of [model] only when the pipeline is trusted."""
+    return resolve_model(str(run / relative), BuildOptions(trust_code=pipeline.trust_code)).module()
 
 
 def unpruned_model(pipeline: Pipeline, inputs: dict[str, Record], run: Path) -> nn.Module:
     """The trained base when [train] ran, else the base [model] describes."""
-    return load_variant(run, inputs["train"]["models"][UNPRUNED]) if "train" in inputs else base_ref(pipeline).module()
+    return load_variant(pipeline, run, inputs["train"]["models"][UNPRUNED]) if "train" in inputs else base_ref(pipeline).module()
 
 
 def final_models(inputs: dict[str, Record]) -> dict[str, str | None]:
@@ -43,4 +44,4 @@ def final_models(inputs: dict[str, Record]) -> dict[str, str | None]:
 
 def variant_model(pipeline: Pipeline, run: Path, relative: str | None) -> nn.Module:
     """A variant's model: its artifact, or the base for ``None``; in eval mode."""
-    return (load_variant(run, relative) if relative else base_ref(pipeline).module()).eval()
+    return (load_variant(pipeline, run, relative) if relative else base_ref(pipeline).module()).eval()
