@@ -5,11 +5,9 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 
-from foadx.data.decode import decode_rgb
 from foadx.data.labeled import LabeledImages
 from foadx.data.transforms import prepare_batch, resize_uint8
 from foadx.data.verification import PairSet
@@ -50,10 +48,5 @@ def flip_sum_embeddings(run: Runner, images: Sequence[np.ndarray], preprocess: P
 
 def verification(run: Runner, pairs: PairSet, preprocess: Preprocessing, image_array: np.ndarray | None = None,
                  batch_size: int = 128, far_target: float = 1e-3) -> VerificationResult:
-    def load(entry: bytes | Path | int) -> np.ndarray:
-        if isinstance(entry, (int, np.integer)):
-            return image_array[int(entry)]
-        return decode_rgb(entry, pairs.source)
-
-    embeddings = flip_sum_embeddings(run, [load(entry) for entry in pairs.images], preprocess, batch_size)
+    embeddings = flip_sum_embeddings(run, pairs.decoded(image_array), preprocess, batch_size)
     return verify_pairs(pair_distances(embeddings), pairs.same, far_target=far_target)
