@@ -71,14 +71,22 @@ app = typer.Typer(
 )
 
 
+def check_numbers(values: dict[str, Any]) -> None:
+    from foadx_cli.options import check_numbers as check
+
+    check(values)
+
+
 def handles_errors(command: Callable) -> Callable:
     """One line and a distinct exit code instead of a traceback (FOADX_DEBUG=1 shows it); a
-    library parameter the message names is shown as this command's flag."""
+    library parameter the message names is shown as this command's flag. Numeric options are
+    range-checked (``foadx_cli.options.check_numbers``) before the command starts."""
     flags = set(inspect.signature(command).parameters)
 
     @functools.wraps(command)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
+            check_numbers(kwargs)
             return command(*args, **kwargs)
         except FoadxError as error:
             _fail(in_flags(str(error), error.parameters, flags), error.exit_code)
