@@ -74,6 +74,12 @@ def _refused_writes(target: Path) -> Iterator[None]:
         raise
 
 
+def _umask() -> int:
+    current = os.umask(0)
+    os.umask(current)
+    return current
+
+
 def _names_output(error: BaseException, target: Path) -> bool:
     name = getattr(error, "filename", None)
     if not isinstance(name, (str, bytes, os.PathLike)):
