@@ -29,7 +29,7 @@ def _limited(limit_bytes: int) -> None:
 
 def _foadx_with_file_limit(limit_bytes: int, *args: object) -> subprocess.CompletedProcess:
     command = [sys.executable, "-m", "foadx_cli", *[str(a) for a in args]]
-    return subprocess.run(command, capture_output=True, text=True, timeout=300,
+    return subprocess.run(command, check=False, capture_output=True, text=True, timeout=300,
                           preexec_fn=lambda: _limited(limit_bytes))
 
 
@@ -64,7 +64,7 @@ def test_torch_save_on_a_full_disk_becomes_output_error(tmp_path):
     code = ("import sys, torch; from foadx.atomic import write_with; from foadx.errors import OutputError\n"
             "try:\n    write_with(sys.argv[1], lambda s: torch.save({'w': torch.zeros(100000)}, s))\n"
             "except OutputError as e:\n    print(e); sys.exit(7)\n")
-    result = subprocess.run([sys.executable, "-c", code, str(tmp_path / "w.pt")], capture_output=True, text=True,
+    result = subprocess.run([sys.executable, "-c", code, str(tmp_path / "w.pt")], check=False, capture_output=True, text=True,
                             timeout=120, preexec_fn=lambda: _limited(50_000))
     assert result.returncode == 7 and "cannot write the output" in result.stdout, result.stderr
     assert list(tmp_path.iterdir()) == []

@@ -5,10 +5,14 @@ from __future__ import annotations
 import io
 import warnings
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from foadx.errors import DataError
+
+if TYPE_CHECKING:
+    from PIL import Image
 
 
 # Pillow modes whose values "RGB" conversion would clip or truncate (16-bit, 32-bit int, float)
@@ -59,7 +63,7 @@ def decode_rgb(image: bytes | Path, source: str = "image", max_pixels: int | Non
         raise DataError(f"cannot decode {where}: {error}") from error
 
 
-def _check_decodable(opened: "Image.Image", where: str, max_pixels: int | None) -> None:  # noqa: F821
+def _check_decodable(opened: Image.Image, where: str, max_pixels: int | None) -> None:
     width, height = opened.size
     if max_pixels is not None and width * height > max_pixels:
         raise DataError(f"{where} declares a {width}x{height} image; at most {max_pixels:,} pixels here")

@@ -47,7 +47,7 @@ class PairSet:
         if not len(self.same):
             raise DataError(f"{self.source} holds no pairs")
 
-    def decoded(self, image_array: np.ndarray | None = None) -> "DecodedImages":
+    def decoded(self, image_array: np.ndarray | None = None) -> DecodedImages:
         """The images as (H, W, C) uint8 arrays, decoded lazily; ``image_array`` holds the images
         that integer entries index."""
         return DecodedImages(self.images, self.source, image_array)
@@ -69,9 +69,9 @@ class DecodedImages(Sequence[np.ndarray]):
     def __getitem__(self, index: int) -> np.ndarray: ...
 
     @overload
-    def __getitem__(self, index: slice) -> "DecodedImages": ...
+    def __getitem__(self, index: slice) -> DecodedImages: ...
 
-    def __getitem__(self, index: int | slice) -> "np.ndarray | DecodedImages":
+    def __getitem__(self, index: int | slice) -> np.ndarray | DecodedImages:
         if isinstance(index, slice):
             return DecodedImages(self._entries[index], self._source, self._array)
         entry = self._entries[index]

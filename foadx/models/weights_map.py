@@ -86,7 +86,7 @@ def _backtracking_risk(items: list[tuple[Any, Any]], inside_unbounded: bool) -> 
         if op in _BACKREFERENCES:
             return "uses a backreference"
         if op in _REPEATS:
-            low, high, body = argument
+            _, high, body = argument
             if inside_unbounded and high > 1:
                 return "nests a repetition inside an unbounded repetition"
             unbounded = inside_unbounded or high == sre_constants.MAXREPEAT or high > 64
