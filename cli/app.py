@@ -2,7 +2,8 @@
 
 Every error — foadx's own and Click's usage errors alike — is one line on stderr, with the exit
 codes of docs/design.md: 2 usage, 3 bad input, 4 check failed, 5 regression, 6 missing
-dependency or hardware, 1 anything unexpected. Command modules import the library lazily, inside
+dependency or hardware, 7 an output cannot be written (full disk, read-only or forbidden folder),
+1 anything unexpected. Command modules import the library lazily, inside
 the commands, so ``foadx --version`` and ``--help`` answer without loading torch.
 """
 
@@ -70,20 +71,29 @@ app = typer.Typer(
 )
 
 
+def check_numbers(values: dict[str, Any]) -> None:
+    from foadx_cli.options import check_numbers as check
+
+    check(values)
+
+
 def handles_errors(command: Callable) -> Callable:
     """One line and a distinct exit code instead of a traceback (FOADX_DEBUG=1 shows it); a
-    library parameter the message names is shown as this command's flag."""
+    library parameter the message names is shown as this command's flag. Numeric options are
+    range-checked (``foadx_cli.options.check_numbers``) before the command starts."""
     flags = set(inspect.signature(command).parameters)
 
     @functools.wraps(command)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
+            check_numbers(kwargs)
             return command(*args, **kwargs)
         except FoadxError as error:
             _fail(in_flags(str(error), error.parameters, flags), error.exit_code)
         except (typer.Exit, typer.Abort, KeyboardInterrupt):
             raise
         except Exception as error:  # the last resort: still one line, exit 1
+            _fail_refused_write(error)
             if _out_of_memory(error):
                 _fail("the work does not fit in memory: use a smaller --batch-size, --input-size or --images", 3)
             if os.environ.get("FOADX_DEBUG"):
@@ -100,6 +110,17 @@ def in_flags(message: str, parameters: tuple[str, ...], flags: set[str]) -> str:
         if name in flags:
             message = re.sub(rf"(?<![\w-]){re.escape(name)}\b", "--" + name.replace("_", "-"), message, count=1)
     return message
+
+
+def _fail_refused_write(error: BaseException) -> None:
+    """A write the file system refused outside foadx's atomic writers is still exit 7."""
+    from foadx.atomic import write_failure
+    from foadx.errors import OutputError
+
+    reason = write_failure(error, writing=False)
+    if reason is not None:
+        where = f" {error.filename}" if isinstance(error, OSError) and error.filename else ""
+        _fail(f"cannot write the output{where}: {reason}", OutputError.exit_code)
 
 
 def _out_of_memory(error: BaseException) -> bool:

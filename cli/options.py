@@ -1,5 +1,7 @@
-"""Option types shared by the commands, so an option means one thing everywhere, and the small
-parsers that turn option text into library values."""
+"""Option types shared by the commands, so an option means one thing everywhere, the small
+parsers that turn option text into library values, and the ranges every numeric option must be
+in (``check_numbers``, applied to every command before it starts: a float is finite, a count or
+a time is within ``NUMBER_RANGES``)."""
 
 from __future__ import annotations
 
@@ -79,6 +81,52 @@ def finite(value: Optional[float], name: str) -> Optional[float]:
     if value is not None and not math.isfinite(value):
         raise BadInputError(f"{name} must be a finite number, got {value}")
     return value
+
+
+# name -> (lowest, highest, why the highest): counts, sizes and times a run can finish with
+NUMBER_RANGES: dict[str, tuple[float, float, str]] = {
+    "duration_s": (0.001, 3600.0, "an hour per configuration"),
+    "warmup_ms": (0.0, 600_000.0, "ten minutes"),
+    "rounds": (1, 1000, ""),
+    "min_iterations": (1, 1_000_000, ""),
+    "images": (1, 10_000_000, ""),
+    "calib_images": (1, 10_000_000, ""),
+    "batch_size": (1, 65536, ""),
+    "latency_batch": (1, 65536, ""),
+    "min_batch": (1, 65536, ""),
+    "opt_batch": (1, 65536, ""),
+    "max_batch": (1, 65536, ""),
+    "epochs": (1, 100_000, ""),
+    "margin_warmup_epochs": (0, 100_000, ""),
+    "steps_per_epoch": (1, 1_000_000_000, ""),
+    "workers": (0, 256, ""),
+    "workspace": (0.001, 1024.0, "GiB"),
+    "seed": (0, 2**32 - 1, "numpy's seed range"),
+}
+
+
+def check_numbers(values: dict[str, Any]) -> None:
+    """Refuses, before any work, a float option that is NaN or infinite and a number outside its
+    ``NUMBER_RANGES`` entry (``threads``: 1..4 per CPU core). Messages name the parameter
+    (``parameters``), so the CLI shows its flag.
+
+    Raises:
+        BadInputError: the first value out of range (exit 3).
+    """
+    from foadx.runtime.base import max_threads
+
+    ranges = {**NUMBER_RANGES, "threads": (1, max_threads(), "4 per CPU core")}
+    for name, value in values.items():
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            continue
+        if isinstance(value, float) and not math.isfinite(value):
+            raise BadInputError(f"{name} must be a finite number, got {value}", parameters=(name,))
+        lowest, highest, why = ranges.get(name, (-math.inf, math.inf, ""))
+        if value < lowest:
+            raise BadInputError(f"{name} must be >= {lowest}, got {value}", parameters=(name,))
+        if value > highest:
+            raise BadInputError(f"{name} must be <= {highest}{f' ({why})' if why else ''}, got {value}",
+                                parameters=(name,))
 
 
 @dataclass(frozen=True)

@@ -1,7 +1,8 @@
 """Atomic writes of files and whole folders: build beside the target, then rename over it.
 
 A crash or error mid-write leaves the previous file or folder (or nothing) — never half of one.
-Files get the permissions the umask gives a new file (0644 under 0022), not ``mkstemp``'s 0600:
+A write the file system refuses (full, read-only, forbidden) is ``OutputError`` (exit 7), one
+line naming the output, with the temporary file or staging folder removed. Files get the permissions the umask gives a new file (0644 under 0022), not ``mkstemp``'s 0600:
 artifacts are copied to other users and containers. Missing parent folders are created.
 """
 
@@ -9,6 +10,7 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import errno
 import fcntl
 import json
 import os
@@ -20,15 +22,69 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, Any
 
-from foadx.errors import BadInputError
+from foadx.errors import BadInputError, OutputError
 
 _RENAME_EXCHANGE = 2  # linux/fs.h: swap two paths in one step
+
+# errno values that mean "this file system will not take the write", not "your input is wrong"
+# (a folder foadx writes into); the first four can only come from a write
+ONLY_WRITES = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS})
+WRITE_FAILURES = ONLY_WRITES | {errno.EACCES, errno.EPERM, errno.EIO}
+# torch's C++ writer (torch.save) reports a failed write as a RuntimeError with one of these
+_TORCH_WRITE_FAILURES = ("PytorchStreamWriter failed", "unexpected pos", "file write failed")
+
+
+def write_failure(error: BaseException, writing: bool = True) -> str | None:
+    """Why ``error`` is a write the file system refused (its strerror, or torch's words), or
+    None when it is something else. ``writing``: the error came from writing an output, so a
+    permission or I/O error counts too; else only errors no read can raise do."""
+    if isinstance(error, OSError) and error.errno in (WRITE_FAILURES if writing else ONLY_WRITES):
+        return error.strerror or errno.errorcode.get(error.errno, "write failed")
+    if isinstance(error, RuntimeError) and any(marker in str(error) for marker in _TORCH_WRITE_FAILURES):
+        return "the file system refused the write (full disk or file size limit?)"
+    return None
+
+
+def raise_if_refused_write(error: BaseException, target: str | Path) -> None:
+    """Raises ``OutputError`` naming ``target`` when ``error``, or an error it wraps (an
+    exporter's ``__cause__``), is a write the file system refused; returns otherwise. A
+    permission error on a path outside ``target``'s folder (an input being read) does not count.
+
+    Raises:
+        OutputError: the write was refused (exit 7).
+    """
+    target = Path(target)
+    cause: BaseException | None = error
+    seen: set[int] = set()
+    while cause is not None and id(cause) not in seen:
+        seen.add(id(cause))
+        reason = write_failure(cause, writing=_names_output(cause, target))
+        if reason is not None:
+            raise OutputError(f"cannot write the output {target}: {reason}") from error
+        cause = cause.__cause__ or cause.__context__
+
+
+@contextmanager
+def _refused_writes(target: Path) -> Iterator[None]:
+    """Turns a refused write inside the block into ``OutputError`` naming ``target``."""
+    try:
+        yield
+    except (OSError, RuntimeError) as error:
+        raise_if_refused_write(error, target)
+        raise
 
 
 def _umask() -> int:
     current = os.umask(0)
     os.umask(current)
     return current
+
+
+def _names_output(error: BaseException, target: Path) -> bool:
+    name = getattr(error, "filename", None)
+    if not isinstance(name, (str, bytes, os.PathLike)):
+        return True  # a stream's write: the output being written
+    return Path(os.fsdecode(name)).resolve().is_relative_to(target.parent.resolve())
 
 
 def prepare_output(target: str | Path, kind: str = "file") -> Path:
@@ -48,7 +104,11 @@ def prepare_output(target: str | Path, kind: str = "file") -> Path:
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
     except OSError as error:
+        if error.errno in WRITE_FAILURES:
+            raise OutputError(f"cannot write the output {target}: cannot create its folder: {error.strerror}") from error
         raise BadInputError(f"cannot create the folder of {target}: {error.strerror}") from error
+    if not os.access(target.parent, os.W_OK | os.X_OK):
+        raise OutputError(f"cannot write the output {target}: its folder {target.parent} is read-only or not writable")
     return target
 
 
@@ -56,20 +116,27 @@ def prepare_output(target: str | Path, kind: str = "file") -> Path:
 def atomic_path(target: str | Path) -> Iterator[Path]:
     """Yields a temporary path beside ``target``; renames it onto ``target`` on success."""
     target = prepare_output(target, "file")
-    handle, temporary = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-    os.close(handle)
-    temporary_path = Path(temporary)
-    try:
-        yield temporary_path
-        os.chmod(temporary_path, 0o666 & ~_umask())
-        with open(temporary_path, "rb") as written:
-            os.fsync(written.fileno())
-        os.replace(temporary_path, target)
-    finally:
-        temporary_path.unlink(missing_ok=True)
+    with _refused_writes(target):
+        handle, temporary = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+        os.close(handle)
+        temporary_path = Path(temporary)
+        try:
+            yield temporary_path
+            os.chmod(temporary_path, 0o666 & ~_umask())
+            with open(temporary_path, "rb") as written:
+                os.fsync(written.fileno())
+            os.replace(temporary_path, target)
+        finally:
+            temporary_path.unlink(missing_ok=True)
 
 
 def write_with(target: str | Path, writer: Callable[[IO[bytes]], None]) -> None:
+    """Writes ``target`` atomically with ``writer(stream)`` (e.g. ``torch.save(state, stream)``).
+
+    Raises:
+        BadInputError: ``target`` is a link, a folder or a special file.
+        OutputError: the file system refused the write; no file is left.
+    """
     with atomic_path(target) as temporary, open(temporary, "wb") as stream:
         writer(stream)
 
@@ -132,16 +199,20 @@ def _remove_stale_staging(target: Path) -> None:
 @contextmanager
 def atomic_directory(target: str | Path) -> Iterator[Path]:
     """Yields an empty staging folder beside ``target``; on success it replaces ``target`` as a
-    whole (stale files of an earlier run disappear with it). On failure ``target`` is untouched.
-    One writer at a time per target; staging folders of killed runs are removed first."""
+    whole (stale files of an earlier run disappear with it). On failure ``target`` is untouched
+    and the staging folder removed; a write the file system refuses inside the block is
+    ``OutputError``. One writer at a time per target; staging folders of killed runs are removed
+    first."""
     target = prepare_output(target, "folder")
-    with _locked(target):
+    with _refused_writes(target), _locked(target):
         _remove_stale_staging(target)
         staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".partial", dir=target.parent))
         try:
             yield staging
             os.chmod(staging, 0o777 & ~_umask())
             _swap_in(staging, target)
+        except OutputError as error:  # a file inside: name the output the user asked for
+            raise OutputError(str(error).replace(str(staging), str(target))) from error
         finally:
             if staging.exists():
                 shutil.rmtree(staging, ignore_errors=True)

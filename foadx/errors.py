@@ -1,7 +1,8 @@
 """foadx's exception types; each carries the CLI exit code of docs/design.md.
 
 0 success; 2 usage (Click's own); 3 bad input; 4 parity or accuracy check failed; 5 latency
-regression gate failed; 6 missing dependency or hardware; 1 anything unexpected.
+regression gate failed; 6 missing dependency or hardware; 7 an output cannot be written (full disk,
+read-only or forbidden folder); 1 anything unexpected.
 """
 
 from __future__ import annotations
@@ -63,3 +64,10 @@ class MissingDependencyError(FoadxError):
     """A required optional package or piece of hardware (TensorRT, a GPU) is absent."""
 
     exit_code = 6
+
+
+class OutputError(FoadxError):
+    """An output cannot be written: the file system is full, read-only or refuses the write
+    (ENOSPC, EDQUOT, EFBIG, EROFS, EACCES, EPERM, EIO). Nothing partial is left behind."""
+
+    exit_code = 7

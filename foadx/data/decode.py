@@ -5,20 +5,46 @@ from __future__ import annotations
 import io
 import warnings
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from foadx.errors import DataError
+
+if TYPE_CHECKING:
+    from PIL import Image
 
 
 # Pillow modes whose values "RGB" conversion would clip or truncate (16-bit, 32-bit int, float)
 _WIDE_MODES = ("I;16", "I;16B", "I;16L", "I;16N", "I", "F")
 
 
-def decode_rgb(image: bytes | Path, source: str = "image") -> np.ndarray:
+def image_size(image: bytes, source: str = "image") -> tuple[int, int]:
+    """(width, height) an encoded image declares, read from its header without decoding it.
+
+    Raises:
+        DataError: not an image Pillow can identify.
+    """
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(io.BytesIO(image)) as opened:
+                return opened.size
+    except (Image.DecompressionBombError, UnidentifiedImageError, OSError, ValueError) as error:
+        raise DataError(f"cannot read the image header in {source}: {error}") from error
+
+
+def decode_rgb(image: bytes | Path, source: str = "image", max_pixels: int | None = None) -> np.ndarray:
     """(H, W, 3) uint8 RGB from encoded bytes or a file path. Images beyond Pillow's
-    decompression-bomb limit, and 16-bit or float images (which an RGB conversion would silently
-    clip), are refused."""
+    decompression-bomb limit or beyond ``max_pixels`` (checked from the header, before
+    decoding), and 16-bit or float images (which an RGB conversion would silently clip), are
+    refused.
+
+    Raises:
+        DataError: undecodable, too large, or a 16-bit or float image.
+    """
     from PIL import Image, UnidentifiedImageError
 
     where = str(image) if isinstance(image, Path) else source
@@ -27,9 +53,7 @@ def decode_rgb(image: bytes | Path, source: str = "image") -> np.ndarray:
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             opened = Image.open(io.BytesIO(image) if isinstance(image, bytes) else Path(image))
             with opened:
-                if opened.mode in _WIDE_MODES:
-                    raise DataError(f"{where} is a {opened.mode} image (16-bit or float): converting it to 8-bit RGB "
-                                    "would clip it; save 8-bit images")
+                _check_decodable(opened, where, max_pixels)
                 return np.asarray(opened.convert("RGB"))
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as error:
         raise DataError(f"{where} is too large to decode safely: {error}") from error
@@ -37,3 +61,12 @@ def decode_rgb(image: bytes | Path, source: str = "image") -> np.ndarray:
         if isinstance(error, DataError):
             raise
         raise DataError(f"cannot decode {where}: {error}") from error
+
+
+def _check_decodable(opened: Image.Image, where: str, max_pixels: int | None) -> None:
+    width, height = opened.size
+    if max_pixels is not None and width * height > max_pixels:
+        raise DataError(f"{where} declares a {width}x{height} image; at most {max_pixels:,} pixels here")
+    if opened.mode in _WIDE_MODES:
+        raise DataError(f"{where} is a {opened.mode} image (16-bit or float): converting it to 8-bit RGB "
+                        "would clip it; save 8-bit images")

@@ -61,16 +61,27 @@ def describe_data(source: str) -> DataLayout:
     return DataLayout(source, "folder", "classify")
 
 
-def resolve_task(layout: DataLayout, task: str | None, fallback: str = "classify") -> str:
+def resolve_task(layout: DataLayout, task: str | None, fallback: str = "classify",
+                 model: str | None = None) -> str:
     """``task`` if given and consistent with the data, else the data's own; ``fallback`` where
-    the data serves both (the demo digits)."""
+    the data serves both (the demo digits). ``model``: what the model's output is ("classify"
+    logits, "face" embeddings; None or "unknown" when not known), which the task must match.
+
+    Raises:
+        DataError: an unknown task, a task the data contradicts, or a task the model's output
+            cannot serve (a classifier's logits scored as face embeddings, or the reverse).
+    """
     if task is not None and task not in TASKS:
         raise DataError(f"--task must be classify or face, got {task!r}")
     if task is None:
-        return layout.task or fallback
-    if layout.task is not None and task != layout.task:
+        task = layout.task or fallback
+    elif layout.task is not None and task != layout.task:
         raise DataError(f"--task {task} conflicts with {layout.source}: it holds {layout.task} data "
                         f"({layout.evidence()}); leave --task out or give --task {layout.task}")
+    if model in TASKS and model != task:
+        output = "class logits (a classifier)" if model == "classify" else "face embeddings"
+        raise DataError(f"the model outputs {output}, but {layout.source} asks for the {task} task "
+                        f"({layout.evidence()}); give {model} data for this model")
     return task
 
 

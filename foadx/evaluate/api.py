@@ -5,11 +5,9 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 
-from foadx.data.decode import decode_rgb
 from foadx.data.labeled import LabeledImages
 from foadx.data.transforms import prepare_batch, resize_uint8
 from foadx.data.verification import PairSet
@@ -73,17 +71,13 @@ def verification(run: Runner, pairs: PairSet, preprocess: Preprocessing, image_a
 
     Args:
         run: (N, C, H, W) batch -> (N, D) embeddings.
-        pairs: the pair list (images as encoded bytes, paths, or indices into ``image_array``).
+        pairs: the pair list (images as encoded bytes, paths, or indices into ``image_array``),
+            decoded one image at a time as a batch needs it.
         image_array: the decoded images that integer entries index, as (H, W, C) arrays.
         far_target: the false accept rate (a fraction) at which TAR is reported.
 
     Raises:
-        DataError: an image cannot be decoded, or fewer pairs than folds (CLI exit code 3).
+        DataError: an image cannot be decoded or is too large, or fewer pairs than folds (CLI exit code 3).
     """
-    def load(entry: bytes | Path | int) -> np.ndarray:
-        if isinstance(entry, (int, np.integer)):
-            return image_array[int(entry)]
-        return decode_rgb(entry, pairs.source)
-
-    embeddings = flip_sum_embeddings(run, [load(entry) for entry in pairs.images], preprocess, batch_size)
+    embeddings = flip_sum_embeddings(run, pairs.decoded(image_array), preprocess, batch_size)
     return verify_pairs(pair_distances(embeddings), pairs.same, far_target=far_target)

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
-import re
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -21,6 +20,7 @@ from foadx.errors import MissingDependencyError, UnknownModelError, WeightsError
 from foadx.models.arcface import IRESNET_DEPTHS, iresnet, mbf
 from foadx.models.mobilefacenet import MobileFaceNet
 from foadx.models.resnet_cifar import ResNetCifar
+from foadx.models.weights_map import read_weights_map, rename_keys  # noqa: F401 (read_weights_map: public here)
 from foadx.models.vgg_cifar import VGG16Cifar
 from foadx.provenance import (
     IMAGENET_MEAN,
@@ -208,22 +208,6 @@ def _torchvision_model(name: str, kwargs: dict[str, Any]) -> nn.Module:
         ) from error
 
 
-def read_weights_map(path: str | Path) -> list[tuple[str, str]]:
-    """A JSON object of regex -> replacement, applied in order to every checkpoint key."""
-    import json
-
-    try:
-        mapping = json.loads(Path(path).read_text())
-    except (OSError, json.JSONDecodeError) as error:
-        raise WeightsError(f"cannot read weights map {path}: {error}") from error
-    if not isinstance(mapping, dict) or not all(isinstance(v, str) for v in mapping.values()):
-        raise WeightsError(f"weights map {path} must be a JSON object of regex -> replacement")
-    try:
-        return [(re.compile(pattern).pattern, replacement) for pattern, replacement in mapping.items()]
-    except re.error as error:
-        raise WeightsError(f"weights map {path}: bad regex: {error}") from error
-
-
 def _unwrap_checkpoint(checkpoint: Any, path: Path) -> dict[str, torch.Tensor]:
     for key in ("state_dict", "model", "model_state_dict"):
         if isinstance(checkpoint, dict) and isinstance(checkpoint.get(key), dict):
@@ -266,11 +250,8 @@ def load_weights(
             applied, or keys are missing, unexpected or of another shape (CLI exit code 3).
     """
     state = read_state_dict(path)
-    for pattern, replacement in weights_map or []:
-        try:
-            state = {re.sub(pattern, replacement, key): value for key, value in state.items()}
-        except (re.error, IndexError) as error:  # e.g. a replacement naming a group the regex lacks
-            raise WeightsError(f"weights map: cannot apply {pattern!r} -> {replacement!r}: {error}") from error
+    if weights_map:
+        state = dict(zip(rename_keys(list(state), weights_map), state.values()))
     expected = model.state_dict()
     missing = [key for key in expected if key not in state]
     unexpected = [key for key in state if key not in expected]

@@ -8,6 +8,7 @@ Inputs and outputs cross the interface as float32 numpy arrays; what a backend k
 
 from __future__ import annotations
 
+import os
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -34,8 +35,15 @@ class SessionOptions:
     def __post_init__(self) -> None:
         if self.precision not in PRECISIONS:
             raise BadInputError(f"precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}")
-        if self.threads is not None and self.threads < 1:
-            raise BadInputError(f"threads must be positive, got {self.threads}")
+        if self.threads is not None and not 1 <= self.threads <= max_threads():
+            raise BadInputError(f"threads must be in 1..{max_threads()} (4 per CPU core), got {self.threads}",
+                                parameters=("threads",))
+
+
+def max_threads() -> int:
+    """The most CPU threads a session may ask for: 4 per core (more only adds contention, and a
+    runtime asked for 100,000 threads spends minutes creating them)."""
+    return 4 * (os.cpu_count() or 1)
 
 
 # One timed iteration: runs the model once on a resident input, returns seconds.
