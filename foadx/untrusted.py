@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 import stat
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -68,15 +69,7 @@ def read_json(path: str | Path, what: str, max_bytes: int) -> Any:
     Raises:
         BadInputError: as ``read_text``, or not JSON, or nested too deep (exit 3).
     """
-    text = read_text(path, what, max_bytes)
-    try:
-        data = json.loads(text)
-    except RecursionError:
-        raise BadInputError(f"{what} {path} is nested deeper than {MAX_DEPTH} levels") from None
-    except ValueError as error:
-        raise BadInputError(f"{what} {path} is not JSON: {str(error).splitlines()[0]}") from None
-    check_depth(data, f"{what} {path}")
-    return data
+    return _parsed(path, what, read_text(path, what, max_bytes), json.loads, ValueError, "not JSON")
 
 
 def read_toml(path: str | Path, what: str, max_bytes: int) -> tuple[dict[str, Any], str]:
@@ -88,14 +81,19 @@ def read_toml(path: str | Path, what: str, max_bytes: int) -> tuple[dict[str, An
     import tomllib
 
     text = read_text(path, what, max_bytes)
+    return _parsed(path, what, text, tomllib.loads, tomllib.TOMLDecodeError, "not a TOML file"), text
+
+
+def _parsed(path: str | Path, what: str, text: str, parse: Callable[[str], Any], malformed: type[Exception],
+            meaning: str) -> Any:
     try:
-        data = tomllib.loads(text)
+        data = parse(text)
     except RecursionError:
         raise BadInputError(f"{what} {path} is nested deeper than {MAX_DEPTH} levels") from None
-    except tomllib.TOMLDecodeError as error:
-        raise BadInputError(f"{what} {path}: not a TOML file: {error}") from None
+    except malformed as error:
+        raise BadInputError(f"{what} {path} is {meaning}: {str(error).splitlines()[0]}") from None
     check_depth(data, f"{what} {path}")
-    return data, text
+    return data
 
 
 def check_depth(data: Any, what: str, limit: int = MAX_DEPTH) -> None:
