@@ -117,20 +117,10 @@ def _torch_export(model: nn.Module, example: torch.Tensor, target: Path, opset: 
     return "legacy"
 
 
-def export_onnx(
-    model: nn.Module,
-    path: str | Path,
-    *,
-    opset: int = DEFAULT_OPSET,
-    batch: int | str | None = None,
-    input_size: tuple[int, int] | None = None,
-    prelu_rewrite: bool | None = None,
-    prelu_form: str = "auto",
-    target: str = "ort-cpu",
-    input_channels: int | None = None,
-    verify: bool = True,
-    verify_options: dict[str, Any] | None = None,
-) -> ExportResult:
+def export_onnx(model: nn.Module, path: str | Path, *, opset: int = DEFAULT_OPSET, batch: int | str | None = None,
+                input_size: tuple[int, int] | None = None, prelu_rewrite: bool | None = None,
+                prelu_form: str = "auto", target: str = "ort-cpu", input_channels: int | None = None,
+                verify: bool = True, verify_options: dict[str, Any] | None = None) -> ExportResult:
     """Exports ``model`` (a foadx-built or any nn.Module) to ``path``; verifies it in onnxruntime.
 
     The file is written to a temporary path, checked, verified (unless ``verify=False``) and only

@@ -45,12 +45,8 @@ def _select_all(similarities: Mapping[str, Tensor], t: int, s: float) -> KeptSet
     return {name: greedy_select(S, t, s) for name, S in similarities.items()}
 
 
-def search_global(
-    similarities: Mapping[str, Tensor],
-    reduction_of: Callable[[KeptSets], float],
-    target: float,
-    t: int | None = None,
-) -> GlobalChoice:
+def search_global(similarities: Mapping[str, Tensor], reduction_of: Callable[[KeptSets], float], target: float,
+                  t: int | None = None) -> GlobalChoice:
     """Finds (t, s) whose kept sets reduce the cost by at least ``target`` (a fraction).
 
     FOAD's greedy selection (Shi et al., JCRD 2024; paper mode, docs/method.md section 3) with
@@ -81,18 +77,14 @@ def search_global(
                 t = candidate
                 break
         else:
-            raise TargetUnreachable(
-                f"no t <= {MAX_AUTO_T} reaches a {target:.1%} reduction at s = 0 "
-                f"(t = {MAX_AUTO_T} gives {meets(MAX_AUTO_T, 0.0)[2]:.1%})"
-            )
+            raise TargetUnreachable(f"no t <= {MAX_AUTO_T} reaches a {target:.1%} reduction at s = 0 "
+                                    f"(t = {MAX_AUTO_T} gives {meets(MAX_AUTO_T, 0.0)[2]:.1%})")
     elif t < 1:
         raise ValueError(f"t must be >= 1, got {t}")
     else:
         ok, _, achieved = meets(t, 0.0)
         if not ok:
-            suggestion = next(
-                (c for c in range(t + 1, max(t, MAX_AUTO_T) + 1) if meets(c, 0.0)[0]), None
-            )
+            suggestion = next((c for c in range(t + 1, max(t, MAX_AUTO_T) + 1) if meets(c, 0.0)[0]), None)
             hint = f"; t = {suggestion} would" if suggestion else f"; no t <= {MAX_AUTO_T} would"
             raise TargetUnreachable(
                 f"t = {t} reaches at most a {achieved:.1%} reduction, below the {target:.1%} target{hint}",

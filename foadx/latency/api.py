@@ -154,27 +154,12 @@ def _values(model: nn.Module, images: Any, analysis: Analysis, scores: ChannelSc
 
 
 def prune_to_latency(
-    model: nn.Module,
-    images: Tensor | Iterable[Tensor],
-    target: LatencyTarget | str,
-    *,
-    backend: str = "ort-cpu",
-    table: LatencyTable | None = None,
-    allow_foreign_lut: bool = False,
-    criterion: str = "foad",
-    batch: int = 1,
-    round_to: int | None = None,
-    include_coupled: bool = False,
-    exclude: Iterable[str] = (),
-    recalibrate_bn: bool = False,
-    batch_size: int = 32,
-    seed: int = 0,
-    device: Any = None,
-    max_rounds: int = DEFAULT_ROUNDS,
-    min_keep: float = 0.0,
-    allocation: str = "knapsack",
-    calibration: dict[str, Any] | None = None,
-) -> PruneResult:
+        model: nn.Module, images: Tensor | Iterable[Tensor], target: LatencyTarget | str, *, backend: str = "ort-cpu",
+        table: LatencyTable | None = None, allow_foreign_lut: bool = False, criterion: str = "foad", batch: int = 1,
+        round_to: int | None = None, include_coupled: bool = False, exclude: Iterable[str] = (),
+        recalibrate_bn: bool = False, batch_size: int = 32, seed: int = 0, device: Any = None,
+        max_rounds: int = DEFAULT_ROUNDS, min_keep: float = 0.0, allocation: str = "knapsack",
+        calibration: dict[str, Any] | None = None) -> PruneResult:
     """Prunes ``model`` so that it runs within ``target`` on ``backend``, measured: plan widths
     on the table, prune with FOAD (or ``criterion``) at those widths, measure beside the unpruned
     network, add it to the savings curve and plan again, until the target holds (at most
@@ -212,16 +197,11 @@ def prune_to_latency(
     images = as_batches(images, batch_size)
     if table is None:
         table = profile(model, backend, batch=batch, round_to=round_to, include_coupled=include_coupled, exclude=exclude)
-    here = _empty_table(model, backend, batch, table.round_to, table.network_ms)
-    check_compatible(table, here, allow_foreign_lut)
+    same_machine = _checked_table(model, table, target, backend, batch, allow_foreign_lut)
     source, analysis, units = _setting(model, batch, include_coupled, exclude, device)
-    target_ms = target.milliseconds(table.network_ms)
-    if target_ms >= table.network_ms:
-        raise BudgetError(f"the unpruned model already runs in {table.network_ms:.3f} ms on {backend} (batch {batch}), "
-                          f"within the {target_ms:.3f} ms target: nothing to prune")
     scores = score_channels(analysis, images, criterion, batch_size=batch_size, seed=seed)  # the one scoring pass
     values = _values(model, images, analysis, scores, table.round_to, device) if allocation == "knapsack" else {}
-    measure = (lambda keys: measure_units(keys, backend)) if table.environment == here.environment else None
+    measure = (lambda keys: measure_units(keys, backend)) if same_machine else None
     planner = Planner(table, units, analysis.chosen, values, measure)
     candidates = {group.name: candidate_widths(group, table.round_to, min_keep) for group in analysis.chosen}
 
@@ -236,6 +216,20 @@ def prune_to_latency(
 
     return _measured_rounds(model, prune_within, planner, table, _Goal(target, backend, batch, max_rounds, allocation),
                             source.input_chw)
+
+
+def _checked_table(model: nn.Module, table: LatencyTable, target: LatencyTarget, backend: str, batch: int,
+                   allow_foreign: bool) -> bool:
+    """Refuses a table made for another model, size, batch, backend or environment (unless
+    ``allow_foreign``) and a target the unpruned model already meets; True when the table was
+    measured in this environment (then missing entries may be measured now)."""
+    here = _empty_table(model, backend, batch, table.round_to, table.network_ms)
+    check_compatible(table, here, allow_foreign)
+    target_ms = target.milliseconds(table.network_ms)
+    if target_ms >= table.network_ms:
+        raise BudgetError(f"the unpruned model already runs in {table.network_ms:.3f} ms on {backend} (batch {batch}), "
+                          f"within the {target_ms:.3f} ms target: nothing to prune")
+    return table.environment == here.environment
 
 
 @dataclass(frozen=True)

@@ -123,9 +123,22 @@ def _parse_input_size(input_size: tuple[int, int] | None, default: tuple[int, in
     return tuple(input_size) if input_size else default
 
 
-def build_model(
-    spec: str, input_size: tuple[int, int] | None = None, **kwargs: Any
-) -> nn.Module:
+def _from_zoo(spec: str, input_size: tuple[int, int] | None, kwargs: dict[str, Any]) -> tuple[Any, ModelSource]:
+    entry = ZOO[spec]
+    size = _parse_input_size(input_size, entry.input_size)
+    factory_kwargs = dict(kwargs)
+    if entry.takes_input_size:
+        factory_kwargs["input_size"] = size
+    elif size != entry.input_size:
+        raise UnknownModelError(f"{spec} takes only {entry.input_size[0]}x{entry.input_size[1]} inputs")
+    try:
+        model = entry.factory(**factory_kwargs)
+    except (TypeError, ValueError) as error:
+        raise UnknownModelError(f"cannot build {spec}: {error}") from error
+    return model, ModelSource(spec, size, kwargs, entry.mean, entry.std)
+
+
+def build_model(spec: str, input_size: tuple[int, int] | None = None, **kwargs: Any) -> nn.Module:
     """Builds ``spec`` with random initialisation; load weights with ``load_weights``.
 
     Args:
@@ -147,18 +160,7 @@ def build_model(
             downloadable (exit code 6).
     """
     if spec in ZOO:
-        entry = ZOO[spec]
-        size = _parse_input_size(input_size, entry.input_size)
-        factory_kwargs = dict(kwargs)
-        if entry.takes_input_size:
-            factory_kwargs["input_size"] = size
-        elif size != entry.input_size:
-            raise UnknownModelError(f"{spec} takes only {entry.input_size[0]}x{entry.input_size[1]} inputs")
-        try:
-            model = entry.factory(**factory_kwargs)
-        except (TypeError, ValueError) as error:
-            raise UnknownModelError(f"cannot build {spec}: {error}") from error
-        source = ModelSource(spec, size, kwargs, entry.mean, entry.std)
+        model, source = _from_zoo(spec, input_size, kwargs)
     elif spec.startswith("torchvision:"):
         import torchvision
 

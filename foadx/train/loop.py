@@ -202,19 +202,11 @@ def _set_up(model: nn.Module, data: LabeledImages, config: FinetuneConfig, sourc
     return _Training(model, model, head, optimizer, scheduler, scaler, steps_per_epoch, [])
 
 
-def finetune(
-    model: nn.Module,
-    data: LabeledImages,
-    out: str | Path,
-    config: FinetuneConfig,
-    *,
-    resume: bool = False,
-    override: bool = False,
-    teacher: nn.Module | None = None,
-    evaluate: Callable[[nn.Module], dict[str, Any]] | None = None,
-    progress: Callable[[int, int, dict[str, float]], None] | None = None,
-    device: torch.device | None = None,
-) -> list[dict[str, Any]]:
+def finetune(model: nn.Module, data: LabeledImages, out: str | Path, config: FinetuneConfig, *, resume: bool = False,
+             override: bool = False, teacher: nn.Module | None = None,
+             evaluate: Callable[[nn.Module], dict[str, Any]] | None = None,
+             progress: Callable[[int, int, dict[str, float]], None] | None = None,
+             device: torch.device | None = None) -> list[dict[str, Any]]:
     """Fine-tunes ``model`` in place on ``data``; writes checkpoints and metrics into ``out``.
 
     Returns the metrics of every epoch (also in ``out/metrics.jsonl``, one JSON line each).
