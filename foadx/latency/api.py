@@ -160,12 +160,10 @@ def prune_to_latency(
         recalibrate_bn: bool = False, batch_size: int = 32, seed: int = 0, device: Any = None,
         max_rounds: int = DEFAULT_ROUNDS, min_keep: float = 0.0, allocation: str = "knapsack",
         calibration: dict[str, Any] | None = None) -> PruneResult:
-    """Prunes ``model`` so that it runs within ``target`` on ``backend``, measured: plan widths
-    on the table, prune with FOAD (or ``criterion``) at those widths, measure beside the unpruned
-    network, add it to the savings curve and plan again, until the target holds (at most
-    ``max_rounds`` rounds). ``allocation``: ``knapsack`` sets each group's width (section 4 of
-    docs/latency.md); ``global`` keeps the criterion's own single budget for all groups (FOAD's
-    one (t, s)) and chooses its strength so that the table predicts the target.
+    """Prunes ``model`` to run within ``target`` on ``backend``, measured: plan widths on the
+    table, cut, measure beside the unpruned network, refit the savings curve, plan again (at most
+    ``max_rounds`` rounds). ``allocation``: ``knapsack`` sets each group's width (docs/latency.md
+    section 4); ``global`` bisects the criterion's one budget for all groups (FOAD's one (t, s)).
 
     Args:
         model: an unpruned module foadx built or loaded.
@@ -182,14 +180,12 @@ def prune_to_latency(
         target, the table's digest and every measured round (ms).
 
     Raises:
-        BadInputError: an unknown allocation or criterion, ``min_keep`` outside [0, 1], an
-            already pruned model, a backend that cannot be profiled, a malformed target, or a
-            table made for another model, size, batch, backend or precision (or environment);
-            CLI exit code 3.
+        BadInputError: an unknown allocation or criterion, ``min_keep`` outside [0, 1], a pruned
+            model, a backend that cannot be profiled, a malformed target, or a table made for
+            another model, size, batch, backend, precision or environment (CLI exit code 3).
         BudgetError: the unpruned model already meets the target, or a global budget cannot
             reach it (exit code 3).
-        CheckFailedError: the target is missed in every one of ``max_rounds`` measured rounds
-            (exit code 4).
+        CheckFailedError: the target is missed in all ``max_rounds`` measured rounds (exit code 4).
         MissingDependencyError: the backend's runtime or GPU is absent (exit code 6).
     """
     target = target if isinstance(target, LatencyTarget) else LatencyTarget.parse(target)
