@@ -24,7 +24,6 @@ from foadx_cli.options import (
     ReportOption,
     SeedOption,
     Timing,
-    finite,
     option_group,
     prepare_report,
     takes_gate_options,
@@ -64,7 +63,6 @@ def _engine_request(trt: bool = False, min_batch: Optional[int] = None, opt_batc
                     timing_cache: Optional[Path] = None):
     from foadx.tasks.export import EngineRequest
 
-    finite(workspace_gb, "--workspace-gb")
     return EngineRequest(min_batch, opt_batch, max_batch, workspace_gb, timing_cache) if trt else None
 
 
@@ -83,7 +81,7 @@ takes_engine_options = option_group("engine", _engine_request, (
 def export_command(
     model: ModelArgument,
     out: Annotated[Path, typer.Option(help="ONNX file to write (atomically); its folder is created if missing.")],
-    opset: Annotated[int, typer.Option(help="ONNX opset; >= 18 uses the dynamo exporter, older ones the legacy exporter.")] = 18,
+    opset: Annotated[Optional[int], typer.Option(help="ONNX opset (default 18); >= 18 uses the dynamo exporter, older ones the legacy exporter.")] = None,
     target: Annotated[Optional[str], typer.Option(help="ort-cpu, openvino, tensorrt, mobile or insightface: the form of the file (default ort-cpu; tensorrt with --trt).")] = None,
     batch: Annotated[Optional[str], typer.Option(help="'dynamic' or a fixed batch size (default: the target's; mobile: 1).")] = None,
     prelu_rewrite: Annotated[Optional[bool], typer.Option(help="Rewrite PReLU as relu(x) - a*relu(-x) (exact; faster on onnxruntime). Default: the target's (on for ort-cpu and insightface).")] = None,
@@ -149,7 +147,6 @@ def build_engine_command(
     from foadx.runtime.engine_options import EngineOptions
     from foadx.tasks.export import build_and_check_engine, engine_profile
 
-    finite(workspace_gb, "--workspace-gb")
     engine_path = prepare_output(out or onnx_file.with_suffix(".engine"), "file")
     prepare_report(report)
     options = EngineOptions(precision, engine_profile(batch, min_batch, opt_batch, max_batch), workspace_gb,

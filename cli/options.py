@@ -76,13 +76,6 @@ def parse_model_args(pairs: Optional[list[str]]) -> dict[str, Any]:
     return kwargs
 
 
-def finite(value: Optional[float], name: str) -> Optional[float]:
-    """Float options are finite numbers: NaN and infinity mean a typo, never a setting."""
-    if value is not None and not math.isfinite(value):
-        raise BadInputError(f"{name} must be a finite number, got {value}")
-    return value
-
-
 # name -> (lowest, highest, why the highest): counts, sizes and times a run can finish with
 NUMBER_RANGES: dict[str, tuple[float, float, str]] = {
     "duration_s": (0.001, 3600.0, "an hour per configuration"),
@@ -210,12 +203,19 @@ class LatencyOptions:
     min_keep: float = 0.0
     allocation: str = "knapsack"
 
+    def refuse_without_target(self) -> None:
+        """These options shape a latency prune only: given without ``--latency-target`` they
+        would be ignored, so they are refused (exit 3)."""
+        given = [f"--{name.replace('_', '-')}" for name, value in vars(self).items()
+                 if value != getattr(LatencyOptions, name)]
+        if given:
+            raise BadInputError(f"{', '.join(given)} appl{'ies' if len(given) == 1 else 'y'} only with --latency-target")
+
     def budget(self, target: str, round_to: Optional[int]):
         """The library's latency budget for ``target`` (2.0ms or 2.5x); ``round_to`` None: the
         backend's width step."""
         from foadx.tasks.prune import LatencyBudget
 
-        finite(self.min_keep, "--min-keep")
         return LatencyBudget(target, self.backend, self.lut, self.allow_foreign_lut, self.latency_batch,
                              self.min_keep, self.allocation, round_to)
 
@@ -251,7 +251,6 @@ class GateOptions:
     def gate(self):
         from foadx.tasks.bench import Gate
 
-        finite(self.max_regression, "--max-regression")
         if self.baseline is None:
             return None
         return Gate(self.baseline, self.max_regression, self.strict_env, self.allow_missing)

@@ -22,7 +22,6 @@ from foadx_cli.options import (
     QuietOption,
     ReportOption,
     SeedOption,
-    finite,
     prepare_report,
     takes_latency_options,
     takes_model_options,
@@ -103,14 +102,14 @@ def prune_command(
     from foadx.tasks.prune import (Calibration, ChannelBudget, PruneRequest, PruneScope, prune_model, read_table,
                                    refuse_mixed_budgets)
 
-    for name, value in (("--s", s), ("--ratio", ratio), ("--flops-target", flops_target), ("--params-target", params_target)):
-        finite(value, name)
-    budget = ChannelBudget(t, s, ratio, render.read_ratios(ratios) if ratios else None, flops_target, params_target,
-                           1 if round_to is None else round_to)
     if latency_target is not None:
         refuse_mixed_budgets({"--t": t, "--s": s, "--ratio": ratio, "--ratios": ratios,
                               "--flops-target": flops_target, "--params-target": params_target})
         budget = latency_options.budget(latency_target, round_to)
+    else:
+        latency_options.refuse_without_target()
+        budget = ChannelBudget(t, s, ratio, render.read_ratios(ratios) if ratios else None, flops_target,
+                               params_target, **({} if round_to is None else {"round_to": round_to}))
     request = PruneRequest(budget, criterion, PruneScope(include_coupled, tuple(exclude or ()), recalibrate_bn),
                            Calibration(data, images, batch_size, seed, device))
     request.check()

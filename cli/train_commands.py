@@ -18,7 +18,6 @@ from foadx_cli.options import (
     QuietOption,
     ReportOption,
     SeedOption,
-    finite,
     option_group,
     prepare_report,
     takes_model_options,
@@ -80,9 +79,6 @@ def finetune_command(
     from foadx.train import FinetuneConfig
     from foadx.train.distributed import Distributed
 
-    for name in ("lr", "scale", "margin", "weight_decay"):
-        finite(training[name], f"--{name.replace('_', '-')}")
-    finite(val_split, "--val-split")
     config = FinetuneConfig(**training, seed=seed)
     prepare_report(report)
     job = prepare_finetune(model_options.resolve(model, seed).module(), TrainingData(data, task, val_split), out,

@@ -98,3 +98,13 @@ def test_plans_without_an_input_channel_count_read_as_rgb_and_keep_their_digest(
     assert Plan.from_json(plan.to_json()).digest() == plan.digest()
     gray = ModelSource.in_memory("Grayscale", (1, 28, 20))
     assert gray.to_json()["input_channels"] == 1 and ModelSource.from_json(gray.to_json()) == gray
+
+
+def test_a_source_naming_another_architecture_is_refused_before_anything_is_written(tmp_path):
+    """A pruned resnet18 declared as torchvision:resnet34 would save, then never load."""
+    images = torch.randn(4, 3, 64, 64)
+    result = foadx.prune(torchvision.models.resnet18(num_classes=10), images, ratio=0.3, criterion="l1",
+                         source=ModelSource("torchvision:resnet34", (64, 64), {"num_classes": 10}))
+    with pytest.raises(ArtifactError, match="is not what torchvision:resnet34 builds") as refused:
+        result.save(tmp_path / "a")
+    assert "\n" not in str(refused.value) and not (tmp_path / "a").exists()

@@ -77,10 +77,23 @@ def parse_batch(batch: int | str) -> int | str:
     try:
         size = int(batch)
     except (TypeError, ValueError):
-        raise BadInputError(f"batch must be 'dynamic' or a positive integer, got {batch!r}") from None
+        raise BadInputError(f"batch must be 'dynamic' or a positive integer, got {batch!r}",
+                            parameters=("batch",)) from None
     if size < 1:
-        raise BadInputError(f"batch must be 'dynamic' or a positive integer, got {batch!r}")
+        raise BadInputError(f"batch must be 'dynamic' or a positive integer, got {batch!r}", parameters=("batch",))
     return size
+
+
+def check_opset(opset: int) -> int:
+    """``opset`` if this onnx can write it and foadx's exporters take it.
+
+    Raises:
+        BadInputError: outside LEGACY_MIN_OPSET..onnx.defs.onnx_opset_version() (exit 3).
+    """
+    if not LEGACY_MIN_OPSET <= opset <= onnx.defs.onnx_opset_version():
+        raise BadInputError(f"opset must be in {LEGACY_MIN_OPSET}..{onnx.defs.onnx_opset_version()}, got {opset}",
+                            parameters=("opset",))
+    return opset
 
 
 @contextlib.contextmanager
@@ -180,8 +193,7 @@ def _checked_request(path: Path, opset: int, prelu_form: str, provenance: Any, i
     """The input C x H x W, after refusing what cannot be exported (before any work)."""
     if not path.parent.is_dir():
         raise BadInputError(f"output folder does not exist: {path.parent}")
-    if not LEGACY_MIN_OPSET <= opset <= onnx.defs.onnx_opset_version():
-        raise BadInputError(f"opset must be in {LEGACY_MIN_OPSET}..{onnx.defs.onnx_opset_version()}, got {opset}")
+    check_opset(opset)
     if prelu_form not in passes.PRELU_FORMS:
         raise BadInputError(f"PReLU rewrite form must be one of {', '.join(passes.PRELU_FORMS)}, got {prelu_form!r}")
     size = tuple(input_size) if input_size else (provenance.source.input_size if provenance else None)

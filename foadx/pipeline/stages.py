@@ -56,29 +56,28 @@ def _prune_request(context: StageContext, criterion: str) -> Any:
     from foadx.tasks.prune import Calibration, ChannelBudget, LatencyBudget, PruneRequest, PruneScope
 
     settings, data = context.settings("prune"), context.settings("data")
-    budget: ChannelBudget | LatencyBudget = ChannelBudget(
-        ratio=settings["ratio"], flops_target=settings["flops_target"], params_target=settings["params_target"],
-        round_to=settings["round_to"] or 1)
+    budget: ChannelBudget | LatencyBudget
     if settings["latency_target"] is not None:
         budget = LatencyBudget(settings["latency_target"], settings["backend"], allocation=settings["allocation"],
                                round_to=settings["round_to"])
+    else:
+        step = {} if settings["round_to"] is None else {"round_to": settings["round_to"]}
+        budget = ChannelBudget(ratio=settings["ratio"], flops_target=settings["flops_target"],
+                               params_target=settings["params_target"], **step)
     scope = PruneScope(settings["include_coupled"], (), settings["recalibrate_bn"])
-    return PruneRequest(budget, criterion, scope, Calibration(data["source"], data["images"], 32,
-                                                               context.settings("model")["seed"]))
+    return PruneRequest(budget, criterion, scope,
+                        Calibration(data["source"], data["images"], seed=context.settings("model")["seed"]))
 
 
 def prune_stage(context: StageContext) -> Record:
     """Prunes the base once per criterion at the [prune] budget (a latency target included)."""
-    from foadx.data.calibration import images_for
-    from foadx.provenance import provenance_of
-    from foadx.tasks.prune import prune_model
+    from foadx.tasks.prune import calibration_batches, prune_model
 
     base = unpruned_model(context.pipeline, context.inputs, context.run).eval()
-    data = context.settings("data")
-    images = images_for(provenance_of(base).source, data["source"], data["images"],
-                        seed=context.settings("model")["seed"])
+    criteria = context.settings("prune")["criteria"]
+    images = calibration_batches(base, _prune_request(context, criteria[0]).calibration)  # read once, for every criterion
     record: Record = {"models": {}, "accuracy": {}, "macs": {}, "params": {}, "latency": {}}
-    for criterion in context.settings("prune")["criteria"]:
+    for criterion in criteria:
         result = prune_model(base, _prune_request(context, criterion), images=images)
         if "latency" in result.report:
             record["latency"][criterion] = result.report["latency"]
@@ -109,7 +108,7 @@ def export_stage(context: StageContext) -> Record:
     from foadx.tasks.export import ExportRequest, deploy
 
     settings = context.settings("export")
-    options = ExportRequest(settings["opset"] or 18, settings["target"], settings["batch"]).options()
+    options = ExportRequest(settings["opset"], settings["target"], settings["batch"]).options()
     files, sizes = {}, {}
     for variant, relative in final_models(context.inputs).items():
         path = context.folder / f"{variant}.onnx"

@@ -58,20 +58,34 @@ def save_artifact(model: nn.Module, directory: str | Path, *, force: bool = Fals
     Raises:
         BadInputError: the model carries no provenance, or ``directory`` is a foreign non-empty
             folder without ``force`` (CLI exit code 3).
-        ArtifactError: an in-memory module without a rebuildable spec, or a plan that does not
-            apply to the freshly built architecture (the folder is not written; exit code 3).
+        ArtifactError: an in-memory module without a rebuildable spec, a plan that does not
+            apply to the freshly built architecture, or weights that do not fit it tensor by
+            tensor (the folder is not written; exit code 3).
     """
     plan = require_provenance(model, "saving an artifact").plan
     refuse_unrebuildable(plan)
     target = check_folder_target(directory, lambda d: is_own_output(d, ARTIFACT_FILES | extra), force, "foadx artifact")
     try:  # an artifact that cannot be loaded back is worse than none (its code ran here already)
-        build_pruned_architecture(plan, torch.device("cpu"), trust_code=True)
+        rebuilt = build_pruned_architecture(plan, torch.device("cpu"), trust_code=True)
     except ArtifactError as error:
         raise ArtifactError(f"{error}: the plan must apply to the freshly built {plan.model.spec}") from error
     state = {key: value.detach().cpu() for key, value in model.state_dict().items()}
+    _refuse_other_architecture(state, rebuilt.state_dict(), plan.model.spec)
     with atomic_directory(target) as staging:
         write_artifact_files(staging, plan, state)
     return target
+
+
+def _refuse_other_architecture(state: dict[str, torch.Tensor], rebuilt: dict[str, torch.Tensor], spec: str) -> None:
+    """The weights must fit what ``load_pruned`` will build from the plan's spec, tensor by tensor."""
+    if state.keys() != rebuilt.keys():
+        differing = sorted(state.keys() ^ rebuilt.keys())
+        raise ArtifactError(f"the model is not what {spec} builds ({len(differing)} tensors differ, first "
+                            f"{differing[0]!r}): give the spec that built it")
+    for key, tensor in state.items():
+        if tensor.shape != rebuilt[key].shape:
+            raise ArtifactError(f"the model is not what {spec} builds: {key} is {tuple(tensor.shape)} here, "
+                                f"{tuple(rebuilt[key].shape)} there; give the spec that built it")
 
 
 def write_artifact_files(folder: Path, plan: Plan, state: dict[str, torch.Tensor]) -> None:

@@ -50,22 +50,22 @@ class Budget:
             if value is not None
         ]
         if len(chosen) > 1:
-            raise BudgetError(f"give one budget, not {' and '.join(chosen)}")
+            raise BudgetError(f"give one budget, not {' and '.join(chosen)}", parameters=tuple(chosen))
         if self.ratios is not None and not self.ratios:
-            raise BudgetError("ratios names no group: nothing would be pruned")
+            raise BudgetError("ratios names no group: nothing would be pruned", parameters=("ratios",))
         if self.round_to < 1:
-            raise BudgetError(f"round_to must be >= 1, got {self.round_to}")
+            raise BudgetError(f"round_to must be >= 1, got {self.round_to}", parameters=("round_to",))
         if self.t is not None and self.t < 1:
-            raise BudgetError(f"t must be >= 1, got {self.t}")
+            raise BudgetError(f"t must be >= 1, got {self.t}", parameters=("t",))
         if self.s is not None and not 0.0 <= self.s <= 1.0:
-            raise BudgetError(f"s must be in [0, 1] (S is in (0, 1]), got {self.s}")
+            raise BudgetError(f"s must be in [0, 1] (S is in (0, 1]), got {self.s}", parameters=("s",))
         for label, value in (
             ("ratio", self.ratio),
             ("flops_target", self.flops_target),
             ("params_target", self.params_target),
         ):
             if value is not None and not 0.0 < value < 1.0:
-                raise BudgetError(f"{label} must be in (0, 1), got {value}")
+                raise BudgetError(f"{label} must be in (0, 1), got {value}", parameters=(label,))
         for name, value in (self.ratios or {}).items():
             if not isinstance(value, (int, float)) or not 0.0 < value < 1.0:
                 raise BudgetError(f"ratio for group {name!r} must be in (0, 1), got {value!r}")

@@ -14,7 +14,7 @@ def finite(name: str, value: float | None) -> None:
         BadInputError: ``value`` is not a finite number.
     """
     if value is not None and not math.isfinite(value):
-        raise BadInputError(f"{name} must be a finite number, got {value}")
+        raise BadInputError(f"{name} must be a finite number, got {value}", parameters=(name,))
 
 
 def at_least(name: str, value: int | float | None, lowest: int | float) -> None:
@@ -24,4 +24,4 @@ def at_least(name: str, value: int | float | None, lowest: int | float) -> None:
         BadInputError: ``value`` < ``lowest``.
     """
     if value is not None and value < lowest:
-        raise BadInputError(f"{name} must be >= {lowest}, got {value}")
+        raise BadInputError(f"{name} must be >= {lowest}, got {value}", parameters=(name,))

@@ -18,7 +18,7 @@ from foadx.atomic import write_json
 from foadx.errors import BadInputError
 from foadx.export import ParityFailedError, export_onnx
 from foadx.export.loaders import ExportOptions
-from foadx.export.onnx_export import parse_batch
+from foadx.export.onnx_export import DEFAULT_OPSET, check_opset, parse_batch
 from foadx.export.quantize import DEFAULT_MIN_COSINE, Int8Options
 from foadx.optional import require_tensorrt
 from foadx.runtime.engine_options import EngineOptions, EngineProfile
@@ -57,7 +57,7 @@ class ExportRequest:
     ``ort-cpu``; ``batch`` None: the target's. With ``precision`` int8 the parity settings'
     cosine floor is the int8 file's (default 0.99) and the fp32 file keeps fp32's."""
 
-    opset: int = 18
+    opset: int | None = None  # None: DEFAULT_OPSET (18, the dynamo exporter)
     target: str | None = None
     batch: int | str | None = None
     prelu_rewrite: bool | None = None
@@ -85,9 +85,10 @@ class ExportRequest:
             else DEFAULT_MIN_COSINE
         fp32_parity = self.parity.without_cosine_floor() if self.precision == "int8" else self.parity
         form = get_target(self.target or ("tensorrt" if self.engine else "ort-cpu"))
-        batch = self.batch or form.batch
+        batch = parse_batch(form.batch if self.batch is None else self.batch)
+        opset = check_opset(DEFAULT_OPSET if self.opset is None else self.opset)
         options = DeployOptions(
-            export=ExportOptions(self.opset, batch, None, self.prelu_rewrite, self.prelu_form, form.name),
+            export=ExportOptions(opset, batch, None, self.prelu_rewrite, self.prelu_form, form.name),
             verify=self.verify,
             verify_options={"tolerances": fp32_parity.tolerances(), "strict": self.parity.strict},
             precision=self.precision,

@@ -131,17 +131,11 @@ def prune_model(model: nn.Module, request: PruneRequest, *, table: Any = None, i
         BadInputError, BudgetError, DataError: the request cannot be met (exit 3);
         CheckFailedError: a latency target missed after the measured rounds (exit 4).
     """
-    from foadx.data.calibration import images_for
-    from foadx.provenance import require_provenance
     from foadx.pruning.api import refuse_pruned
 
     request.check()
     refuse_pruned(model)
-    calibration = request.calibration
-    source = require_provenance(model, "pruning from a data source").source
-    if images is None:
-        images = images_for(source, calibration.data, calibration.count, batch_size=calibration.batch_size,
-                            seed=calibration.seed)
+    images = calibration_batches(model, request.calibration) if images is None else images
     arguments = _common_arguments(request, images)
     if isinstance(request.budget, LatencyBudget):
         return _prune_to_latency(model, images, request.budget, table, arguments)
@@ -149,6 +143,21 @@ def prune_model(model: nn.Module, request: PruneRequest, *, table: Any = None, i
 
     budget = {field.name: getattr(request.budget, field.name) for field in fields(request.budget)}
     return foadx.prune(model, images, **budget, progress=progress, **arguments)
+
+
+def calibration_batches(model: nn.Module, calibration: Calibration) -> Any:
+    """The images ``calibration`` names, prepared for ``model``'s input contract (its input
+    size, mean and std): re-iterable float batches (n, C, H, W).
+
+    Raises:
+        BadInputError: the model carries no input contract; DataError: unreadable data.
+    """
+    from foadx.data.calibration import images_for
+    from foadx.provenance import require_provenance
+
+    source = require_provenance(model, "pruning from a data source").source
+    return images_for(source, calibration.data, calibration.count, batch_size=calibration.batch_size,
+                      seed=calibration.seed)
 
 
 def _common_arguments(request: PruneRequest, images: Any) -> dict[str, Any]:
