@@ -17,7 +17,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from foadx.errors import MissingDependencyError, UnknownModelError, WeightsError
+from foadx.errors import BadInputError, MissingDependencyError, UnknownModelError, WeightsError
 from foadx.models.arcface import IRESNET_DEPTHS, iresnet, mbf
 from foadx.models.mobilefacenet import MobileFaceNet
 from foadx.models.resnet_cifar import ResNetCifar
@@ -185,14 +185,17 @@ def _torchvision_model(name: str, kwargs: dict[str, Any]) -> nn.Module:
         ) from error
 
 
+MAX_WEIGHTS_MAP_BYTES = 1024 * 1024  # a rename per checkpoint key: a few KB for real networks
+
+
 def read_weights_map(path: str | Path) -> list[tuple[str, str]]:
     """A JSON object of regex -> replacement, applied in order to every checkpoint key."""
-    import json
+    from foadx.untrusted import read_json
 
     try:
-        mapping = json.loads(Path(path).read_text())
-    except (OSError, json.JSONDecodeError) as error:
-        raise WeightsError(f"cannot read weights map {path}: {error}") from error
+        mapping = read_json(path, "weights map", MAX_WEIGHTS_MAP_BYTES)
+    except BadInputError as error:
+        raise WeightsError(f"cannot read weights map {path}: {error}") from None
     if not isinstance(mapping, dict) or not all(isinstance(v, str) for v in mapping.values()):
         raise WeightsError(f"weights map {path} must be a JSON object of regex -> replacement")
     try:

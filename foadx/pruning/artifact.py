@@ -23,6 +23,7 @@ from foadx.models.registry import build_model, model_task, read_state_dict, runs
 from foadx.pruning.analysis import trace_groups
 from foadx.pruning.apply import apply_kept
 from foadx.provenance import Plan, Provenance, record_provenance, require_provenance
+from foadx.untrusted import check_depth, read_text
 
 PLAN_FILE = "plan.json"
 WEIGHTS_FILE = "weights.pt"
@@ -72,12 +73,11 @@ def read_plan(directory: str | Path) -> Plan:
     path = Path(directory) / PLAN_FILE
     if not path.is_file():
         raise ArtifactError(f"no {PLAN_FILE} in {directory}: not a pruned-model artifact")
-    if path.stat().st_size > MAX_PLAN_BYTES:
-        raise ArtifactError(f"{path} is {path.stat().st_size} bytes; a plan is at most {MAX_PLAN_BYTES}")
     try:
-        data = json.loads(path.read_text())
-    except (OSError, ValueError, RecursionError) as error:
-        raise ArtifactError(f"corrupt {path}: {str(error).splitlines()[0]}") from error
+        data = json.loads(read_text(path, "plan", MAX_PLAN_BYTES))
+        check_depth(data, f"corrupt {path}")
+    except (ValueError, RecursionError) as error:  # BadInputError is a ValueError: unreadable, too large, too deep
+        raise ArtifactError(f"corrupt {path}: {str(error).splitlines()[0] if str(error) else 'nested too deep'}") from None
     try:
         return Plan.from_json(data)
     except ArtifactError as error:
