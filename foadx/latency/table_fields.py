@@ -106,7 +106,7 @@ def unit_key(data: Any, where: str) -> UnitKey:
         raise FieldError(f"{where} is {_show(data)}; it must be an object")
     names = set(UnitKey.__dataclass_fields__)
     if set(data) != names:
-        odd = sorted(set(data) ^ names)[0]
+        odd = min(set(data) ^ names)
         raise FieldError(f"{where}.{odd} is {'missing' if odd in names else 'not a field of a unit key'}")
     activation = data["activation"]
     if activation is not None and activation not in ACTIVATIONS.values():
