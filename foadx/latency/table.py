@@ -25,7 +25,7 @@ from foadx.latency import table_fields as fields
 from foadx.latency.fit import MIN_FIT_POINTS, AffineFit, repeated_median
 from foadx.latency.table_fields import MAX_LUT_BYTES, FieldError
 from foadx.latency.units import UnitKey
-from foadx.untrusted import check_depth, read_text
+from foadx.untrusted import MAX_DEPTH, check_depth, read_text
 
 LUT_KIND = "foadx.latency_lut"
 LUT_SCHEMA_VERSION = 2  # 2: whole-network check points (the savings curve)
@@ -158,8 +158,10 @@ def load_table(path: str | Path) -> LatencyTable:
     text = read_text(path, "latency table", MAX_LUT_BYTES)
     try:
         data = json.loads(text)
-    except (ValueError, RecursionError) as error:
-        _fail(path, f"not JSON: {str(error).splitlines()[0] if str(error) else 'nested too deep'}")
+    except RecursionError:
+        _fail(path, f"nested deeper than {MAX_DEPTH} levels")
+    except ValueError as error:
+        _fail(path, f"not JSON: {str(error).splitlines()[0]}")
     check_depth(data, f"latency table {path}")
     if not isinstance(data, dict) or data.get("kind") != LUT_KIND or data.get("schema_version") != LUT_SCHEMA_VERSION:
         _fail(path, f"expected kind {LUT_KIND!r}, schema version {LUT_SCHEMA_VERSION}")

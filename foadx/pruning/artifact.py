@@ -23,7 +23,7 @@ from foadx.models.registry import build_model, model_task, read_state_dict, runs
 from foadx.pruning.analysis import trace_groups
 from foadx.pruning.apply import apply_kept
 from foadx.provenance import Plan, Provenance, record_provenance, require_provenance
-from foadx.untrusted import check_depth, read_text
+from foadx.untrusted import MAX_DEPTH, check_depth, read_text
 
 PLAN_FILE = "plan.json"
 WEIGHTS_FILE = "weights.pt"
@@ -75,9 +75,11 @@ def read_plan(directory: str | Path) -> Plan:
         raise ArtifactError(f"no {PLAN_FILE} in {directory}: not a pruned-model artifact")
     try:
         data = json.loads(read_text(path, "plan", MAX_PLAN_BYTES))
-        check_depth(data, f"corrupt {path}")
-    except (ValueError, RecursionError) as error:  # BadInputError is a ValueError: unreadable, too large, too deep
-        raise ArtifactError(f"corrupt {path}: {str(error).splitlines()[0] if str(error) else 'nested too deep'}") from None
+        check_depth(data, "it")
+    except RecursionError:
+        raise ArtifactError(f"corrupt {path}: nested deeper than {MAX_DEPTH} levels") from None
+    except ValueError as error:  # BadInputError is a ValueError: unreadable, too large, too deep
+        raise ArtifactError(f"corrupt {path}: {str(error).splitlines()[0]}") from None
     try:
         return Plan.from_json(data)
     except ArtifactError as error:
