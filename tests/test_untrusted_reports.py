@@ -24,7 +24,7 @@ from foadx.runtime.registry import BACKENDS
 from tests.cli_helpers import error_line, run
 
 LOG = Path(__file__).parent / "fixtures" / "trtexec" / "trt10_full.log"
-MATHTEXT = r"$\frac{<script>x</script>"
+MATHTEXT = r"$\frac{$<script>x</script>"
 
 
 def latency_report() -> dict:
@@ -113,7 +113,7 @@ def test_user_strings_are_plain_text_in_figures_and_escaped_in_html(tmp_path):
         result = run("report", path, "--html", tmp_path / "r.html", "--quiet")
         assert result.exit_code == 0, result.output
         page = (tmp_path / "r.html").read_text()
-        assert "<script>" not in page and r"$\frac{&lt;script&gt;x&lt;/script&gt;" in page
+        assert "<script>" not in page and r"$\frac{$&lt;script&gt;x&lt;/script&gt;" in page
 
 
 def test_the_drawing_is_bounded_and_says_so(tmp_path):
