@@ -60,7 +60,7 @@ def _write(path: Path, data) -> Path:
 
 def _cli(*args: object, timeout: float = 120) -> subprocess.CompletedProcess:
     """foadx in a process of its own, ended by ``timeout`` if it hangs (a regression must not hang the suite)."""
-    return subprocess.run([sys.executable, "-m", "foadx_cli", *map(str, args)], capture_output=True, text=True,
+    return subprocess.run([sys.executable, "-m", "foadx_cli", *map(str, args)], capture_output=True, text=True, check=False,
                           timeout=timeout)
 
 
