@@ -22,11 +22,13 @@ stdout = Console(width=None if sys.stdout.isatty() else 160)
 stderr = Console(stderr=True)
 
 
+MAX_RATIOS_BYTES = 1024 * 1024  # one ratio per group: a 10,000-group network's file is ~0.3 MB
+
+
 def read_ratios(path: Path) -> dict[str, float]:
-    try:
-        ratios = json.loads(Path(path).read_text())
-    except (OSError, json.JSONDecodeError) as error:
-        raise BadInputError(f"cannot read --ratios {path}: {error}") from error
+    from foadx.untrusted import read_json
+
+    ratios = read_json(path, "--ratios", MAX_RATIOS_BYTES)
     if not isinstance(ratios, dict):
         raise BadInputError(f"--ratios {path} must be a JSON object: group name -> ratio")
     return ratios

@@ -58,7 +58,7 @@ def test_prune_json_report_and_artifact(tmp_path):
     [
         (["prune", "nosuchnet"], 3, "unknown model"),
         (["prune", "vgg16_cifar", "--ratio", "1.5"], 3, "ratio must be in (0, 1)"),
-        (["prune", "vgg16_cifar", "--ratio", "0.5", "--round-to", "0"], 3, "round_to must be >= 1"),
+        (["prune", "vgg16_cifar", "--ratio", "0.5", "--round-to", "0"], 3, "--round-to must be >= 1"),
         (["prune", "vgg16_cifar", "--ratio", "0.5", "--weights", "/nonexistent.pt"], 3, "weights file not found"),
         (["prune", "vgg16_cifar", "--ratio", "0.5", "--data", "/nonexistent"], 3, "calibration data not found"),
         (["prune", "vgg16_cifar", "--ratio", "0.5", "--device", "cuda"], 6, "GPU"),

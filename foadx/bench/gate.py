@@ -10,10 +10,53 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from foadx.errors import BadInputError, RegressionError
+from foadx.report.schema import MAX_REPORT_BYTES, validate_report
 from foadx.runtime.environment import environment_differences
+from foadx.runtime.registry import BACKENDS
+from foadx.untrusted import read_json
+
+BASELINE_KIND = "foadx.latency"
+
+
+def read_baseline(path: str | Path) -> dict[str, Any]:
+    """The latency report at ``path`` to gate against, checked before any measuring: a regular
+    file of at most ``MAX_REPORT_BYTES`` (a FIFO is refused unopened), a ``foadx.latency``
+    report (another kind is named), valid against its schema, each row's precision one its
+    backend runs (``foadx.runtime.registry.BACKENDS``).
+
+    Raises:
+        BadInputError: naming the path and what is wrong (exit 3).
+    """
+    report = read_json(path, "baseline", MAX_REPORT_BYTES)
+    kind = report.get("kind") if isinstance(report, dict) else None
+    if kind != BASELINE_KIND:
+        got = f"a {kind} report" if isinstance(kind, str) and len(kind) <= 64 else "not a foadx report"
+        raise BadInputError(f"baseline {path} is {got}; the regression gate needs a {BASELINE_KIND} report "
+                            "(foadx bench --report)")
+    try:
+        validate_report(report)
+        check_precisions(report)
+    except BadInputError as error:
+        raise BadInputError(f"baseline {path}: {error}") from None
+    return report
+
+
+def check_precisions(report: dict[str, Any]) -> None:
+    """Each row's precision is one its backend runs, by the backend registry (unknown backends,
+    such as an external tool's, are left to their own check).
+
+    Raises:
+        BadInputError: naming the row's model, backend and precision.
+    """
+    for row in report["results"]:
+        backend = BACKENDS.get(row["backend"])
+        if backend is not None and row["precision"] not in backend.precisions:
+            raise BadInputError(f"{row['model']} on {row['backend']} is at precision {row['precision']!r}; "
+                                f"{row['backend']} runs {', '.join(backend.precisions)}")
 
 
 @dataclass

@@ -14,6 +14,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from foadx.bench.gate import check_precisions
 from foadx.bench.models import BenchModel, bench_model, require_same_input
 from foadx.bench.trtexec_report import trtexec_row
 from foadx.export.loaders import ExportOptions
@@ -109,6 +110,7 @@ def _latency_report(environment: dict[str, Any], settings: dict[str, Any], model
         "environment": environment, "settings": settings, "models": models, "results": results,
     })
     validate_report(report)
+    check_precisions(report)
     return report
 
 

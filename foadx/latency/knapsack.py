@@ -2,10 +2,18 @@
 
     maximise  sum_g v_g(w_g)   subject to   sum_g c_g(w_g) <= B,   w_g in W_g
 
-Solved exactly by dynamic programming over the budget in integer steps (costs rounded *up* to
-the step, so a solution never exceeds B): best[b] is the most value of the groups seen so far
-within cost b; adding group g, best'[b] = max over w of best[b - c_g(w)] + v_g(w). O(G x B/step
-x |W|) with numpy over b.
+Solved by dynamic programming over the Pareto frontier of partial solutions (docs/latency.md,
+section 4): after each group, the frontier holds every (cost, value) of the groups seen so far
+that no other partial solution beats on both (cost within B, value higher at no more cost).
+Costs are kept exact, never rounded, so a solution never exceeds B and the work does not depend
+on the latencies' magnitude: multiplying every cost and B by 1000 gives the same frontier.
+
+While the frontier holds at most ``max_states`` points the solution is the exact optimum. Where
+it would hold more, it is thinned: the budget is cut into ``max_states`` buckets of width
+d = B / max_states and each bucket keeps its most valuable point. Each thinning moves a kept
+point at most d in cost, so after G groups the solution is still within B and worth at least
+the exact optimum within B - G x d (G x 1/max_states of the budget: 30 groups at the default
+16384 states, 0.18 %). Time O(G x S x |W| log(S x |W|)), memory O(G x S) for S <= max_states.
 """
 
 from __future__ import annotations
@@ -16,39 +24,95 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from foadx.errors import BudgetError
+from foadx.errors import BadInputError, BudgetError
+
+MAX_STATES = 16384  # frontier points kept per group; beyond, thinned to buckets of B / MAX_STATES
 
 
 @dataclass(frozen=True)
 class Choice:
+    """One width of a group: its value (higher is better) and its cost in milliseconds."""
+
     width: int
     value: float
     cost_ms: float
 
 
-def solve(options: Mapping[str, Sequence[Choice]], budget_ms: float, step_ms: float = 0.001) -> dict[str, Choice]:
-    """The best choice per group within ``budget_ms``; ``BudgetError`` when even the cheapest
-    choices exceed it."""
+def solve(options: Mapping[str, Sequence[Choice]], budget_ms: float,
+          max_states: int = MAX_STATES) -> dict[str, Choice]:
+    """The most valuable choice per group whose costs sum to at most ``budget_ms``.
+
+    Args:
+        options: group name -> its choices (at least one each); costs in ms, negative ones
+            counted as 0.
+        budget_ms: the budget B, finite.
+        max_states: the frontier's bound (exact below it; see the module for the bound above).
+
+    Returns:
+        group name -> the chosen ``Choice``, in the order of ``options``.
+
+    Raises:
+        BudgetError: even the cheapest choices exceed ``budget_ms``.
+        BadInputError: a group without choices, or a cost, value or budget that is not finite.
+    """
     names = list(options)
-    cheapest = sum(min(choice.cost_ms for choice in options[name]) for name in names)
-    if cheapest > budget_ms + 1e-12:
+    _check(options, budget_ms)
+    cheapest = sum(min(_cost(choice) for choice in options[name]) for name in names)
+    if cheapest > budget_ms + _slack(budget_ms):
         raise BudgetError(f"the cheapest widths cost {cheapest:.3f} ms, over the budget of {budget_ms:.3f} ms")
-    bins = math.floor(budget_ms / step_ms + 1e-9) + 1
-    best = np.zeros(bins)
-    picks = []
+    limit = budget_ms + _slack(budget_ms)
+    costs, values = np.zeros(1), np.zeros(1)
+    steps = []  # per group: for each frontier point, (index of its parent point, index of its choice)
     for name in names:
-        costs = [max(0, math.ceil(choice.cost_ms / step_ms - 1e-9)) for choice in options[name]]
-        candidates = np.full((len(costs), bins), -np.inf)
-        for index, (cost, choice) in enumerate(zip(costs, options[name])):
-            if cost < bins:
-                candidates[index, cost:] = best[: bins - cost] + choice.value
-        picks.append(candidates.argmax(axis=0))
-        best = candidates.max(axis=0)
-    if not np.isfinite(best[-1]):
-        raise BudgetError(f"no combination of widths fits {budget_ms:.3f} ms at {step_ms} ms resolution")
-    chosen, remaining = {}, bins - 1
-    for name, pick in zip(reversed(names), reversed(picks)):
-        choice = options[name][int(pick[remaining])]
-        chosen[name] = choice
-        remaining -= max(0, math.ceil(choice.cost_ms / step_ms - 1e-9))
+        choice_costs = np.array([_cost(choice) for choice in options[name]])
+        choice_values = np.array([float(choice.value) for choice in options[name]])
+        all_costs = (costs[:, None] + choice_costs[None, :]).ravel()
+        all_values = (values[:, None] + choice_values[None, :]).ravel()
+        keep = _frontier(all_costs, all_values, limit, budget_ms, max_states)
+        parents, picks = np.divmod(keep, len(choice_costs))
+        steps.append((parents, picks))
+        costs, values = all_costs[keep], all_values[keep]
+    point = int(np.argmax(values))
+    chosen = {}
+    for name, (parents, picks) in zip(reversed(names), reversed(steps)):
+        chosen[name] = options[name][int(picks[point])]
+        point = int(parents[point])
     return {name: chosen[name] for name in names}
+
+
+def _frontier(costs: np.ndarray, values: np.ndarray, limit: float, budget_ms: float, max_states: int) -> np.ndarray:
+    """Indices of the points within ``limit`` that no cheaper-or-equal point beats in value,
+    ordered by cost; thinned to one per bucket of ``budget_ms / max_states`` beyond ``max_states``."""
+    within = np.flatnonzero(costs <= limit)
+    order = within[np.lexsort((-values[within], costs[within]))]  # by cost, the best value first on ties
+    best_before = np.maximum.accumulate(values[order])
+    improves = np.empty(len(order), dtype=bool)
+    improves[0] = True
+    improves[1:] = values[order][1:] > best_before[:-1]
+    kept = order[improves]
+    if len(kept) > max_states and budget_ms > 0:
+        buckets = np.floor(costs[kept] / (budget_ms / max_states)).astype(np.int64)
+        last_of_bucket = np.append(buckets[1:] != buckets[:-1], True)  # values rise with cost: the last is best
+        kept = kept[last_of_bucket]
+    return kept
+
+
+def _cost(choice: Choice) -> float:
+    return max(0.0, float(choice.cost_ms))
+
+
+def _slack(budget_ms: float) -> float:
+    """Rounding room when comparing a sum of costs with the budget."""
+    return 1e-12 * max(1.0, abs(budget_ms))
+
+
+def _check(options: Mapping[str, Sequence[Choice]], budget_ms: float) -> None:
+    if not math.isfinite(budget_ms):
+        raise BadInputError(f"the latency budget must be a finite number of ms, got {budget_ms}")
+    for name, choices in options.items():
+        if not choices:
+            raise BadInputError(f"group {name} has no widths to choose from")
+        for choice in choices:
+            if not (math.isfinite(choice.cost_ms) and math.isfinite(choice.value)):
+                raise BadInputError(f"group {name} width {choice.width}: cost {choice.cost_ms} ms and value "
+                                    f"{choice.value} must be finite")

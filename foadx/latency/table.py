@@ -21,12 +21,14 @@ from typing import Any
 
 from foadx.atomic import write_json
 from foadx.errors import ArtifactError, BadInputError
+from foadx.latency import table_fields as fields
 from foadx.latency.fit import MIN_FIT_POINTS, AffineFit, repeated_median
+from foadx.latency.table_fields import MAX_LUT_BYTES, FieldError
 from foadx.latency.units import UnitKey
+from foadx.untrusted import MAX_DEPTH, check_depth, read_text
 
 LUT_KIND = "foadx.latency_lut"
 LUT_SCHEMA_VERSION = 2  # 2: whole-network check points (the savings curve)
-MAX_LUT_BYTES = 64 * 1024 * 1024
 IDENTITY_FIELDS = ("model", "input_size", "batch", "backend", "precision")
 ENVIRONMENT_FIELDS = ("cpu", "cores", "onnxruntime", "torch", "openvino", "gpu")
 AXES = ("out_channels", "in_channels")
@@ -86,14 +88,22 @@ class LatencyTable:
         found = self.entries.get(key)
         return found if found is not None else self._bound(key, along)
 
-    def _series(self, series_key: SeriesKey) -> dict[int, float]:
-        """The measured widths (-> ms) of one series."""
+    def _series_index(self) -> dict[SeriesKey, dict[int, float]]:
+        """Every series (one unit along one channel axis): its measured widths -> ms."""
         if self._index is None:
             self._index = {}
             for entry, ms in self.entries.items():
                 for axis in AXES:
                     self._index.setdefault((axis, _without(entry, axis)), {})[getattr(entry, axis)] = ms
-        return self._index.get(series_key, {})
+        return self._index
+
+    def _series(self, series_key: SeriesKey) -> dict[int, float]:
+        """The measured widths (-> ms) of one series."""
+        return self._series_index().get(series_key, {})
+
+    def longest_series(self) -> int:
+        """The most widths measured for one unit along one channel axis (0 for no entries)."""
+        return max((len(series) for series in self._series_index().values()), default=0)
 
     def _fitted(self, series_key: SeriesKey, wanted: int) -> float | None:
         measured = self._series(series_key)
@@ -150,44 +160,71 @@ def _fail(path: Path, message: str) -> None:
 
 
 def load_table(path: str | Path) -> LatencyTable:
-    """Reads and validates a table file written by ``LatencyTable.save`` (at most 64 MiB).
+    """Reads a latency table written by ``LatencyTable.save``, every field range-checked
+    (``foadx.latency.table_fields``) before anything is planned with it.
 
     Raises:
-        BadInputError: the file does not exist (CLI exit code 3).
-        ArtifactError: it is oversized, unparsable, of another kind or schema version, or has a
-            missing or malformed field (exit code 3).
+        BadInputError: missing, not a regular file (a FIFO is refused unopened), over
+            ``MAX_LUT_BYTES``, nested too deep, not JSON (exit 3).
+        ArtifactError: not a foadx latency table, or a field missing or out of range; the one
+            line names the field (exit 3).
     """
     path = Path(path)
-    if not path.is_file():
-        raise BadInputError(f"latency table not found: {path}")
-    if path.stat().st_size > MAX_LUT_BYTES:
-        _fail(path, f"{path.stat().st_size} bytes (at most {MAX_LUT_BYTES})")
+    text = read_text(path, "latency table", MAX_LUT_BYTES)
     try:
-        data = json.loads(path.read_text())
-    except (OSError, UnicodeDecodeError, ValueError, RecursionError) as error:
-        _fail(path, str(error).splitlines()[0])
+        data = json.loads(text)
+    except RecursionError:
+        _fail(path, f"nested deeper than {MAX_DEPTH} levels")
+    except ValueError as error:
+        _fail(path, f"not JSON: {str(error).splitlines()[0]}")
+    check_depth(data, f"latency table {path}")
     if not isinstance(data, dict) or data.get("kind") != LUT_KIND or data.get("schema_version") != LUT_SCHEMA_VERSION:
         _fail(path, f"expected kind {LUT_KIND!r}, schema version {LUT_SCHEMA_VERSION}")
     try:
-        table = LatencyTable(str(data["model"]), tuple(int(v) for v in data["input_size"]), int(data["batch"]),
-                             str(data["backend"]), str(data["precision"]), int(data["round_to"]),
-                             dict(data["environment"]), float(data["network_ms"]),
-                             checks=[_check(point) for point in data["checks"]])
-        for entry in data["entries"]:
-            ms = float(entry["ms"])
-            if not ms >= 0:
-                raise ValueError(f"latency {ms} is not a non-negative number")
-            table.add(UnitKey.from_json(entry["key"]), ms)
-    except (KeyError, TypeError, ValueError) as error:
+        table = _table_from(data)
+        _check_series(table)
+    except KeyError as error:
+        _fail(path, f"bad field: {error.args[0]} is missing")
+    except FieldError as error:
         _fail(path, f"bad field: {error}")
-    if not (table.network_ms > 0 and len(table.input_size) == 2 and table.batch >= 1):
-        _fail(path, "network_ms, input_size and batch must be positive")
     return table
 
 
-def _check(point: Any) -> dict[str, float]:
-    """One whole-network check point: numbers only."""
-    return {name: float(point[name]) for name in ("fraction", "predicted_saving", "measured_saving")}
+def _table_from(data: dict[str, Any]) -> LatencyTable:
+    """The table ``data`` describes, each field checked (``FieldError`` names the first bad one)."""
+    if not isinstance(data["environment"], dict):
+        raise FieldError("environment must be an object")
+    table = LatencyTable(fields.text(data["model"], "model"),
+                         fields.pair(data["input_size"], "input_size", 1, fields.MAX_SIDE),
+                         fields.integer(data["batch"], "batch", 1, fields.MAX_BATCH),
+                         fields.text(data["backend"], "backend"), fields.text(data["precision"], "precision"),
+                         fields.integer(data["round_to"], "round_to", 1, fields.MAX_ROUND_TO),
+                         data["environment"], fields.positive(data["network_ms"], "network_ms"),
+                         checks=[_check(point, f"checks[{index}]") for index, point in
+                                 enumerate(fields.array(data["checks"], "checks", 0, fields.MAX_CHECKS))])
+    entries = fields.array(data["entries"], "entries", 1, fields.MAX_ENTRIES)
+    for index, entry in enumerate(entries):
+        if not isinstance(entry, dict):
+            raise FieldError(f"entries[{index}] must be an object with key and ms")
+        ms = fields.positive(entry["ms"], f"entries[{index}].ms")  # a latency is finite and > 0, not merely non-negative
+        table.add(fields.unit_key(entry["key"], f"entries[{index}].key"), ms)
+    return table
+
+
+def _check_series(table: LatencyTable) -> None:
+    """Refuses a series (one unit along one axis) too long to fit a line through in time."""
+    longest = table.longest_series()
+    if longest > fields.MAX_SERIES_POINTS:
+        raise FieldError(f"entries hold one unit at {longest:,} widths of one channel axis; "
+                         f"at most {fields.MAX_SERIES_POINTS:,} are read")
+
+
+def _check(point: Any, where: str) -> dict[str, float]:
+    """One whole-network check point: finite numbers only."""
+    if not isinstance(point, dict):
+        raise FieldError(f"{where} must be an object")
+    return {name: fields.finite(point[name], f"{where}.{name}")
+            for name in ("fraction", "predicted_saving", "measured_saving")}
 
 
 def check_compatible(table: LatencyTable, expected: LatencyTable, allow_foreign: bool) -> None:

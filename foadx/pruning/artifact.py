@@ -23,6 +23,7 @@ from foadx.models.registry import build_model, model_task, read_state_dict, runs
 from foadx.pruning.analysis import trace_groups
 from foadx.pruning.apply import apply_kept
 from foadx.provenance import Plan, Provenance, record_provenance, require_provenance
+from foadx.untrusted import MAX_DEPTH, check_depth, read_text
 
 PLAN_FILE = "plan.json"
 WEIGHTS_FILE = "weights.pt"
@@ -111,12 +112,13 @@ def read_plan(directory: str | Path) -> Plan:
     path = Path(directory) / PLAN_FILE
     if not path.is_file():
         raise ArtifactError(f"no {PLAN_FILE} in {directory}: not a pruned-model artifact")
-    if path.stat().st_size > MAX_PLAN_BYTES:
-        raise ArtifactError(f"{path} is {path.stat().st_size} bytes; a plan is at most {MAX_PLAN_BYTES}")
     try:
-        data = json.loads(path.read_text())
-    except (OSError, ValueError, RecursionError) as error:
-        raise ArtifactError(f"corrupt {path}: {str(error).splitlines()[0]}") from error
+        data = json.loads(read_text(path, "plan", MAX_PLAN_BYTES))
+        check_depth(data, "it")
+    except RecursionError:
+        raise ArtifactError(f"corrupt {path}: nested deeper than {MAX_DEPTH} levels") from None
+    except ValueError as error:  # BadInputError is a ValueError: unreadable, too large, too deep
+        raise ArtifactError(f"corrupt {path}: {str(error).splitlines()[0]}") from None
     try:
         return Plan.from_json(data)
     except ArtifactError as error:

@@ -2,6 +2,10 @@
 folder. Each function takes a report (a dict of its kind) and a folder and returns
 {caption: PNG path}; ``foadx.report.kinds`` says which kind has which.
 
+The work is bounded whatever the report holds: at most ``MAX_ROWS_DRAWN`` rows (latency results,
+groups) and ``MAX_POINTS_DRAWN`` sweep points are drawn per figure, the first ones, and the
+caption says so; the tables in the Markdown still list every row.
+
 Raises (all): MissingDependencyError when matplotlib is absent (``foadx[plots]``).
 """
 
@@ -12,19 +16,32 @@ from typing import Any
 
 from foadx.report import plots
 
+MAX_ROWS_DRAWN = 64  # boxes and bars per figure; more would be unreadable at any canvas size
+MAX_POINTS_DRAWN = 256  # sweep points per figure
+
+
+def _first(rows: list[Any], limit: int, caption: str) -> tuple[list[Any], str]:
+    """The first ``limit`` rows, and the caption saying how many were drawn when that is not all."""
+    if len(rows) <= limit:
+        return rows, caption
+    return rows[:limit], f"{caption} (the first {limit} of {len(rows)} drawn)"
+
 
 def latency_figures(report: dict[str, Any], folder: Path) -> dict[str, Path]:
     """A latency report's spread per model and backend, and its speedups."""
-    return {"latency spread and speedups": plots.latency(report, folder)}
+    rows, caption = _first(report["results"], MAX_ROWS_DRAWN, "latency spread and speedups")
+    return {caption: plots.latency({**report, "results": rows}, folder)}
 
 
 def prune_figures(report: dict[str, Any], folder: Path) -> dict[str, Path]:
     """A prune report's channels kept per group."""
-    return {"channels kept per group": plots.widths(report["groups"], folder, title=report["criterion"])}
+    groups, caption = _first(report["groups"], MAX_ROWS_DRAWN, "channels kept per group")
+    return {caption: plots.widths(groups, folder, title=report["criterion"])}
 
 
 def sweep_figures(report: dict[str, Any], folder: Path) -> dict[str, Path]:
     """A sweep's accuracy against measured latency and MACs, the unpruned model among the points."""
     unpruned = {"label": "unpruned", "criterion": "unpruned", **report["unpruned"]}
-    points = [{"label": f"{p['criterion']} {p['budget']:g}", **p} for p in report["points"]]
-    return {"accuracy against measured latency and MACs": plots.tradeoff([unpruned, *points], folder)}
+    points, caption = _first(report["points"], MAX_POINTS_DRAWN, "accuracy against measured latency and MACs")
+    labelled = [{"label": f"{p['criterion']} {p['budget']:g}", **p} for p in points]
+    return {caption: plots.tradeoff([unpruned, *labelled], folder)}

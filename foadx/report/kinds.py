@@ -17,6 +17,7 @@ from typing import Any
 
 from foadx._version import __version__
 from foadx.errors import BadInputError, FoadxError
+from foadx.report import kind_schemas
 from foadx.report.figures import latency_figures, prune_figures, sweep_figures
 from foadx.report.markdown import (
     eval_markdown,
@@ -40,6 +41,7 @@ class ReportKind:
         required: top-level fields a report of this kind must hold to be read and rendered.
         schema_file: a JSON Schema in the ``foadx.report`` package the report is validated
             against, or None.
+        schema: the JSON Schema itself (``foadx.report.kind_schemas``) where there is no file.
         markdown: ``report -> Markdown text``, or None where the kind has no rendering.
         figures: ``(report, folder) -> {caption: PNG path}``, or None where it has no figures.
     """
@@ -48,6 +50,7 @@ class ReportKind:
     schema_version: int
     required: tuple[str, ...] = ()
     schema_file: str | None = None
+    schema: dict[str, Any] | None = None
     markdown: Callable[[dict[str, Any]], str] | None = None
     figures: Callable[[dict[str, Any], Path], dict[str, Path]] | None = None
 
@@ -57,14 +60,17 @@ REPORT_KINDS: dict[str, ReportKind] = {
     for kind in (
         ReportKind("foadx.latency", 1, schema_file="latency.schema.json", markdown=latency_markdown,
                    figures=latency_figures),
-        ReportKind("foadx.parity", 2, ("path", "passed", "cases", "worst"), markdown=parity_markdown),
+        ReportKind("foadx.parity", 2, ("path", "passed", "cases", "worst"), schema=kind_schemas.PARITY,
+                   markdown=parity_markdown),
         ReportKind("foadx.prune", 1, ("criterion", "plan_digest", "groups", "params", "macs"),
-                   markdown=prune_markdown, figures=prune_figures),
-        ReportKind("foadx.eval", 1, ("model", "data", "task", "backend"), markdown=eval_markdown),
-        ReportKind("foadx.sweep", 1, ("model", "backend", "points", "unpruned"), markdown=sweep_markdown,
+                   schema=kind_schemas.PRUNE, markdown=prune_markdown, figures=prune_figures),
+        ReportKind("foadx.eval", 1, ("model", "data", "task", "backend"), schema=kind_schemas.EVAL,
+                   markdown=eval_markdown),
+        ReportKind("foadx.sweep", 1, ("model", "backend", "points", "unpruned"), schema=kind_schemas.SWEEP,
+                   markdown=sweep_markdown,
                    figures=sweep_figures),
-        ReportKind("foadx.pipeline", 1, ("stages",), markdown=pipeline_markdown),
-        ReportKind("foadx.engine", 1, ("engine", "input", "input_chw")),  # a TensorRT engine's sidecar
+        ReportKind("foadx.pipeline", 1, ("stages",), schema=kind_schemas.PIPELINE, markdown=pipeline_markdown),
+        ReportKind("foadx.engine", 1, ("engine", "input", "input_chw"), schema=kind_schemas.ENGINE),  # a TensorRT engine's sidecar
     )
 }
 """The report registry: ``kind`` name -> ``ReportKind`` (latency, parity, prune, eval, sweep, pipeline, engine sidecar); one entry adds a kind."""

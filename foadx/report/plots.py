@@ -12,6 +12,7 @@ from typing import Any
 from foadx.errors import MissingDependencyError
 
 Point = dict[str, Any]  # {"label", "criterion", "latency_ms", "macs", "accuracy", "reachable"}
+MAX_WIDTH_IN = 30.0  # inches (3,000 pixels): callers bound the rows drawn, this bounds the canvas
 
 
 def _pyplot() -> Any:
@@ -22,7 +23,9 @@ def _pyplot() -> Any:
     matplotlib.use("Agg", force=True)
     import matplotlib.pyplot as plt
 
-    plt.rcParams.update({"svg.fonttype": "none", "figure.dpi": 100, "font.size": 9})  # SVG text, no embedded fonts
+    # SVG text, no embedded fonts; every string drawn as plain text (a model named "$\\frac{" is not mathtext)
+    plt.rcParams.update({"svg.fonttype": "none", "figure.dpi": 100, "font.size": 9, "text.parse_math": False,
+                         "text.usetex": False})
     return plt
 
 
@@ -52,7 +55,8 @@ def tradeoff(points: list[Point], folder: Path, name: str = "tradeoff") -> Path:
     plt = _pyplot()
     figure, axes = plt.subplots(1, 2, figsize=(9, 3.6))
     for axis, x_key, x_label in ((axes[0], "latency_ms", "measured latency (ms)"), (axes[1], "macs", "MACs (M)")):
-        reachable = [p for p in points if p.get("reachable", True) and p.get(x_key) is not None]
+        reachable = [p for p in points if p.get("reachable", True) and p.get(x_key) is not None
+                     and p.get("accuracy") is not None]
         scale = 1e6 if x_key == "macs" else 1.0
         for criterion in dict.fromkeys(p["criterion"] for p in reachable if p["criterion"] != "unpruned"):
             line = sorted((p for p in reachable if p["criterion"] == criterion), key=lambda p: p[x_key])
@@ -78,7 +82,7 @@ def widths(groups: list[dict[str, Any]], folder: Path, name: str = "widths", tit
     """Per group (``name``, ``before``, ``after``, ``coupled``: a prune report's groups), original
     against kept channels; residual-coupled groups hatched."""
     plt = _pyplot()
-    figure, axis = plt.subplots(figsize=(max(5.0, 0.35 * len(groups) + 2), 3.4))
+    figure, axis = plt.subplots(figsize=(min(max(5.0, 0.35 * len(groups) + 2), MAX_WIDTH_IN), 3.4))
     positions = list(range(len(groups)))
     axis.bar(positions, [g["before"] for g in groups], color="#cccccc", label="original")
     plain = [i for i, g in enumerate(groups) if not g.get("coupled")]
@@ -116,7 +120,7 @@ def latency(report: dict[str, Any], folder: Path, macs_ideal: dict[str, float] |
     plt = _pyplot()
     rows = report["results"]
     labels = [f"{Path(r['model']).stem}\n{r['backend']} b{r['batch']}" for r in rows]
-    figure, axes = plt.subplots(1, 2, figsize=(max(7.0, 1.3 * len(rows) + 3), 3.6))
+    figure, axes = plt.subplots(1, 2, figsize=(min(max(7.0, 1.3 * len(rows) + 3), MAX_WIDTH_IN), 3.6))
     boxes = [[*r["round_medians_ms"], r["latency_ms"]["p50"], r["latency_ms"]["p90"]] for r in rows]
     axes[0].boxplot(boxes)
     axes[0].set_xticks(range(1, len(rows) + 1), labels, fontsize=6)

@@ -13,6 +13,9 @@ import jsonschema
 
 from foadx.errors import BadInputError
 from foadx.report.kinds import REPORT_KINDS, ReportKind, get_kind
+from foadx.untrusted import MAX_DEPTH, check_depth, read_text
+
+MAX_REPORT_BYTES = 32 * 1024 * 1024  # a latency report of 100 models is ~0.2 MB, a sweep of 1,000 points ~0.5 MB
 
 
 @lru_cache(maxsize=None)
@@ -23,6 +26,8 @@ def schema_for(kind: str) -> dict[str, Any]:
         BadInputError: ``kind`` is not registered or has no schema file.
     """
     entry = get_kind(kind)
+    if entry.schema is not None:
+        return entry.schema
     if entry.schema_file is None:
         raise BadInputError(f"{kind} reports have no JSON Schema")
     return json.loads(resources.files("foadx.report").joinpath(entry.schema_file).read_text())
@@ -50,7 +55,7 @@ def validate_report(report: dict[str, Any]) -> ReportKind:
     missing = [name for name in entry.required if name not in report]
     if missing:
         raise BadInputError(f"a {entry.name} report needs {', '.join(missing)}")
-    if entry.schema_file is not None:
+    if entry.schema_file is not None or entry.schema is not None:
         try:
             jsonschema.validate(report, schema_for(entry.name))
         except jsonschema.ValidationError as error:
@@ -63,14 +68,19 @@ def read_report(path: str | Path) -> dict[str, Any]:
     """Loads a foadx JSON report of any registered kind, checked by ``validate_report``.
 
     Raises:
-        BadInputError: the file cannot be read or parsed, is not a foadx report, or fails its
-            kind's checks (the message starts with the path).
+        BadInputError: not a regular file (a FIFO is refused unopened), over
+            ``MAX_REPORT_BYTES``, nested deeper than ``foadx.untrusted.MAX_DEPTH``, not JSON,
+            not a foadx report, or failing its kind's schema (the message names the path).
     """
     path = Path(path)
+    text = read_text(path, "report", MAX_REPORT_BYTES)
     try:
-        report = json.loads(path.read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise BadInputError(f"cannot read report {path}: {error}") from error
+        report = json.loads(text)
+    except RecursionError:
+        raise BadInputError(f"report {path} is nested deeper than {MAX_DEPTH} levels") from None
+    except ValueError as error:
+        raise BadInputError(f"cannot read report {path}: {str(error).splitlines()[0]}") from None
+    check_depth(report, f"report {path}")
     if not isinstance(report, dict) or report.get("kind") not in REPORT_KINDS:
         raise BadInputError(f"{path} is not a foadx report")
     try:

@@ -78,9 +78,9 @@ def read_baseline(gate: Gate | None) -> dict[str, Any] | None:
     """The baseline report, read and validated before any measuring (None: no gate)."""
     if gate is None:
         return None
-    from foadx.report import read_report
+    from foadx.bench.gate import read_baseline as read_gate_baseline
 
-    return read_report(gate.baseline)
+    return read_gate_baseline(gate.baseline)
 
 
 def bench_models(models: list[str], request: BenchRequest, *, gate: Gate | None = None,
