@@ -29,7 +29,6 @@ args = {{ embedding_size = 10 }}
 {model}
 [data]
 source = "demo"
-task = "classify"
 images = 8
 
 [prune]
@@ -301,3 +300,44 @@ def test_force_replaces_a_foreign_folder_whole(tmp_path):
         claim_folder(out, lambda folder: is_run_folder(folder, ["prune"]), False, "foadx run")
     assert claim_folder(out, lambda folder: is_run_folder(folder, ["prune"]), True, "foadx run") == out
     assert not out.exists() or not any(out.iterdir())
+
+
+# found by an attacker after the first round ------------------------------------------------
+
+@pytest.mark.parametrize("key", ["../../escaped", "/tmp/escaped", "..", "a/b"])
+def test_a_record_key_that_could_become_a_path_is_treated_as_absent(copy, key):
+    """Stages turn the keys of ``models`` into folder names: a key that climbs out must never be used."""
+    path, out = copy
+    _edit(out, lambda entry: entry["record"]["models"].update({key: "prune/l1"}))
+    status = plan(path, out)["prune"]
+    assert status.startswith("planned (record did not check out: ") and "is not a plain name" in status, status
+
+
+def test_a_stage_record_that_is_a_link_is_treated_as_absent(copy, tmp_path):
+    path, out = copy
+    outside = tmp_path / "outside.json"
+    shutil.copy(out / "prune" / "stage.json", outside)  # a valid record, but not the stage's own file
+    (out / "prune" / "stage.json").unlink()
+    (out / "prune" / "stage.json").symlink_to(outside)
+    assert plan(path, out)["prune"] == "planned (record did not check out: stage.json is a link)"
+
+
+def test_metrics_lines_are_read_as_untrusted(tmp_path):
+    from foadx.pipeline.report import read_metrics
+
+    good = tmp_path / "good.jsonl"
+    good.write_text('{"epoch": 1, "loss": 2.5}\n\n{"epoch": 2, "loss": 1.5}\n')
+    assert [row["loss"] for row in read_metrics(good)] == [2.5, 1.5]
+    for name, text, message in (("deep", "[" * 200_000 + "]" * 200_000, "deep.jsonl:1 is not a JSON object"),
+                                ("scalar", "1\n", "scalar.jsonl:1: an epoch's metrics need an object"),
+                                ("nested", '{"epoch": 1, "x": [[[[[1]]]]]}', "nested deeper than 4")):
+        (tmp_path / f"{name}.jsonl").write_text(text)
+        with pytest.raises(BadInputError, match=re.escape(message)):
+            read_metrics(tmp_path / f"{name}.jsonl")
+
+
+def test_an_input_that_stat_calls_regular_but_cannot_be_read_is_bad_input():
+    from foadx.pipeline.records import file_digest
+
+    with pytest.raises(BadInputError, match="/proc/self/mem cannot be read"):
+        file_digest(Path("/proc/self/mem"))

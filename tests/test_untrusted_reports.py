@@ -195,3 +195,21 @@ def test_ratio_weight_map_and_plan_files_are_read_as_untrusted(tmp_path):
     _write(tmp_path / "artifact" / "plan.json", "[" * 100_000 + "]" * 100_000)
     plan = run("inspect", tmp_path / "artifact")
     assert plan.exit_code == 3 and "corrupt" in error_line(plan) and "nested deeper than" in error_line(plan)
+
+
+def test_a_report_without_its_prose_fields_still_renders_and_extreme_numbers_are_bad_input(tmp_path):
+    """Found by an attacker: the schema let these through and the renderers then ended in exit 1."""
+    sparse = {key: value for key, value in prune_report().items()
+              if key not in ("weights", "input_shape", "round_to", "calibration_images")}
+    result = _cli("report", _write(tmp_path / "p.json", sparse))
+    assert result.returncode == 0 and "weights n/a" in result.stdout, result.stderr
+    sweep = sweep_report()
+    del sweep["budget"], sweep["finetune_epochs"]
+    assert _cli("report", _write(tmp_path / "s.json", sweep)).returncode == 0
+    extreme = sweep_report()
+    extreme["points"][0].update(accuracy=1e308, macs=-1e308, latency_ms=-5.0)
+    extreme["unpruned"]["accuracy"] = -1e308
+    result = _cli("report", _write(tmp_path / "x.json", extreme), "--html", tmp_path / "x.html")
+    if result.returncode != 0:  # matplotlib may draw it after all; if not, one line and exit 3
+        assert result.returncode == 3 and len(result.stderr.strip().splitlines()) == 1, result.stderr
+        assert "numbers cannot be drawn" in result.stderr and not (tmp_path / "x.html").exists()

@@ -63,9 +63,10 @@ def describe_data(source: str) -> DataLayout:
 
 def resolve_task(layout: DataLayout, task: str | None, fallback: str = "classify",
                  model: str | None = None) -> str:
-    """``task`` if given and consistent with the data, else the data's own; ``fallback`` where
-    the data serves both (the demo digits). ``model``: what the model's output is ("classify"
-    logits, "face" embeddings; None or "unknown" when not known), which the task must match.
+    """``task`` if given and consistent with the data, else the data's own; where the data
+    serves both (the demo digits) the model's own task, else ``fallback``. ``model``: what the
+    model's output is ("classify" logits, "face" embeddings; None or "unknown" when not known),
+    which the task must match.
 
     Raises:
         DataError: an unknown task, a task the data contradicts, or a task the model's output
@@ -74,7 +75,7 @@ def resolve_task(layout: DataLayout, task: str | None, fallback: str = "classify
     if task is not None and task not in TASKS:
         raise DataError(f"--task must be classify or face, got {task!r}")
     if task is None:
-        task = layout.task or fallback
+        task = layout.task or (model if model in TASKS else fallback)
     elif layout.task is not None and task != layout.task:
         raise DataError(f"--task {task} conflicts with {layout.source}: it holds {layout.task} data "
                         f"({layout.evidence()}); leave --task out or give --task {layout.task}")

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -226,7 +227,9 @@ def read_state_dict(path: str | Path, map_location: str | torch.device = "cpu") 
     if not path.is_file():
         raise WeightsError(f"weights file not found: {path}")
     try:
-        checkpoint = torch.load(path, map_location=map_location, weights_only=True)
+        with warnings.catch_warnings():  # torch's own notes on old pickle protocols: the error below says it
+            warnings.simplefilter("ignore")
+            checkpoint = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as error:  # torch raises several types for corrupt or unsafe files
         first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
         raise WeightsError(f"cannot read weights {path}: {first_line}") from error

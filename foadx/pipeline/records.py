@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from foadx.errors import BadInputError
 from foadx.pipeline.stage import Record, Stage
 
 PATH = "a path in the stage's folder"
@@ -28,6 +29,7 @@ FLAG = "true or false"
 TEXT = "a string"
 ANY = "anything"
 SHA256_HEX = 64
+MAX_ITEMS = 1024  # variants, files or speedups in one record field: a pipeline has a handful
 
 
 @dataclass(frozen=True)
@@ -56,11 +58,18 @@ class RecordProblem(Exception):
 
 
 def file_digest(path: Path) -> str:
-    """SHA-256 (hex) of a file's contents, read in 1 MiB blocks."""
+    """SHA-256 (hex) of a file's contents, read in 1 MiB blocks.
+
+    Raises:
+        BadInputError: the file cannot be read (e.g. a /proc file that stat calls regular; exit 3).
+    """
     digest = hashlib.sha256()
-    with open(path, "rb") as stream:
-        for block in iter(lambda: stream.read(1 << 20), b""):
-            digest.update(block)
+    try:
+        with open(path, "rb") as stream:
+            for block in iter(lambda: stream.read(1 << 20), b""):
+                digest.update(block)
+    except OSError as error:
+        raise BadInputError(f"{path} cannot be read: {error.strerror or error}") from None
     return digest.hexdigest()
 
 
@@ -96,6 +105,14 @@ def _check_path(value: Any, roots: tuple[str, ...], where: _Where, name: str, ow
         raise RecordProblem(f"{name}: {value} is not among the files the stage wrote")
 
 
+def _check_names(mapping: dict[str, Any], name: str) -> None:
+    """Keys are variant names (``unpruned``, a criterion) that stages turn into file names: one
+    path component each, never ``.`` or ``..``, nothing a path could climb out with."""
+    for key in mapping:
+        if not key or len(key) > 128 or key in (".", "..") or any(c in key for c in "/\\\x00"):
+            raise RecordProblem(f"{name} has a key {key[:40]!r} that is not a plain name")
+
+
 def _finite(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
@@ -109,6 +126,10 @@ def _check(value: Any, shape: Any, where: _Where, name: str) -> None:
         if not isinstance(value, kind):
             wanted = "an object" if kind is dict else "a list"
             raise RecordProblem(f"{name} must be {wanted}, got {type(value).__name__}")
+        if len(value) > MAX_ITEMS:
+            raise RecordProblem(f"{name} holds {len(value)} items; a record holds at most {MAX_ITEMS}")
+        if isinstance(value, dict):
+            _check_names(value, name)
         items = value.items() if isinstance(value, dict) else enumerate(value)
         for key, item in items:
             _check(item, shape.inner, where, f"{name}.{key}")

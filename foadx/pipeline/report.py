@@ -9,13 +9,17 @@ from pathlib import Path
 from typing import Any
 
 from foadx.atomic import write_text
+from foadx.errors import BadInputError
 from foadx.pipeline.config import Pipeline
 from foadx.pipeline.stage import UNPRUNED, Record
 from foadx.pipeline.variants import unpruned_model
 from foadx.pruning.artifact import read_plan
 from foadx.report import plots, read_report
 from foadx.report.html import html_page
+from foadx.untrusted import check_depth, read_text
 
+
+MAX_RUN_FILE_BYTES = 16 << 20  # a run's metrics and Markdown: kilobytes in practice
 
 def _accuracy(inputs: dict[str, Record], variant: str) -> float | None:
     for stage in ("finetune", "prune", "train"):
@@ -35,6 +39,27 @@ def _latencies(run: Path, inputs: dict[str, Record]) -> dict[str, dict[str, Any]
     for row in sorted(report["results"], key=lambda r: r["batch"]):
         rows.setdefault(variants.get(row["model"], row["model"]), row)
     return rows
+
+
+def read_metrics(path: Path) -> list[dict[str, Any]]:
+    """A fine-tune's metrics.jsonl: one object per epoch with a finite ``epoch`` number.
+
+    Raises:
+        BadInputError: oversized, not JSON lines, nested too deep, or an epoch without its number (exit 3).
+    """
+    epochs = []
+    for number, line in enumerate(read_text(path, "metrics file", MAX_RUN_FILE_BYTES).splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except (ValueError, RecursionError):
+            raise BadInputError(f"{path}:{number} is not a JSON object line") from None
+        if not isinstance(row, dict) or not isinstance(row.get("epoch"), (int, float)) or isinstance(row["epoch"], bool):
+            raise BadInputError(f"{path}:{number}: an epoch's metrics need an object with a number 'epoch'")
+        check_depth(row, f"{path}:{number}", limit=4)
+        epochs.append(row)
+    return epochs
 
 
 def tradeoff_points(run: Path, inputs: dict[str, Record]) -> list[dict[str, Any]]:
@@ -91,7 +116,7 @@ def _figures(pipeline: Pipeline, run: Path, inputs: dict[str, Record], folder: P
         macs = {p["label"]: p["macs"] for p in points if p["macs"]}
         ideal = {label: macs[UNPRUNED] / value for label, value in macs.items()} if UNPRUNED in macs else None
         made["latency spread and speedups (MAC-ideal beside)"] = plots.latency(report, figures, ideal)
-    curves = {f"{stage} {variant}": [json.loads(line) for line in (run / path).read_text().splitlines() if line.strip()]
+    curves = {f"{stage} {variant}": read_metrics(run / path)
               for stage in ("train", "finetune") for variant, path in inputs.get(stage, {}).get("metrics", {}).items()
               if (run / path).is_file()}
     if curves:
@@ -107,7 +132,7 @@ def report_markdown(pipeline: Pipeline, run: Path, inputs: dict[str, Record]) ->
         macs = f"{point['macs'] / 1e6:.2f}" if point["macs"] else "n/a"
         lines.append(f"| {point['label']} | {point['accuracy']:.4f} | {latency} | {macs} |")
     if "bench" in inputs:
-        lines += ["", (run / inputs["bench"]["markdown"]).read_text()]
+        lines += ["", read_text(run / inputs["bench"]["markdown"], "bench Markdown", MAX_RUN_FILE_BYTES)]
     return "\n".join(lines) + "\n"
 
 

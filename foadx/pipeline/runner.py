@@ -67,6 +67,8 @@ def read_stage(out: Path, stage: str) -> tuple[dict[str, Any] | None, str]:
     path = out / stage / STAGE_FILE
     if not path.exists() and not path.is_symlink():
         return None, ""
+    if path.is_symlink():  # a record is the stage's own file, never one from elsewhere
+        return None, f"record did not check out: {STAGE_FILE} is a link"
     try:
         entry = read_json(path, STAGE_FILE, MAX_STAGE_FILE_BYTES)
         check_entry(entry, STAGE_BY_NAME[stage], out)

@@ -7,9 +7,11 @@ from __future__ import annotations
 import base64
 import html
 import tempfile
+import warnings
 from pathlib import Path
 from typing import Any
 
+from foadx.errors import BadInputError
 from foadx.report.kinds import get_kind
 from foadx.report.markdown import render_markdown
 
@@ -62,11 +64,20 @@ def report_figures(report: dict[str, Any], folder: Path) -> dict[str, Path]:
     into ``folder``: {caption: PNG path}; {} for kinds without figures.
 
     Raises:
-        BadInputError: the kind is not registered.
+        BadInputError: the kind is not registered, or its numbers cannot be drawn (e.g. 1e308
+            where a latency belongs; matplotlib's own warnings are kept off the terminal).
         MissingDependencyError: matplotlib is absent.
     """
     figures = get_kind(report.get("kind")).figures
-    return figures(report, folder) if figures is not None else {}
+    if figures is None:
+        return {}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        try:
+            return figures(report, folder)
+        except (ValueError, OverflowError, ZeroDivisionError) as error:
+            raise BadInputError(f"the {report.get('kind')} report's numbers cannot be drawn: "
+                                f"{str(error).splitlines()[0] if str(error) else type(error).__name__}") from None
 
 
 def render_html(report: dict[str, Any]) -> str:

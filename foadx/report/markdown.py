@@ -113,8 +113,9 @@ def prune_markdown(report: dict[str, Any]) -> str:
     the latency target's outcome where there was one."""
     parts = [
         f"# foadx prune report: {report['criterion']}",
-        f"Plan {report['plan_digest'][:16]}, weights {report['weights']}, input {report['input_shape']}, "
-        f"round_to {report['round_to']}, {report['calibration_images']} calibration images.",
+        f"Plan {report['plan_digest'][:16]}, weights {report.get('weights', 'n/a')}, input "
+        f"{report.get('input_shape', 'n/a')}, round_to {report.get('round_to', 'n/a')}, "
+        f"{report.get('calibration_images', 'n/a')} calibration images.",
         _table(["", "before", "after", "reduction"],
                [[name, f"{report[key]['before']:,}", f"{report[key]['after']:,}", f"{report[key]['reduction']:.1%}"]
                 for name, key in (("params", "params"), ("MACs", "macs"), ("weights bytes", "weights_bytes"))]),
@@ -150,8 +151,8 @@ def sweep_markdown(report: dict[str, Any]) -> str:
     return "\n\n".join([
         f"# foadx sweep: {report['model']} on {report['backend']} (batch {report['batch']})",
         (f"Unpruned: accuracy {_figure(report['unpruned']['accuracy'])}, {report['unpruned']['latency_ms']:.3f} ms, "
-         f"{_count(report['unpruned']['macs'], 1e6, 'M')} MACs. Budget: {report['budget']}; fine-tune epochs "
-         f"{report['finetune_epochs']}."),
+         f"{_count(report['unpruned']['macs'], 1e6, 'M')} MACs. Budget: {report.get('budget', 'n/a')}; fine-tune "
+         f"epochs {report.get('finetune_epochs', 'n/a')}."),
         _table(["criterion", "budget", "reachable", "accuracy", "latency ms", "speedup", "MACs"], rows),
         ("Latency: each point timed beside the unpruned network (median of interleaved rounds), scaled to the "
          "unpruned network's reference latency.")]) + "\n"
