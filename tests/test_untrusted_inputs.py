@@ -149,5 +149,12 @@ def test_a_classifier_is_not_scored_on_face_pairs(tmp_path):
     result = run("eval", "resnet56_cifar", "--data", tmp_path / "lfw.bin")  # before: "accuracy 0.5000", exit 0
     line = error_line(result)
     assert result.exit_code == 3 and "classifier" in line and "face" in line
-    face = run("eval", "mobilefacenet", "--data", "demo", "--task", "classify")
+    for split in ("train", "val"):  # class folders: classification data, no task given
+        for label in ("a", "b"):
+            (tmp_path / "classes" / split / label).mkdir(parents=True)
+            (tmp_path / "classes" / split / label / "0.png").write_bytes(_png(32, 32, 0, "RGB"))
+    face = run("eval", "mobilefacenet", "--data", tmp_path / "classes")
     assert face.exit_code == 3 and "face embeddings" in error_line(face)
+    # an explicit task is the user's choice where the data serves both (a 10-d embedding read as 10 logits)
+    assert run("eval", "mobilefacenet", "--input-size", "32", "--model-arg", "embedding_size=10", "--data", "demo",
+               "--task", "classify").exit_code == 0

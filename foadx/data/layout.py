@@ -66,12 +66,13 @@ def resolve_task(layout: DataLayout, task: str | None, fallback: str = "classify
     """``task`` if given and consistent with the data, else the data's own; where the data
     serves both (the demo digits) the model's own task, else ``fallback``. ``model``: what the
     model's output is ("classify" logits, "face" embeddings; None or "unknown" when not known),
-    which the task must match.
+    which the data's task must match when no task is given.
 
     Raises:
         DataError: an unknown task, a task the data contradicts, or a task the model's output
             cannot serve (a classifier's logits scored as face embeddings, or the reverse).
     """
+    given = task
     if task is not None and task not in TASKS:
         raise DataError(f"--task must be classify or face, got {task!r}")
     if task is None:
@@ -79,7 +80,7 @@ def resolve_task(layout: DataLayout, task: str | None, fallback: str = "classify
     elif layout.task is not None and task != layout.task:
         raise DataError(f"--task {task} conflicts with {layout.source}: it holds {layout.task} data "
                         f"({layout.evidence()}); leave --task out or give --task {layout.task}")
-    if model in TASKS and model != task:
+    if given is None and model in TASKS and model != task:  # an explicit task is the user's to choose
         output = "class logits (a classifier)" if model == "classify" else "face embeddings"
         raise DataError(f"the model outputs {output}, but {layout.source} asks for the {task} task "
                         f"({layout.evidence()}); give {model} data for this model")

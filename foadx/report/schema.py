@@ -13,7 +13,7 @@ import jsonschema
 
 from foadx.errors import BadInputError
 from foadx.report.kinds import REPORT_KINDS, ReportKind, get_kind
-from foadx.untrusted import MAX_DEPTH, check_depth, read_text
+from foadx.untrusted import read_json
 
 MAX_REPORT_BYTES = 32 * 1024 * 1024  # a latency report of 100 models is ~0.2 MB, a sweep of 1,000 points ~0.5 MB
 
@@ -73,14 +73,10 @@ def read_report(path: str | Path) -> dict[str, Any]:
             not a foadx report, or failing its kind's schema (the message names the path).
     """
     path = Path(path)
-    text = read_text(path, "report", MAX_REPORT_BYTES)
     try:
-        report = json.loads(text)
-    except RecursionError:
-        raise BadInputError(f"report {path} is nested deeper than {MAX_DEPTH} levels") from None
-    except ValueError as error:
-        raise BadInputError(f"cannot read report {path}: {str(error).splitlines()[0]}") from None
-    check_depth(report, f"report {path}")
+        report = read_json(path, "report", MAX_REPORT_BYTES)
+    except BadInputError as error:
+        raise BadInputError(f"cannot read report {path}: {str(error).removeprefix(f'report {path} ')}") from None
     if not isinstance(report, dict) or report.get("kind") not in REPORT_KINDS:
         raise BadInputError(f"{path} is not a foadx report")
     try:
