@@ -23,6 +23,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 import torch_pruning as tp
@@ -259,24 +260,61 @@ def _untraceable(module: nn.Module, names: dict, channels: int, error: Exception
 
 
 def find_output_layers(model: nn.Module, example_input: torch.Tensor) -> list[str]:
-    """The conv/linear layer that runs last: a model's embedding or classifier is never pruned.
+    """The conv/linear layers whose channels reach the model's outputs: never pruned, so every
+    tensor ``forward`` returns (a tuple, list or dict of them, nested) keeps its shape.
 
-    Zoo models name theirs (``output_layers()``); for others this is the layer whose output
-    reaches the model output, which is the last conv or linear executed in a CNN.
+    Zoo models name theirs (``output_layers()``). For others the forward pass is traced through
+    autograd: from each output, back through channel-preserving ops (activations, norms,
+    pooling, adds, reshapes), to the nearest conv or linear layer on every path. Where nothing
+    can be traced (no parameter needs a gradient), the last conv or linear executed is taken.
     """
     declared = getattr(model, "output_layers", None)
     if callable(declared):
         return list(declared())
     executed: list[str] = []
-    handles = [
-        module.register_forward_hook(lambda m, i, o, name=name: executed.append(name))
-        for name, module in model.named_modules()
-        if isinstance(module, (nn.Conv2d, nn.Linear))
-    ]
+    producers: dict[Any, str] = {}
+
+    def record(module: nn.Module, inputs: Any, output: Any, name: str) -> None:
+        executed.append(name)
+        if isinstance(output, torch.Tensor) and output.grad_fn is not None:
+            producers[output.grad_fn] = name
+
+    handles = [module.register_forward_hook(lambda m, i, o, name=name: record(m, i, o, name))
+               for name, module in model.named_modules() if isinstance(module, (nn.Conv2d, nn.Linear))]
     try:
-        with torch.no_grad():
-            model(example_input)
+        with torch.enable_grad():
+            outputs = model(example_input)
     finally:
         for handle in handles:
             handle.remove()
-    return executed[-1:]
+    return _layers_reaching(list(_output_tensors(outputs)), producers) or executed[-1:]
+
+
+def _output_tensors(outputs: Any) -> Iterator[torch.Tensor]:
+    """Every tensor in a forward's result: a tensor, or tuples, lists and dicts of them, nested."""
+    if isinstance(outputs, torch.Tensor):
+        yield outputs
+    elif isinstance(outputs, (tuple, list)):
+        for item in outputs:
+            yield from _output_tensors(item)
+    elif isinstance(outputs, dict):
+        for item in outputs.values():
+            yield from _output_tensors(item)
+
+
+def _layers_reaching(outputs: list[torch.Tensor], producers: dict[Any, str]) -> list[str]:
+    """The layers (``producers``: autograd node -> layer name) nearest to ``outputs`` on every
+    backward path, in the order first met; each node is visited once."""
+    found: dict[str, None] = {}
+    pending = [tensor.grad_fn for tensor in outputs if tensor.grad_fn is not None]
+    seen: set[Any] = set()
+    while pending:
+        node = pending.pop(0)
+        if node in seen:
+            continue
+        seen.add(node)
+        if node in producers:
+            found[producers[node]] = None
+            continue
+        pending.extend(following for following, _ in node.next_functions if following is not None)
+    return list(found)
