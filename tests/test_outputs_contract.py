@@ -8,6 +8,7 @@ import torch
 from torch import nn
 
 import foadx
+from foadx.errors import BadInputError
 from foadx.pruning.groups import find_output_layers
 
 
@@ -58,3 +59,35 @@ def test_a_pruned_two_output_model_exports_and_verifies(tmp_path):
 
     session = onnxruntime.InferenceSession(str(tmp_path / "two.onnx"), providers=["CPUExecutionProvider"])
     assert [tuple(output.shape[1:]) for output in session.get_outputs()] == [(2,), (4,)]
+
+
+class Grayscale(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.c1, self.c2, self.fc = nn.Conv2d(1, 8, 3, 1, 1), nn.Conv2d(8, 8, 3, 1, 1), nn.Linear(8, 2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(self.c2(self.c1(x).relu()).relu().mean((2, 3)))
+
+
+class TwoInputs(Grayscale):
+    def forward(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
+        return super().forward(x + y)
+
+
+@pytest.mark.parametrize(("model", "fed", "said"), [
+    (Grayscale(), torch.randn(4, 3, 16, 16), "expected input[2, 3, 16, 16] to have 1 channels"),
+    (TwoInputs(), torch.randn(4, 1, 16, 16), "missing 1 required positional argument: 'y'"),
+])
+def test_a_model_that_does_not_run_on_the_batch_is_refused_in_one_line(model, fed, said):
+    """Issue 24: before, a raw torch RuntimeError or TypeError (exit 1 through the CLI)."""
+    with pytest.raises(BadInputError) as refused:
+        foadx.prune(model.eval(), fed, ratio=0.5, criterion="l1")
+    message = str(refused.value)
+    assert message.startswith("the model does not run on what foadx feeds it, one (2, ") and said in message
+    assert "\n" not in message
+
+
+def test_a_grayscale_model_fed_grayscale_prunes():
+    result = foadx.prune(Grayscale().eval(), torch.randn(4, 1, 16, 16), ratio=0.5, criterion="l1")
+    assert result.plan.model.input_chw == (1, 16, 16) and result.model(torch.randn(2, 1, 16, 16)).shape == (2, 2)

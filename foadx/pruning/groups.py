@@ -29,6 +29,8 @@ import torch
 import torch_pruning as tp
 from torch import nn
 
+from foadx.errors import BadInputError
+
 _OPT = tp.ops.OPTYPE
 _STRUCTURAL_OPS = {_OPT.CONCAT, _OPT.SPLIT, _OPT.SLICE, _OPT.UNBIND, _OPT.EXPAND}
 _BINARY_GRAD_FNS = ("AddBackward", "SubBackward", "MulBackward", "DivBackward")
@@ -267,6 +269,10 @@ def find_output_layers(model: nn.Module, example_input: torch.Tensor) -> list[st
     autograd: from each output, back through channel-preserving ops (activations, norms,
     pooling, adds, reshapes), to the nearest conv or linear layer on every path. Where nothing
     can be traced (no parameter needs a gradient), the last conv or linear executed is taken.
+
+    Raises:
+        BadInputError: the model's forward fails on ``example_input`` (another channel count,
+            more than one input ...): one line saying what was fed and what went wrong (exit 3).
     """
     declared = getattr(model, "output_layers", None)
     if callable(declared):
@@ -284,6 +290,10 @@ def find_output_layers(model: nn.Module, example_input: torch.Tensor) -> list[st
     try:
         with torch.enable_grad():
             outputs = model(example_input)
+    except (RuntimeError, TypeError, ValueError, IndexError) as error:  # the model's own forward refused the batch
+        message = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise BadInputError(f"the model does not run on what foadx feeds it, one {tuple(example_input.shape)} "
+                            f"(N, C, H, W) tensor: {message}") from None
     finally:
         for handle in handles:
             handle.remove()
