@@ -23,7 +23,6 @@ from foadx_cli.options import (
     QuietOption,
     ReportOption,
     SeedOption,
-    Timing,
     option_group,
     prepare_report,
     takes_gate_options,
@@ -215,7 +214,7 @@ def bench_command(
     as_json: JsonOption = False,
     quiet: QuietOption = False,
     model_options: ModelOptions = ModelOptions(),
-    timing: Timing = Timing(),
+    timing: Any = None,
     gate_options: GateOptions = GateOptions(),
 ) -> None:
     """Measure latency and throughput of MODELs, interleaved, and gate on a baseline."""

@@ -17,7 +17,6 @@ from typing import Annotated, Any, Optional
 import typer
 
 from foadx.errors import BadInputError
-from foadx.tasks.bench import Timing
 from foadx.tasks.settings import ParitySettings
 
 ModelArgument = Annotated[str, typer.Argument(
@@ -232,7 +231,14 @@ takes_latency_options = option_group("latency_options", LatencyOptions, (
     ("min_keep", Annotated[float, typer.Option(help="--latency-target: keep at least this fraction of every group's channels.")], 0.0),
     ("allocation", Annotated[str, typer.Option(help="--latency-target: knapsack (a width per group) or global (the criterion's one budget for all groups, bisected to the target).")], "knapsack")))
 
-takes_timing_options = option_group("timing", Timing, (
+def _timing(**values: Any):
+    """``foadx.runtime.TimingSettings`` of the timing options (imported when a command runs)."""
+    from foadx.runtime.timing import TimingSettings
+
+    return TimingSettings(**values)
+
+
+takes_timing_options = option_group("timing", _timing, (
     ("warmup_ms", Annotated[float, typer.Option(help="Warm-up per configuration, milliseconds.")], 200.0),
     ("duration_s", Annotated[float, typer.Option(help="Measured time per configuration, seconds.")], 3.0),
     ("min_iterations", Annotated[int, typer.Option(help="Minimum timed iterations per configuration.")], 10),

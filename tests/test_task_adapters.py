@@ -49,3 +49,15 @@ def test_export_refuses_an_opset_before_building_the_model(tmp_path):
     result = run("export", "resnet56_cifar", "--out", str(tmp_path / "m.onnx"), "--opset", "0")
     assert result.exit_code == 3 and error_line(result).startswith("foadx: error: --opset must be in ")
     assert "random" not in result.output and not list(tmp_path.iterdir())  # no weights note: nothing was built
+
+
+@pytest.mark.parametrize("field", ["warmup_ms", "duration_s"])
+def test_timing_refuses_what_is_not_a_finite_time(field):
+    """The runtime's TimingSettings is the one timing object (the task layer had a copy); NaN
+    compares false with every bound, so it is refused by name, not by a range test."""
+    from foadx.runtime.timing import TimingSettings
+
+    with pytest.raises(BadInputError, match="finite"):
+        TimingSettings(**{field: float("nan")})
+    with pytest.raises(BadInputError, match="finite"):
+        TimingSettings(**{field: float("inf")})

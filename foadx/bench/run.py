@@ -192,13 +192,13 @@ def measure_models(
     threads: int | None = None,
     channels_last: bool = False,
     fold_bn: bool = False,
-    timing: tuple[float, float, int, int] | None = None,
+    timing: TimingSettings | None = None,
     progress: Callable[[int, int], None] | None = None,
 ) -> dict[str, Any]:
     """``foadx bench``: MODELs (resolved here; ``build`` applies to the specs among them, and its
     input size also runs artifacts at that size) on the named backends, measured interleaved;
     speedups against the first model, which must take the same input size as the others.
-    ``timing`` is (warm-up ms, duration s, minimum iterations, rounds).
+    ``timing``: warm-up, duration, minimum iterations and rounds (default ``TimingSettings()``).
 
     Returns:
         A latency report (``run_bench``).
@@ -213,7 +213,7 @@ def measure_models(
     trtexec_only = all(get_backend(name).external for name in backends)
     options = SessionOptions(precision="fp32" if trtexec_only else precision, threads=threads,
                              channels_last=channels_last, fold_bn=fold_bn)
-    settings = TimingSettings(*timing) if timing else TimingSettings()
+    settings = timing or TimingSettings()
     models = [bench_model(ref.text, ref, build.input_size) for ref in refs]
     trtexec = TrtexecOptions(engine=EngineOptions(precision=precision)) if trtexec_only or "trtexec" in backends else None
     return run_bench(models, backends, batches, options=options, settings=settings, progress=progress, trtexec=trtexec)

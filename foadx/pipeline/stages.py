@@ -142,11 +142,12 @@ def verify_stage(context: StageContext) -> Record:
 def bench_stage(context: StageContext) -> Record:
     """Measures every exported file interleaved (speedups against the unpruned one) and gates
     on a baseline report when [bench] names one (exit 5 beyond ``max_regression``)."""
-    from foadx.tasks.bench import BenchRequest, Gate, Timing, bench_models
+    from foadx.runtime.timing import TimingSettings
+    from foadx.tasks.bench import BenchRequest, Gate, bench_models
 
     settings, exported = context.settings("bench"), context.inputs["export"]["onnx"]
     request = BenchRequest(tuple(settings["backends"]), tuple(settings["batches"]),
-                           timing=Timing(duration_s=settings["duration_s"], rounds=settings["rounds"]))
+                           timing=TimingSettings(duration_s=settings["duration_s"], rounds=settings["rounds"]))
     gate = Gate(Path(settings["baseline"]), settings["max_regression"]) if settings["baseline"] else None
     outcome = bench_models([str(context.run / relative) for relative in exported.values()], request, gate=gate,
                            report=context.folder / "latency.json", markdown=context.folder / "latency.md")

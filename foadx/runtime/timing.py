@@ -29,9 +29,10 @@ class TimingSettings:
     rounds: int = 5
 
     def __post_init__(self) -> None:
-        if self.warmup_ms < 0 or self.duration_s <= 0 or self.min_iterations < 1 or self.rounds < 1:
+        finite = math.isfinite(self.warmup_ms) and math.isfinite(self.duration_s)
+        if not finite or self.warmup_ms < 0 or self.duration_s <= 0 or self.min_iterations < 1 or self.rounds < 1:
             raise BadInputError(
-                "timing needs warm-up >= 0 ms, duration > 0 s, at least 1 iteration and 1 round"
+                "timing needs a finite warm-up >= 0 ms, a finite duration > 0 s, at least 1 iteration and 1 round"
             )
 
 

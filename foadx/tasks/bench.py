@@ -10,27 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from foadx.errors import BadInputError
-from foadx.tasks.checks import finite
-
-
-@dataclass(frozen=True)
-class Timing:
-    """Per configuration: warm-up (ms), measured time (s), a minimum of timed iterations, and
-    the interleaved rounds the gate compares medians of (trtexec's --warmUp, --duration,
-    --iterations)."""
-
-    warmup_ms: float = 200.0
-    duration_s: float = 3.0
-    min_iterations: int = 10
-    rounds: int = 5
-
-    def settings(self) -> Any:
-        """``foadx.runtime.TimingSettings``; raises ``BadInputError`` for a value out of range."""
-        from foadx.runtime.timing import TimingSettings
-
-        finite("warmup_ms", self.warmup_ms)
-        finite("duration_s", self.duration_s)
-        return TimingSettings(self.warmup_ms, self.duration_s, self.min_iterations, self.rounds)
+from foadx.runtime.timing import TimingSettings
 
 
 @dataclass(frozen=True)
@@ -48,7 +28,8 @@ class Gate:
 @dataclass(frozen=True)
 class BenchRequest:
     """What to measure: backends x batches at ``precision``, and how (threads, channels-last and
-    BN folding for torch backends, timing). ``build`` (``foadx.resolve.BuildOptions``) applies to
+    BN folding for torch backends, ``timing``: warm-up, duration, iterations, interleaved rounds).
+    ``build`` (``foadx.resolve.BuildOptions``) applies to
     the specs among the MODELs."""
 
     backends: tuple[str, ...] = ("ort-cpu",)
@@ -57,7 +38,7 @@ class BenchRequest:
     threads: int | None = None
     channels_last: bool = False
     fold_bn: bool = False
-    timing: Timing = field(default_factory=Timing)
+    timing: TimingSettings = field(default_factory=TimingSettings)
     build: Any = None
 
 
@@ -99,14 +80,11 @@ def bench_models(models: list[str], request: BenchRequest, *, gate: Gate | None 
 
     if not models:
         raise BadInputError("give at least one model to benchmark")
-    settings = request.timing.settings()
     baseline = read_baseline(gate)
     measured = measure_models(models, list(request.backends), list(request.batches), build=request.build,
                               precision=request.precision, threads=request.threads,
                               channels_last=request.channels_last, fold_bn=request.fold_bn,
-                              timing=(settings.warmup_ms, settings.duration_s, settings.min_iterations,
-                                      settings.rounds),
-                              progress=progress)
+                              timing=request.timing, progress=progress)
     return finish_bench(measured, gate, baseline, report, markdown)
 
 
