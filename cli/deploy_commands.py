@@ -203,7 +203,7 @@ def bench_command(
     backend: Annotated[list[str], typer.Option(help=BACKEND_HELP)] = ["ort-cpu"],  # noqa: B006
     trtexec_log: Annotated[Optional[list[Path]], typer.Option(help="Ingest a trtexec log made elsewhere instead of measuring (repeatable).")] = None,
     label: Annotated[Optional[list[str]], typer.Option(help="Names for the --trtexec-log files, in order.")] = None,
-    batch: BatchListOption = "1",
+    batch: Annotated[Optional[str], typer.Option(help="Comma-separated batch sizes, e.g. 1,8 (default 1; a trtexec log: its own).")] = None,
     markdown: Annotated[Optional[Path], typer.Option(help="Also write the report as Markdown here.")] = None,
     threads: Annotated[Optional[int], typer.Option(help="CPU threads (default: the runtime's).")] = None,
     precision: Annotated[str, typer.Option(help="fp32; fp16 (CUDA backends, trt); bf16 or int8 (openvino: its inference precision, recorded as run); fp16 or int8 for trtexec.")] = "fp32",
@@ -223,7 +223,7 @@ def bench_command(
 
     for path in (report, markdown):
         prepare_report(path)
-    batches, gate = parse_batches(batch), gate_options.gate()
+    batches, gate = parse_batches(batch or "1"), gate_options.gate()
     if trtexec_log:
         if models:
             raise BadInputError("give either MODELs to measure or --trtexec-log files to ingest, not both")
@@ -231,7 +231,10 @@ def bench_command(
         if names and len(names) != len(trtexec_log):
             raise BadInputError(f"{len(names)} --label for {len(trtexec_log)} --trtexec-log files")
         logs = list(zip(names or [path.stem for path in trtexec_log], trtexec_log))
-        outcome = bench_trtexec_logs(logs, batches[0], precision, gate=gate, report=report, markdown=markdown)
+        if len(batches) > 1:
+            raise BadInputError("a trtexec log holds one batch size: give one --batch, or none")
+        outcome = bench_trtexec_logs(logs, batches[0] if batch else None, precision, gate=gate, report=report,
+                                     markdown=markdown)
     else:
         backends = tuple(name.strip() for entry in backend for name in entry.split(",") if name.strip())
         request = BenchRequest(backends, tuple(batches), precision, threads, channels_last, fold_bn, timing,

@@ -210,6 +210,9 @@ def measure_models(
     check_available(backends)
     build = build or BuildOptions()
     refs = [resolve_model(text, build, specs_only=True) for text in models]
+    if build.given and not any(ref.kind == "spec" for ref in refs):
+        raise BadInputError(f"{', '.join(build.given)} apply to model specs, and none of the MODELs is one "
+                            "(artifacts, ONNX files and engines are built already)")
     trtexec_only = all(get_backend(name).external for name in backends)
     options = SessionOptions(precision="fp32" if trtexec_only else precision, threads=threads,
                              channels_last=channels_last, fold_bn=fold_bn)

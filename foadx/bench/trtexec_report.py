@@ -18,9 +18,11 @@ def trtexec_row(summary: TrtexecSummary, label: str, batch: int | None, precisio
     """One ``results`` row of the latency schema from a trtexec summary (ms; images/s).
 
     Raises:
-        BadInputError: neither the log nor ``batch`` gives the batch size.
+        BadInputError: neither the log nor ``batch`` gives the batch size, or they disagree.
     """
-    batch = summary.batch or batch  # the log's own command line wins over the caller's guess
+    if summary.batch is not None and batch is not None and summary.batch != batch:
+        raise BadInputError(f"{source}: the log measured batch {summary.batch}, not the batch {batch} asked for")
+    batch = summary.batch or batch
     if batch is None:
         raise BadInputError(f"{source}: the log does not say the batch size; give it with --batch")
     latency = summary.stages["latency"]

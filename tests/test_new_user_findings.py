@@ -1,0 +1,28 @@
+"""What a new user tripped over (issue 28): options that were silently ignored or overridden."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from cli_helpers import error_line, run
+
+TRTEXEC_LOGS = Path(__file__).parent / "fixtures" / "trtexec"
+
+
+def test_a_trtexec_logs_batch_is_its_own_and_a_different_batch_asked_for_is_refused(tmp_path):
+    jetson = TRTEXEC_LOGS / "trt84_jetson.log"  # trtexec ran it with --batch=16
+    assert run("bench", "--trtexec-log", jetson, "--report", tmp_path / "r.json", "--quiet").exit_code == 0
+    assert json.loads((tmp_path / "r.json").read_text())["results"][0]["batch"] == 16
+    assert run("bench", "--trtexec-log", jetson, "--batch", "16", "--quiet").exit_code == 0
+    refused = run("bench", "--trtexec-log", jetson, "--batch", "1", "--report", tmp_path / "s.json")
+    assert refused.exit_code == 3 and "measured batch 16, not the batch 1" in error_line(refused)
+    assert not (tmp_path / "s.json").exists()
+    assert run("bench", "--trtexec-log", jetson, "--batch", "1,16").exit_code == 3
+
+
+def test_weights_given_to_bench_with_no_model_spec_are_refused_not_ignored(tmp_path):
+    onnx_file = tmp_path / "m.onnx"
+    assert run("export", "resnet56_cifar", "--out", onnx_file, "--quiet").exit_code == 0
+    result = run("bench", onnx_file, "--weights", tmp_path / "foo.pt", "--quiet")
+    assert result.exit_code == 3 and "--weights apply to model specs" in error_line(result)
