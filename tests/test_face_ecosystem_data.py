@@ -35,7 +35,7 @@ def test_the_task_is_read_from_the_data(insightface_folder, tmp_path):
     with pytest.raises(DataError, match=r"--task classify conflicts with .* holds face data \(train.rec in "):
         resolve_task(layout, "classify")
     assert resolve_task(describe_data("demo"), None) == "classify"
-    assert resolve_task(describe_data("demo"), None, fallback="face") == "face"
+    assert resolve_task(describe_data("demo"), None, model="face") == "face"
     write_class_folder(tmp_path / "classes")
     assert describe_data(str(tmp_path / "classes")).task == "classify"
     with pytest.raises(DataError, match="--task face conflicts"):
@@ -82,10 +82,10 @@ def test_stratified_split_worked_example():
 
 def test_an_unsplit_folder_needs_a_split_and_is_never_scored_on_training_images(tmp_path):
     write_class_folder(tmp_path / "classes", loose=2)
-    refused = run("finetune", "mobilefacenet", "--data", tmp_path / "classes", "--out", tmp_path / "m", *SMALL)
+    refused = run("finetune", "resnet56_cifar", "--data", tmp_path / "classes", "--out", tmp_path / "m", *SMALL)
     assert refused.exit_code == 3 and "--val-split 0.2" in error_line(refused)
 
-    result = run("finetune", "mobilefacenet", "--data", tmp_path / "classes", "--val-split", "0.2",
+    result = run("finetune", "resnet56_cifar", "--data", tmp_path / "classes", "--val-split", "0.2",
                  "--out", tmp_path / "m", *SMALL)
     assert result.exit_code == 0, result.output
     assert "foadx: warning: ignored 2 image(s) loose in" in result.output

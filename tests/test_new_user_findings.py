@@ -26,3 +26,19 @@ def test_weights_given_to_bench_with_no_model_spec_are_refused_not_ignored(tmp_p
     assert run("export", "resnet56_cifar", "--out", onnx_file, "--quiet").exit_code == 0
     result = run("bench", onnx_file, "--weights", tmp_path / "foo.pt", "--quiet")
     assert result.exit_code == 3 and "--weights apply to model specs" in error_line(result)
+
+
+def test_finetune_on_data_serving_both_tasks_trains_the_models_own_task(tmp_path):
+    # the demo digits serve both tasks; MobileFaceNet outputs a face embedding, so it trains as a face model
+    tuned = tmp_path / "tuned"
+    result = run("finetune", "mobilefacenet", "--input-size", "32", "--data", "demo", "--out", tuned,
+                 "--steps-per-epoch", "2", "--batch-size", "8", "--quiet")
+    assert result.exit_code == 0, result.output
+    assert json.loads((tuned / "plan.json").read_text())["finetune"]["config"]["task"] == "face"
+
+
+def test_a_classifier_is_refused_for_the_insightface_target_before_anything_is_written(tmp_path):
+    out = tmp_path / "pkg" / "m.onnx"
+    result = run("export", "resnet56_cifar", "--target", "insightface", "--out", out)
+    assert result.exit_code == 3 and "a face embedding, not class logits (task classify)" in error_line(result)
+    assert not out.parent.exists() or not any(out.parent.iterdir())

@@ -61,10 +61,10 @@ def describe_data(source: str) -> DataLayout:
     return DataLayout(source, "folder", "classify")
 
 
-def resolve_task(layout: DataLayout, task: str | None, fallback: str = "classify",
-                 model: str | None = None) -> str:
-    """``task`` if given and consistent with the data, else the data's own; where the data
-    serves both (the demo digits) the model's own task, else ``fallback``. ``model``: what the
+def resolve_task(layout: DataLayout, task: str | None, model: str | None = None) -> str:
+    """The one decision of a command's task: ``task`` if given and consistent with the data,
+    else the data's own; where the data serves both (the demo digits) the model's own task,
+    else "classify". ``model``: what the
     model's output is ("classify" logits, "face" embeddings; None or "unknown" when not known),
     which the data's task must match when no task is given.
 
@@ -76,7 +76,7 @@ def resolve_task(layout: DataLayout, task: str | None, fallback: str = "classify
     if task is not None and task not in TASKS:
         raise DataError(f"--task must be classify or face, got {task!r}")
     if task is None:
-        task = layout.task or (model if model in TASKS else fallback)
+        task = layout.task or (model if model in TASKS else "classify")
     elif layout.task is not None and task != layout.task:
         raise DataError(f"--task {task} conflicts with {layout.source}: it holds {layout.task} data "
                         f"({layout.evidence()}); leave --task out or give --task {layout.task}")

@@ -128,8 +128,7 @@ def evaluate_model(target: nn.Module | ModelRef, data: str, task: str | None = N
     task is the data's own unless given (and then it must agree)."""
     ref = as_ref(target)
     layout = describe_data(data)
-    task = resolve_task(layout, task, fallback=ref.task if ref.task in ("classify", "face") else "classify",
-                        model=ref.task)
+    task = resolve_task(layout, task, model=ref.task)
     session, preprocess, used = _runner(ref, backend)
 
     def run(batch):

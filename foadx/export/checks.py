@@ -85,6 +85,8 @@ def insightface_checks(model: onnx.ModelProto, metadata: dict[str, object]) -> l
                         f"side {height}"))
     output_rank = len(_dims(model.graph.output[0])) if len(model.graph.output) else 0
     checks.append(Check("2-D output", output_rank == 2, f"output rank {output_rank}"))
+    task = metadata.get("task")
+    checks.append(Check("a face embedding, not class logits", task != "classify", f"task {task}"))
     mean, std = metadata.get("mean"), metadata.get("std")
     insightface_norm = mean == [0.5, 0.5, 0.5] and std == [0.5, 0.5, 0.5]
     checks.append(Check("normalisation (x - 127.5) / 127.5", insightface_norm,

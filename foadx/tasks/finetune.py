@@ -89,7 +89,9 @@ def prepare_finetune(model: nn.Module, data: TrainingData, out: str | Path, conf
     from foadx.data.labeled import open_labeled
     from foadx.data.layout import data_identity, describe_data, resolve_task
 
-    config = replace(config, task=resolve_task(describe_data(data.source), data.task))
+    provenance = provenance_of(model)
+    config = replace(config, task=resolve_task(describe_data(data.source), data.task,
+                                               model=provenance.task if provenance else None))
     config.validate()
     target = check_finetune_output(out, resume=resume.enabled, force=force)
     training = open_labeled(data.source, "train", config.task, val_split=data.val_split, seed=config.seed)
