@@ -42,3 +42,10 @@ def test_a_classifier_is_refused_for_the_insightface_target_before_anything_is_w
     result = run("export", "resnet56_cifar", "--target", "insightface", "--out", out)
     assert result.exit_code == 3 and "a face embedding, not class logits (task classify)" in error_line(result)
     assert not out.parent.exists() or not any(out.parent.iterdir())
+
+
+def test_int8_calibration_data_that_cannot_be_read_is_refused_before_the_export(tmp_path):
+    out = tmp_path / "m.onnx"
+    result = run("export", "resnet56_cifar", "--precision", "int8", "--calib-data", tmp_path / "faces", "--out", out)
+    assert result.exit_code == 3 and "faces" in error_line(result)
+    assert not out.exists()

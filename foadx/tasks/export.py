@@ -201,8 +201,9 @@ def export_model(ref: Any, out: Path, request: ExportRequest) -> DeployResult:
     options = request.options()
     network = ref.module()
     verification = model_images(ref, request.data, request.images) if request.verify or options.trt else None
-    return deploy(network, out, options, verify_images=verification,
-                  calibration_images=lambda: model_images(ref, request.int8.data, request.int8.count))
+    # read before the export, so that unreadable calibration data is refused before minutes of work
+    calibration = model_images(ref, request.int8.data, request.int8.count) if options.precision == "int8" else None
+    return deploy(network, out, options, verify_images=verification, calibration_images=lambda: calibration)
 
 
 def model_images(ref: Any, data: str, count: int) -> np.ndarray | None:
