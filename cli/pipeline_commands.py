@@ -7,6 +7,7 @@ from typing import Annotated, Optional
 
 import typer
 
+from foadx_cli import render
 from foadx_cli.app import app, handles_errors
 from foadx_cli.options import (
     DataOption,
@@ -46,7 +47,9 @@ def run_command(
         if not quiet:
             typer.echo(f"{outcome.stage}: {outcome.status} ({outcome.reason})", err=True)
 
-    outcomes = run_pipeline(pipeline, folder, start=start, only=only, dry_run=dry_run, force=force, progress=None if dry_run else say)
+    with render.status(f"running {pipeline_file}", enabled=not quiet and not dry_run):
+        outcomes = run_pipeline(pipeline, folder, start=start, only=only, dry_run=dry_run, force=force,
+                                progress=None if dry_run else say)
     if not quiet:
         typer.echo(summary_markdown(outcomes))
 
@@ -94,7 +97,8 @@ def sweep_command(
     settings.check()
     check_profiling_backend(backend)  # exit 6 before any work
     ref = model_options.resolve(model, seed)
-    report = run_sweep(ref, settings, out, progress=None if quiet else (lambda line: typer.echo(line, err=True)),
-                       force=force)
+    with render.status("sweeping", enabled=not quiet):
+        report = run_sweep(ref, settings, out, progress=None if quiet else (lambda line: typer.echo(line, err=True)),
+                           force=force)
     if not quiet:
         typer.echo(render_markdown(report), nl=False)

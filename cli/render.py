@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -36,22 +37,53 @@ def read_ratios(path: Path) -> dict[str, float]:
 
 class _LineProgress:
     """Progress where stderr is not a terminal (CI logs, pipes): one line per stage every few
-    seconds, so a long step is visibly alive without flooding the log."""
+    seconds, and a heartbeat line when a step reports nothing for that long, so a long step is
+    visibly alive without flooding the log."""
 
     interval_s = 5.0
 
-    def __init__(self) -> None:
+    def __init__(self, label: str) -> None:
         self.last: dict[str, float] = {}
-        self.started = time.monotonic()
+        self.started = self.printed = time.monotonic()
+        self.current = label
+        self.lock = threading.Lock()
+        self.stopped = threading.Event()
 
     def update(self, stage: str, done: int, total: int | None, detail: str = "") -> None:
         now = time.monotonic()
-        finished = total is not None and done >= total
-        if now - self.last.get(stage, self.started - self.interval_s) < self.interval_s and not finished:
-            return
-        self.last[stage] = now
         count = f"{done}/{total}" if total is not None else str(done)
-        print(f"foadx: {stage} {count}{detail} ({now - self.started:.0f} s)", file=sys.stderr, flush=True)
+        with self.lock:
+            self.current = f"{stage} {count}{detail}"
+            finished = total is not None and done >= total
+            if now - self.last.get(stage, self.started - self.interval_s) < self.interval_s and not finished:
+                return
+            self.last[stage] = now
+            self._print(now, self.current)
+
+    def _print(self, now: float, text: str) -> None:
+        self.printed = now
+        print(f"foadx: {text} ({now - self.started:.0f} s)", file=sys.stderr, flush=True)
+
+    def heartbeat(self) -> None:
+        """Runs in a daemon thread until ``stopped``: a line whenever none came for an interval."""
+        while not self.stopped.wait(self.interval_s / 5):
+            now = time.monotonic()
+            with self.lock:
+                if now - self.printed >= self.interval_s:
+                    self._print(now, f"{self.current}, still working")
+
+
+@contextmanager
+def _line_progress(label: str) -> Iterator[_LineProgress]:
+    """Line progress with its heartbeat thread running, stopped on exit."""
+    lines = _LineProgress(label)
+    beat = threading.Thread(target=lines.heartbeat, daemon=True)
+    beat.start()
+    try:
+        yield lines
+    finally:
+        lines.stopped.set()
+        beat.join()
 
 
 @contextmanager
@@ -62,7 +94,8 @@ def staged_progress(enabled: bool) -> Iterator[Callable[[str, int, int | None], 
         yield None
         return
     if not stderr.is_terminal:
-        yield _LineProgress().update
+        with _line_progress("working") as lines:
+            yield lines.update
         return
     columns = (TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
     with Progress(*columns, console=stderr, transient=True) as bar:
@@ -154,9 +187,14 @@ def prune_report(report: dict[str, Any]) -> None:
 
 @contextmanager
 def status(label: str, enabled: bool) -> Iterator[None]:
-    """A spinner on stderr for work without a countable total (export, verification)."""
+    """A spinner on stderr for work without a countable total (export, verification); where
+    stderr is not a terminal, a line every few seconds instead."""
     if not enabled:
         yield
+        return
+    if not stderr.is_terminal:
+        with _line_progress(label):
+            yield
         return
     with stderr.status(label):
         yield
@@ -234,9 +272,9 @@ def training_progress(enabled: bool) -> Iterator[Callable[[int, int, dict], None
         yield None
         return
     if not stderr.is_terminal:
-        lines = _LineProgress()
-        yield lambda done, total, info: lines.update(
-            f"epoch {info['epoch']}", done, total, f", loss {info['loss']:.4f}, {info['img/s']:.0f} img/s")
+        with _line_progress("training") as lines:
+            yield lambda done, total, info: lines.update(
+                f"epoch {info['epoch']}", done, total, f", loss {info['loss']:.4f}, {info['img/s']:.0f} img/s")
         return
     columns = (TextColumn("[bold]epoch {task.fields[epoch]}"), BarColumn(), MofNCompleteColumn(),
                TextColumn("loss {task.fields[loss]:.4f} acc {task.fields[acc]:.3f} {task.fields[rate]:.0f} img/s"),

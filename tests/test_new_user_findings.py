@@ -49,3 +49,23 @@ def test_int8_calibration_data_that_cannot_be_read_is_refused_before_the_export(
     result = run("export", "resnet56_cifar", "--precision", "int8", "--calib-data", tmp_path / "faces", "--out", out)
     assert result.exit_code == 3 and "faces" in error_line(result)
     assert not out.exists()
+
+
+def test_a_step_that_reports_nothing_still_prints_a_line_each_interval_where_stderr_is_not_a_terminal(
+        monkeypatch, capsys):
+    import time
+
+    from cli_helpers import PROGRESS_LINE
+    from foadx_cli import render
+
+    monkeypatch.setattr(render._LineProgress, "interval_s", 0.1)
+    with render.status("profiling", enabled=True):
+        time.sleep(0.55)  # a step with no hook of its own: only the heartbeat speaks
+    lines = capsys.readouterr().err.splitlines()
+    assert 3 <= len(lines) <= 6 and all(PROGRESS_LINE.match(line) for line in lines), lines
+    assert lines[0] == "foadx: profiling, still working (0 s)"
+    with render.staged_progress(enabled=True) as advance:
+        advance("measuring", 1, 4)
+        time.sleep(0.25)
+    lines = capsys.readouterr().err.splitlines()
+    assert lines[0] == "foadx: measuring 1/4 (0 s)" and lines[1] == "foadx: measuring 1/4, still working (0 s)"
