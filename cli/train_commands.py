@@ -109,21 +109,25 @@ def eval_command(
     val_split: ValSplitOption = None,
     allow_train_overlap: Annotated[bool, typer.Option(help="Evaluate on an unsplit folder the model was fine-tuned on (scores memory).")] = False,
     batch_size: Annotated[int, typer.Option(help="Batch size.")] = 128,
-    far: Annotated[float, typer.Option(help="Face: report TAR at this FAR.")] = 1e-3,
+    far: Annotated[float, typer.Option(help="Face: the FAR the summary's TAR is at (a ROC row lists 1e-1..1e-6 too).")] = 1e-3,
+    protocol: Annotated[str, typer.Option(help="Face: pairs (the listed pairs: 10-fold accuracy and a ROC) or all (a ROC over every pair of an identity-labelled set: demo 7-9, a folder per identity, a .rec).")] = "pairs",
+    gallery_model: Annotated[Optional[str], typer.Option(help="Face: MODEL that embeds the gallery side of each pair (e.g. the unpruned teacher): adds its rows and cross-model rows, both directions pooled.")] = None,
     seed: SeedOption = 0,
     report: ReportOption = None,
     as_json: JsonOption = False,
     quiet: QuietOption = False,
     model_options: ModelOptions = ModelOptions(),
 ) -> None:
-    """Top-1 (classify) or 10-fold face verification with TAR@FAR, one row per set (face).
+    """Top-1 (classify), or face verification: TAR at FAR 1e-1..1e-6, EER and AUC per set (--protocol
+    all: every pair), cross-model rows with --gallery-model.
 
     An ONNX file runs in onnxruntime (or OpenVINO) with the preprocessing its metadata records.
     """
     from foadx.tasks.evaluate import EvalRequest, evaluate
 
     prepare_report(report)
-    request = EvalRequest(data, task, backend, val_split, allow_train_overlap, batch_size, far, seed)
-    summary, result = evaluate(model_options.resolve(model, seed), request)
+    request = EvalRequest(data, task, backend, val_split, allow_train_overlap, batch_size, far, seed, protocol)
+    gallery = ModelOptions(trust_code=model_options.trust_code).resolve(gallery_model) if gallery_model else None
+    summary, result = evaluate(model_options.resolve(model, seed), request, gallery)
     render.show(summary, as_json=as_json, quiet=quiet, report=report,
                 table=lambda _: typer.echo("\n".join(result.lines())))
