@@ -59,6 +59,8 @@ def finetune_command(
     task: TaskOption = None,
     val_split: ValSplitOption = None,
     distill_from: Annotated[Optional[str], typer.Option(help="Teacher MODEL (usually the unpruned one) for distillation.")] = None,
+    compatible_with: Annotated[Optional[str], typer.Option(help="Face: keep the embeddings comparable with this earlier face fine-tune's (its folder): its frozen margin head also classifies them (backward-compatible training, Shen et al. CVPR 2020).")] = None,
+    compatibility_weight: Annotated[float, typer.Option(help="Weight of the --compatible-with (BCT influence) loss.")] = 1.0,
     resume: Annotated[bool, typer.Option(help="Continue from OUT/checkpoint.pt, with the settings it was written with.")] = False,
     override: Annotated[bool, typer.Option(help="With --resume: continue with settings that differ from the checkpoint's (recorded).")] = False,
     eval_data: Annotated[Optional[str], typer.Option(help="Evaluate after each epoch on this (test split / pairs).")] = None,
@@ -79,10 +81,11 @@ def finetune_command(
     from foadx.train import FinetuneConfig
     from foadx.train.distributed import Distributed
 
-    config = FinetuneConfig(**training, seed=seed)
+    config = FinetuneConfig(**training, seed=seed, compatibility_weight=compatibility_weight)
     prepare_report(report)
     job = prepare_finetune(model_options.resolve(model, seed).module(), TrainingData(data, task, val_split), out,
-                           config, origin=model, resume=Resume(resume, override), force=force)
+                           config, origin=model, resume=Resume(resume, override), force=force,
+                           compatible_with=compatible_with)
     render.notes(job.notes)
     teacher = ModelOptions(trust_code=model_options.trust_code).resolve(distill_from).module().eval() if distill_from else None
     evaluate = epoch_evaluator(eval_data, job.config.task) if eval_data else None

@@ -50,16 +50,13 @@ class Embedder:
 @dataclass(frozen=True)
 class RocRow:
     """One ROC row: the verification set, which model embedded the gallery side and which the
-    probe side (the same for a same-model row), and the metrics."""
+    probe side, whether they are two models (``cross``), and the metrics."""
 
     set: str
     gallery: str
     probe: str
     roc: RocResult
-
-    @property
-    def cross(self) -> bool:
-        return self.gallery != self.probe
+    cross: bool = False
 
     def to_json(self) -> dict[str, object]:
         return {"set": self.set, "gallery": self.gallery, "probe": self.probe, "cross": self.cross, **self.roc.to_json()}
@@ -111,8 +108,8 @@ def all_pairs_rows(name: str, data: LabeledImages, model: Embedder, gallery: Emb
     if gallery is not None:
         templates = gallery.embed(images, batch_size)
         rows.append(RocRow(name, gallery.name, gallery.name, all_pairs_roc(templates, data.labels, far_points=far_points)))
-        rows.append(RocRow(name, gallery.name, model.name, all_pairs_roc(probe, data.labels, gallery=templates,
-                                                                            far_points=far_points)))
+        cross = all_pairs_roc(probe, data.labels, gallery=templates, far_points=far_points)
+        rows.append(RocRow(name, gallery.name, model.name, cross, cross=True))
     return rows
 
 
@@ -135,7 +132,7 @@ def listed_pairs_rows(name: str, images: Sequence[np.ndarray], same: np.ndarray,
         rows.append(RocRow(name, gallery.name, gallery.name, _pair_roc(templates[0::2], templates[1::2], same, far_points)))
         cross = np.r_[np.sum(templates[0::2] * probe[1::2], 1), np.sum(probe[0::2] * templates[1::2], 1)]
         both = np.r_[same, same]
-        rows.append(RocRow(name, gallery.name, model.name, roc_metrics(cross[both], cross[~both], far_points)))
+        rows.append(RocRow(name, gallery.name, model.name, roc_metrics(cross[both], cross[~both], far_points), cross=True))
     return rows
 
 
