@@ -109,6 +109,21 @@ def test_cross_model_scores_pair_gallery_and_probe_embeddings(models, tmp_path):
     assert cross["auc"] == pytest.approx(expected, abs=1e-9)
 
 
+def test_eval_report_renders_a_roc_table_and_figure(models, tmp_path):
+    pytest.importorskip("matplotlib")
+    write_class_folder(tmp_path / "faces", per_class=(3, 3))
+    result = run("eval", models["a"], "--data", tmp_path / "faces", "--protocol", "all",
+                 "--gallery-model", models["other"], "--report", tmp_path / "r.json")
+    assert result.exit_code == 0, result.output
+    rendered = run("report", tmp_path / "r.json", "--out", tmp_path / "r.md", "--html", tmp_path / "r.html")
+    assert rendered.exit_code == 0, rendered.output
+    markdown = (tmp_path / "r.md").read_text()
+    assert "| set | gallery | probe | cross | TAR@0.1 | TAR@0.01 |" in markdown
+    assert markdown.count("| yes |") == 1 and markdown.count("| no |") == 2
+    page = (tmp_path / "r.html").read_text()
+    assert "ROC: TAR against FAR (cross-model rows dashed)" in page and page.count("data:image/png;base64,") == 1
+
+
 def test_pairs_protocol_keeps_ten_folds_and_adds_a_roc(models, tmp_path):
     write_insightface_folder(tmp_path / "ins", identities=range(2), per_identity=2, sets=("lfw",))
     result = run("eval", models["a"], "--data", tmp_path / "ins" / "lfw.bin", "--report", tmp_path / "r.json")
