@@ -59,6 +59,8 @@ def finetune_command(
     task: TaskOption = None,
     val_split: ValSplitOption = None,
     distill_from: Annotated[Optional[str], typer.Option(help="Teacher MODEL (usually the unpruned one) for distillation.")] = None,
+    compatible_with: Annotated[Optional[str], typer.Option(help="Face: keep the embeddings comparable with this earlier face fine-tune's (its folder): its frozen margin head also classifies them (backward-compatible training, Shen et al. CVPR 2020).")] = None,
+    compatibility_weight: Annotated[float, typer.Option(help="Weight of the --compatible-with (BCT influence) loss.")] = 1.0,
     resume: Annotated[bool, typer.Option(help="Continue from OUT/checkpoint.pt, with the settings it was written with.")] = False,
     override: Annotated[bool, typer.Option(help="With --resume: continue with settings that differ from the checkpoint's (recorded).")] = False,
     eval_data: Annotated[Optional[str], typer.Option(help="Evaluate after each epoch on this (test split / pairs).")] = None,
@@ -79,10 +81,11 @@ def finetune_command(
     from foadx.train import FinetuneConfig
     from foadx.train.distributed import Distributed
 
-    config = FinetuneConfig(**training, seed=seed)
+    config = FinetuneConfig(**training, seed=seed, compatibility_weight=compatibility_weight)
     prepare_report(report)
     job = prepare_finetune(model_options.resolve(model, seed).module(), TrainingData(data, task, val_split), out,
-                           config, origin=model, resume=Resume(resume, override), force=force)
+                           config, origin=model, resume=Resume(resume, override), force=force,
+                           compatible_with=compatible_with)
     render.notes(job.notes)
     teacher = ModelOptions(trust_code=model_options.trust_code).resolve(distill_from).module().eval() if distill_from else None
     evaluate = epoch_evaluator(eval_data, job.config.task) if eval_data else None
@@ -109,21 +112,25 @@ def eval_command(
     val_split: ValSplitOption = None,
     allow_train_overlap: Annotated[bool, typer.Option(help="Evaluate on an unsplit folder the model was fine-tuned on (scores memory).")] = False,
     batch_size: Annotated[int, typer.Option(help="Batch size.")] = 128,
-    far: Annotated[float, typer.Option(help="Face: report TAR at this FAR.")] = 1e-3,
+    far: Annotated[float, typer.Option(help="Face: the FAR the summary's TAR is at (a ROC row lists 1e-1..1e-6 too).")] = 1e-3,
+    protocol: Annotated[str, typer.Option(help="Face: pairs (the listed pairs: 10-fold accuracy and a ROC) or all (a ROC over every pair of an identity-labelled set: demo 7-9, a folder per identity, a .rec).")] = "pairs",
+    gallery_model: Annotated[Optional[str], typer.Option(help="Face: MODEL that embeds the gallery side of each pair (e.g. the unpruned teacher): adds its rows and cross-model rows, both directions pooled.")] = None,
     seed: SeedOption = 0,
     report: ReportOption = None,
     as_json: JsonOption = False,
     quiet: QuietOption = False,
     model_options: ModelOptions = ModelOptions(),
 ) -> None:
-    """Top-1 (classify) or 10-fold face verification with TAR@FAR, one row per set (face).
+    """Top-1 (classify), or face verification: TAR at FAR 1e-1..1e-6, EER and AUC per set (--protocol
+    all: every pair), cross-model rows with --gallery-model.
 
     An ONNX file runs in onnxruntime (or OpenVINO) with the preprocessing its metadata records.
     """
     from foadx.tasks.evaluate import EvalRequest, evaluate
 
     prepare_report(report)
-    request = EvalRequest(data, task, backend, val_split, allow_train_overlap, batch_size, far, seed)
-    summary, result = evaluate(model_options.resolve(model, seed), request)
+    request = EvalRequest(data, task, backend, val_split, allow_train_overlap, batch_size, far, seed, protocol)
+    gallery = ModelOptions(trust_code=model_options.trust_code).resolve(gallery_model) if gallery_model else None
+    summary, result = evaluate(model_options.resolve(model, seed), request, gallery)
     render.show(summary, as_json=as_json, quiet=quiet, report=report,
                 table=lambda _: typer.echo("\n".join(result.lines())))

@@ -52,10 +52,13 @@ def test_finetune_on_the_folder_and_eval_every_verification_set(insightface_fold
     result = run("eval", tmp_path / "face", "--data", insightface_folder, "--report", tmp_path / "eval.json")
     assert result.exit_code == 0, result.output
     rows = result.output.strip().splitlines()
-    assert [row.split(":")[0] for row in rows] == ["cfp_fp", "lfw"]
-    assert all("over 10 folds of 40 pairs" in row for row in rows)
+    assert [row.split(":")[0] for row in rows[:2]] == ["cfp_fp", "lfw"]
+    assert all("over 10 folds of 40 pairs" in row for row in rows[:2])
+    assert [row.split(" [")[0] for row in rows[2:]] == ["cfp_fp", "lfw"]  # a ROC row per set
+    assert all("20 genuine / 20 impostor pairs" in row for row in rows[2:])
     report = json.loads((tmp_path / "eval.json").read_text())
     assert report["task"] == "face" and sorted(report["sets"]) == ["cfp_fp", "lfw"]
+    assert [row["set"] for row in report["roc"]] == ["cfp_fp", "lfw"]
     assert all(0.0 <= entry["accuracy"] <= 1.0 for entry in report["sets"].values())
 
     conflicting = run("eval", tmp_path / "face", "--data", insightface_folder, "--task", "classify")

@@ -192,6 +192,27 @@ def open_labeled(source: str, split: str = "train", task: str = "classify", *,
     raise DataError(f"{source} holds verification pairs ({layout.evidence()}), not labelled images")
 
 
+def identity_images(source: str, *, val_split: float | None = None, seed: int = 0) -> LabeledImages:
+    """The identity-labelled images an all-pairs verification scores: the demo digits the face
+    demo never trains on (7, 8, 9), or the evaluation images of a folder with one folder per
+    identity (its val/ or test/, its held-out ``val_split``, else all of it), a ``.rec`` or an
+    insightface folder's ``train.rec``.
+
+    Raises:
+        DataError: the source holds no identity-labelled images (CIFAR batches, verification pairs).
+    """
+    layout = describe_data(source)
+    if layout.kind == "demo":
+        with np.load(DEMO_FILE) as loaded:
+            images, labels = loaded["images"], loaded["labels"].astype(np.int64)
+        held_out = np.flatnonzero(~np.isin(labels, DEMO_FACE_TRAIN_CLASSES))
+        return _array_source(images, labels, "demo digits").subset(held_out, "demo digits 7-9")
+    if layout.kind not in ("folder", "records", "insightface"):
+        raise DataError(f"{source} holds {layout.evidence()}, not identity-labelled images (a folder per identity, "
+                        "a .rec, or demo)")
+    return open_labeled(source, "test", "face", val_split=val_split, seed=seed)
+
+
 def demo_pairs(pairs_per_fold: int = 150, folds: int = 10, seed: int = 0) -> tuple[np.ndarray, PairSet]:
     """Open-set pairs from the demo digits the face demo never trains on (7, 8, 9): per fold
     ``pairs_per_fold`` same-class then as many different-class pairs. Returns (images, pairs)

@@ -45,3 +45,14 @@ def sweep_figures(report: dict[str, Any], folder: Path) -> dict[str, Path]:
     points, caption = _first(report["points"], MAX_POINTS_DRAWN, "accuracy against measured latency and MACs")
     labelled = [{"label": f"{p['criterion']} {p['budget']:g}", **p} for p in points]
     return {caption: plots.tradeoff([unpruned, *labelled], folder)}
+
+
+def eval_figures(report: dict[str, Any], folder: Path) -> dict[str, Path]:
+    """A face eval report's ROC curves (log FAR axis): each same-model and cross-model row."""
+    rows = [row for row in report.get("roc", []) if row.get("curve")]
+    if not rows:
+        return {}
+    rows, caption = _first(rows, MAX_ROWS_DRAWN, "ROC: TAR against FAR (cross-model rows dashed)")
+    labelled = [{**row, "label": (f"{row['set']}: gallery {Path(row['gallery']).name} x probe {Path(row['probe']).name}"
+                                  if row.get("cross") else f"{row['set']}: {Path(row['probe']).name}")} for row in rows]
+    return {caption: plots.roc(labelled, folder)}

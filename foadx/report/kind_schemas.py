@@ -53,7 +53,9 @@ PRUNE = _object(
                                 "unpruned_ms": NUMBER, "rounds": {"type": "array"}}}})
 
 EVAL = _object({"model": TEXT, "data": TEXT, "task": TEXT, "backend": TEXT},
-               {"sets": {"type": "object", "additionalProperties": _object({"accuracy": NUMBER})}})
+               {"sets": {"type": "object", "additionalProperties": _object({"accuracy": NUMBER})},
+                "roc": _list(_object({"set": TEXT, "gallery": TEXT, "probe": TEXT, "cross": FLAG, "eer": NUMBER,
+                                      "auc": NUMBER, "curve": _list(_list(NUMBER))}))})
 
 SWEEP = _object(
     {"model": TEXT, "backend": TEXT, "batch": INTEGER,

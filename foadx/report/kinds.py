@@ -18,7 +18,7 @@ from typing import Any
 from foadx._version import __version__
 from foadx.errors import BadInputError, FoadxError
 from foadx.report import kind_schemas
-from foadx.report.figures import latency_figures, prune_figures, sweep_figures
+from foadx.report.figures import eval_figures, latency_figures, prune_figures, sweep_figures
 from foadx.report.markdown import (
     eval_markdown,
     latency_markdown,
@@ -65,7 +65,7 @@ REPORT_KINDS: dict[str, ReportKind] = {
         ReportKind("foadx.prune", 1, ("criterion", "plan_digest", "groups", "params", "macs"),
                    schema=kind_schemas.PRUNE, markdown=prune_markdown, figures=prune_figures),
         ReportKind("foadx.eval", 1, ("model", "data", "task", "backend"), schema=kind_schemas.EVAL,
-                   markdown=eval_markdown),
+                   markdown=eval_markdown, figures=eval_figures),
         ReportKind("foadx.sweep", 1, ("model", "backend", "points", "unpruned"), schema=kind_schemas.SWEEP,
                    markdown=sweep_markdown,
                    figures=sweep_figures),

@@ -137,8 +137,17 @@ def eval_markdown(report: dict[str, Any]) -> str:
                if isinstance(value, (int, float)) and not isinstance(value, bool)}
     rows = [[key, f"{value:.4f}" if isinstance(value, float) else str(value)] for key, value in figures.items()]
     rows += [[f"{name} accuracy", f"{values['accuracy']:.4f}"] for name, values in report.get("sets", {}).items()]
-    return "\n\n".join([f"# foadx eval: {report['model']} on {report['data']} ({report['task']}, {report['backend']})",
-                         _table(["figure", "value"], rows)]) + "\n"
+    parts = [f"# foadx eval: {report['model']} on {report['data']} ({report['task']}, {report['backend']})",
+             _table(["figure", "value"], rows)]
+    if report.get("roc"):
+        targets = [point["far_target"] for point in report["roc"][0].get("points", [])]
+        roc_rows = [[row["set"], row["gallery"], row["probe"], "yes" if row["cross"] else "no",
+                     *[_figure(next((p.get("tar") for p in row.get("points", []) if p["far_target"] == far), None))
+                       for far in targets], f"{row['eer']:.4f}", f"{row['auc']:.4f}"] for row in report["roc"]]
+        parts += ["ROC (accept when score > threshold; n/a: too few impostor pairs for that FAR)",
+                  _table(["set", "gallery", "probe", "cross", *[f"TAR@{far:g}" for far in targets], "EER", "AUC"],
+                         roc_rows)]
+    return "\n\n".join(parts) + "\n"
 
 
 def sweep_markdown(report: dict[str, Any]) -> str:

@@ -152,3 +152,20 @@ def training(curves: dict[str, list[dict[str, Any]]], folder: Path, name: str = 
         axis.grid(alpha=0.3)
     axes[0].legend(fontsize=7)
     return _save(figure, folder, name)
+
+
+def roc(rows: list[dict[str, Any]], folder: Path, name: str = "roc") -> Path:
+    """TAR against FAR on a log FAR axis, one curve per ROC row (``label`` and ``curve``, a list
+    of [far, tar] fractions; FAR 0 points are left out of the log axis); cross-model rows dashed."""
+    plt = _pyplot()
+    figure, axis = plt.subplots(figsize=(5.6, 3.8))
+    for row in rows:
+        points = [(far, tar) for far, tar in row["curve"] if far > 0]
+        axis.plot([far for far, _ in points], [tar for _, tar in points], linestyle="--" if row.get("cross") else "-",
+                  label=row["label"])
+    axis.set_xscale("log")
+    axis.set_xlabel("false accept rate (FAR)")
+    axis.set_ylabel("true accept rate (TAR)")
+    axis.grid(alpha=0.3, which="both")
+    axis.legend(fontsize=6)
+    return _save(figure, folder, name)

@@ -12,7 +12,9 @@ from foadx.tasks.checks import finite
 class EvalRequest:
     """Which data and how: ``task`` None is the data's (or the model's), ``backend`` runs an
     ONNX file (ort-cpu default, or openvino), ``far`` the false-accept rate TAR is reported at,
-    ``val_split`` the held-out fraction of an unsplit folder."""
+    ``val_split`` the held-out fraction of an unsplit folder; ``protocol`` (face) "pairs" (the
+    listed pairs: 10-fold accuracy and a ROC) or "all" (a ROC over every pair of an
+    identity-labelled set)."""
 
     data: str
     task: str | None = None
@@ -22,10 +24,12 @@ class EvalRequest:
     batch_size: int = 128
     far: float = 1e-3
     seed: int = 0
+    protocol: str = "pairs"
 
 
-def evaluate(ref: Any, request: EvalRequest) -> tuple[dict[str, Any], Any]:
-    """Scores the resolved MODEL ``ref`` as ``request`` says.
+def evaluate(ref: Any, request: EvalRequest, gallery: Any = None) -> tuple[dict[str, Any], Any]:
+    """Scores the resolved MODEL ``ref`` as ``request`` says; a resolved ``gallery`` model adds
+    its own rows and the cross-model rows (its embeddings on the gallery side of each pair).
 
     Returns:
         ``(report, result)``: the ``foadx.eval`` report and the ``EvalResult`` (its ``lines()``).
@@ -40,7 +44,9 @@ def evaluate(ref: Any, request: EvalRequest) -> tuple[dict[str, Any], Any]:
     finite("val_split", request.val_split)
     result = evaluate_model(ref, request.data, request.task, batch_size=request.batch_size, far_target=request.far,
                             backend=request.backend, val_split=request.val_split, seed=request.seed,
-                            allow_train_overlap=request.allow_train_overlap)
+                            allow_train_overlap=request.allow_train_overlap, protocol=request.protocol,
+                            gallery=gallery)
     report = envelope("foadx.eval", {"model": ref.text, "data": request.data, "task": result.task,
+                                     **({"gallery_model": gallery.text} if gallery is not None else {}),
                                      **result.to_json()})
     return report, result

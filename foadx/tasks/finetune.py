@@ -56,6 +56,7 @@ class FinetuneJob:
     record: dict[str, Any]
     resume: Resume = field(default_factory=Resume)
     force: bool = False
+    old_classifier: Any = None  # BCT: the old model's frozen margin head (foadx.train.compat)
 
     @property
     def notes(self) -> list[str]:
@@ -69,21 +70,25 @@ class FinetuneJob:
         """
         return finetune_to_artifact(self.model, self.data, self.out, self.config, self.record,
                                     resume=self.resume.enabled, force=self.force, override=self.resume.override,
-                                    **training)
+                                    old_classifier=self.old_classifier, **training)
 
 
 def prepare_finetune(model: nn.Module, data: TrainingData, out: str | Path, config: FinetuneConfig, *,
-                     origin: str, resume: Resume = Resume(), force: bool = False) -> FinetuneJob:
+                     origin: str, resume: Resume = Resume(), force: bool = False,
+                     compatible_with: str | None = None) -> FinetuneJob:
     """Decides the task (the data's, unless ``data.task`` agrees), validates ``config`` for it,
     checks ``out`` and opens the training split.
 
     Args:
         model: the network to fine-tune (trained in place).
         origin: what the model was (a MODEL text or an artifact path), for the plan's record.
+        compatible_with: a face fine-tune folder whose frozen margin head also classifies the
+            model's embeddings (backward-compatible training, ``foadx.train.compat``), or None.
 
     Raises:
-        BadInputError: a contradicting task, an option out of range, or an ``out`` folder that is
-            neither new, empty nor an earlier fine-tune's (without ``force``);
+        BadInputError: a contradicting task, an option out of range, an ``out`` folder that is
+            neither new, empty nor an earlier fine-tune's (without ``force``), or a
+            ``compatible_with`` folder that has no margin head or was trained on other data;
         DataError: the data cannot be read.
     """
     from foadx.data.labeled import open_labeled
@@ -97,7 +102,30 @@ def prepare_finetune(model: nn.Module, data: TrainingData, out: str | Path, conf
     training = open_labeled(data.source, "train", config.task, val_split=data.val_split, seed=config.seed)
     record = {"data": data.source, "from": origin,
               "training_data": {"source": data_identity(data.source), "split": training.split}}
-    return FinetuneJob(model, training, target, config, record, resume, force)
+    old_classifier = None
+    if compatible_with is not None:
+        old_classifier = _old_classifier(compatible_with, config.task, data_identity(data.source))
+        record["compatible_with"] = {"model": compatible_with, "method": "bct", "weight": config.compatibility_weight}
+    return FinetuneJob(model, training, target, config, record, resume, force, old_classifier)
+
+
+def _old_classifier(folder: str, task: str, source: str) -> Any:
+    """The frozen margin head of the face fine-tune in ``folder``, checked to fit this run.
+
+    Raises:
+        BadInputError: not the face task, no margin head, or a head trained on other identities.
+    """
+    from foadx.resolve import resolve_model
+    from foadx.train.compat import load_old_classifier
+
+    if task != "face":
+        raise BadInputError(f"--compatible-with trains face embeddings to stay comparable; this is a {task} fine-tune")
+    head = load_old_classifier(folder)
+    trained_on = (resolve_model(folder).training_data or {}).get("source")
+    if trained_on != source:
+        raise BadInputError(f"{folder}'s classifier was trained on {trained_on}, not {source}: backward-compatible "
+                            "training classifies the same identities with it")
+    return head
 
 
 def check_finetune_output(out: str | Path, *, resume: bool, force: bool) -> Path:

@@ -18,6 +18,8 @@ from foadx.atomic import write_with
 from foadx.errors import BadInputError
 
 CHECKPOINT_FORMAT = "foadx.checkpoint/1"
+CHECKPOINT_FILE = "checkpoint.pt"
+"""The checkpoint ``finetune`` writes into its output folder after every epoch (``resume`` reads it)."""
 
 
 def model_identity(model: nn.Module) -> str:

@@ -25,12 +25,11 @@ from foadx.data.labeled import LabeledImages
 from foadx.data.transforms import prepare_batch, resize_uint8, writable
 from foadx.errors import BadInputError
 from foadx.provenance import ModelSource, require_provenance
-from foadx.train.checkpoint import load_checkpoint, model_identity, save_checkpoint
+from foadx.train.checkpoint import CHECKPOINT_FILE, load_checkpoint, model_identity, save_checkpoint
+from foadx.train.compat import check_old_classifier, influence_loss
 from foadx.train.distributed import Distributed
 from foadx.train.heads import MarginHead
 
-CHECKPOINT_FILE = "checkpoint.pt"
-"""The checkpoint ``finetune`` writes into ``out`` after every epoch (``resume`` reads it)."""
 METRICS_FILE = "metrics.jsonl"
 """The metrics file in ``out``: one JSON object per epoch, appended."""
 
@@ -42,7 +41,9 @@ class FinetuneConfig:
     with ``margin``/``scale``). ``lr`` is the base learning rate; ``weight_decay`` None takes 4e-5
     (face) or 5e-4 (classify), ten times that on the output layers and the head.
     ``distill_weight``/``distill_temperature`` weigh a distillation loss from a teacher, when one
-    is given. ``steps_per_epoch`` caps the batches per epoch (smoke runs). Checked by ``validate``.
+    is given; ``compatibility_weight`` weighs BCT's influence loss (``foadx.train.compat``) when
+    an old classifier is given. ``steps_per_epoch`` caps the batches per epoch (smoke runs).
+    Checked by ``validate``.
     """
 
     task: str = "classify"  # or "face": a margin head over identities
@@ -59,6 +60,7 @@ class FinetuneConfig:
     margin_warmup_epochs: int = 0
     distill_weight: float = 1.0
     distill_temperature: float = 4.0
+    compatibility_weight: float = 1.0
     amp: bool = False
     channels_last: bool = False
     flip: bool = True
@@ -88,6 +90,8 @@ class FinetuneConfig:
             ("distill_weight", 0 <= self.distill_weight < 1e3, f"must be in [0, 1000), got {self.distill_weight}"),
             ("distill_temperature", 0 < self.distill_temperature <= 1e3,
              f"must be in (0, 1000], got {self.distill_temperature}"),
+            ("compatibility_weight", 0 <= self.compatibility_weight < 1e3,
+             f"must be in [0, 1000), got {self.compatibility_weight}"),
         ]
         for name, ok, message in checks:
             if not ok:
@@ -159,6 +163,7 @@ class _Training:
     steps_per_epoch: int
     history: list[dict[str, Any]]
     start_epoch: int = 0
+    old_classifier: MarginHead | None = None  # BCT: the old model's frozen margin head
 
     def checkpoint(self, epoch: int, config: FinetuneConfig) -> dict[str, Any]:
         return {
@@ -179,7 +184,7 @@ class _Training:
 
 
 def _set_up(model: nn.Module, data: LabeledImages, config: FinetuneConfig, source: ModelSource,
-            dist: Distributed) -> _Training:
+            dist: Distributed, old_classifier: MarginHead | None = None) -> _Training:
     device = dist.device
     model.to(device)
     if config.channels_last:
@@ -188,6 +193,11 @@ def _set_up(model: nn.Module, data: LabeledImages, config: FinetuneConfig, sourc
     if config.task == "face":
         embedding_size = _output_width(model, source.input_chw, device)
         head = MarginHead(embedding_size, data.classes, config.head, config.scale, config.margin).to(device)
+        if old_classifier is not None:
+            check_old_classifier(old_classifier, embedding_size)
+            old_classifier = old_classifier.to(device)
+    elif old_classifier is not None:
+        raise BadInputError("backward-compatible training (an old classifier) needs the face task")
     decay = config.weight_decay if config.weight_decay is not None else (4e-5 if config.task == "face" else 5e-4)
     groups = _parameter_groups(model, head, decay)
     if config.optimizer == "sgd":
@@ -199,11 +209,12 @@ def _set_up(model: nn.Module, data: LabeledImages, config: FinetuneConfig, sourc
         steps_per_epoch = min(steps_per_epoch, config.steps_per_epoch)
     scheduler = _schedule(optimizer, config, max(steps_per_epoch, 1))
     scaler = torch.amp.GradScaler("cuda", enabled=config.amp and device.type == "cuda")
-    return _Training(model, model, head, optimizer, scheduler, scaler, steps_per_epoch, [])
+    return _Training(model, model, head, optimizer, scheduler, scaler, steps_per_epoch, [],
+                     old_classifier=old_classifier)
 
 
 def finetune(model: nn.Module, data: LabeledImages, out: str | Path, config: FinetuneConfig, *, resume: bool = False,
-             override: bool = False, teacher: nn.Module | None = None,
+             override: bool = False, teacher: nn.Module | None = None, old_classifier: MarginHead | None = None,
              evaluate: Callable[[nn.Module], dict[str, Any]] | None = None,
              progress: Callable[[int, int, dict[str, float]], None] | None = None,
              device: torch.device | None = None) -> list[dict[str, Any]]:
@@ -218,6 +229,8 @@ def finetune(model: nn.Module, data: LabeledImages, out: str | Path, config: Fin
             provenance's input size and is left in eval mode.
         data: labelled images (classes, or identities for ``task`` "face").
         teacher: the network to distil from (weighted by ``config.distill_weight``), or None.
+        old_classifier: the old model's frozen margin head (``foadx.train.compat``) for
+            backward-compatible training (face), weighted by ``config.compatibility_weight``, or None.
         evaluate: called on the model after each epoch; its results join the metrics as ``eval_*``.
         progress: called with (step, steps in the epoch, running metrics).
         device: None picks the GPU when there is one (under ``torchrun``, each rank's).
@@ -235,7 +248,7 @@ def finetune(model: nn.Module, data: LabeledImages, out: str | Path, config: Fin
     dist = Distributed.from_environment(device)
     if dist.is_main:
         out.mkdir(parents=True, exist_ok=True)
-    run = _set_up(model, data, config, source, dist)
+    run = _set_up(model, data, config, source, dist, old_classifier)
     changed: dict[str, Any] = {}
     if resume:
         state = load_checkpoint(out / CHECKPOINT_FILE, model)
@@ -322,13 +335,16 @@ def _train_epoch(run: _Training, dataset: "_Images", epoch: int, config: Finetun
 
 def _step(run: _Training, batch: torch.Tensor, labels: torch.Tensor, config: FinetuneConfig,
           teacher: nn.Module | None, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
-    """One optimiser step (autocast, margin head, optional distillation); returns loss and logits."""
+    """One optimiser step (autocast, margin head, optional distillation and BCT influence loss);
+    returns loss and logits."""
     with torch.autocast(device.type, dtype=torch.float16 if device.type == "cuda" else torch.bfloat16, enabled=config.amp):
         outputs = run.trained(batch)
         logits = run.head(outputs, labels) if run.head is not None else outputs
         loss = F.cross_entropy(logits.float(), labels)
         if teacher is not None:
             loss = loss + config.distill_weight * _distill_loss(outputs, teacher, batch, config)
+        if run.old_classifier is not None:
+            loss = loss + config.compatibility_weight * influence_loss(run.old_classifier, outputs, labels)
     run.optimizer.zero_grad(set_to_none=True)
     run.scaler.scale(loss).backward()
     run.scaler.step(run.optimizer)
