@@ -41,6 +41,15 @@ def _tuple_of_floats(value: Any, name: str, positive: bool = False) -> tuple[flo
     return numbers
 
 
+def default_normalisation(channels: int) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """(mean, std), one value per input channel, for a model whose spec names no normalisation:
+    ImageNet's RGB statistics for 3 channels; for any other count no published statistics
+    apply, so pixels are fed as they are, in [0, 1] (mean 0, std 1)."""
+    if channels == 3:
+        return IMAGENET_MEAN, IMAGENET_STD
+    return (0.0,) * channels, (1.0,) * channels
+
+
 @dataclass(frozen=True)
 class ModelSource:
     """A model's input contract and, when ``rebuildable``, enough to rebuild its architecture: the
@@ -55,6 +64,12 @@ class ModelSource:
     std: tuple[float, ...] = IMAGENET_STD
     input_channels: int = 3
     rebuildable: bool = True
+
+    def __post_init__(self) -> None:
+        """Raises BadInputError unless mean and std hold one value per input channel."""
+        if not len(self.mean) == len(self.std) == self.input_channels:
+            raise BadInputError(f"{self.spec}: mean and std need one value per input channel "
+                                f"({self.input_channels}), got {len(self.mean)} and {len(self.std)}")
 
     @classmethod
     def in_memory(cls, name: str, input_chw: tuple[int, int, int]) -> "ModelSource":
@@ -84,7 +99,8 @@ class ModelSource:
     @classmethod
     def from_json(cls, data: Any) -> "ModelSource":
         """Reads and validates a ``model`` entry (spec, input_size [H, W] in 1..8192, kwargs,
-        mean/std, input_channels in 1..4096; a missing channel count means RGB).
+        mean/std with one value per channel, input_channels in 1..4096; a missing channel count
+        means RGB, a missing mean/std ``default_normalisation``).
 
         Raises:
             ArtifactError: a missing or malformed field (CLI exit code 3).
@@ -101,12 +117,14 @@ class ModelSource:
         channels = data.get("input_channels", 3)  # plans written before the key existed: RGB
         if not isinstance(channels, int) or isinstance(channels, bool) or not 1 <= channels <= 4096:
             _fail(f"model input_channels must be an integer in 1..4096, got {channels!r}")
-        return cls(
-            spec=data["spec"], input_size=(size[0], size[1]), kwargs=dict(kwargs),
-            mean=_tuple_of_floats(data.get("mean", IMAGENET_MEAN), "mean"),
-            std=_tuple_of_floats(data.get("std", IMAGENET_STD), "std", positive=True),
-            input_channels=channels, rebuildable=data.get("rebuildable", True) is not False,
-        )
+        mean, std = default_normalisation(channels)
+        mean = _tuple_of_floats(data.get("mean", mean), "mean")
+        std = _tuple_of_floats(data.get("std", std), "std", positive=True)
+        try:
+            return cls(spec=data["spec"], input_size=(size[0], size[1]), kwargs=dict(kwargs), mean=mean, std=std,
+                       input_channels=channels, rebuildable=data.get("rebuildable", True) is not False)
+        except BadInputError as error:  # mean/std of another length than the channel count
+            _fail(str(error))
 
 
 @dataclass(frozen=True)

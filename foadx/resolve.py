@@ -138,7 +138,14 @@ def _refuse_build_options(text: str, kind: str, options: BuildOptions) -> None:
 
 
 def _module_ref(text: str, kind: str, module: nn.Module, path: Path | None) -> ModelRef:
+    """The ref of a network; one whose code is the user's must run on the (1, C, H, W) tensor
+    foadx feeds it (else BadInputError, exit 3): every command that runs it resolves it here."""
+    from foadx.models.input_contract import check_forward
+    from foadx.models.registry import runs_user_code
+
     provenance = provenance_of(module)
+    if runs_user_code(provenance.source.spec):
+        check_forward(module.eval(), provenance.source.input_chw)
     plan = provenance.plan
     digest = plan.digest() if plan.is_pruned or plan.finetune else None
     return ModelRef(text, kind, provenance.source.input_chw, source=provenance.source,

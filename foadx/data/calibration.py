@@ -1,8 +1,9 @@
 """Calibration images for pruning: image folders, CIFAR python batches, .npy/.npz, the demo.
 
-Every source is read into 8-bit images (N, H, W, C) lazily where it can be (image folders decode
+Every source is read into 8-bit images (N, H, W, c) lazily where it can be (image folders decode
 one batch at a time); ``CalibrationImages`` samples N of them with a seed, and yields float
-batches resized to the model's input size and normalised with its mean/std.
+batches at the model's channel count (grey, RGB or RGBA: ``foadx.data.transforms``), resized
+to its input size and normalised with its mean/std (one value per channel).
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from torch import Tensor
 
 from foadx.data.decode import decode_rgb
 from foadx.data.safe_pickle import safe_load
-from foadx.data.transforms import prepare_batch, resize_uint8
+from foadx.data.transforms import IMAGE_MODES, file_mode, normalised_channels, prepare_batch, resize_uint8
 from foadx.errors import DataError
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".ppm", ".pgm", ".tif", ".tiff", ".webp"}
@@ -45,15 +46,17 @@ class ArrayReader:
 
 @dataclass
 class FileReader:
-    """An image folder: files decoded with PIL when a batch asks for them."""
+    """An image folder: files decoded with PIL (``mode`` RGB, or RGBA keeping their alpha) when
+    a batch asks for them."""
 
     files: list[Path]
+    mode: str = "RGB"
 
     def __len__(self) -> int:
         return len(self.files)
 
     def read(self, indices: Sequence[int]) -> np.ndarray:
-        decoded = [decode_rgb(self.files[index]) for index in indices]
+        decoded = [decode_rgb(self.files[index], mode=self.mode) for index in indices]
         shapes = {image.shape for image in decoded}
         if len(shapes) > 1:  # resize happens later per image; pad nothing, just keep a list shape
             return _stack_resized(decoded)
@@ -65,6 +68,7 @@ class RecordReader:
     """insightface RecordIO (``train.rec``): records decoded when a batch asks for them."""
 
     path: Path
+    mode: str = "RGB"
 
     def __post_init__(self) -> None:
         from foadx.data.recordio import FaceRecordDataset
@@ -75,7 +79,8 @@ class RecordReader:
         return len(self.dataset)
 
     def read(self, indices: Sequence[int]) -> np.ndarray:
-        decoded = [decode_rgb(self.dataset.raw(index)[0], f"{self.path} record {index}") for index in indices]
+        decoded = [decode_rgb(self.dataset.raw(index)[0], f"{self.path} record {index}", mode=self.mode)
+                   for index in indices]
         return _stack_resized(decoded) if len({image.shape for image in decoded}) > 1 else np.stack(decoded)
 
 
@@ -86,11 +91,12 @@ def _stack_resized(images: list[np.ndarray]) -> np.ndarray:
 def _to_nhwc(array: np.ndarray, source: str) -> np.ndarray:
     if array.ndim == 3:
         return array[..., None]
-    if array.ndim == 4 and array.shape[-1] in (1, 3):
+    if array.ndim == 4 and array.shape[-1] in IMAGE_MODES:
         return array
-    if array.ndim == 4 and array.shape[1] in (1, 3):
+    if array.ndim == 4 and array.shape[1] in IMAGE_MODES:
         return array.transpose(0, 2, 3, 1)
-    raise DataError(f"{source}: expected images (N, H, W), (N, H, W, C) or (N, C, H, W), got {array.shape}")
+    raise DataError(f"{source}: expected images (N, H, W), (N, H, W, C) or (N, C, H, W) with C = 1, 3 or 4, "
+                    f"got {array.shape}")
 
 
 def _numpy_reader(path: Path) -> ArrayReader:
@@ -155,16 +161,17 @@ def _is_cifar(path: Path) -> bool:
     return bool(_cifar_files(path)) if path.is_dir() else path.name.startswith(("data_batch", "test_batch"))
 
 
-def open_reader(source: str) -> tuple[ImageReader, str]:
+def open_reader(source: str, channels: int = 3) -> tuple[ImageReader, str]:
     """Picks the reader for ``source``; returns it with a short description for the plan.
 
     Args:
         source: "demo", a ``.npy``/``.npz`` array of (N, H, W, C) images, a RecordIO ``.rec``
             file or a folder holding ``train.rec``, a folder of CIFAR batches, or an image folder.
+        channels: the model's input channels (1, 3 or 4): 4 decodes image files with their alpha.
 
     Raises:
-        DataError: the source is missing, an image folder holds no images, or the kind is not
-            supported (CLI exit code 3).
+        DataError: the source is missing, an image folder holds no images, the kind is not
+            supported, or ``channels`` is not 1, 3 or 4 (CLI exit code 3).
     """
     if source == "demo":
         return _numpy_reader(DEMO_FILE), "demo (5,000 MNIST digits)"
@@ -175,7 +182,7 @@ def open_reader(source: str) -> tuple[ImageReader, str]:
         return _numpy_reader(path), f"array {path.name}"
     records = path if path.suffix == ".rec" else path / "train.rec"
     if records.is_file():
-        return RecordReader(records), f"records {records.parent.name}/{records.name}"
+        return RecordReader(records, file_mode(channels)), f"records {records.parent.name}/{records.name}"
     if _is_cifar(path):
         parts = [read_cifar_batch(file)[0] for file in _cifar_files(path)]
         return ArrayReader(np.concatenate(parts)), f"cifar batches {path.name}"
@@ -183,21 +190,23 @@ def open_reader(source: str) -> tuple[ImageReader, str]:
         files = sorted(p for p in path.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
         if not files:
             raise DataError(f"no images found in {source} (looked for {', '.join(sorted(IMAGE_SUFFIXES))})")
-        return FileReader(files), f"image folder {path.name}"
+        return FileReader(files, file_mode(channels)), f"image folder {path.name}"
     raise DataError(f"unsupported calibration data {source}: use a folder, CIFAR batches, .npy/.npz or 'demo'")
 
 
 class CalibrationImages:
     """A seeded sample of N images as normalised float batches; re-iterable, decoded lazily.
 
-    Iterating yields float32 (n, C, H, W) batches of at most ``batch_size`` images, resized to
-    ``input_size`` (H, W) and normalised (x - mean) / std (uint8 pixels scaled to [0, 1] first);
+    Iterating yields float32 (n, C, H, W) batches of at most ``batch_size`` images, C = len(mean)
+    channels, resized to ``input_size`` (H, W) and normalised (x - mean) / std (uint8 pixels
+    scaled to [0, 1] first);
     ``len()`` is the number of batches. The sample is all images when ``count`` is at least the
     number available, else ``count`` indices drawn with ``seed``.
 
     Raises:
-        DataError: ``count`` < 1 or the reader holds no images (CLI exit code 3); while iterating,
-            an image holding NaN or inf.
+        DataError: ``count`` < 1, the reader holds no images, mean and std of other lengths or
+            of a channel count images cannot have (CLI exit code 3); while iterating, an image
+            holding NaN or inf.
     """
 
     def __init__(
@@ -213,6 +222,7 @@ class CalibrationImages:
     ) -> None:
         if count < 1:
             raise DataError(f"need at least one calibration image, got --images {count}")
+        normalised_channels(mean, std)
         if len(reader) == 0:
             raise DataError("the calibration data holds no images")
         available = len(reader)
@@ -264,12 +274,14 @@ def calibration_images(
     seed: int = 0,
 ) -> CalibrationImages:
     """``count`` seeded images of ``source`` (see ``open_reader``) as re-iterable float batches
-    (n, C, H, W), resized to ``input_size`` (H, W) and normalised with ``mean``/``std``.
+    (n, C, H, W) with C = len(mean), resized to ``input_size`` (H, W) and normalised with
+    ``mean``/``std``.
 
     Raises:
-        DataError: an unknown, missing or empty source, or ``count`` < 1 (CLI exit code 3).
+        DataError: an unknown, missing or empty source, ``count`` < 1, or a channel count images
+            cannot have (CLI exit code 3).
     """
-    reader, description = open_reader(source)
+    reader, description = open_reader(source, normalised_channels(mean, std))
     return CalibrationImages(reader, count, input_size, mean, std, batch_size, seed, description)
 
 

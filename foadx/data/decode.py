@@ -5,7 +5,7 @@ from __future__ import annotations
 import io
 import warnings
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 
@@ -36,11 +36,13 @@ def image_size(image: bytes, source: str = "image") -> tuple[int, int]:
         raise DataError(f"cannot read the image header in {source}: {error}") from error
 
 
-def decode_rgb(image: bytes | Path, source: str = "image", max_pixels: int | None = None) -> np.ndarray:
-    """(H, W, 3) uint8 RGB from encoded bytes or a file path. Images beyond Pillow's
-    decompression-bomb limit or beyond ``max_pixels`` (checked from the header, before
-    decoding), and 16-bit or float images (which an RGB conversion would silently clip), are
-    refused.
+def decode_rgb(image: bytes | Path, source: str = "image", max_pixels: int | None = None,
+               mode: Literal["RGB", "RGBA"] = "RGB") -> np.ndarray:
+    """(H, W, 3) uint8 RGB from encoded bytes or a file path; with ``mode`` "RGBA", (H, W, 4)
+    RGBA: the file's alpha (PNG, WebP, a palette's transparency), 255 where it has none.
+    Images beyond Pillow's decompression-bomb limit or beyond ``max_pixels`` (checked from the
+    header, before decoding), and 16-bit or float images (which an RGB conversion would
+    silently clip), are refused.
 
     Raises:
         DataError: undecodable, too large, or a 16-bit or float image.
@@ -54,7 +56,7 @@ def decode_rgb(image: bytes | Path, source: str = "image", max_pixels: int | Non
             opened = Image.open(io.BytesIO(image) if isinstance(image, bytes) else Path(image))
             with opened:
                 _check_decodable(opened, where, max_pixels)
-                return np.asarray(opened.convert("RGB"))
+                return np.asarray(opened.convert(mode))
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as error:
         raise DataError(f"{where} is too large to decode safely: {error}") from error
     except (UnidentifiedImageError, OSError, ValueError) as error:

@@ -1,8 +1,10 @@
 """Labelled images for fine-tuning and evaluation: the demo digits, CIFAR batches, class folders,
 insightface RecordIO; plus verification pairs (``.bin``, LFW, or built from held-out demo classes).
 
-Every source gives uint8 images (H, W, C) by index and integer labels; decoding is lazy where the
-source is encoded (folders, RecordIO), so DataLoader workers share the work.
+Every source gives uint8 images (H, W, c) by index and integer labels; decoding is lazy where the
+source is encoded (folders, RecordIO), so DataLoader workers share the work. Encoded files are
+decoded to RGB, or RGBA with their alpha for a 4-channel model (``transforms.file_mode``); the
+batch's conversion to the model's channels is ``transforms.prepare_batch``'s.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import torch
 from foadx.data.calibration import DEMO_FILE, IMAGE_SUFFIXES, read_cifar_batch
 from foadx.data.decode import decode_rgb
 from foadx.data.layout import describe_data
+from foadx.data.transforms import file_mode
 from foadx.data.verification import PairSet
 from foadx.errors import DataError
 
@@ -85,7 +88,7 @@ def _images_in(folder: Path) -> list[Path]:
     return [file for file in sorted(folder.iterdir()) if file.is_file() and file.suffix.lower() in IMAGE_SUFFIXES]
 
 
-def _class_tree(root: Path, classes: list[str]) -> LabeledImages:
+def _class_tree(root: Path, classes: list[str], mode: str) -> LabeledImages:
     """The images under ``root/<class>/`` labelled by their class's index in ``classes``;
     images loose in ``root`` are left out and named in the notes."""
     present = sorted(p.name for p in root.iterdir() if p.is_dir())
@@ -104,7 +107,7 @@ def _class_tree(root: Path, classes: list[str]) -> LabeledImages:
         raise DataError(f"no class folders with images in {root}")
     loose = _images_in(root)
     notes = (f"ignored {len(loose)} image(s) loose in {root} (e.g. {loose[0].name}): images must sit in class folders",) if loose else ()
-    return LabeledImages(lambda i: decode_rgb(files[i]), np.asarray(labels, dtype=np.int64), f"folder {root}", notes=notes)
+    return LabeledImages(lambda i: decode_rgb(files[i], mode=mode), np.asarray(labels, dtype=np.int64), f"folder {root}", notes=notes)
 
 
 def stratified_split(labels: np.ndarray, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -123,7 +126,7 @@ def stratified_split(labels: np.ndarray, fraction: float, seed: int) -> tuple[np
     return np.flatnonzero(~held), np.flatnonzero(held)
 
 
-def _folder(path: Path, split: str, val_split: float | None, seed: int) -> LabeledImages:
+def _folder(path: Path, split: str, val_split: float | None, seed: int, mode: str) -> LabeledImages:
     """A class-per-folder tree with ``train/`` and ``val/`` (or ``test/``), or without a split
     and a stratified ``val_split`` held out; evaluating an unsplit folder takes all of it."""
     split_folders = [name for name in ("train", "val", "test") if (path / name).is_dir()]
@@ -134,12 +137,12 @@ def _folder(path: Path, split: str, val_split: float | None, seed: int) -> Label
         chosen = next((path / name for name in SPLIT_FOLDERS[split] if name in split_folders), None)
         if chosen is None:
             raise DataError(f"{path} has train/ but no val/ or test/ folder to evaluate on")
-        images = _class_tree(chosen, classes)
+        images = _class_tree(chosen, classes, mode)
         loose = _images_in(path)
         if loose:
             images = replace(images, notes=images.notes + (f"ignored {len(loose)} image(s) loose in {path}",))
         return images
-    whole = _class_tree(path, sorted(p.name for p in path.iterdir() if p.is_dir()))
+    whole = _class_tree(path, sorted(p.name for p in path.iterdir() if p.is_dir()), mode)
     if val_split is None:
         if split == "train":
             raise DataError(f"{path} has class folders but no train/ and val/ split: add them, or pass --val-split 0.2 "
@@ -152,7 +155,7 @@ def _folder(path: Path, split: str, val_split: float | None, seed: int) -> Label
     return replace(part, split=record)
 
 
-def _records(path: Path) -> LabeledImages:
+def _records(path: Path, mode: str) -> LabeledImages:
     """insightface RecordIO; where a ``property`` file gives the aligned size, every image must
     have it (a misaligned set would otherwise be silently resized)."""
     from foadx.data.recordio import FaceRecordDataset, read_property
@@ -162,7 +165,7 @@ def _records(path: Path) -> LabeledImages:
     size = read_property(path.parent)[1:] if (path.parent / "property").is_file() else None
 
     def load(index: int) -> np.ndarray:
-        image = decode_rgb(dataset.raw(index)[0], f"{path} record {index}")
+        image = decode_rgb(dataset.raw(index)[0], f"{path} record {index}", mode=mode)
         if size is not None and image.shape[:2] != size:
             raise DataError(f"{path} record {index} is {image.shape[0]}x{image.shape[1]}, property says {size[0]}x{size[1]}")
         return image
@@ -171,11 +174,18 @@ def _records(path: Path) -> LabeledImages:
 
 
 def open_labeled(source: str, split: str = "train", task: str = "classify", *,
-                 val_split: float | None = None, seed: int = 0) -> LabeledImages:
+                 val_split: float | None = None, seed: int = 0, channels: int = 3) -> LabeledImages:
     """Labelled images from ``demo``, a CIFAR folder, a class-per-folder tree (with train/ and
-    val/, or ``val_split`` held out of an unsplit one), an insightface folder or ``train.rec``."""
+    val/, or ``val_split`` held out of an unsplit one), an insightface folder or ``train.rec``,
+    for a model of ``channels`` input channels (1, 3 or 4: which form files decode to).
+
+    Raises:
+        DataError: an unknown split, a layout without the split asked for, or ``channels`` not
+            1, 3 or 4 (CLI exit code 3).
+    """
     if split not in ("train", "test"):
         raise DataError(f"split must be train or test, got {split!r}")
+    mode = file_mode(channels)
     layout = describe_data(source)
     if val_split is not None and layout.kind != "folder":
         raise DataError(f"--val-split splits an image folder without train/ and val/; {source} is {layout.kind} data")
@@ -184,11 +194,11 @@ def open_labeled(source: str, split: str = "train", task: str = "classify", *,
     if layout.kind in ("records", "insightface"):
         if layout.train_records is None:
             raise DataError(f"{source} holds verification sets ({layout.evidence()}) but no train.rec to train on")
-        return _records(layout.train_records)
+        return _records(layout.train_records, mode)
     if layout.kind == "cifar":
         return _cifar(Path(source), split)
     if layout.kind == "folder":
-        return _folder(Path(source), split, val_split, seed)
+        return _folder(Path(source), split, val_split, seed, mode)
     raise DataError(f"{source} holds verification pairs ({layout.evidence()}), not labelled images")
 
 

@@ -19,6 +19,7 @@ from torch import nn
 
 from foadx.errors import MissingDependencyError, UnknownModelError, WeightsError
 from foadx.models.arcface import IRESNET_DEPTHS, iresnet, mbf
+from foadx.models.input_contract import first_layer_channels
 from foadx.models.mobilefacenet import MobileFaceNet
 from foadx.models.resnet_cifar import ResNetCifar
 from foadx.models.weights_map import read_weights_map, rename_keys  # noqa: F401 (read_weights_map: public here)
@@ -29,6 +30,7 @@ from foadx.provenance import (
     ModelSource,
     Plan,
     Provenance,
+    default_normalisation,
     provenance_of,
     record_provenance,
 )
@@ -151,7 +153,7 @@ def build_model(spec: str, input_size: tuple[int, int] | None = None, **kwargs: 
 
     Returns:
         The module, carrying its provenance (source spec, input (C, H, W), mean/std, task) and the
-        empty plan.
+        empty plan. A user factory's C is the input channels of its first image layer.
 
     Raises:
         UnknownModelError: an unknown spec, a factory that cannot be imported or called with
@@ -178,8 +180,7 @@ def build_model(spec: str, input_size: tuple[int, int] | None = None, **kwargs: 
         if location.endswith(".py"):
             spec = f"{Path(location).resolve()}:{spec.rpartition(':')[2]}"
         model = _load_factory(spec)(**kwargs)
-        size = _parse_input_size(input_size, (224, 224))
-        source = ModelSource(spec, size, kwargs)
+        source = _user_source(spec, model, _parse_input_size(input_size, (224, 224)), kwargs)
     else:
         known = ", ".join(sorted(ZOO))
         raise UnknownModelError(
@@ -190,6 +191,13 @@ def build_model(spec: str, input_size: tuple[int, int] | None = None, **kwargs: 
         raise UnknownModelError(f"{spec} returned {type(model).__name__}, not a torch nn.Module")
     record_provenance(model, Provenance(Plan.empty(source), model_task(source.spec)))
     return model
+
+
+def _user_source(spec: str, model: Any, size: tuple[int, int], kwargs: dict[str, Any]) -> ModelSource:
+    """The input contract of a model built from the user's code: the channels its first image
+    layer takes (3 when it has none), the normalisation ``default_normalisation`` gives them."""
+    channels = (first_layer_channels(model) if isinstance(model, nn.Module) else None) or 3
+    return ModelSource(spec, size, kwargs, *default_normalisation(channels), input_channels=channels)
 
 
 def _torchvision_model(name: str, kwargs: dict[str, Any]) -> nn.Module:

@@ -19,6 +19,7 @@ from torch import nn
 from foadx.atomic import atomic_directory, check_folder_target, write_json, write_with
 from foadx.device import resolve_device
 from foadx.errors import ArtifactError, WeightsError
+from foadx.models.input_contract import check_forward
 from foadx.models.registry import build_model, model_task, read_state_dict, runs_user_code
 from foadx.pruning.analysis import trace_groups
 from foadx.pruning.apply import apply_kept
@@ -153,7 +154,8 @@ def build_pruned_architecture(plan: Plan, device: torch.device, *, trust_code: b
     """The original architecture, cut to the plan's widths (weights still random).
 
     Raises:
-        ArtifactError: no rebuildable spec, untrusted code, or groups that do not match the architecture.
+        ArtifactError: no rebuildable spec, untrusted code, or groups that do not match the architecture;
+        BadInputError: the architecture does not run on the plan's (1, C, H, W) input (``check_forward``).
     """
     source = plan.model
     refuse_unrebuildable(plan)
@@ -161,6 +163,7 @@ def build_pruned_architecture(plan: Plan, device: torch.device, *, trust_code: b
     model = build_model(source.spec, source.input_size, **source.kwargs).to(device).eval()
     if not plan.is_pruned:
         return model
+    check_forward(model, source.input_chw)  # a plan whose input the architecture does not take: one line, not a trace error
     example = torch.zeros(2, *source.input_chw, device=device)
     _, dependency_graph, groups = trace_groups(model, example, list(plan.output_layers))
     by_name = {group.name: group for group in groups}

@@ -29,7 +29,7 @@ import torch
 import torch_pruning as tp
 from torch import nn
 
-from foadx.errors import BadInputError
+from foadx.models.input_contract import forward_refused
 
 _OPT = tp.ops.OPTYPE
 _STRUCTURAL_OPS = {_OPT.CONCAT, _OPT.SPLIT, _OPT.SLICE, _OPT.UNBIND, _OPT.EXPAND}
@@ -291,9 +291,7 @@ def find_output_layers(model: nn.Module, example_input: torch.Tensor) -> list[st
         with torch.enable_grad():
             outputs = model(example_input)
     except (RuntimeError, TypeError, ValueError, IndexError) as error:  # the model's own forward refused the batch
-        message = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        raise BadInputError(f"the model does not run on what foadx feeds it, one {tuple(example_input.shape)} "
-                            f"(N, C, H, W) tensor: {message}") from None
+        raise forward_refused(example_input.shape, error) from None
     finally:
         for handle in handles:
             handle.remove()

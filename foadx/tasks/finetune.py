@@ -19,7 +19,7 @@ from foadx.atomic import atomic_directory, check_folder_target, prepare_output
 from foadx.data.labeled import LabeledImages
 from foadx.errors import BadInputError
 from foadx.pruning.artifact import ARTIFACT_FILES, PLAN_FILE, record_training, write_artifact_files
-from foadx.provenance import provenance_of
+from foadx.provenance import provenance_of, require_provenance
 from foadx.train import CHECKPOINT_FILE, METRICS_FILE, FinetuneConfig, finetune
 
 FINETUNE_FILES = ARTIFACT_FILES | {CHECKPOINT_FILE, METRICS_FILE}
@@ -89,7 +89,7 @@ def prepare_finetune(model: nn.Module, data: TrainingData, out: str | Path, conf
         BadInputError: a contradicting task, an option out of range, an ``out`` folder that is
             neither new, empty nor an earlier fine-tune's (without ``force``), or a
             ``compatible_with`` folder that has no margin head or was trained on other data;
-        DataError: the data cannot be read.
+        DataError: the data cannot be read, or the model's input channels are not 1, 3 or 4.
     """
     from foadx.data.labeled import open_labeled
     from foadx.data.layout import data_identity, describe_data, resolve_task
@@ -99,7 +99,9 @@ def prepare_finetune(model: nn.Module, data: TrainingData, out: str | Path, conf
                                                model=provenance.task if provenance else None))
     config.validate()
     target = check_finetune_output(out, resume=resume.enabled, force=force)
-    training = open_labeled(data.source, "train", config.task, val_split=data.val_split, seed=config.seed)
+    channels = require_provenance(model, "fine-tuning").source.input_channels
+    training = open_labeled(data.source, "train", config.task, val_split=data.val_split, seed=config.seed,
+                            channels=channels)
     record = {"data": data.source, "from": origin,
               "training_data": {"source": data_identity(data.source), "split": training.split}}
     old_classifier = None

@@ -1,0 +1,55 @@
+"""A network's input contract read off the network itself: how many channels its first layer
+takes, and whether its forward runs on the one (N, C, H, W) tensor foadx feeds it.
+
+foadx feeds every PyTorch model exactly one float tensor (N, C, H, W); a model that needs more
+inputs, or fails on that tensor for any other reason, is refused here in one line that says what
+was fed and what went wrong (CLI exit code 3), before any command does work with it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import nn
+
+from foadx.errors import BadInputError
+
+# The layers whose weights fix the channel count of what they consume: in_channels / num_features.
+_CHANNEL_LAYERS = (nn.Conv2d, nn.ConvTranspose2d, nn.BatchNorm2d)
+
+
+def first_layer_channels(model: nn.Module) -> int | None:
+    """The input channels of the model's first image layer (the first Conv2d, ConvTranspose2d or
+    BatchNorm2d in registration order, which is the order ``__init__`` builds them); None when
+    the model has none (e.g. an MLP over flattened pixels)."""
+    for module in model.modules():
+        if isinstance(module, _CHANNEL_LAYERS):
+            return int(module.num_features if isinstance(module, nn.BatchNorm2d) else module.in_channels)
+    return None
+
+
+def forward_refused(shape: Sequence[int], error: BaseException) -> BadInputError:
+    """The one-line refusal of a model whose forward failed on a ``shape`` (N, C, H, W) batch:
+    what foadx fed it, then the first line of the model's own error."""
+    said = str(error).strip()
+    message = said.splitlines()[0] if said else type(error).__name__
+    return BadInputError(f"the model does not run on what foadx feeds it, one {tuple(int(v) for v in shape)} "
+                         f"(N, C, H, W) tensor: {message}")
+
+
+def check_forward(model: nn.Module, input_chw: Sequence[int]) -> None:
+    """Runs ``model`` once, without gradients, on a batch of one zero image (1, C, H, W) on the
+    device of its parameters.
+
+    Raises:
+        BadInputError: the forward fails (more than one input needed, another channel count, a
+            size it cannot take, anything its code raises): ``forward_refused``'s line (exit 3).
+    """
+    shape = (1, *(int(v) for v in input_chw))
+    parameter = next(model.parameters(), None)
+    try:
+        with torch.no_grad():
+            model(torch.zeros(shape, device=parameter.device if parameter is not None else None))
+    except Exception as error:  # the user's forward: any failure is what the user handed in
+        raise forward_refused(shape, error) from None
