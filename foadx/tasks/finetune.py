@@ -94,14 +94,12 @@ def prepare_finetune(model: nn.Module, data: TrainingData, out: str | Path, conf
     from foadx.data.labeled import open_labeled
     from foadx.data.layout import data_identity, describe_data, resolve_task
 
-    provenance = provenance_of(model)
-    config = replace(config, task=resolve_task(describe_data(data.source), data.task,
-                                               model=provenance.task if provenance else None))
+    provenance = require_provenance(model, "fine-tuning")
+    config = replace(config, task=resolve_task(describe_data(data.source), data.task, model=provenance.task))
     config.validate()
     target = check_finetune_output(out, resume=resume.enabled, force=force)
-    channels = require_provenance(model, "fine-tuning").source.input_channels
     training = open_labeled(data.source, "train", config.task, val_split=data.val_split, seed=config.seed,
-                            channels=channels)
+                            channels=provenance.source.input_channels)
     record = {"data": data.source, "from": origin,
               "training_data": {"source": data_identity(data.source), "split": training.split}}
     old_classifier = None
