@@ -171,6 +171,27 @@ def option_group(parameter: str, group: type, options: tuple[tuple[str, Any, Any
 
 _TRAILING = ("seed", "force", "report", "as_json", "quiet")
 
+ThreadsOption = Annotated[Optional[int], typer.Option(help="CPU threads for the compute (default: torch's, one per core).")]
+
+
+def takes_threads_option(command: Callable) -> Callable:
+    """Adds ``--threads N`` to a command that computes in torch and sets it before the command runs."""
+    signature = inspect.signature(command, eval_str=True)
+    own = list(signature.parameters.values())
+    cut = next((i for i, declared in enumerate(own) if declared.name in _TRAILING), len(own))
+    added = inspect.Parameter("threads", inspect.Parameter.POSITIONAL_OR_KEYWORD, default=None,
+                              annotation=ThreadsOption)
+
+    @functools.wraps(command)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        from foadx.device import set_compute_threads
+
+        set_compute_threads(kwargs.pop("threads"))
+        return command(*args, **kwargs)
+
+    wrapper.__signature__ = signature.replace(parameters=own[:cut] + [added] + own[cut:])
+    return wrapper
+
 takes_model_options = option_group("model_options", ModelOptions, (
     ("weights", WeightsOption, None), ("pretrained", PretrainedOption, None), ("weights_map", WeightsMapOption, None),
     ("input_size", InputSizeOption, None), ("model_arg", ModelArgOption, None), ("trust_code", TrustCodeOption, False)))

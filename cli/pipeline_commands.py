@@ -10,6 +10,7 @@ import typer
 from foadx_cli import render
 from foadx_cli.app import app, handles_errors
 from foadx_cli.options import (
+    takes_threads_option,
     DataOption,
     ForceOption,
     ImagesOption,
@@ -24,6 +25,7 @@ from foadx_cli.options import (
 
 @app.command("run")
 @handles_errors
+@takes_threads_option
 def run_command(
     pipeline_file: Annotated[Path, typer.Argument(help="The pipeline (TOML): model, data and one section per stage.")],
     out: Annotated[Optional[Path], typer.Option(help="Folder for every stage's output (default: beside the file, NAME-out/).")] = None,
@@ -56,6 +58,7 @@ def run_command(
 
 @app.command("sweep")
 @handles_errors
+@takes_threads_option
 @takes_model_options
 def sweep_command(
     model: ModelArgument,

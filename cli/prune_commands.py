@@ -10,6 +10,7 @@ import typer
 from foadx_cli import render
 from foadx_cli.app import app, handles_errors
 from foadx_cli.options import (
+    takes_threads_option,
     DataOption,
     DeviceOption,
     ForceOption,
@@ -67,6 +68,7 @@ def inspect_command(
 
 @app.command("prune")
 @handles_errors
+@takes_threads_option
 @takes_model_options
 @takes_latency_options
 def prune_command(
@@ -130,6 +132,7 @@ def prune_command(
 
 @app.command("profile")
 @handles_errors
+@takes_threads_option
 @takes_model_options
 def profile_command(
     model: ModelArgument,

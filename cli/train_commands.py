@@ -10,6 +10,7 @@ import typer
 from foadx_cli import render
 from foadx_cli.app import app, handles_errors
 from foadx_cli.options import (
+    takes_threads_option,
     DeviceOption,
     ForceOption,
     JsonOption,
@@ -50,6 +51,7 @@ takes_training_options = option_group("training", dict, TRAINING_OPTIONS)
 
 @app.command("finetune")
 @handles_errors
+@takes_threads_option
 @takes_model_options
 @takes_training_options
 def finetune_command(

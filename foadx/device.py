@@ -22,3 +22,10 @@ def resolve_device(device: str | torch.device | None) -> torch.device:
     if resolved.type not in ("cpu", "cuda"):
         raise BadInputError(f"unsupported device {device!r}: use auto, cpu or cuda")
     return resolved
+
+
+def set_compute_threads(threads: int | None) -> None:
+    """Sets torch's intra-op CPU threads for this process (pruning, fine-tuning, profiling);
+    None leaves torch's default (one per physical core). Benchmarks set their runtime's own."""
+    if threads is not None:
+        torch.set_num_threads(threads)

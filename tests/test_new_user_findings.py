@@ -69,3 +69,23 @@ def test_a_step_that_reports_nothing_still_prints_a_line_each_interval_where_std
         time.sleep(0.25)
     lines = capsys.readouterr().err.splitlines()
     assert lines[0] == "foadx: measuring 1/4 (0 s)" and lines[1] == "foadx: measuring 1/4, still working (0 s)"
+
+
+def test_threads_set_where_compute_runs_and_out_of_range_is_refused(tmp_path):
+    import torch
+
+    tiny = f"{Path(__file__).parent / 'fixtures' / 'tiny_net.py'}:tiny_net"
+    before = torch.get_num_threads()
+    try:
+        result = run("prune", tiny, "--input-size", "16", "--data", "demo", "--images", "8", "--ratio", "0.5",
+                     "--threads", "1", "--out", tmp_path / "p", "--quiet")
+        assert result.exit_code == 0, result.output
+        assert torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(before)
+    for command in (("prune", tiny, "--data", "demo", "--ratio", "0.5", "--out", tmp_path / "q"),
+                    ("finetune", tiny, "--data", "demo", "--out", tmp_path / "r"),
+                    ("profile", tiny, "--out", tmp_path / "t.json"),
+                    ("run", tmp_path / "none.toml")):
+        refused = run(*command, "--threads", "0")
+        assert refused.exit_code == 3 and "--threads must be >= 1" in error_line(refused), command
