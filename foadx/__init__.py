@@ -1,7 +1,9 @@
 """foadx: FOAD filter pruning to a fast, verified deployment.
 
-The public API: ``build_model``, ``load_weights``, ``prune``, ``load_pruned``, ``export_onnx``,
-``verify_onnx``, ``resolve_model`` and ``provenance_of``; the method itself is in ``foadx.foad``,
+The public API: ``build_model``, ``load_weights``, ``load_images``, ``prune``, ``load_pruned``,
+``export_onnx``, ``verify_onnx``, ``resolve_model`` and ``provenance_of``; the tasks the CLI runs
+(``prune_model``, ``finetune``, ``profile``, ``prune_to_latency``, ``bench_models``, ``evaluate``
+with their option objects); the method itself is in ``foadx.foad``,
 structure in ``foadx.pruning``, runtimes and latency in ``foadx.runtime`` and ``foadx.bench``.
 
 Names are imported on first use (PEP 562): ``import foadx`` and ``foadx --version`` do not pay
@@ -16,6 +18,17 @@ from typing import Any
 from foadx._version import __version__
 
 _EXPORTS = {
+    "load_images": "foadx.data.calibration",
+    "PruneRequest": "foadx.tasks.prune",
+    "prune_model": "foadx.tasks.prune",
+    "FinetuneConfig": "foadx.train",
+    "finetune": "foadx.train",
+    "BenchRequest": "foadx.tasks.bench",
+    "bench_models": "foadx.tasks.bench",
+    "EvalRequest": "foadx.tasks.evaluate",
+    "evaluate": "foadx.tasks.evaluate",
+    "profile": "foadx.latency",
+    "prune_to_latency": "foadx.latency",
     "PruneResult": "foadx.pruning",
     "prune": "foadx.pruning",
     "load_pruned": "foadx.pruning",

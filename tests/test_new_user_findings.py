@@ -89,3 +89,21 @@ def test_threads_set_where_compute_runs_and_out_of_range_is_refused(tmp_path):
                     ("run", tmp_path / "none.toml")):
         refused = run(*command, "--threads", "0")
         assert refused.exit_code == 3 and "--threads must be >= 1" in error_line(refused), command
+
+
+def test_every_public_name_resolves_and_load_images_prepares_what_the_model_takes():
+    import torch
+
+    import foadx
+
+    for name in foadx.__all__:
+        assert getattr(foadx, name) is not None, name
+    model = foadx.build_model("mobilefacenet", (32, 32))
+    images = foadx.load_images("demo", model, 6, seed=1)
+    assert images.shape == (6, 3, 32, 32) and images.dtype == torch.float32
+    # the digits are grey, replicated into RGB, then (x - 0.5) / 0.5 per channel: equal channels in [-1, 1]
+    assert torch.equal(images[:, 0], images[:, 1]) and torch.equal(images[:, 1], images[:, 2])
+    assert images.min() >= -1 and images.max() <= 1 and images.std() > 0.1
+    assert torch.equal(images, foadx.load_images("demo", model, 6, seed=1))
+    result = foadx.prune(model, images, ratio=0.25)
+    assert result.model(images).shape == model(images).shape

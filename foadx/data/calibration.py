@@ -292,3 +292,20 @@ def images_for(source: Any, data: str, count: int, *, batch_size: int = 32, seed
     Returns re-iterable float batches (n, C, H, W). Raises ``DataError`` for an empty or
     unreadable source and ``BadInputError`` for an unknown one."""
     return calibration_images(data, count, tuple(source.input_size), source.mean, source.std, batch_size, seed)
+
+
+def load_images(data: str, model: Any, count: int = 128, *, seed: int = 0) -> torch.Tensor:
+    """``count`` seeded images of ``data`` (``demo``, an image folder, CIFAR batches, a .npy/.npz
+    or a RecordIO; see ``open_reader``) prepared as ``model`` expects them: a module foadx built,
+    loaded or pruned (its provenance gives the input size, channels, mean and std).
+
+    Returns:
+        one float32 tensor (count, C, H, W), e.g. the calibration images of ``foadx.prune``.
+
+    Raises:
+        BadInputError: ``model`` carries no provenance; DataError: unreadable or empty data.
+    """
+    from foadx.provenance import require_provenance
+
+    source = require_provenance(model, "load_images").source
+    return torch.cat(list(images_for(source, data, count, batch_size=count, seed=seed)))
