@@ -18,8 +18,10 @@ from torch import nn
 import foadx
 from cli_helpers import error_line, run
 from foadx.errors import BadInputError
+from foadx.latency.values import distortion_values
 from foadx.module_copy import copy_module
 from foadx.outputs import flatten_outputs
+from foadx.pruning.api import prunable_groups
 
 MODELS = '''
 import torch
@@ -239,3 +241,30 @@ def test_copy_module_copies_tensors_kept_in_forward_detached():
     assert copied.alias is copied.conv and copied.conv is not model.conv
     assert torch.equal(copied.conv.weight, model.conv.weight) and copied.conv.weight.requires_grad
     assert not model.last.is_leaf  # the original is left as it was
+
+
+class SumAndSquare(nn.Module):
+    """x -> 1x1 channels scaled 1, 2, 3 -> their sum g, returned as {"g": g, "square": (g * g,)};
+    it keeps g on itself. On ones, g = 6; without channel 0, g = 5; with channel 2 alone, g = 3."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.spread = nn.Conv2d(1, 3, 1, bias=False)
+        self.gather = nn.Conv2d(3, 1, 1, bias=False)
+        self.spread.weight.data = torch.tensor([1.0, 2.0, 3.0]).reshape(3, 1, 1, 1)
+        self.gather.weight.data = torch.ones(1, 3, 1, 1)
+
+    def forward(self, x: torch.Tensor) -> dict[str, object]:
+        self.last = self.gather(self.spread(x).relu())
+        return {"g": self.last, "square": (self.last * self.last,)}
+
+
+def test_a_width_costs_the_distortion_of_every_output_by_hand():
+    model, images = SumAndSquare(), torch.ones(4, 1, 1, 1)
+    [group] = prunable_groups(model, images[:1])
+    model(images)  # the model now holds a non-leaf tensor: the distortion's copy must take it
+    scores = torch.tensor([1.0, 2.0, 3.0])  # top-k: width 2 drops channel 0, width 1 keeps channel 2
+    values = distortion_values(model, [images], [group], {group.name: scores}, False, {group.name: [1, 2, 3]})
+    energy = 6 ** 2 + 36 ** 2  # per image, both outputs
+    assert values[group.name] == pytest.approx({1: -((6 - 3) ** 2 + (36 - 9) ** 2) / energy,
+                                                2: -((6 - 5) ** 2 + (36 - 25) ** 2) / energy, 3: 0.0})

@@ -273,7 +273,8 @@ def find_output_layers(model: nn.Module, example_input: torch.Tensor) -> list[st
 
     Raises:
         BadInputError: the model's forward fails on ``example_input`` (another channel count,
-            more than one input ...): one line saying what was fed and what went wrong (exit 3).
+            more than one input ...): one line saying what was fed and what went wrong; or it
+            returns something besides tensors (``foadx.outputs``) (exit 3).
     """
     declared = getattr(model, "output_layers", None)
     if callable(declared):
