@@ -30,6 +30,8 @@ from foadx.export import passes
 from foadx.export.checks import insightface_checks, refuse_failed_checks
 from foadx.export.metadata import write_metadata
 from foadx.export.targets import get_target
+from foadx.module_copy import copy_module
+from foadx.outputs import flatten_outputs
 from foadx.provenance import Provenance, provenance_of
 
 DYNAMO_MIN_OPSET = 18
@@ -105,11 +107,11 @@ def _quiet() -> Iterator[None]:
 
 
 def _output_names(model: nn.Module, example: torch.Tensor, task: str) -> list[str]:
+    """The ONNX output names, in the order the exporters write them (``foadx.outputs``): a lone
+    tensor is named for the task (``embedding``, ``logits``, ``output``), dict keys keep theirs."""
     with torch.inference_mode():
         output = model(example)
-    count = 1 if isinstance(output, torch.Tensor) else len(output)
-    base = OUTPUT_NAMES[task]
-    return [base] if count == 1 else [f"{base}_{index}" for index in range(count)]
+    return [name for name, _ in flatten_outputs(output, OUTPUT_NAMES[task], reserved=(INPUT_NAME,))]
 
 
 def _torch_export(model: nn.Module, example: torch.Tensor, target: Path, opset: int,
@@ -235,9 +237,7 @@ def _finish(exported: onnx.ModelProto, metadata: dict[str, Any], temporary: Path
 
 
 def _cpu_float_copy(model: nn.Module) -> nn.Module:
-    import copy
-
-    network = copy.deepcopy(model).to("cpu").float().eval()
+    network = copy_module(model).to("cpu").float().eval()
     for parameter in network.parameters():
         parameter.requires_grad_(False)
     return network

@@ -2,7 +2,8 @@
 
 A group's value at width w is measured, not summed from channel scores: keep the criterion's own
 choice at w (FOAD's ``select_k``, or the top-k of l1/random/hrank) in that group alone, run the
-calibration images, and take the relative squared distortion of the network's output
+calibration images, and take the relative squared distortion of the network's output (all its
+outputs, where it returns several: ``foadx.outputs``)
 
     v_g(w) = - sum ||y_g,w(x) - y(x)||^2 / sum ||y(x)||^2
 
@@ -15,7 +16,6 @@ redundant, large early ones unique, whatever their effect on the output).
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 
@@ -24,6 +24,8 @@ from torch import Tensor, nn
 
 from foadx.device import resolve_device
 from foadx.foad.greedy import select_k
+from foadx.module_copy import copy_module
+from foadx.outputs import flatten_outputs
 from foadx.pruning.criteria import keep_top_k
 from foadx.pruning.groups import ChannelGroup, build_dependency_graph
 
@@ -85,13 +87,13 @@ def distortion_values(model: nn.Module, batches: Iterable[Tensor], groups: list[
                       device: str | torch.device | None = None) -> dict[str, dict[int, float]]:
     """v_g(w) for every group and candidate width; ``scores`` are per offset for grouped convs."""
     target = resolve_device(device)
-    network = copy.deepcopy(model).to(target).eval()
+    network = copy_module(model).to(target).eval()
     images = torch.cat(list(batches))[:DISTORTION_IMAGES].to(target)
     remover = ChannelRemover(network, images[:1])
     chunks = images.split(FORWARD_CHUNK)
     with torch.no_grad():
-        references = [network(chunk) for chunk in chunks]
-        energy = sum(reference.double().pow(2).sum() for reference in references).clamp(min=1e-30)
+        references = [_outputs(network, chunk) for chunk in chunks]
+        energy = sum(output.double().pow(2).sum() for outputs in references for output in outputs).clamp(min=1e-30)
         values: dict[str, dict[int, float]] = {}
         for group in groups:
             values[group.name] = {}
@@ -103,7 +105,13 @@ def distortion_values(model: nn.Module, batches: Iterable[Tensor], groups: list[
                     values[group.name][width] = 0.0
                     continue
                 with remover.removed(group, removed):
-                    error = sum((network(chunk) - reference).double().pow(2).sum()
-                                for chunk, reference in zip(chunks, references))
+                    error = sum((output - reference).double().pow(2).sum() for chunk, outputs in zip(chunks, references)
+                                for output, reference in zip(_outputs(network, chunk), outputs))
                 values[group.name][width] = -(error / energy).item()
     return values
+
+
+def _outputs(network: nn.Module, images: Tensor) -> list[Tensor]:
+    """Every tensor ``network`` returns on ``images`` (a tuple, list or dict of them, nested), in
+    ``foadx.outputs`` order: the distortion sums over all of them."""
+    return [tensor for _, tensor in flatten_outputs(network(images))]

@@ -9,7 +9,6 @@ find_output_layers -> build_dependency_graph -> discover_groups.
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Iterable
 from dataclasses import dataclass
 
@@ -18,6 +17,7 @@ from torch import Tensor, nn
 
 from foadx.device import resolve_device
 from foadx.errors import BadInputError
+from foadx.module_copy import copy_module
 from foadx.pruning.cost import CostModel
 from foadx.pruning.groups import (
     BarrierAwareGraph,
@@ -79,7 +79,7 @@ def prunable_groups(model: nn.Module, example: Tensor, include_coupled: bool = F
                     exclude: Iterable[str] = ()) -> list[ChannelGroup]:
     """The groups ``prune`` would cut with these scope options (for planning before pruning);
     ``model`` is left untouched."""
-    _, _, groups = trace_groups(copy.deepcopy(model).eval(), example)
+    _, _, groups = trace_groups(copy_module(model).eval(), example)
     return select_groups(groups, include_coupled, exclude)
 
 
@@ -119,7 +119,7 @@ def analyse(model: nn.Module, example: Tensor, *, include_coupled: bool = False,
     """
     provenance = input_provenance(model, example, source)
     target = resolve_device(device)
-    network = copy.deepcopy(model).to(target).eval()
+    network = copy_module(model).to(target).eval()
     example = example[:2].to(target)
     output_layers, dependency_graph, all_groups = trace_groups(network, example)
     chosen = select_groups(all_groups, include_coupled, exclude)

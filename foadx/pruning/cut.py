@@ -9,7 +9,6 @@ plan (its provenance), so saving, exporting and benchmarking it later know what 
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -19,6 +18,7 @@ import torch
 from torch import Tensor, nn
 
 from foadx.errors import BadInputError, BudgetError
+from foadx.module_copy import copy_module
 from foadx.pruning.analysis import Analysis
 from foadx.pruning.apply import apply_kept
 from foadx.pruning.artifact import save_artifact
@@ -64,10 +64,28 @@ def check_budget(budget: Budget, criterion: str, analysis: Analysis | None = Non
         raise BudgetError(f"t and s belong to FOAD, not to criterion {criterion}")
     if analysis is None:
         return
+    chosen = {group.name for group in analysis.chosen}
     for label, named in (("ratios", budget.ratios), ("widths", budget.widths)):
-        unknown = set(named or {}) - {group.name for group in analysis.chosen}
-        if unknown:
-            raise BudgetError(f"{label} name groups not prunable here: {', '.join(sorted(unknown))}")
+        refused = sorted(set(named or {}) - chosen)
+        if refused:
+            reasons = "; ".join(f"{name} ({_not_chosen_because(name, analysis)})" for name in refused)
+            raise BudgetError(f"{label} name groups not prunable here: {reasons}",
+                              parameters=(label, "include_coupled", "exclude"))
+
+
+def _not_chosen_because(name: str, analysis: Analysis) -> str:
+    """Why the group or layer ``name`` is outside the analysis's chosen scope, in a few words."""
+    if name in analysis.output_layers:
+        return ("it produces a model output (its channels reach a tensor forward returns), "
+                "and outputs keep their shape: never pruned")
+    group = next((group for group in analysis.all_groups if group.name == name), None)
+    if group is None:
+        return "no such group (inspect lists the groups)"
+    if group.unsupported is not None:
+        return f"never pruned ({group.unsupported})"
+    if name in analysis.exclude:
+        return "it is in exclude"
+    return "a coupled group (a residual add, concat or several producers): add include_coupled"
 
 
 def choose(analysis: Analysis, scores: ChannelScores, budget: Budget,
@@ -111,7 +129,7 @@ def cut(analysis: Analysis, scores: ChannelScores, budget: Budget, *, recalibrat
     if recalibrate_bn and images is None:
         raise BadInputError("recalibrate_bn needs the calibration images")
     selection = choose(analysis, scores, budget, progress)
-    pruned = analysis.network if last else copy.deepcopy(analysis.network)
+    pruned = analysis.network if last else copy_module(analysis.network)
     before, bytes_before = count_cost(pruned, analysis.example), _state_bytes(pruned)
     graph = analysis.dependency_graph if last else build_dependency_graph(pruned, analysis.example)
     apply_kept(pruned, graph, analysis.chosen, selection.kept)

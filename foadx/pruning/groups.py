@@ -30,6 +30,7 @@ import torch_pruning as tp
 from torch import nn
 
 from foadx.models.input_contract import forward_refused
+from foadx.outputs import flatten_outputs
 
 _OPT = tp.ops.OPTYPE
 _STRUCTURAL_OPS = {_OPT.CONCAT, _OPT.SPLIT, _OPT.SLICE, _OPT.UNBIND, _OPT.EXPAND}
@@ -272,7 +273,8 @@ def find_output_layers(model: nn.Module, example_input: torch.Tensor) -> list[st
 
     Raises:
         BadInputError: the model's forward fails on ``example_input`` (another channel count,
-            more than one input ...): one line saying what was fed and what went wrong (exit 3).
+            more than one input ...): one line saying what was fed and what went wrong; or it
+            returns something besides tensors (``foadx.outputs``) (exit 3).
     """
     declared = getattr(model, "output_layers", None)
     if callable(declared):
@@ -295,19 +297,7 @@ def find_output_layers(model: nn.Module, example_input: torch.Tensor) -> list[st
     finally:
         for handle in handles:
             handle.remove()
-    return _layers_reaching(list(_output_tensors(outputs)), producers) or executed[-1:]
-
-
-def _output_tensors(outputs: Any) -> Iterator[torch.Tensor]:
-    """Every tensor in a forward's result: a tensor, or tuples, lists and dicts of them, nested."""
-    if isinstance(outputs, torch.Tensor):
-        yield outputs
-    elif isinstance(outputs, (tuple, list)):
-        for item in outputs:
-            yield from _output_tensors(item)
-    elif isinstance(outputs, dict):
-        for item in outputs.values():
-            yield from _output_tensors(item)
+    return _layers_reaching([tensor for _, tensor in flatten_outputs(outputs)], producers) or executed[-1:]
 
 
 def _layers_reaching(outputs: list[torch.Tensor], producers: dict[Any, str]) -> list[str]:

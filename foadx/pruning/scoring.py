@@ -6,7 +6,6 @@ budgets without scoring again.
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Iterable
 from dataclasses import dataclass
 
@@ -15,6 +14,7 @@ from torch import Tensor, nn
 
 from foadx.device import resolve_device
 from foadx.errors import BadInputError
+from foadx.module_copy import copy_module
 from foadx.pruning.analysis import Analysis
 from foadx.pruning.batches import as_batches
 from foadx.pruning.criteria import CRITERIA, ScoringInputs
@@ -71,7 +71,7 @@ def group_scores(model: nn.Module, images: Tensor | Iterable[Tensor], groups: li
     offsets: FOAD's similarity matrices (``True``) or per-offset scores (``False``)."""
     check_criterion(criterion, batch_size)
     target_device = resolve_device(device)
-    network = copy.deepcopy(model).to(target_device).eval()
+    network = copy_module(model).to(target_device).eval()
     scores = CRITERIA[criterion].score(
         ScoringInputs(network, groups, as_batches(images, batch_size), target_device, seed, progress))
     return OffsetSpace(groups).to_offsets(scores.values, scores.by_similarity), scores.by_similarity

@@ -249,17 +249,35 @@ def comparison_inputs(input_chw: tuple[int, int, int], batch_sizes: tuple[int, .
     return batches
 
 
+def paired_outputs(actual: Session, reference: Session) -> list[tuple[int, int]]:
+    """(index in ``actual``, index in ``reference``) of each output pair, in ``actual``'s order:
+    by name where both sessions name the same outputs (a torch model and the ONNX file foadx
+    exported from it, ``foadx.outputs``), else by position (a lone output named for the task,
+    or a file named elsewhere).
+
+    Raises:
+        BadInputError: the two sessions give different numbers of outputs.
+    """
+    names, reference_names = list(actual.output_names), list(reference.output_names)
+    if len(names) != len(reference_names):
+        raise BadInputError(f"{actual.backend} gives {len(names)} output(s) ({', '.join(names)}), "
+                            f"{reference.backend} {len(reference_names)} ({', '.join(reference_names)}): "
+                            "not the same model")
+    if sorted(names) == sorted(reference_names) and len(set(names)) == len(names):
+        return [(index, reference_names.index(name)) for index, name in enumerate(names)]
+    return [(index, index) for index in range(len(names))]
+
+
 def compare_sessions(actual: Session, reference: Session, inputs: list[InputBatch],
                      tolerances: Tolerances, task: str | None = None) -> list[CaseComparison]:
-    """Feeds every batch to both sessions and compares output by output, in order; on real
-    images also the task agreement of the first output (``task``: classify or face)."""
+    """Feeds every batch to both sessions and compares output by output, paired by
+    ``paired_outputs``; on real images also the task agreement of ``actual``'s first output
+    (``task``: classify or face)."""
+    pairs = paired_outputs(actual, reference)
     cases = []
     for batch in inputs:
-        got, want = actual.run(batch.array), reference.run(batch.array)
-        if len(got) != len(want):
-            raise BadInputError(
-                f"{actual.backend} gives {len(got)} output(s), {reference.backend} {len(want)}: not the same model"
-            )
+        ran, reference_ran = actual.run(batch.array), reference.run(batch.array)
+        got, want = [ran[i] for i, _ in pairs], [reference_ran[j] for _, j in pairs]
         outputs = []
         for name, a, r in zip(actual.output_names, got, want):
             if a.shape != r.shape:

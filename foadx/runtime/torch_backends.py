@@ -9,7 +9,6 @@ comparison: eager timing synchronises and measures wall time around the whole ca
 
 from __future__ import annotations
 
-import copy
 import time
 from collections.abc import Callable
 from typing import Any
@@ -20,6 +19,8 @@ from torch import nn
 
 from foadx.device import resolve_device
 from foadx.errors import BadInputError
+from foadx.module_copy import copy_module
+from foadx.outputs import flatten_outputs
 from foadx.runtime.base import Session, SessionOptions, TimedStep
 
 _DTYPES = {"fp32": torch.float32, "fp16": torch.float16}
@@ -31,7 +32,7 @@ def fold_batchnorm(model: nn.Module) -> nn.Module:
     from torch.fx.experimental.optimization import fuse
 
     try:
-        return fuse(copy.deepcopy(model).eval(), inplace=True)
+        return fuse(copy_module(model).eval(), inplace=True)
     except Exception as error:  # fx cannot trace data-dependent control flow
         raise BadInputError(f"cannot fold BatchNorm: torch.fx cannot trace this model ({error})") from error
 
@@ -51,7 +52,7 @@ class TorchSession(Session):
         self.options = options
         self.dtype = _DTYPES[options.precision]
         self.memory_format = torch.channels_last if options.channels_last else torch.contiguous_format
-        network = fold_batchnorm(model) if options.fold_bn else copy.deepcopy(model).eval()
+        network = fold_batchnorm(model) if options.fold_bn else copy_module(model).eval()
         self.model = network.to(self.device, dtype=self.dtype, memory_format=self.memory_format)
         self.input_name = "input"
         self.input_shape = (None, *input_shape[1:])
@@ -61,15 +62,19 @@ class TorchSession(Session):
         except RuntimeError as error:  # the network cannot take this input size
             shape = "x".join(map(str, input_shape[1:]))
             raise BadInputError(f"the model cannot run on {shape} inputs: {str(error).splitlines()[0]}") from error
-        self.output_names = [f"output_{index}" for index in range(len(outputs))] if len(outputs) > 1 else ["output"]
+        self.output_names = [name for name, _ in outputs]
 
     def _tensor(self, batch: np.ndarray) -> torch.Tensor:
         tensor = torch.from_numpy(np.ascontiguousarray(batch, dtype=np.float32))
         return tensor.to(self.device, dtype=self.dtype).contiguous(memory_format=self.memory_format)
 
-    def _forward(self, tensor: torch.Tensor) -> list[torch.Tensor]:
-        output = self.model(tensor)
-        return [output] if isinstance(output, torch.Tensor) else list(output)
+    def _call(self, tensor: torch.Tensor) -> Any:
+        """The model's own result on ``tensor`` (a tensor, or a tuple, list or dict of them)."""
+        return self.model(tensor)
+
+    def _forward(self, tensor: torch.Tensor) -> list[tuple[str, torch.Tensor]]:
+        """The model's outputs on ``tensor`` as (name, tensor), flattened by ``foadx.outputs``."""
+        return flatten_outputs(self._call(tensor), reserved=(self.input_name,))
 
     def run(self, batch: np.ndarray) -> list[np.ndarray]:
         self.check_input(batch)
@@ -81,7 +86,7 @@ class TorchSession(Session):
                 f"{self.backend}: the model cannot run on a {'x'.join(map(str, batch.shape))} batch: "
                 f"{str(error).strip().splitlines()[0]}"
             ) from error
-        return [output.float().cpu().numpy() for output in outputs]
+        return [output.float().cpu().numpy() for _, output in outputs]
 
     def timed_step(self, batch_size: int, seed: int = 0) -> TimedStep:
         forward = self._timed_call(batch_size)
@@ -126,7 +131,7 @@ class CudaGraphSession(TorchSession):
     def __init__(self, model: nn.Module, options: SessionOptions, input_shape: tuple[int, ...]) -> None:
         super().__init__(model, options, input_shape, "cuda")
         self.backend = "torch-cuda-graph"
-        self._graphs: dict[int, tuple[torch.cuda.CUDAGraph, torch.Tensor, list[torch.Tensor]]] = {}
+        self._graphs: dict[int, tuple[torch.cuda.CUDAGraph, torch.Tensor, list[tuple[str, torch.Tensor]]]] = {}
 
     def _graph_for(self, batch_size: int, seed: int = 0):
         if batch_size not in self._graphs:
@@ -148,7 +153,7 @@ class CudaGraphSession(TorchSession):
         graph, static_input, static_outputs = self._graph_for(batch.shape[0])
         static_input.copy_(self._tensor(batch))
         graph.replay()
-        return [output.float().cpu().numpy() for output in static_outputs]
+        return [output.float().cpu().numpy() for _, output in static_outputs]
 
     def timed_step(self, batch_size: int, seed: int = 0) -> TimedStep:
         graph = self._graph_for(batch_size, seed)[0]
@@ -203,10 +208,10 @@ class CompiledSession(TorchSession):
         self.compile_seconds: dict[str, float] = {}
         self.prepare(1)
 
-    def _forward(self, tensor: torch.Tensor) -> list[torch.Tensor]:
+    def _call(self, tensor: torch.Tensor) -> Any:
         if self.device.type == "cuda":
             torch.compiler.cudagraph_mark_step_begin()  # earlier outputs may be overwritten now
-        return super()._forward(tensor)
+        return super()._call(tensor)
 
     def prepare(self, batch_size: int) -> float:
         """Compiles and warms up ``batch_size`` once; returns the seconds that took."""
@@ -229,7 +234,7 @@ class CompiledSession(TorchSession):
 
     def _timed_call(self, batch_size: int) -> Callable[[torch.Tensor], Any]:
         self.prepare(batch_size)  # compiled and warmed up before the first timed call
-        return self._forward
+        return self._call
 
     def settings(self) -> dict[str, object]:
         # compile_s is the live dict: batch sizes prepared after this call (a bench asks for the
