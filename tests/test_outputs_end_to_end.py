@@ -268,3 +268,12 @@ def test_a_width_costs_the_distortion_of_every_output_by_hand():
     energy = 6 ** 2 + 36 ** 2  # per image, both outputs
     assert values[group.name] == pytest.approx({1: -((6 - 3) ** 2 + (36 - 9) ** 2) / energy,
                                                 2: -((6 - 5) ** 2 + (36 - 25) ** 2) / energy, 3: 0.0})
+
+
+def test_fine_tuning_a_model_with_several_outputs_is_refused_naming_them(pruned, tmp_path):
+    result = run("finetune", pruned["dict_output"], "--trust-code", "--data", "demo", "--steps-per-epoch", "1",
+                 "--batch-size", "4",
+                 "--out", tmp_path / "tuned")
+    assert result.exit_code == 3  # before: an AttributeError on the dict, exit 1
+    assert "one (N, classes or embedding) output; this one returns logits (2, 2), embedding (2, 4)" in error_line(result)
+    assert not (tmp_path / "tuned").exists()

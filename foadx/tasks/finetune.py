@@ -21,6 +21,7 @@ from foadx.errors import BadInputError
 from foadx.pruning.artifact import ARTIFACT_FILES, PLAN_FILE, record_training, write_artifact_files
 from foadx.provenance import provenance_of, require_provenance
 from foadx.train import CHECKPOINT_FILE, METRICS_FILE, FinetuneConfig, finetune
+from foadx.train.loop import check_trainable
 
 FINETUNE_FILES = ARTIFACT_FILES | {CHECKPOINT_FILE, METRICS_FILE}
 
@@ -100,6 +101,7 @@ def prepare_finetune(model: nn.Module, data: TrainingData, out: str | Path, conf
     target = check_finetune_output(out, resume=resume.enabled, force=force)
     training = open_labeled(data.source, "train", config.task, val_split=data.val_split, seed=config.seed,
                             channels=provenance.source.input_channels)
+    check_trainable(model, provenance.source.input_chw, config.task, training.classes)
     record = {"data": data.source, "from": origin,
               "training_data": {"source": data_identity(data.source), "split": training.split}}
     old_classifier = None

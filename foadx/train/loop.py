@@ -24,6 +24,7 @@ from torch import nn
 from foadx.data.labeled import LabeledImages
 from foadx.data.transforms import prepare_batch, resize_uint8, writable
 from foadx.errors import BadInputError
+from foadx.outputs import flatten_outputs
 from foadx.provenance import ModelSource, require_provenance
 from foadx.train.checkpoint import CHECKPOINT_FILE, load_checkpoint, model_identity, save_checkpoint
 from foadx.train.compat import check_old_classifier, influence_loss
@@ -189,12 +190,11 @@ def _set_up(model: nn.Module, data: LabeledImages, config: FinetuneConfig, sourc
     model.to(device)
     if config.channels_last:
         model.to(memory_format=torch.channels_last)
-    head = None
+    head, width = None, check_trainable(model, source.input_chw, config.task, data.classes)
     if config.task == "face":
-        embedding_size = _output_width(model, source.input_chw, device)
-        head = MarginHead(embedding_size, data.classes, config.head, config.scale, config.margin).to(device)
+        head = MarginHead(width, data.classes, config.head, config.scale, config.margin).to(device)
         if old_classifier is not None:
-            check_old_classifier(old_classifier, embedding_size)
+            check_old_classifier(old_classifier, width)
             old_classifier = old_classifier.to(device)
     elif old_classifier is not None:
         raise BadInputError("backward-compatible training (an old classifier) needs the face task")
@@ -353,13 +353,26 @@ def _step(run: _Training, batch: torch.Tensor, labels: torch.Tensor, config: Fin
     return loss, logits
 
 
-def _output_width(model: nn.Module, input_chw: tuple[int, int, int], device: torch.device) -> int:
+def check_trainable(model: nn.Module, input_chw: tuple[int, int, int], task: str, classes: int) -> int:
+    """The width of the model's one output (N, width): logits (classify) or an embedding (face).
+
+    Raises:
+        BadInputError: the model returns several tensors or not one (N, width) tensor, or a
+            classifier has fewer logits than the data has classes.
+    """
+    parameter = next(model.parameters(), None)
     was_training = model.training
     model.eval()
     with torch.no_grad():
-        width = model(torch.zeros(2, *input_chw, device=device)).shape[1]
+        outputs = model(torch.zeros(2, *input_chw, device=parameter.device if parameter is not None else "cpu"))
     model.train(was_training)
-    return int(width)
+    if not isinstance(outputs, torch.Tensor) or outputs.dim() != 2:
+        shown = ", ".join(f"{name} {tuple(tensor.shape)}" for name, tensor in flatten_outputs(outputs))
+        raise BadInputError(f"fine-tuning trains a model with one (N, classes or embedding) output; this one returns "
+                            f"{shown}")
+    if task == "classify" and outputs.shape[1] < classes:
+        raise BadInputError(f"the model outputs {outputs.shape[1]} logits, and the data has {classes} classes")
+    return int(outputs.shape[1])
 
 
 def _distill_loss(outputs: torch.Tensor, teacher: nn.Module, batch: torch.Tensor, config: FinetuneConfig) -> torch.Tensor:
