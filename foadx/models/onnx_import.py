@@ -34,6 +34,7 @@ from torch import fx, nn
 from foadx.errors import ArtifactError, BadInputError
 from foadx.models.onnx_graph import clean_for_import, default_opset, file_sha256, load_onnx
 from foadx.provenance import ModelSource, Plan, Provenance, record_provenance
+from foadx.untrusted import regular_file
 
 FACE_INPUT = (112, 112)  # insightface recognition models (arcface_torch, the model-zoo packs)
 PIXEL_STD = 1.0 / 255.0  # foadx feeds [0, 1] images: std 1/255 feeds raw 0..255 pixels
@@ -114,12 +115,12 @@ def import_onnx(path: str | Path, input_size: tuple[int, int] | None = None, *, 
             image, operators onnx2torch cannot import (all named), another input size (exit 3).
         ArtifactError: the file's digest is not ``sha256`` (it changed since it was pruned).
     """
-    path = Path(path).resolve()
-    model = load_onnx(path)
+    path = regular_file(Path(path).resolve(), "ONNX file")
     digest = file_sha256(path)
     if sha256 is not None and digest != sha256:
         raise ArtifactError(f"{path} has changed since the plan recorded it (sha256 {digest[:12]}..., "
                             f"recorded {sha256[:12]}...): give the ONNX file that was pruned")
+    model = load_onnx(path)
     contract = onnx_contract(model, str(path))
     if input_size is not None and tuple(input_size) != contract.input_chw[1:]:
         raise BadInputError(f"{path} takes {contract.input_chw[1]}x{contract.input_chw[2]} inputs, not "
