@@ -51,6 +51,68 @@ def mbf_files(tmp_path_factory, digits_112):
     return net, files
 
 
+class TinyFace(nn.Module):
+    """arcface_torch's layout at 3x32x32: conv-BN-PReLU twice, flatten, Linear, BN1d embedding."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.body = nn.Sequential(nn.Conv2d(3, 16, 3, 2, 1, bias=False), nn.BatchNorm2d(16), nn.PReLU(16),
+                                  nn.Conv2d(16, 32, 3, 2, 1, bias=False), nn.BatchNorm2d(32), nn.PReLU(32))
+        self.fc = nn.Linear(32 * 8 * 8, 16)
+        self.features = nn.BatchNorm1d(16)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.features(self.fc(self.body(x).flatten(1)))
+
+
+class MatMulHead(nn.Module):
+    """A head written as ``x @ W + b`` (the legacy exporter writes MatMul + Add, not Gemm)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(3, 8, 3, 2, 1)
+        self.weight = nn.Parameter(torch.randn(8 * 16 * 16, 10) * 0.05)
+        self.bias = nn.Parameter(torch.randn(10))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.relu(self.conv(x)).flatten(1) @ self.weight + self.bias
+
+
+def randomised(net: nn.Module) -> nn.Module:
+    """Non-trivial BN statistics and PReLU slopes, seeded; eval mode."""
+    torch.manual_seed(0)
+    with torch.no_grad():
+        for module in net.modules():
+            if isinstance(module, nn.modules.batchnorm._BatchNorm):
+                module.running_mean.uniform_(-0.2, 0.2)
+                module.running_var.uniform_(0.5, 2.0)
+                module.weight.uniform_(0.5, 1.5)
+                module.bias.uniform_(-0.2, 0.2)
+            if isinstance(module, nn.PReLU):
+                module.weight.uniform_(0.05, 0.5)
+    return net.eval()
+
+
+def write_small(net: nn.Module, path) -> None:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(net, torch.zeros(1, 3, 32, 32), str(path), input_names=["data"],
+                          keep_initializers_as_inputs=False, opset_version=13, dynamo=False,
+                          dynamic_axes={"data": {0: "batch"}})
+
+
+@pytest.fixture(scope="module")
+def tiny_files(tmp_path_factory):
+    """TinyFace written by the legacy exporter (opset 13, dynamic batch) and by ``foadx export``'s
+    default (dynamo, opset 18, PReLU rewritten, BN folded)."""
+    folder = tmp_path_factory.mktemp("tiny")
+    net = randomised(TinyFace())
+    files = {"legacy": folder / "tiny.onnx", "dynamo": folder / "tiny_dynamo.onnx"}
+    write_small(net, files["legacy"])
+    export_onnx(net, files["dynamo"], input_size=(32, 32), input_channels=3, verify=False)
+    return net, files
+
+
 def ort_outputs(path, images: np.ndarray) -> np.ndarray:
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     return session.run(None, {session.get_inputs()[0].name: images})[0]
@@ -84,6 +146,33 @@ def test_import_records_the_file_and_its_contract(mbf_files):
     assert provenance.task == "face" and provenance.plan.weights_origin == f"loaded from {path}"
 
 
+def test_small_model_prune_export_verify(tiny_files, tmp_path):
+    source, artifact, pruned = tiny_files[1]["legacy"], tmp_path / "art", tmp_path / "pruned.onnx"
+    assert run("prune", source, "--data", "demo", "--images", "8", "--batch-size", "8", "--ratio", "0.5",
+               "--out", artifact, "-q").exit_code == 0
+    plan = json.loads((artifact / "plan.json").read_text())
+    assert [(group["channels"], len(group["kept"])) for group in plan["groups"]] == [(16, 8), (32, 16)]
+    assert run("export", artifact, "--out", pruned, "-q").exit_code == 0
+    verified = run("verify", pruned, "--against", artifact, "-q")
+    assert verified.exit_code == 0, verified.output
+    weights = {name: tuple(tensor.shape) for name, tensor in foadx.load_pruned(artifact).state_dict().items()}
+    assert (16, 16 * 8 * 8) in weights.values()  # the Linear lost the inputs of the 16 cut channels
+
+
+def test_matmul_plus_constant_becomes_linear(tmp_path):
+    net, path = MatMulHead().eval(), tmp_path / "matmul.onnx"
+    write_small(net, path)
+    assert [node.op_type for node in onnx.load(str(path)).graph.node][-2:] == ["MatMul", "Add"]
+    module = resolve_model(str(path)).module()
+    linears = [m for m in module.modules() if isinstance(m, nn.Linear)]
+    assert len(linears) == 1 and linears[0].bias is not None
+    assert torch.equal(linears[0].weight, net.weight.detach().t()) and torch.equal(linears[0].bias, net.bias.detach())
+    images = torch.rand(3, 3, 32, 32)
+    with torch.no_grad():
+        assert compare_output("logits", module(images).numpy(), ort_outputs(path, images.numpy())).passed
+
+
+@pytest.mark.slow
 def test_prune_export_verify_round_trip_and_reload(mbf_files, tmp_path):
     _, files = mbf_files
     source = files["legacy-13-dynamic"]
@@ -113,27 +202,40 @@ def test_prune_export_verify_round_trip_and_reload(mbf_files, tmp_path):
         source.write_bytes(original)
 
 
-def test_the_file_verifies_against_its_own_import(mbf_files):
+def test_a_file_verifies_against_another_files_import(tiny_files):
+    net, files = tiny_files
+    result = run("verify", files["dynamo"], "--against", files["legacy"], "-q")
+    assert result.exit_code == 0, result.output  # same network: the dynamo file against the legacy file's import
+    kinds = [type(m).__name__ for m in resolve_model(str(files["dynamo"])).module().modules()]
+    assert kinds.count("PReLU") == 2 and "BatchNorm2d" not in kinds  # foadx's PReLU rewrite undone; BN folded
+    images = torch.rand(4, 3, 32, 32)
+    with torch.no_grad():
+        assert compare_output("embedding", resolve_model(str(files["dynamo"])).module()(images).numpy(),
+                              net(images).numpy()).passed
+
+
+@pytest.mark.slow
+def test_mbf_file_verifies_against_its_own_import(mbf_files):
     _, files = mbf_files
     result = run("verify", files["foadx-dynamo-18"], "--against", files["legacy-13-dynamic"], "-q")
-    assert result.exit_code == 0, result.output  # same network: the dynamo file against the legacy file's import
+    assert result.exit_code == 0, result.output
 
 
-def test_finetune_an_onnx_source_a_few_steps(mbf_files, tmp_path):
-    _, files = mbf_files
-    result = run("finetune", files["foadx-dynamo-18"], "--data", "demo", "--epochs", "1", "--steps-per-epoch", "2",
+def test_finetune_an_onnx_source_a_few_steps(tiny_files, tmp_path):
+    _, files = tiny_files
+    result = run("finetune", files["dynamo"], "--data", "demo", "--epochs", "1", "--steps-per-epoch", "2",
                  "--batch-size", "8", "--out", tmp_path / "ft", "-q")
     assert result.exit_code == 0, result.output
     plan = json.loads((tmp_path / "ft" / "plan.json").read_text())
     assert plan["finetune"]["config"]["task"] == "classify"  # the demo digits' task, as for any model
-    assert plan["model"]["spec"].endswith("mbf_dynamo.onnx")
+    assert plan["model"]["spec"] == str(files["dynamo"].resolve())
     tuned = foadx.load_pruned(tmp_path / "ft")
-    assert sum(isinstance(m, nn.Conv2d) and m.bias is not None for m in tuned.modules()) == 49  # BN folded: biases
+    assert sum(isinstance(m, nn.Conv2d) and m.bias is not None for m in tuned.modules()) == 2  # BN folded: biases
 
 
-def test_recalibrate_bn_is_refused_without_batchnorm(mbf_files, tmp_path):
-    _, files = mbf_files  # the dynamo export folds every BN (the embedding BN1d into the Gemm as well)
-    result = run("prune", files["foadx-dynamo-18"], "--data", "demo", "--images", "8", "--ratio", "0.5",
+def test_recalibrate_bn_is_refused_without_batchnorm(tiny_files, tmp_path):
+    _, files = tiny_files  # the dynamo export folds every BN (the embedding BN1d into the Gemm as well)
+    result = run("prune", files["dynamo"], "--data", "demo", "--images", "8", "--ratio", "0.5",
                  "--recalibrate-bn", "--out", tmp_path / "art")
     assert result.exit_code == 3 and "no BatchNorm layer to recalibrate" in error_line(result)
 

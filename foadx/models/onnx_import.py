@@ -33,7 +33,7 @@ from torch import fx, nn
 
 from foadx.errors import ArtifactError, BadInputError
 from foadx.models.onnx_graph import clean_for_import, default_opset, file_sha256, load_onnx
-from foadx.provenance import ModelSource, Plan, Provenance, record_provenance
+from foadx.provenance import TASKS, ModelSource, Plan, Provenance, record_provenance
 from foadx.untrusted import regular_file
 
 FACE_INPUT = (112, 112)  # insightface recognition models (arcface_torch, the model-zoo packs)
@@ -69,33 +69,44 @@ def input_chw(model: onnx.ModelProto, where: str) -> tuple[int, int, int]:
 
 
 def onnx_contract(model: onnx.ModelProto, where: str) -> OnnxContract:
-    """The input contract and task of an ONNX file: foadx's metadata when it carries it, else
-    insightface's rule for recognition models (``model_zoo.ArcFaceONNX``: a graph whose first
-    nodes hold both a Sub and a Mul normalises itself and takes raw pixels, any other takes
-    (x - 127.5) / 127.5), and the face task for a 112x112 input with one 2-D output.
+    """The input contract and task of an ONNX file: what foadx's metadata records (mean/std of
+    one value per channel, std > 0; a task of ``foadx.provenance.TASKS``), else insightface's rule
+    for recognition models (``model_zoo.ArcFaceONNX``: a graph whose first nodes hold both a Sub
+    and a Mul normalises itself and takes raw pixels, any other takes (x - 127.5) / 127.5) and
+    the face task for a 112x112 input with one 2-D output.
 
     Raises:
-        BadInputError: as ``input_chw``; foadx metadata that is not valid JSON.
+        BadInputError: as ``input_chw``.
     """
     chw = input_chw(model, where)
     props = {prop.key: prop.value for prop in model.metadata_props}
-    try:
-        mean, std = (json.loads(props[key]) if key in props else None for key in ("foadx.mean", "foadx.std"))
-    except ValueError as error:
-        raise BadInputError(f"{where}: its foadx.mean/foadx.std metadata is not valid JSON: {error}") from error
-    if isinstance(mean, list) and isinstance(std, list) and props.get("foadx.task"):
-        return OnnxContract(chw, tuple(mean), tuple(std), props["foadx.task"], None)
-    first = model.graph.node[:8]
-    names = [f"{node.op_type} {node.name}" for node in first]
+    recorded = _recorded_normalisation(props, chw[0])
+    task = props.get("foadx.task")
+    if recorded is not None and task in TASKS:
+        return OnnxContract(chw, *recorded, task, None)
+    names = [f"{node.op_type} {node.name}" for node in model.graph.node[:8]]
     normalises = any("Sub" in n or "_minus" in n for n in names) and any("Mul" in n or "_mul" in n for n in names)
-    channels = chw[0]
-    mean, std = ((0.0,) * channels, (PIXEL_STD,) * channels) if normalises else ((0.5,) * channels, (0.5,) * channels)
+    rule = ((0.0,) * chw[0], (PIXEL_STD,) * chw[0]) if normalises else ((0.5,) * chw[0], (0.5,) * chw[0])
     outputs = model.graph.output
     face = chw[1:] == FACE_INPUT and len(outputs) == 1 and len(outputs[0].type.tensor_type.shape.dim) == 2
+    task = task if task in TASKS else "face" if face else "unknown"
     said = "raw 0..255 pixels (its graph normalises)" if normalises else "(x - 127.5) / 127.5"
-    task = "face" if face else "unknown"
-    return OnnxContract(chw, mean, std, task, f"no foadx metadata: fed {said} as insightface does; task {task}"
-                        + ("" if face else " (not a 112x112 model with one 2-D embedding output)"))
+    fed = "its recorded mean/std" if recorded else f"{said} as insightface does"
+    return OnnxContract(chw, *(recorded or rule), task, f"no complete foadx metadata: fed {fed}; task {task}"
+                        + ("" if face or "foadx.task" in props else " (not a 112x112 model with one 2-D embedding output)"))
+
+
+def _recorded_normalisation(props: dict[str, str], channels: int) -> tuple[tuple[float, ...], tuple[float, ...]] | None:
+    """foadx's recorded mean/std when both hold one finite number per channel (std > 0), else None."""
+    try:
+        mean, std = (json.loads(props.get(key, "null")) for key in ("foadx.mean", "foadx.std"))
+    except ValueError:
+        return None
+    values = [mean, std]
+    if not all(isinstance(v, list) and len(v) == channels and all(isinstance(x, (int, float)) and not isinstance(x, bool)
+                                                                   and math.isfinite(x) for x in v) for v in values):
+        return None
+    return (tuple(map(float, mean)), tuple(map(float, std))) if min(std) > 0 else None
 
 
 def import_onnx(path: str | Path, input_size: tuple[int, int] | None = None, *, sha256: str | None = None) -> nn.Module:
