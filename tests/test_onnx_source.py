@@ -327,3 +327,15 @@ def test_iresnet50_round_trip(tmp_path, digits_112, opset, dynamic):
                "--out", artifact, "-q").exit_code == 0
     assert run("export", artifact, "--out", pruned, "--target", "insightface", "-q").exit_code == 0
     assert run("verify", pruned, "--against", artifact, "-q").exit_code == 0
+
+
+@pytest.mark.slow
+def test_profile_and_latency_target_on_an_onnx_source(tiny_files, tmp_path):
+    _, files = tiny_files
+    table, artifact = tmp_path / "lut.json", tmp_path / "art"
+    assert run("profile", files["legacy"], "--backend", "ort-cpu", "--out", table, "-q").exit_code == 0
+    result = run("prune", files["legacy"], "--data", "demo", "--images", "8", "--latency-target", "1.001x",
+                 "--backend", "ort-cpu", "--lut", table, "--out", artifact, "-q")
+    assert result.exit_code == 0, result.output
+    plan = json.loads((artifact / "plan.json").read_text())
+    assert plan["model"]["spec"] == str(files["legacy"].resolve()) and plan["groups"]
