@@ -68,7 +68,7 @@ bench: install
 # The wheels a lent GPU machine lacks (docs/gpu.md): it has torch 2.11, torchvision, onnx,
 # onnxscript, onnxruntime, typer, rich, numpy, attrs, ml-dtypes and typing-extensions but not these
 # (nor the network). Python 3.12, manylinux x86-64; versions within pyproject's ranges.
-GPU_WHEELS := torch-pruning==1.6.1 onnx-graphsurgeon==0.6.1 jsonschema==4.26.0 \
+GPU_WHEELS := torch-pruning==1.6.1 onnx-graphsurgeon==0.6.1 onnx2torch==1.5.15 jsonschema==4.26.0 \
 	jsonschema-specifications==2025.9.1 referencing==0.37.0 rpds-py==2026.9.1
 GPU_PLATFORMS := manylinux_2_28_x86_64 manylinux_2_27_x86_64 manylinux_2_17_x86_64 manylinux2014_x86_64 manylinux1_x86_64
 

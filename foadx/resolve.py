@@ -1,6 +1,7 @@
 """The one place that decides what a MODEL argument is.
 
-A MODEL is, in this order: a folder holding ``plan.json`` (a foadx artifact), a ``.onnx`` file,
+A MODEL is, in this order: a folder holding ``plan.json`` (a foadx artifact), a ``.onnx`` file
+(run as it is by verify and bench, imported into PyTorch when a command needs a module),
 a TensorRT engine (``.engine``/``.plan`` with foadx's JSON sidecar), or a model spec (a zoo name,
 ``torchvision:NAME``, ``pkg.module:function``, ``path/file.py:function``). ``resolve_model``
 turns it into a ``ModelRef`` that knows its kind, its input name and shape, its normalisation,
@@ -9,6 +10,7 @@ its task and its sizes; every command and the benchmark use it, so no two places
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -56,31 +58,39 @@ class ModelRef:
     path: Path | None = None
     plan_digest: str | None = None
     training_data: dict[str, Any] | None = None  # what it was fine-tuned on (source, held-out split)
+    assumed: str | None = None  # what was assumed about an ONNX file that does not say (its contract, task)
     _module: nn.Module | None = field(default=None, repr=False)
+    _importer: Callable[[], nn.Module] | None = field(default=None, repr=False)  # an ONNX file's import
 
     @property
     def runs_in_torch(self) -> bool:
-        """True for a spec, artifact or module (a PyTorch network is held); False for ONNX files and engines."""
-        return self._module is not None
+        """True for a spec, artifact or module; False for ONNX files and engines, which run themselves
+        (an ONNX file's PyTorch import is only made when ``module()`` is asked for)."""
+        return self.kind not in ("onnx", "engine")
 
     def module(self) -> nn.Module:
-        """The PyTorch network (in eval mode) of a spec, artifact or module; it takes (N, C, H, W)
-        with (C, H, W) = ``input_chw``.
+        """The PyTorch network (in eval mode) of a spec, artifact, module or ONNX file (imported on
+        the first call, ``foadx.models.onnx_import``); it takes (N, C, H, W) with (C, H, W) =
+        ``input_chw``.
 
         Raises:
-            BadInputError: the ref is an ONNX file or a TensorRT engine (CLI exit code 3).
+            BadInputError: the ref is a TensorRT engine, or an ONNX file whose operators cannot be
+                imported (CLI exit code 3).
         """
+        if self._module is None and self._importer is not None:
+            self._module = self._importer().eval()
         if self._module is None:
-            raise BadInputError(f"{self.text} is a{'n ONNX file' if self.kind == 'onnx' else ' TensorRT engine'}; "
-                                "this needs a PyTorch model or a pruned artifact")
+            raise BadInputError(f"{self.text} is a TensorRT engine; this needs a PyTorch model, a pruned artifact "
+                                "or an ONNX file")
         return self._module
 
     def describe(self) -> dict[str, Any]:
         """A JSON-ready summary for reports: model text, kind, [input name, C, H, W], task,
-        source (or None) and plan digest (or None)."""
+        source (or None), plan digest (or None) and, for an ONNX file without foadx metadata,
+        what was assumed about it."""
         return {"model": self.text, "kind": self.kind, "input": [self.input_name, *self.input_chw],
                 "task": self.task, "source": self.source.to_json() if self.source else None,
-                "plan_digest": self.plan_digest}
+                "plan_digest": self.plan_digest, **({"assumed": self.assumed} if self.assumed else {})}
 
 
 def resolve_model(text: str, options: BuildOptions | None = None, *,
@@ -164,19 +174,25 @@ def _artifact(text: str, path: Path, options: BuildOptions) -> ModelRef:
 
 def _onnx(text: str, path: Path, options: BuildOptions) -> ModelRef:
     from foadx.export.metadata import load_onnx, metadata_of
+    from foadx.models.onnx_import import onnx_contract
 
     _refuse_build_options(text, "ONNX file", options)
     graph = load_onnx(path)
-    if len(graph.graph.input) != 1:
-        raise BadInputError(f"{text} has {len(graph.graph.input)} inputs; foadx runs single-input image models")
-    dims = [dim.dim_value for dim in graph.graph.input[0].type.tensor_type.shape.dim]
-    if len(dims) != 4 or min(dims[1:]) < 1:
-        raise BadInputError(f"{text}: foadx runs N x C x H x W image models with fixed C, H, W")
+    contract = onnx_contract(graph, text)
     metadata = metadata_of(graph)
-    return ModelRef(text, "onnx", (dims[1], dims[2], dims[3]), graph.graph.input[0].name,
-                    source=_metadata_source(metadata), task=metadata.get("task", "unknown"), path=path,
-                    plan_digest=metadata.get("plan_digest"),
-                    training_data=metadata.get("training_data") if isinstance(metadata.get("training_data"), dict) else None)
+    source = _metadata_source(metadata) or ModelSource(
+        str(path.resolve()), contract.input_chw[1:], mean=contract.mean, std=contract.std,
+        input_channels=contract.input_chw[0])
+    return ModelRef(text, "onnx", contract.input_chw, graph.graph.input[0].name, source=source, task=contract.task,
+                    path=path, plan_digest=metadata.get("plan_digest"),
+                    training_data=metadata.get("training_data") if isinstance(metadata.get("training_data"), dict) else None,
+                    assumed=contract.assumed, _importer=lambda: _imported(path))
+
+
+def _imported(path: Path) -> nn.Module:
+    from foadx.models import build_model
+
+    return build_model(str(path.resolve()))
 
 
 def _metadata_source(metadata: dict[str, Any]) -> ModelSource | None:

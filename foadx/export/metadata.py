@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import json
 import math
-from pathlib import Path
 from typing import Any
 
 import onnx
 
 from foadx.errors import BadInputError
+from foadx.models.onnx_graph import load_onnx  # noqa: F401 (the one ONNX loader, re-exported here)
 
 PREFIX = "foadx."
 JSON_KEYS = ("training_data", "source_model", "input_shape", "mean", "std")
@@ -53,19 +53,3 @@ def float_parameter_count(model: onnx.ModelProto) -> int:
     the exporter, so this counts what the graph computes with)."""
     return sum(math.prod(tensor.dims) for tensor in model.graph.initializer
                if tensor.data_type == onnx.TensorProto.FLOAT)
-
-
-def load_onnx(path: str | Path, *, with_weights: bool = True) -> onnx.ModelProto:
-    """Loads and checks an ONNX file, turning every kind of corruption into BadInputError."""
-    path = Path(path)
-    if not path.is_file():
-        raise BadInputError(f"ONNX file not found: {path}")
-    try:
-        model = onnx.load(str(path), load_external_data=with_weights)
-        onnx.checker.check_model(model)
-    except Exception as error:  # protobuf DecodeError, ValidationError, OSError ...
-        message = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        raise BadInputError(f"{path} is not a valid ONNX model: {message}") from error
-    if len(model.graph.node) == 0:
-        raise BadInputError(f"{path} is not a valid ONNX model: its graph has no nodes")
-    return model

@@ -88,8 +88,9 @@ ZOO: dict[str, ZooEntry] = {
 
 def runs_user_code(spec: str) -> bool:
     """A spec that imports and calls code outside foadx and torchvision (``module:function``,
-    ``file.py:function``): safe to build when the user typed it, not when a file names it."""
-    return spec not in ZOO and not spec.startswith("torchvision:")
+    ``file.py:function``): safe to build when the user typed it, not when a file names it. An
+    ``.onnx`` file is data (``foadx.models.onnx_import``), never code."""
+    return spec not in ZOO and not spec.startswith("torchvision:") and not spec.endswith(".onnx")
 
 
 def model_task(spec: str) -> str:
@@ -146,7 +147,9 @@ def build_model(spec: str, input_size: tuple[int, int] | None = None, **kwargs: 
 
     Args:
         spec: a zoo name (``ZOO``), ``torchvision:NAME``, ``pkg.module:function`` or
-            ``path/file.py:function`` (the last two import and run that code).
+            ``path/file.py:function`` (the last two import and run that code), or an ``.onnx``
+            file (imported with ``foadx.models.onnx_import.import_onnx``; ``kwargs`` may hold
+            the ``sha256`` it must have).
         input_size: (H, W) in pixels; None takes the zoo entry's size, else (224, 224). Zoo
             models that do not take an input size refuse any other.
         kwargs: the factory's keyword arguments (recorded in the plan to rebuild the model).
@@ -164,6 +167,12 @@ def build_model(spec: str, input_size: tuple[int, int] | None = None, **kwargs: 
     """
     if spec in ZOO:
         model, source = _from_zoo(spec, input_size, kwargs)
+    elif spec.endswith(".onnx"):
+        from foadx.models.onnx_import import import_onnx
+
+        if set(kwargs) - {"sha256"}:
+            raise UnknownModelError(f"an ONNX file takes no factory arguments, got {sorted(kwargs)}")
+        return import_onnx(spec, input_size, **kwargs)  # its provenance: the task the graph shows
     elif spec.startswith("torchvision:"):
         import torchvision
 

@@ -23,7 +23,7 @@ from foadx.models.input_contract import check_forward
 from foadx.models.registry import build_model, model_task, read_state_dict, runs_user_code
 from foadx.pruning.analysis import trace_groups
 from foadx.pruning.apply import apply_kept
-from foadx.provenance import Plan, Provenance, record_provenance, require_provenance
+from foadx.provenance import Plan, Provenance, provenance_of, record_provenance, require_provenance
 from foadx.untrusted import MAX_DEPTH, check_depth, read_text
 
 PLAN_FILE = "plan.json"
@@ -202,5 +202,6 @@ def load_pruned(path: str | Path, device: str | torch.device | None = None, *, t
     except RuntimeError as error:
         raise ArtifactError(f"{Path(path) / WEIGHTS_FILE} does not fit its plan: {str(error).splitlines()[0]}") from error
     model.eval()
-    record_provenance(model, Provenance(plan, plan.trained_task or model_task(plan.model.spec)))
+    built = provenance_of(model)  # the task the build found (an ONNX import reads it off its graph)
+    record_provenance(model, Provenance(plan, plan.trained_task or (built.task if built else model_task(plan.model.spec))))
     return model

@@ -12,6 +12,20 @@ from collections.abc import Iterable
 import torch
 from torch import nn
 
+from foadx.errors import BadInputError
+
+
+def refuse_recalibration_without_batchnorm(model: nn.Module) -> None:
+    """Refuses ``--recalibrate-bn`` for a network with no BatchNorm layer, before any work: an
+    ONNX export folds BN into the preceding convolutions, so an imported file usually has none.
+
+    Raises:
+        BadInputError: ``model`` holds no BatchNorm layer (CLI exit code 3).
+    """
+    if not any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in model.modules()):
+        raise BadInputError("--recalibrate-bn: the model has no BatchNorm layer to recalibrate (an ONNX export folds "
+                            "BN into its convolutions); fine-tune it instead, which trains the folded conv biases")
+
 
 def recalibrate_batchnorm(model: nn.Module, batches: Iterable[torch.Tensor], device: torch.device) -> int:
     """Resets and re-estimates every BN layer's running stats; returns the images seen."""

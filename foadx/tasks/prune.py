@@ -132,9 +132,12 @@ def prune_model(model: nn.Module, request: PruneRequest, *, table: Any = None, i
         CheckFailedError: a latency target missed after the measured rounds (exit 4).
     """
     from foadx.pruning.api import refuse_pruned
+    from foadx.pruning.batchnorm import refuse_recalibration_without_batchnorm
 
     request.check()
     refuse_pruned(model)
+    if request.scope.recalibrate_bn:
+        refuse_recalibration_without_batchnorm(model)
     images = calibration_batches(model, request.calibration) if images is None else images
     arguments = _common_arguments(request, images)
     if isinstance(request.budget, LatencyBudget):

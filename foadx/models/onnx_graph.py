@@ -1,0 +1,174 @@
+"""Reading an ONNX file a user hands foadx, and cleaning its graph for import into PyTorch.
+
+``load_onnx`` is the one ONNX loader of foadx (``foadx.export`` re-exports it): a regular file
+of at most 2 GiB (protobuf's own limit for one message), parsed and checked by onnx; nothing in
+an ONNX file is ever executed, it is data. ``clean_for_import`` turns what exporters write into
+what onnx2torch imports and Torch-Pruning can prune:
+
+- constants folded (onnx-graphsurgeon ``fold_constants`` + ``cleanup``): the legacy exporter
+  writes each shared initializer through an ``Identity`` node, which onnx2torch 1.5.15 cannot
+  resolve (a KeyError on the initializer's name);
+- foadx's own PReLU rewrites (``foadx.export.passes``: ``Relu(x) - Mul(a, Relu(Neg(x)))`` and
+  ``Relu(x) + Conv(Relu(Conv(x, -1)), -a)`` with 1x1 depthwise convolutions) folded back into
+  one ``PRelu`` node, exactly the operator they replaced;
+- ``Reshape(allowzero=1)`` (the dynamo exporter's) with a constant shape holding no 0 set to
+  ``allowzero=0``: the attribute only changes the meaning of a 0 in the shape;
+- opsets above ``IMPORT_MAX_OPSET`` converted down with onnx's version converter.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import numpy as np
+import onnx
+import onnx_graphsurgeon as gs
+
+from foadx.errors import BadInputError
+from foadx.untrusted import regular_file
+
+MAX_ONNX_BYTES = 2 << 30  # protobuf cannot parse one message larger than 2 GiB
+IMPORT_MAX_OPSET = 18  # the newest opset onnx2torch 1.5.15 has a converter for every common operator at
+
+
+def load_onnx(path: str | Path, *, with_weights: bool = True) -> onnx.ModelProto:
+    """Loads and checks an ONNX file, turning every kind of corruption into BadInputError.
+
+    Raises:
+        BadInputError: missing, not a regular file, over 2 GiB, not parseable, failing
+            ``onnx.checker`` or without nodes (CLI exit code 3).
+    """
+    path = regular_file(path, "ONNX file")
+    if path.stat().st_size > MAX_ONNX_BYTES:
+        raise BadInputError(f"{path} holds {path.stat().st_size:,} bytes; an ONNX file holds at most 2 GiB")
+    try:
+        model = onnx.load(str(path), load_external_data=with_weights)
+        onnx.checker.check_model(model)
+    except Exception as error:  # protobuf DecodeError, ValidationError, OSError ...
+        message = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise BadInputError(f"{path} is not a valid ONNX model: {message}") from error
+    if len(model.graph.node) == 0:
+        raise BadInputError(f"{path} is not a valid ONNX model: its graph has no nodes")
+    return model
+
+
+def file_sha256(path: str | Path) -> str:
+    """The sha256 hex digest of a file's bytes (read in 1 MiB blocks)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as stream:
+        for block in iter(lambda: stream.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def default_opset(model: onnx.ModelProto) -> int:
+    """The version of the default (ai.onnx) operator set the model imports."""
+    return next((entry.version for entry in model.opset_import if entry.domain in ("", "ai.onnx")), 0)
+
+
+def clean_for_import(model: onnx.ModelProto) -> onnx.ModelProto:
+    """The model with constants folded, foadx's PReLU rewrites undone, Reshape's allowzero
+    dropped where it changes nothing, and its opset at most ``IMPORT_MAX_OPSET`` (see the module
+    docstring). The computation is unchanged.
+
+    Raises:
+        BadInputError: the graph cannot be folded or converted to ``IMPORT_MAX_OPSET``.
+    """
+    try:
+        graph = gs.import_onnx(model)
+        graph.fold_constants().cleanup().toposort()
+        _undo_prelu_rewrites(graph)
+        _drop_needless_allowzero(graph)
+        graph.cleanup().toposort()
+        cleaned = gs.export_onnx(graph)
+    except Exception as error:  # graphsurgeon raises many types on graphs it cannot fold
+        raise BadInputError(f"the ONNX graph cannot be folded for import: {str(error).splitlines()[0][:200]}") from error
+    del cleaned.opset_import[:]  # graphsurgeon keeps only the default domain's version
+    cleaned.opset_import.extend(model.opset_import)
+    if default_opset(cleaned) > IMPORT_MAX_OPSET:
+        cleaned = _convert_down(cleaned)
+    return cleaned
+
+
+def _convert_down(model: onnx.ModelProto) -> onnx.ModelProto:
+    from onnx import version_converter
+
+    try:
+        return version_converter.convert_version(model, IMPORT_MAX_OPSET)
+    except Exception as error:  # the converter raises RuntimeError or ValidationError by operator
+        raise BadInputError(f"the ONNX graph at opset {default_opset(model)} cannot be converted to opset "
+                            f"{IMPORT_MAX_OPSET} for import: {str(error).splitlines()[0][:200]}") from error
+
+
+def _constant(tensor: gs.Tensor) -> np.ndarray | None:
+    return np.asarray(tensor.values) if isinstance(tensor, gs.Constant) else None
+
+
+def _producer(tensor: gs.Tensor, op: str) -> gs.Node | None:
+    """The node of type ``op`` that writes ``tensor`` (and nothing else reads), else None."""
+    if len(tensor.inputs) != 1 or tensor.inputs[0].op != op or len(tensor.outputs) != 1:
+        return None
+    return tensor.inputs[0]
+
+
+def _relu_input(tensor: gs.Tensor) -> gs.Tensor | None:
+    relu = _producer(tensor, "Relu")
+    return relu.inputs[0] if relu is not None else None
+
+
+def _elementwise_slope(positive: gs.Tensor, scaled: gs.Tensor) -> tuple[gs.Tensor, np.ndarray] | None:
+    """``Sub(Relu(x), Mul(a, Relu(Neg(x))))`` -> (x, a)."""
+    multiply, x = _producer(scaled, "Mul"), _relu_input(positive)
+    if multiply is None or x is None:
+        return None
+    for slope_side, other in ((0, 1), (1, 0)):
+        slope = _constant(multiply.inputs[slope_side])
+        inner = _relu_input(multiply.inputs[other])
+        negate = _producer(inner, "Neg") if inner is not None else None
+        if slope is not None and negate is not None and negate.inputs[0] is x:
+            return x, slope
+    return None
+
+
+def _depthwise_slope(scaled: gs.Tensor, positive: gs.Tensor) -> tuple[gs.Tensor, np.ndarray] | None:
+    """``Add(Conv(Relu(Conv(x, -1)), -a), Relu(x))`` (1x1 depthwise, no bias) -> (x, a)."""
+    outer, x = _producer(scaled, "Conv"), _relu_input(positive)
+    inner_out = _relu_input(outer.inputs[0]) if outer is not None else None
+    inner = _producer(inner_out, "Conv") if inner_out is not None else None
+    if x is None or inner is None or inner.inputs[0] is not x or len(outer.inputs) != 2 or len(inner.inputs) != 2:
+        return None
+    minus_one, minus_slope = _constant(inner.inputs[1]), _constant(outer.inputs[1])
+    if minus_one is None or minus_slope is None or not np.all(minus_one == -1.0):
+        return None
+    channels = minus_slope.shape[0]
+    depthwise = all(node.attrs.get("group") == channels and minus_slope.shape == (channels, 1, 1, 1)
+                    for node in (inner, outer))
+    return (x, (-minus_slope).reshape(channels, 1, 1)) if depthwise and minus_one.shape == minus_slope.shape else None
+
+
+def _undo_prelu_rewrites(graph: gs.Graph) -> int:
+    """Replaces each PReLU rewrite by one PRelu node; returns how many."""
+    found = 0
+    for node in list(graph.nodes):
+        match = None
+        if node.op == "Sub" and len(node.inputs) == 2:
+            match = _elementwise_slope(node.inputs[0], node.inputs[1])
+        elif node.op == "Add" and len(node.inputs) == 2:
+            match = _depthwise_slope(node.inputs[0], node.inputs[1]) or _depthwise_slope(node.inputs[1], node.inputs[0])
+        if match is None:
+            continue
+        x, slope = match
+        output = node.outputs[0]
+        node.outputs.clear()
+        slope_constant = gs.Constant(f"{node.name or 'prelu'}/slope_{found}", slope.astype(np.float32))
+        graph.layer(op="PRelu", inputs=[x, slope_constant], outputs=[output], name=f"{node.name or 'PRelu'}/PRelu_{found}")
+        found += 1
+    return found
+
+
+def _drop_needless_allowzero(graph: gs.Graph) -> None:
+    for node in graph.nodes:
+        shape = _constant(node.inputs[1]) if node.op == "Reshape" and len(node.inputs) == 2 else None
+        if shape is not None and node.attrs.get("allowzero", 0) == 1 and not np.any(shape == 0):
+            node.attrs["allowzero"] = 0
