@@ -122,7 +122,7 @@ def test_two_process_gloo_ddp_matches_single_process(tmp_path):
     """torchrun with 2 CPU processes: the ranks' batches together are the single-process batch,
     so held-out top-1 must agree within 0.03 (BN statistics are per rank, hence not bit-equal)."""
     common = ["finetune", "mobilefacenet", "--data", "demo", "--input-size", "32", "--model-arg", "embedding_size=10",
-              "--epochs", "1", "--lr", "0.1", "--no-flip", "--quiet", "--steps-per-epoch", "40"]
+              "--task", "classify", "--epochs", "1", "--lr", "0.1", "--no-flip", "--quiet", "--steps-per-epoch", "40"]
     environment = {**os.environ, "OMP_NUM_THREADS": "1"}
     single = subprocess.run([sys.executable, "-m", "foadx_cli", *common, "--batch-size", "64", "--out", str(tmp_path / "one")],
                             capture_output=True, text=True, env=environment, timeout=600)
@@ -146,7 +146,7 @@ def test_cli_finetune_eval_and_bad_input(tmp_path):
     def run(*args):
         return CliRunner().invoke(app, [str(a) for a in args])
 
-    digits = ("--input-size", "32", "--model-arg", "embedding_size=10")
+    digits = ("--input-size", "32", "--model-arg", "embedding_size=10", "--task", "classify")  # a face model as a digit classifier
     result = run("finetune", "mobilefacenet", *digits, "--data", "demo", "--out", tmp_path / "run", "--steps-per-epoch", "3",
                  "--batch-size", "16", "--json")
     assert result.exit_code == 0, result.output
