@@ -249,15 +249,7 @@ def finetune(model: nn.Module, data: LabeledImages, out: str | Path, config: Fin
     if dist.is_main:
         out.mkdir(parents=True, exist_ok=True)
     run = _set_up(model, data, config, source, dist, old_classifier)
-    changed: dict[str, Any] = {}
-    if resume:
-        state = load_checkpoint(out / CHECKPOINT_FILE, model)
-        changed = resume_differences(json.loads(state["config_json"]), config)
-        if changed and not override:
-            listed = ", ".join(f"{key} {old!r} -> {new!r}" for key, (old, new) in changed.items())
-            raise BadInputError(f"--resume with other settings than the checkpoint's ({listed}); "
-                                "repeat them, or add --override to continue with the new ones")
-        run.restore(state)
+    changed = _resume(run, model, out, config, override) if resume else {}
     run.trained = dist.wrap(model)
     dataset = _Images(data, tuple(source.input_size))
     for epoch in range(run.start_epoch, config.epochs):
@@ -274,6 +266,23 @@ def finetune(model: nn.Module, data: LabeledImages, out: str | Path, config: Fin
         dist.barrier()
     model.eval()
     return run.history
+
+
+def _resume(run: _Training, model: nn.Module, out: Path, config: FinetuneConfig,
+            override: bool) -> dict[str, tuple[Any, Any]]:
+    """Restores ``out``'s checkpoint into ``run``; returns the settings that differ from it.
+
+    Raises:
+        BadInputError: other settings than the checkpoint's without ``override``.
+    """
+    state = load_checkpoint(out / CHECKPOINT_FILE, model)
+    changed = resume_differences(json.loads(state["config_json"]), config)
+    if changed and not override:
+        listed = ", ".join(f"{key} {old!r} -> {new!r}" for key, (old, new) in changed.items())
+        raise BadInputError(f"--resume with other settings than the checkpoint's ({listed}); "
+                            "repeat them, or add --override to continue with the new ones")
+    run.restore(state)
+    return changed
 
 
 def resume_differences(saved: dict[str, Any], config: FinetuneConfig) -> dict[str, tuple[Any, Any]]:
