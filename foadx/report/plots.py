@@ -49,9 +49,10 @@ def pareto_front(points: Sequence[tuple[float, float]]) -> list[int]:
     return front
 
 
-def tradeoff(points: list[Point], folder: Path, name: str = "tradeoff") -> Path:
-    """Accuracy against measured latency and against MACs, one line per criterion, the Pareto
-    front ringed, the unpruned model as a star, unreachable points as crosses on the axis."""
+def tradeoff(points: list[Point], folder: Path, name: str = "tradeoff", accuracy_label: str = "held-out accuracy") -> Path:
+    """Accuracy (``accuracy_label`` names it) against measured latency and against MACs, one line
+    per criterion, the Pareto front ringed, the unpruned model as a star, unreachable points as
+    crosses on the axis."""
     plt = _pyplot()
     figure, axes = plt.subplots(1, 2, figsize=(9, 3.6))
     for axis, x_key, x_label in ((axes[0], "latency_ms", "measured latency (ms)"), (axes[1], "macs", "MACs (M)")):
@@ -72,7 +73,7 @@ def tradeoff(points: list[Point], folder: Path, name: str = "tradeoff") -> Path:
             axis.annotate(f"{p['label']}: unreachable", xy=(0.02, 0.03 + 0.07 * row), xycoords="axes fraction",
                           color="gray", fontsize=7)
         axis.set_xlabel(x_label)
-        axis.set_ylabel("held-out accuracy")
+        axis.set_ylabel(accuracy_label)
         axis.grid(alpha=0.3)
     axes[0].legend(fontsize=7)
     return _save(figure, folder, name)
