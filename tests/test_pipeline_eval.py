@@ -187,3 +187,97 @@ def test_sweep_tar_axis_is_refused_before_work(tmp_path, model, accuracy, messag
                  "--accuracy", accuracy, "--out", tmp_path / "s")
     assert result.exit_code == 3 and re.search(message, error_line(result)), result.output
     assert not (tmp_path / "s").exists()
+
+
+FULL = """\
+[model]
+spec = "mobilefacenet"
+input_size = 32
+args = {{ embedding_size = 16 }}
+
+[data]
+source = "demo"
+task = "face"
+images = 16
+
+[train]
+steps_per_epoch = 3
+flip = false
+
+[prune]
+criteria = ["foad"]
+ratio = 0.5
+
+[finetune]
+steps_per_epoch = 2
+flip = false
+
+[eval]
+protocol = "all"
+data = "{ids}"
+gallery_model = "unpruned"
+far = 0.1
+
+[report]
+"""
+
+
+@pytest.mark.slow  # ~2 min on a loaded 2-core VM: three evaluations on 3,000 demo pairs besides [eval]
+def test_a_face_pipeline_evaluates_each_variant_against_its_unpruned_gallery(tmp_path):
+    from foadx import load_pruned
+    from foadx.pipeline.report import roc_rows
+
+    images, labels = identity_folder(tmp_path / "ids")
+    (tmp_path / "face.toml").write_text(FULL.format(ids=tmp_path / "ids"))
+    result = run("run", tmp_path / "face.toml", "--out", tmp_path / "out", "--quiet")
+    assert result.exit_code == 0, result.output
+    out = tmp_path / "out"
+    record = json.loads((out / "eval" / "stage.json").read_text())["record"]
+    assert record["reports"] == {"unpruned": "eval/unpruned.json", "foad": "eval/foad.json"}
+    assert "cross_tar" not in record["summary"]["unpruned"] and "cross_tar" in record["summary"]["foad"]
+    drawn = [(row["gallery"], row["probe"], row["cross"]) for row in roc_rows(out, {"eval": record})]
+    assert drawn == [("unpruned", "unpruned", False), ("foad", "foad", False), ("unpruned", "foad", True)]
+    teacher, student = load_pruned(out / "train" / "unpruned"), load_pruned(out / "finetune" / "foad")
+    genuine, impostor = scores(embed(teacher, images), embed(student, images), labels, True)
+    cross = next(row for row in json.loads((out / "eval" / "foad.json").read_text())["roc"] if row["cross"])
+    assert cross["auc"] == pytest.approx(auc(genuine, impostor), abs=1e-6)
+    assert record["summary"]["foad"]["cross_tar"] == pytest.approx(tar_at(genuine, impostor, 0.1), abs=1e-9)
+    assert "| foad |" in (out / "report" / "report.md").read_text()
+
+
+def demo_held_out() -> tuple[torch.Tensor, np.ndarray]:
+    """Demo digits 7-9 as the model takes them, by hand: grey to RGB, bilinear antialiased 28 -> 32,
+    (x - 0.5) / 0.5."""
+    from foadx.data.calibration import DEMO_FILE
+
+    with np.load(DEMO_FILE) as loaded:
+        keep = loaded["labels"] >= 7
+        images, labels = loaded["images"][keep], loaded["labels"][keep]
+    x = torch.from_numpy(images).float()[:, None].expand(-1, 3, -1, -1) / 255
+    x = torch.nn.functional.interpolate(x, size=(32, 32), mode="bilinear", antialias=True, align_corners=False)
+    return (x - 0.5) / 0.5, labels
+
+
+@pytest.mark.slow  # ~1 min: one prune, three all-pairs evaluations of 1,500 digits, two timed models
+def test_sweep_ranks_points_by_tar_at_far(tmp_path):
+    from foadx import load_pruned
+
+    out = tmp_path / "sweep"
+    result = run("sweep", "mobilefacenet", "--input-size", "32", "--model-arg", "embedding_size=16", "--data", "demo",
+                 "--images", "8", "--ratio", "0.5", "--criterion", "l1", "--accuracy", "tar@1e-3",
+                 "--backend", "torch-cpu", "--out", out, "--quiet")
+    assert result.exit_code == 0, result.output
+    report = json.loads((out / "sweep.json").read_text())
+    assert report["accuracy_axis"] == "tar@1e-3"
+    x, labels = demo_held_out()
+    torch.manual_seed(0)  # the sweep builds the spec with --seed 0
+    models = {"unpruned": build_model("mobilefacenet", (32, 32), embedding_size=16),
+              "l1": load_pruned(out / "points" / "l1-0.5" / "model")}
+    for name, model in models.items():
+        with torch.no_grad():
+            raw = model.eval()(x) + model(torch.flip(x, dims=[3]))
+        unit = torch.nn.functional.normalize(raw, dim=1).numpy()
+        expected = tar_at(*scores(unit, unit, labels, False), 1e-3)
+        measured = report["unpruned"]["accuracy"] if name == "unpruned" else report["points"][0]["accuracy"]
+        assert measured == pytest.approx(expected, abs=2e-3), name  # float32 scores near the threshold
+    assert "| tar@1e-3 |" in (out / "sweep.md").read_text()
