@@ -41,8 +41,8 @@ def eval_stage(context: StageContext) -> Record:
     model gets no cross rows against itself.
 
     Returns:
-        ``{"reports": variant -> path, "summary": variant -> the report's summary}`` (face:
-        ``tar`` at ``far``, ``eer``, ``auc``, ``cross_tar``; TAR None where not measurable).
+        ``{"reports": variant -> path, "summary": variant -> the report's summary, "far": the FAR
+        TAR is at}`` (face: ``tar``, ``eer``, ``auc``, ``cross_tar``; TAR None where not measurable).
 
     Raises:
         BadInputError, DataError: what the evaluate task refuses (data the protocol cannot use,
@@ -52,7 +52,7 @@ def eval_stage(context: StageContext) -> Record:
 
     request, models = _request(context), final_models(context.inputs)
     gallery = _gallery(context, models)
-    record: Record = {"reports": {}, "summary": {}}
+    record: Record = {"reports": {}, "summary": {}, "far": request.far}
     for variant, relative in models.items():
         ref = as_ref(variant_model(context.pipeline, context.run, relative), variant)
         against = None if gallery is None or gallery.text == variant == UNPRUNED else gallery

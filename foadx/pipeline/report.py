@@ -116,7 +116,8 @@ def _eval_table(inputs: dict[str, Record]) -> list[str]:
         return []
     rows = [f"| {variant} | " + " | ".join("n/a" if values.get(key) is None else f"{values[key]:.4f}" for key in keys)
             + " |" for variant, values in summary.items()]
-    return ["", "## Evaluation", "", f"| variant | {' | '.join(keys)} |", "|---" * (len(keys) + 1) + "|", *rows]
+    at = f" (TAR at FAR {inputs['eval']['far']:g})" if "tar" in keys else ""
+    return ["", f"## Evaluation{at}", "", f"| variant | {' | '.join(keys)} |", "|---" * (len(keys) + 1) + "|", *rows]
 
 
 def _figures(pipeline: Pipeline, run: Path, inputs: dict[str, Record], folder: Path) -> dict[str, Path]:

@@ -176,8 +176,9 @@ def _first(values: Any) -> str:
 
 
 def _eval_figure(record: Record) -> str:
-    return ", ".join(f"{variant} {_first(values)}" + (f" (cross {values['cross_tar']:.4f})"
-                                                      if isinstance(values.get("cross_tar"), float) else "")
+    at = f"@{record['far']:g}"
+    return ", ".join(f"{variant} {_first(values).replace('tar ', f'TAR{at} ', 1)}"
+                     + (f" (cross {values['cross_tar']:.4f})" if isinstance(values.get("cross_tar"), float) else "")
                      for variant, values in record["summary"].items())
 
 
@@ -225,7 +226,7 @@ STAGES: tuple[Stage, ...] = (
           eval_stage, reads=("train", "prune", "finetune"), key_figure=_eval_figure,
           checks={"protocol": limits.one_of(limits.protocols), "gallery_model": limits.text(),
                   "data": limits.text(), "far": limits.fraction()},
-          record={"reports": MapOf(PATH), "summary": MapOf(MapOf(Optional(NUMBER)))},
+          record={"reports": MapOf(PATH), "summary": MapOf(MapOf(Optional(NUMBER))), "far": NUMBER},
           models=("gallery_model",), sources=("data",)),
     Stage("export", {"opset": ((int,), None), "batch": ((int, str), None), "target": ((str,), "ort-cpu")},
           export_stage, reads=("train", "prune", "finetune"), key_figure=_size_figure,

@@ -165,6 +165,9 @@ def roc(rows: list[dict[str, Any]], folder: Path, name: str = "roc") -> Path:
         axis.plot([far for far, _ in points], [tar for _, tar in points], linestyle="--" if row.get("cross") else "-",
                   label=row["label"])
     axis.set_xscale("log")
+    # plain-text decade labels (1e-06 ... 1): text.parse_math is off, so the default "$10^{-6}$" would print raw
+    axis.xaxis.set_major_formatter(plt.FuncFormatter(lambda value, _: f"{value:g}"))
+    axis.xaxis.set_minor_formatter(plt.NullFormatter())
     axis.set_xlabel("false accept rate (FAR)")
     axis.set_ylabel("true accept rate (TAR)")
     axis.grid(alpha=0.3, which="both")
