@@ -7,7 +7,11 @@ for each, same-model TAR at FAR 1e-3 / 1e-4 and EER, and the cross-model TAR aga
 (teacher gallery x student probe, both directions). Then the time of all-pairs evaluation of
 1k and 10k random unit embeddings. Writes OUT/face-compat.json and prints a Markdown table.
 
-    .venv/bin/python benchmarks/bench_face_compat.py --out bench-out/face-compat [--epochs 2]
+    OMP_NUM_THREADS=1 .venv/bin/python benchmarks/bench_face_compat.py --out bench-out/face-compat \
+        [--teacher-epochs 2] [--epochs 2] [--compatibility-weight 1.0]
+
+(On a shared 2-core machine, one torch thread per process: two threads ran a training step
+about 6x slower than one under load.)
 """
 
 from __future__ import annotations
@@ -30,21 +34,22 @@ def foadx(*args: object) -> None:
     print(f"  foadx {' '.join(map(str, args[:2]))} ... {time.perf_counter() - started:.0f} s", flush=True)
 
 
-def train(out: Path, epochs: int) -> dict[str, Path]:
+def train(out: Path, args: argparse.Namespace) -> dict[str, Path]:
     """The teacher, its FOAD-pruned student and the student's three fine-tunes."""
     teacher, pruned = out / "teacher", out / "foad"
     if not (teacher / "plan.json").is_file():
-        foadx("finetune", "mobilefacenet", "--input-size", 32, "--task", "face", "--data", "demo", "--epochs", 2,
-              "--lr", 0.1, "--margin-warmup-epochs", 1, "--out", teacher, "--quiet", "--force")
+        foadx("finetune", "mobilefacenet", "--input-size", 32, "--task", "face", "--data", "demo",
+              "--epochs", args.teacher_epochs, "--lr", 0.1, "--margin-warmup-epochs", 1, "--out", teacher, "--quiet", "--force")
     if not (pruned / "plan.json").is_file():
         foadx("prune", teacher, "--data", "demo", "--flops-target", 0.636, "--round-to", 16, "--recalibrate-bn",
               "--out", pruned, "--quiet", "--force")
-    variants = {"plain": [], "distill": ["--distill-from", teacher], "compatible": ["--compatible-with", teacher]}
+    variants = {"plain": [], "distill": ["--distill-from", teacher],
+                "compatible": ["--compatible-with", teacher, "--compatibility-weight", args.compatibility_weight]}
     models = {"unpruned": teacher}
     for name, extra in variants.items():
         folder = out / f"foad-{name}"
         if not (folder / "plan.json").is_file():
-            foadx("finetune", pruned, "--task", "face", "--data", "demo", "--epochs", epochs, "--lr", 0.05,
+            foadx("finetune", pruned, "--task", "face", "--data", "demo", "--epochs", args.epochs, "--lr", 0.05,
                   *extra, "--out", folder, "--quiet", "--force")
         models[f"FOAD + {name} fine-tune"] = folder
     return models
@@ -100,13 +105,17 @@ def markdown(rows: list[dict[str, object]], timings: list[dict[str, object]]) ->
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=Path("bench-out/face-compat"))
+    parser.add_argument("--teacher-epochs", type=int, default=2, help="training epochs of the unpruned teacher")
     parser.add_argument("--epochs", type=int, default=2, help="fine-tune epochs of each student")
+    parser.add_argument("--compatibility-weight", type=float, default=1.0, help="the BCT influence loss's weight")
     parser.add_argument("--timing-only", action="store_true")
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     timings = [time_all_pairs(count) for count in (1_000, 10_000)]
-    rows = [] if args.timing_only else evaluate(train(args.out, args.epochs), args.out)
-    (args.out / "face-compat.json").write_text(json.dumps({"rows": rows, "timings": timings}, indent=2))
+    rows = [] if args.timing_only else evaluate(train(args.out, args), args.out)
+    settings = {key: getattr(args, key) for key in ("teacher_epochs", "epochs", "compatibility_weight")}
+    (args.out / "face-compat.json").write_text(json.dumps({"settings": settings, "rows": rows, "timings": timings},
+                                                          indent=2))
     print(markdown(rows, timings))
 
 

@@ -75,6 +75,7 @@ def sweep_command(
     batch: Annotated[int, typer.Option(help="The batch latency is measured at.")] = 1,
     images: ImagesOption = 128,
     round_to: Annotated[int, typer.Option(help="Round kept widths up to a multiple.")] = 1,
+    accuracy: Annotated[Optional[str], typer.Option(help="Face: the accuracy axis as tar@FAR (e.g. tar@1e-3): same-model TAR at that FAR over every pair of the data's identities. Default: the data's own metric.")] = None,
     seed: SeedOption = 0,
     force: ForceOption = False,
     quiet: QuietOption = False,
@@ -96,7 +97,7 @@ def sweep_command(
     except ValueError:
         raise BadInputError(f"--{kind.replace('_', '-')} must be comma-separated numbers, got {text!r}") from None
     settings = SweepSettings(kind, budgets, tuple(c.strip() for c in criterion.split(",") if c.strip()), data,
-                             finetune_epochs, finetune_lr, backend, batch, images, round_to, flip, seed)
+                             finetune_epochs, finetune_lr, backend, batch, images, round_to, flip, seed, accuracy)
     settings.check()
     check_profiling_backend(backend)  # exit 6 before any work
     ref = model_options.resolve(model, seed)

@@ -93,6 +93,13 @@ class ModelRef:
                 "plan_digest": self.plan_digest, **({"assumed": self.assumed} if self.assumed else {})}
 
 
+def names_spec(text: str) -> bool:
+    """True when ``resolve_model`` reads ``text`` as a model spec: not a folder (an artifact), an
+    ONNX file or a TensorRT engine."""
+    path = Path(text)
+    return not (path.is_dir() or path.suffix == ".onnx" or path.suffix in ENGINE_SUFFIXES)
+
+
 def resolve_model(text: str, options: BuildOptions | None = None, *,
                   defaults: ModelSource | None = None, specs_only: bool = False) -> ModelRef:
     """Resolves ``text``. ``defaults``: the source recorded in a file being compared against
@@ -112,7 +119,7 @@ def resolve_model(text: str, options: BuildOptions | None = None, *,
     """
     options = options or BuildOptions()
     path = Path(text)
-    if specs_only and (path.is_dir() or path.suffix == ".onnx" or path.suffix in ENGINE_SUFFIXES):
+    if specs_only and not names_spec(text):
         options = BuildOptions(seed=options.seed, trust_code=options.trust_code)
     if path.is_dir():
         return _artifact(text, path, options)

@@ -18,7 +18,7 @@ from typing import Any
 
 from foadx.errors import BadInputError
 from foadx.pipeline import limits
-from foadx.pipeline.stage import Check, Field, Stage
+from foadx.pipeline.stage import UNPRUNED, Check, Field, Stage
 
 MAX_PIPELINE_BYTES = 1024 * 1024
 BUDGETS = ("ratio", "flops_target", "params_target", "latency_target")
@@ -121,12 +121,19 @@ def _check_stages(pipeline: Pipeline, stages: Sequence[Stage]) -> None:
                                 f"got {', '.join(budgets) or 'none'}")
 
 
-def _refuse_code(pipeline: Pipeline) -> None:
+def _refuse_code(pipeline: Pipeline, stages: Sequence[Stage]) -> None:
+    """Refuses [model] spec, and any stage setting naming a MODEL (``Stage.models``) that is a spec,
+    when it names code and the file is not trusted (the pipeline's own ``unpruned`` names none)."""
     from foadx.models.registry import runs_user_code
+    from foadx.resolve import names_spec
 
-    spec = pipeline.settings("model")["spec"]
-    if runs_user_code(spec) and not pipeline.trust_code:
-        raise BadInputError(f"{pipeline.where('model.spec')}: model.spec {spec!r} names code: building it would "
+    named = {"model.spec": pipeline.settings("model")["spec"]}
+    named.update({f"{stage.name}.{key}": pipeline.settings(stage.name)[key] for stage in stages
+                  if stage.name in pipeline.sections for key in stage.models})
+    for name, spec in named.items():
+        if pipeline.trust_code or spec in (None, UNPRUNED) or not names_spec(spec) or not runs_user_code(spec):
+            continue
+        raise BadInputError(f"{pipeline.where(name)}: {name} {spec!r} names code: building it would "
                             "import and run that code; pass trust_code if you trust this file",
                             parameters=("trust_code",))
 
@@ -165,5 +172,5 @@ def load_pipeline(path: str | Path, stages: Sequence[Stage], *, trust_code: bool
         _check_ranges(name, values, checks.get(name, {}), where)
     pipeline = Pipeline(path, sections, lines, tuple(stage.name for stage in stages), trust_code)
     _check_stages(pipeline, stages)
-    _refuse_code(pipeline)
+    _refuse_code(pipeline, stages)
     return pipeline

@@ -37,8 +37,9 @@ def folder_fingerprint(folder: Path) -> str:
     return hashlib.sha256("\n".join(sorted(entries)).encode()).hexdigest()
 
 
-def data_digest(source: str) -> str:
-    """The identity of a [data] source: "demo", a file's SHA-256 or a folder's fingerprint.
+def data_digest(source: str, what: str = "data.source") -> str:
+    """The identity of a data source (``what`` names its setting in messages): "demo", a file's
+    SHA-256 or a folder's fingerprint.
 
     Raises:
         BadInputError: the source is missing, or neither a regular file nor a folder.
@@ -48,7 +49,19 @@ def data_digest(source: str) -> str:
     path = Path(source)
     if path.is_dir():
         return f"folder {folder_fingerprint(path)}"
-    return f"file {_file(source, 'data.source')}"
+    return f"file {_file(source, what)}"
+
+
+def model_digest(text: str) -> str | None:
+    """The contents a MODEL text names: an artifact folder's fingerprint, a file's SHA-256 (an
+    ONNX file), a spec's code file's SHA-256; None for anything else (a zoo or torchvision spec,
+    whose name in the settings is its identity)."""
+    path = Path(text)
+    if path.is_dir():
+        return f"folder {folder_fingerprint(path)}"
+    if path.is_file():
+        return f"file {file_digest(path)}"
+    return _code_digest(text)
 
 
 def _code_digest(spec: str) -> str | None:
@@ -58,7 +71,8 @@ def _code_digest(spec: str) -> str | None:
 
 def input_digests(pipeline: Pipeline, stages: Mapping[str, Stage]) -> dict[str, Any]:
     """The contents the stage hashes cover: ``model`` (weights, a spec's code file), ``data``,
-    and per stage the files its settings name (``Stage.files``, e.g. [bench] baseline).
+    and per stage what its settings name: files (``Stage.files``, e.g. [bench] baseline), models
+    (``Stage.models``, e.g. [eval] gallery_model) and data sources (``Stage.sources``).
 
     Raises:
         BadInputError: a file the pipeline names is missing or not a regular file (a FIFO is
@@ -70,8 +84,10 @@ def input_digests(pipeline: Pipeline, stages: Mapping[str, Stage]) -> dict[str, 
         "data": data_digest(pipeline.settings("data")["source"])}
     digests["model"]["code"] = _code_digest(model["spec"])
     for name in pipeline.stages:
-        settings = pipeline.settings(name)
-        files = {key: _file(settings[key], f"{name}.{key}") for key in stages[name].files if settings.get(key)}
+        settings, stage = pipeline.settings(name), stages[name]
+        files: dict[str, Any] = {key: _file(settings[key], f"{name}.{key}") for key in stage.files if settings.get(key)}
+        files.update({key: model_digest(settings[key]) for key in stage.models if settings.get(key)})
+        files.update({key: data_digest(settings[key], f"{name}.{key}") for key in stage.sources if settings.get(key)})
         if files:
             digests[name] = files
     return digests

@@ -81,6 +81,23 @@ def batches(value: Any) -> str | None:
     return "a non-empty list of positive integers up to 65,536"
 
 
+def text(high: int = 4096) -> Check:
+    """A non-empty string of at most ``high`` characters without NUL (a MODEL, a data source)."""
+    def check(value: Any) -> str | None:
+        if value is None or (isinstance(value, str) and 0 < len(value) <= high and "\x00" not in value):
+            return None
+        return f"a non-empty string of at most {high:,} characters without NUL"
+
+    return check
+
+
+def protocols() -> Iterable[str]:
+    """The face verification protocols (``foadx.evaluate.protocols.PROTOCOLS``)."""
+    from foadx.evaluate.protocols import PROTOCOLS
+
+    return PROTOCOLS
+
+
 def criteria() -> Iterable[str]:
     """The pruning criteria's names (``foadx.pruning.CRITERIA``)."""
     from foadx.pruning import CRITERIA

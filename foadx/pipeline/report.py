@@ -1,6 +1,6 @@
 """The pipeline's report stage: the trade-off of every variant (accuracy against measured latency
-and MACs), the FOAD plan's widths, one group's similarity matrix, the latency spread and
-speedups, the training curves; as report.md and a self-contained report.html."""
+and MACs), the ROC curves of [eval], the FOAD plan's widths, one group's similarity matrix, the
+latency spread and speedups, the training curves; as report.md and a self-contained report.html."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ from foadx.pipeline.stage import UNPRUNED, Record
 from foadx.pipeline.variants import unpruned_model
 from foadx.pruning.artifact import read_plan
 from foadx.report import plots, read_report
+from foadx.report.figures import roc_figure
 from foadx.report.html import html_page
 from foadx.untrusted import check_depth, read_text
 
@@ -97,9 +98,32 @@ def _similarity_figure(pipeline: Pipeline, run: Path, inputs: dict[str, Record],
                             title=f"{chosen.name}: kept {len(chosen.kept)} of {chosen.channels}")
 
 
+def roc_rows(run: Path, inputs: dict[str, Record]) -> list[dict[str, Any]]:
+    """The [eval] stage's ROC rows with each variant as the probe: the unpruned model's, each
+    pruned variant's and each cross-model pair's (gallery model x variant), in the stage's order."""
+    rows = []
+    for relative in inputs.get("eval", {}).get("reports", {}).values():
+        report = read_report(run / relative)
+        rows += [row for row in report.get("roc", []) if row["probe"] == report["model"]]
+    return rows
+
+
+def _eval_table(inputs: dict[str, Record]) -> list[str]:
+    """The [eval] stage's summary per variant as a Markdown table (no lines without [eval])."""
+    summary = inputs.get("eval", {}).get("summary", {})
+    keys = list(dict.fromkeys(key for values in summary.values() for key in values))
+    if not keys:
+        return []
+    rows = [f"| {variant} | " + " | ".join("n/a" if values.get(key) is None else f"{values[key]:.4f}" for key in keys)
+            + " |" for variant, values in summary.items()]
+    at = f" (TAR at FAR {inputs['eval']['far']:g})" if "tar" in keys else ""
+    return ["", f"## Evaluation{at}", "", f"| variant | {' | '.join(keys)} |", "|---" * (len(keys) + 1) + "|", *rows]
+
+
 def _figures(pipeline: Pipeline, run: Path, inputs: dict[str, Record], folder: Path) -> dict[str, Path]:
     figures = folder / "figures"
-    made: dict[str, Path] = {}
+    made: dict[str, Path] = roc_figure(roc_rows(run, inputs), figures,
+                                       "ROC of the unpruned model, each variant and each cross-model pair")
     points = tradeoff_points(run, inputs)
     if len(points) > 1:
         made["accuracy against measured latency and MACs"] = plots.tradeoff(points, figures)
@@ -131,6 +155,7 @@ def report_markdown(pipeline: Pipeline, run: Path, inputs: dict[str, Record]) ->
         latency = f"{point['latency_ms']:.3f}" if point["latency_ms"] else "n/a"
         macs = f"{point['macs'] / 1e6:.2f}" if point["macs"] else "n/a"
         lines.append(f"| {point['label']} | {point['accuracy']:.4f} | {latency} | {macs} |")
+    lines += _eval_table(inputs)
     if "bench" in inputs:
         lines += ["", read_text(run / inputs["bench"]["markdown"], "bench Markdown", MAX_RUN_FILE_BYTES)]
     return "\n".join(lines) + "\n"

@@ -47,6 +47,9 @@ class Stage:
         record: key -> shape of each field of its record (checked whenever it is read back);
             a key whose shape is ``records.Optional`` may be absent.
         files: settings naming input files whose contents the stage's hash covers.
+        models: settings naming a MODEL (a spec, a file, an artifact folder): the hash covers its
+            contents, and one naming code is refused unless the pipeline is trusted.
+        sources: settings naming a data source (as [data] source): the hash covers its identity.
     """
 
     name: str
@@ -58,3 +61,5 @@ class Stage:
     checks: dict[str, Check] = field(default_factory=dict)
     record: dict[str, Shape] = field(default_factory=dict)
     files: tuple[str, ...] = ()
+    models: tuple[str, ...] = ()
+    sources: tuple[str, ...] = ()

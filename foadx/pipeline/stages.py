@@ -13,6 +13,7 @@ from torch import nn
 
 from foadx.atomic import write_json
 from foadx.pipeline import limits
+from foadx.pipeline.evaluation import eval_stage
 from foadx.pipeline.records import ANY, FLAG, NUMBER, PATH, UPSTREAM, ListOf, MapOf, Optional
 from foadx.pipeline.report import write_pipeline_report
 from foadx.pipeline.stage import UNPRUNED, Record, Stage, StageContext
@@ -174,6 +175,13 @@ def _first(values: Any) -> str:
     return str(values)
 
 
+def _eval_figure(record: Record) -> str:
+    at = f"@{record['far']:g}"
+    return ", ".join(f"{variant} {_first(values).replace('tar ', f'TAR{at} ', 1)}"
+                     + (f" (cross {values['cross_tar']:.4f})" if isinstance(values.get("cross_tar"), float) else "")
+                     for variant, values in record["summary"].items())
+
+
 def _speedup_figure(record: Record) -> str:
     return ", ".join(f"{name} {value:.2f}x" for name, value in record["speedups"].items() if value)
 
@@ -213,6 +221,13 @@ STAGES: tuple[Stage, ...] = (
                   "params": MapOf(MapOf(NUMBER)), "latency": MapOf(ANY)}),
     Stage("finetune", {**_SCHEDULE, "lr": ((float,), 0.02)}, finetune_stage, reads=("prune",), needs="prune",
           key_figure=_accuracy_figure, checks=_SCHEDULE_CHECKS, record=_TRAINED),
+    Stage("eval", {"protocol": ((str,), "pairs"), "gallery_model": ((str,), None), "data": ((str,), None),
+                   "far": ((float,), 1e-3)},
+          eval_stage, reads=("train", "prune", "finetune"), key_figure=_eval_figure,
+          checks={"protocol": limits.one_of(limits.protocols), "gallery_model": limits.text(),
+                  "data": limits.text(), "far": limits.fraction()},
+          record={"reports": MapOf(PATH), "summary": MapOf(MapOf(Optional(NUMBER))), "far": NUMBER},
+          models=("gallery_model",), sources=("data",)),
     Stage("export", {"opset": ((int,), None), "batch": ((int, str), None), "target": ((str,), "ort-cpu")},
           export_stage, reads=("train", "prune", "finetune"), key_figure=_size_figure,
           checks={"opset": limits.count(100), "batch": limits.export_batch,
@@ -233,7 +248,7 @@ STAGES: tuple[Stage, ...] = (
                   "max_regression": limits.between(0.0, 1e6)},
           record={"report": PATH, "markdown": PATH, "speedups": MapOf(Optional(NUMBER))}, files=("baseline",)),
     Stage("report", {"html": ((bool,), True)}, report_stage,
-          reads=("train", "prune", "finetune", "export", "verify", "bench"), key_figure=_files_figure,
+          reads=("train", "prune", "finetune", "eval", "export", "verify", "bench"), key_figure=_files_figure,
           record={"markdown": PATH, "files": ListOf(PATH), "html": Optional(PATH)}),
 )
 STAGE_BY_NAME = {stage.name: stage for stage in STAGES}

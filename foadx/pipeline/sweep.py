@@ -50,6 +50,26 @@ class SweepSettings:
     round_to: int = 1
     flip: bool = True  # random horizontal flips while fine-tuning (off for digits)
     seed: int = 0
+    accuracy: str | None = None  # the accuracy axis: None the data's own metric, "tar@FAR" face TAR at that FAR
+
+    def tar_far(self) -> float | None:
+        """The FAR of a ``tar@FAR`` accuracy axis (TAR over every pair, ``--protocol all``);
+        None for the data's own metric (top-1, or verification accuracy on listed pairs).
+
+        Raises:
+            BadInputError: an axis that is not ``tar@FAR`` with FAR a fraction in (0, 1).
+        """
+        if self.accuracy is None:
+            return None
+        name, _, value = self.accuracy.partition("@")
+        try:
+            far = float(value)
+        except ValueError:
+            far = math.nan
+        if name != "tar" or not 0 < far < 1:
+            raise BadInputError(f"accuracy must be tar@FAR with FAR a fraction in (0, 1), e.g. tar@1e-3; "
+                                f"got {self.accuracy!r}"[:300], parameters=("accuracy",))
+        return far
 
     def check(self) -> None:
         """Refuses, before any work, settings out of range (exit 3).
@@ -76,6 +96,7 @@ class SweepSettings:
         if not (_number(self.finetune_lr) and 0 < self.finetune_lr <= 10):
             raise BadInputError(f"finetune_lr must be a finite number in (0, 10], got {self.finetune_lr}",
                                 parameters=("finetune_lr",))
+        self.tar_far()
 
 
 def _number(value: Any) -> bool:
@@ -94,10 +115,34 @@ def _point_key(ref: ModelRef, settings: SweepSettings, criterion: str, budget: f
     return hashlib.sha256(json.dumps(content, sort_keys=True, default=str).encode()).hexdigest()
 
 
-def _accuracy(model: nn.Module, data: str) -> float:
+def _accuracy(model: nn.Module, settings: SweepSettings) -> float | None:
+    """The model's accuracy on the sweep's axis: the data's own first metric, or the same-model
+    TAR at ``tar_far()`` over every pair of the data's identities (None where not measurable)."""
     from foadx.evaluate.runner import evaluate_model
 
-    return next(iter(evaluate_model(model, data).summary().values()))
+    far = settings.tar_far()
+    if far is None:
+        return next(iter(evaluate_model(model, settings.data).summary().values()))
+    return evaluate_model(model, settings.data, far_target=far, protocol="all").summary()["tar"]
+
+
+def unpruned_accuracy(ref: ModelRef, base: nn.Module, settings: SweepSettings) -> float | None:
+    """The unpruned model's accuracy, measured before any point: data the axis cannot use fails
+    here, before any work is written.
+
+    Raises:
+        BadInputError: a TAR axis for a classifier, or a FAR the data's impostor pairs cannot
+            measure; DataError: data that holds no identity-labelled images (exit 3).
+    """
+    far = settings.tar_far()
+    if far is not None and ref.task == "classify":
+        raise BadInputError(f"accuracy {settings.accuracy} ranks face verification; {ref.text} outputs class logits "
+                            "(a classifier's sweep ranks top-1)", parameters=("accuracy",))
+    accuracy = _accuracy(base, settings)
+    if far is not None and accuracy is None:
+        raise BadInputError(f"accuracy {settings.accuracy}: {settings.data} has too few impostor pairs to measure "
+                            f"FAR {far:g} (it needs at least {math.ceil(1 / far):,})", parameters=("accuracy",))
+    return accuracy
 
 
 def _make_point(base: nn.Module, images: Any, settings: SweepSettings, criterion: str, budget: float,
@@ -113,7 +158,7 @@ def _make_point(base: nn.Module, images: Any, settings: SweepSettings, criterion
         return {"reachable": False, "reason": str(error).splitlines()[0]}
     result.save(folder / "model")
     model = _finetuned(result.model, settings, folder / "tuned") if settings.finetune_epochs else result.model
-    return {"reachable": True, "accuracy": _accuracy(model, settings.data), "macs": result.report["macs"]["after"],
+    return {"reachable": True, "accuracy": _accuracy(model, settings), "macs": result.report["macs"]["after"],
             "params": result.report["params"]["after"], "model": "tuned" if settings.finetune_epochs else "model"}
 
 
@@ -140,8 +185,9 @@ def run_sweep(ref: ModelRef, settings: SweepSettings, out: str | Path,
     from foadx.pipeline.outputs import claim_folder, is_sweep_folder
 
     settings.check()
-    out = claim_folder(out, is_sweep_folder, force, "foadx sweep")
     base = ref.module().eval()
+    accuracy = unpruned_accuracy(ref, base, settings)
+    out = claim_folder(out, is_sweep_folder, force, "foadx sweep")
     images = images_for(ref.source, settings.data, settings.images, seed=settings.seed)
     points = []
     for criterion in settings.criteria:
@@ -159,7 +205,7 @@ def run_sweep(ref: ModelRef, settings: SweepSettings, out: str | Path,
                     progress(f"{criterion} {budget!r}: {'done' if done['reachable'] else 'unreachable'}"
                              + (f" ({problem})" if problem else ""))
             points.append({**done, "folder": str(folder)})
-    report = _with_latency(ref, base, settings, points)
+    report = _with_latency(ref, base, settings, points, accuracy)
     _write_outputs(report, out)
     return report
 
@@ -211,7 +257,8 @@ def read_point(folder: Path, criterion: str, budget: float, key: str) -> tuple[d
     return point, ""
 
 
-def _with_latency(ref: ModelRef, base: nn.Module, settings: SweepSettings, points: list[dict[str, Any]]) -> dict[str, Any]:
+def _with_latency(ref: ModelRef, base: nn.Module, settings: SweepSettings, points: list[dict[str, Any]],
+                  accuracy: float | None) -> dict[str, Any]:
     import torch
 
     from foadx.latency.measure import measure_network, measure_networks
@@ -228,8 +275,8 @@ def _with_latency(ref: ModelRef, base: nn.Module, settings: SweepSettings, point
     base_cost = count_cost(base, torch.zeros(1, *chw))
     return envelope("foadx.sweep", {"model": ref.text,
             "backend": settings.backend, "batch": settings.batch, "budget": settings.budget_kind,
-            "finetune_epochs": settings.finetune_epochs,
-            "unpruned": {"accuracy": _accuracy(base, settings.data), "latency_ms": reference, "macs": base_cost.macs,
+            "finetune_epochs": settings.finetune_epochs, "accuracy_axis": settings.accuracy or "accuracy",
+            "unpruned": {"accuracy": accuracy, "latency_ms": reference, "macs": base_cost.macs,
                          "params": base_cost.params},
             "points": [{k: v for k, v in p.items() if k != "key"} for p in points]})
 

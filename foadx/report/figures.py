@@ -11,6 +11,7 @@ Raises (all): MissingDependencyError when matplotlib is absent (``foadx[plots]``
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
@@ -40,19 +41,28 @@ def prune_figures(report: dict[str, Any], folder: Path) -> dict[str, Path]:
 
 
 def sweep_figures(report: dict[str, Any], folder: Path) -> dict[str, Path]:
-    """A sweep's accuracy against measured latency and MACs, the unpruned model among the points."""
+    """A sweep's accuracy (or TAR at a FAR: its ``accuracy_axis``) against measured latency and
+    MACs, the unpruned model among the points."""
     unpruned = {"label": "unpruned", "criterion": "unpruned", **report["unpruned"]}
-    points, caption = _first(report["points"], MAX_POINTS_DRAWN, "accuracy against measured latency and MACs")
+    far = re.fullmatch(r"tar@([0-9.eE+-]{1,16})", report.get("accuracy_axis", ""))
+    axis = f"TAR at FAR {far.group(1)} (every pair)" if far else "accuracy"
+    points, caption = _first(report["points"], MAX_POINTS_DRAWN, f"{axis} against measured latency and MACs")
     labelled = [{"label": f"{p['criterion']} {p['budget']:g}", **p} for p in points]
-    return {caption: plots.tradeoff([unpruned, *labelled], folder)}
+    return {caption: plots.tradeoff([unpruned, *labelled], folder, accuracy_label=axis if far else "held-out accuracy")}
+
+
+def roc_figure(rows: list[dict[str, Any]], folder: Path, caption: str = "ROC: TAR against FAR") -> dict[str, Path]:
+    """ROC curves (log FAR axis) of ``foadx.eval`` ROC rows, same-model and cross-model (dashed),
+    each labelled by its set and models; {} when no row carries a curve."""
+    rows = [row for row in rows if row.get("curve")]
+    if not rows:
+        return {}
+    rows, caption = _first(rows, MAX_ROWS_DRAWN, f"{caption} (cross-model rows dashed)")
+    labelled = [{**row, "label": (f"{row['set']}: gallery {Path(row['gallery']).name} x probe {Path(row['probe']).name}"
+                                  if row.get("cross") else f"{row['set']}: {Path(row['probe']).name}")} for row in rows]
+    return {caption: plots.roc(labelled, folder)}
 
 
 def eval_figures(report: dict[str, Any], folder: Path) -> dict[str, Path]:
     """A face eval report's ROC curves (log FAR axis): each same-model and cross-model row."""
-    rows = [row for row in report.get("roc", []) if row.get("curve")]
-    if not rows:
-        return {}
-    rows, caption = _first(rows, MAX_ROWS_DRAWN, "ROC: TAR against FAR (cross-model rows dashed)")
-    labelled = [{**row, "label": (f"{row['set']}: gallery {Path(row['gallery']).name} x probe {Path(row['probe']).name}"
-                                  if row.get("cross") else f"{row['set']}: {Path(row['probe']).name}")} for row in rows]
-    return {caption: plots.roc(labelled, folder)}
+    return roc_figure(report.get("roc", []), folder)

@@ -62,7 +62,8 @@ SWEEP = _object(
      "unpruned": _object({"accuracy": NUMBER_OR_NULL, "latency_ms": NUMBER, "macs": NUMBER_OR_NULL}),
      "points": _list(_object({"criterion": TEXT, "budget": NUMBER, "reachable": FLAG},
                              {"accuracy": NUMBER_OR_NULL, "latency_ms": NUMBER_OR_NULL, "speedup": NUMBER_OR_NULL,
-                              "macs": NUMBER_OR_NULL}))})
+                              "macs": NUMBER_OR_NULL}))},
+    {"accuracy_axis": TEXT})
 
 PIPELINE = _object({"stages": _list(_object({"stage": TEXT, "status": TEXT, "reason": TEXT},
                                             {"key_figure": TEXT, "file": TEXT}))})

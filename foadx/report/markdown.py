@@ -162,7 +162,8 @@ def sweep_markdown(report: dict[str, Any]) -> str:
         (f"Unpruned: accuracy {_figure(report['unpruned']['accuracy'])}, {report['unpruned']['latency_ms']:.3f} ms, "
          f"{_count(report['unpruned']['macs'], 1e6, 'M')} MACs. Budget: {report.get('budget', 'n/a')}; fine-tune "
          f"epochs {report.get('finetune_epochs', 'n/a')}."),
-        _table(["criterion", "budget", "reachable", "accuracy", "latency ms", "speedup", "MACs"], rows),
+        _table(["criterion", "budget", "reachable", report.get("accuracy_axis", "accuracy")[:32], "latency ms", "speedup",
+                "MACs"], rows),
         ("Latency: each point timed beside the unpruned network (median of interleaved rounds), scaled to the "
          "unpruned network's reference latency.")]) + "\n"
 

@@ -49,9 +49,10 @@ def pareto_front(points: Sequence[tuple[float, float]]) -> list[int]:
     return front
 
 
-def tradeoff(points: list[Point], folder: Path, name: str = "tradeoff") -> Path:
-    """Accuracy against measured latency and against MACs, one line per criterion, the Pareto
-    front ringed, the unpruned model as a star, unreachable points as crosses on the axis."""
+def tradeoff(points: list[Point], folder: Path, name: str = "tradeoff", accuracy_label: str = "held-out accuracy") -> Path:
+    """Accuracy (``accuracy_label`` names it) against measured latency and against MACs, one line
+    per criterion, the Pareto front ringed, the unpruned model as a star, unreachable points as
+    crosses on the axis."""
     plt = _pyplot()
     figure, axes = plt.subplots(1, 2, figsize=(9, 3.6))
     for axis, x_key, x_label in ((axes[0], "latency_ms", "measured latency (ms)"), (axes[1], "macs", "MACs (M)")):
@@ -72,7 +73,7 @@ def tradeoff(points: list[Point], folder: Path, name: str = "tradeoff") -> Path:
             axis.annotate(f"{p['label']}: unreachable", xy=(0.02, 0.03 + 0.07 * row), xycoords="axes fraction",
                           color="gray", fontsize=7)
         axis.set_xlabel(x_label)
-        axis.set_ylabel("held-out accuracy")
+        axis.set_ylabel(accuracy_label)
         axis.grid(alpha=0.3)
     axes[0].legend(fontsize=7)
     return _save(figure, folder, name)
@@ -164,6 +165,9 @@ def roc(rows: list[dict[str, Any]], folder: Path, name: str = "roc") -> Path:
         axis.plot([far for far, _ in points], [tar for _, tar in points], linestyle="--" if row.get("cross") else "-",
                   label=row["label"])
     axis.set_xscale("log")
+    # plain-text decade labels (1e-06 ... 1): text.parse_math is off, so the default "$10^{-6}$" would print raw
+    axis.xaxis.set_major_formatter(plt.FuncFormatter(lambda value, _: f"{value:g}"))
+    axis.xaxis.set_minor_formatter(plt.NullFormatter())
     axis.set_xlabel("false accept rate (FAR)")
     axis.set_ylabel("true accept rate (TAR)")
     axis.grid(alpha=0.3, which="both")
