@@ -3,7 +3,7 @@ path for torchvision's ResNet-18 at 64x64 given as
 
 - a torchvision spec (``torchvision:resnet18``),
 - a Python module function (``torchvision.models:resnet18``),
-- a file factory (``path/file.py:build``, which needs ``--trust-code`` only for artifacts),
+- a file factory (``path/file.py:build``; artifacts of code factories reload with ``--trust-code``),
 - an ONNX file of the same weights (legacy exporter, opset 13, dynamic batch: how most
   ONNX-only models are written).
 
@@ -62,7 +62,7 @@ def run_form(label: str, model: list[str], scratch: Path) -> dict[str, object]:
     out = scratch / label.replace(" ", "-")
     prune = timed([*FOADX, "prune", *model, "--data", "demo", "--images", "64", "--ratio", "0.3", "--out", str(out),
                    "--force", "--quiet"])
-    trust = ["--trust-code"] if "factory" in label else []
+    trust = ["--trust-code"] if label in ("file factory", "Python module") else []
     export = timed([*FOADX, "export", str(out), *trust, "--out", str(out) + ".onnx", "--quiet"])
     unpruned = scratch / f"{out.name}-unpruned.onnx"
     if not unpruned.exists():
