@@ -242,6 +242,8 @@ def parity_table(report: dict[str, Any]) -> None:
 
 
 def latency_table(report: dict[str, Any]) -> None:
+    from foadx.report.markdown import row_speedup_text
+
     environment = report["environment"]
     machine = environment.get("source") or environment["cpu"]
     title = f"latency (ms) on {machine}" + (f" + {environment['gpu']}" if environment.get("gpu") else "")
@@ -253,7 +255,9 @@ def latency_table(report: dict[str, Any]) -> None:
         cells = [f"{latency[key]:.3f}" if key in latency else "n/a" for key in ("mean", "p50", "p90", "p99")]
         table.add_row(result["model"], result["backend"], str(result["batch"]), *cells,
                       f"{result['median_of_rounds_ms']:.3f}", f"{result['throughput_ips']:,.1f}",
-                      "n/a" if result["speedup_vs_first"] is None else f"{result['speedup_vs_first']:.2f}x")
+                      row_speedup_text(result))
+    table.caption = ("speedup: median of the per-round ratios [its confidence interval]; stated as fact only when "
+                     "no verdict follows it (foadx report latency.json explains the rule)")
     stdout.print(table)
     gate = report.get("gate")
     if gate:

@@ -2,7 +2,8 @@
 
 Every (model, backend, batch) configuration is warmed up, then all are measured in the same
 rounds (``foadx.runtime.timing``), so the speedup of each model over the first one is measured
-under the same conditions. The report follows ``foadx/report/latency.schema.json``.
+under the same conditions, round by round (``foadx.bench.speedup``: the median of the per-round
+ratios, its interval and what it supports). The report follows ``foadx/report/latency.schema.json``.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from typing import Any
 
 from foadx.bench.gate import check_precisions
 from foadx.bench.models import BenchModel, bench_model, require_same_input
+from foadx.bench.speedup import SPEEDUP_FIELDS, row_speedup
 from foadx.bench.trtexec_report import trtexec_row
 from foadx.export.loaders import ExportOptions
 from foadx.errors import BadInputError
@@ -52,12 +54,14 @@ def parse_batches(text: str) -> list[int]:
 
 
 def add_speedups(results: list[dict[str, Any]], labels: list[str]) -> None:
-    """Sets each row's ``speedup_vs_first``: the median over rounds (ms) of ``labels[0]``'s row of
-    the same backend and batch divided by the row's own; None where that row is missing."""
-    firsts = {(r["backend"], r["batch"]): r["median_of_rounds_ms"] for r in results if r["model"] == labels[0]}
+    """Sets each row's speedup over ``labels[0]``'s row of the same backend and batch
+    (``foadx.bench.speedup.row_speedup``): ``speedup_vs_first``, ``speedup_rounds``,
+    ``speedup_interval``, ``speedup_coverage`` and ``speedup_verdict``; all None where that row
+    is missing."""
+    firsts = {(r["backend"], r["batch"]): r for r in results if r["model"] == labels[0]}
     for row in results:
         first = firsts.get((row["backend"], row["batch"]))
-        row["speedup_vs_first"] = first / row["median_of_rounds_ms"] if first else None
+        row.update(row_speedup(first, row).fields() if first else dict.fromkeys(SPEEDUP_FIELDS))
 
 
 def _trtexec_rows(models: list[BenchModel], batches: list[int], scratch: Path, export_options: ExportOptions,

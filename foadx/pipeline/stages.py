@@ -14,10 +14,12 @@ from torch import nn
 from foadx.atomic import write_json
 from foadx.pipeline import limits
 from foadx.pipeline.evaluation import eval_stage
-from foadx.pipeline.records import ANY, FLAG, NUMBER, PATH, UPSTREAM, ListOf, MapOf, Optional
+from foadx.pipeline.records import ANY, FLAG, NUMBER, PATH, TEXT, UPSTREAM, ListOf, MapOf, Optional
 from foadx.pipeline.report import write_pipeline_report
 from foadx.pipeline.stage import UNPRUNED, Record, Stage, StageContext
 from foadx.pipeline.variants import base_ref, final_models, load_variant, unpruned_model, variant_model
+from foadx.report.markdown import row_speedup_text
+from foadx.report.speedup import speedup_text
 from foadx.resolve import resolve_model
 
 
@@ -154,9 +156,11 @@ def bench_stage(context: StageContext) -> Record:
                            report=context.folder / "latency.json", markdown=context.folder / "latency.md")
     outcome.raise_if_failed()
     labels = {str(context.run / relative): variant for variant, relative in exported.items()}
-    speedups = {f"{labels.get(row['model'], row['model'])} {row['backend']} b{row['batch']}": row.get("speedup_vs_first")
-                for row in outcome.report["results"]}
-    return {"report": "bench/latency.json", "markdown": "bench/latency.md", "speedups": speedups}
+    rows = [(f"{labels.get(row['model'], row['model'])} {row['backend']} b{row['batch']}", row)
+            for row in outcome.report["results"]]
+    return {"report": "bench/latency.json", "markdown": "bench/latency.md",
+            "speedups": {name: row["speedup_vs_first"] for name, row in rows},
+            "speedup_figures": {name: row_speedup_text(row) for name, row in rows if row["speedup_vs_first"]}}
 
 
 def report_stage(context: StageContext) -> Record:
@@ -183,7 +187,10 @@ def _eval_figure(record: Record) -> str:
 
 
 def _speedup_figure(record: Record) -> str:
-    return ", ".join(f"{name} {value:.2f}x" for name, value in record["speedups"].items() if value)
+    """Each speedup with its interval and verdict (a record of before intervals: the bare ratio, said so)."""
+    if "speedup_figures" in record:
+        return ", ".join(f"{name} {text}" for name, text in record["speedup_figures"].items())
+    return ", ".join(f"{name} {speedup_text(value)}" for name, value in record["speedups"].items() if value)
 
 
 def _parity_figure(record: Record) -> str:
@@ -246,7 +253,8 @@ STAGES: tuple[Stage, ...] = (
           checks={"backends": limits.each(limits.one_of(limits.backends)), "batches": limits.batches,
                   "duration_s": limits.between(0.0, limits.MAX_SECONDS, low_open=True), "rounds": limits.count(1000),
                   "max_regression": limits.between(0.0, 1e6)},
-          record={"report": PATH, "markdown": PATH, "speedups": MapOf(Optional(NUMBER))}, files=("baseline",)),
+          record={"report": PATH, "markdown": PATH, "speedups": MapOf(Optional(NUMBER)),
+                  "speedup_figures": Optional(MapOf(TEXT))}, files=("baseline",)),
     Stage("report", {"html": ((bool,), True)}, report_stage,
           reads=("train", "prune", "finetune", "eval", "export", "verify", "bench"), key_figure=_files_figure,
           record={"markdown": PATH, "files": ListOf(PATH), "html": Optional(PATH)}),

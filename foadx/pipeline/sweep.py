@@ -7,8 +7,10 @@ budgets never share a folder; ``point.json`` beside the artifact) as one atomic 
 sweep keeps every finished point and a re-run measures only the missing ones. A ``point.json``
 read back is data: one that does not check out (``check_point``) is made again, and said so. A budget a criterion cannot reach is kept as an unreachable point with the reason.
 Latency is measured last, each point interleaved with the unpruned network in its own pair (on
-2 CPU cores, many onnxruntime sessions interleaved at once time bimodally; pairs do not), and
-reported as the pair's ratio times the unpruned network's reference latency.
+2 CPU cores, many onnxruntime sessions interleaved at once time bimodally; pairs do not) by
+``foadx.bench.run_bench``, and reported as the pair's speedup (the median of its per-round
+ratios, with their interval and verdict: ``foadx.bench.speedup``) and as the unpruned network's
+reference latency divided by that speedup (and by the interval's ends).
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from foadx._version import __version__
 from foadx.atomic import atomic_directory, write_json, write_text
 from foadx.errors import BadInputError, BudgetError
 from foadx.report.kinds import envelope
+from foadx.report.speedup import speedup_text
 from foadx.resolve import ModelRef, resolve_model
 
 BUDGET_KINDS = ("flops_target", "params_target", "ratio")
@@ -205,7 +208,7 @@ def run_sweep(ref: ModelRef, settings: SweepSettings, out: str | Path,
                     progress(f"{criterion} {budget!r}: {'done' if done['reachable'] else 'unreachable'}"
                              + (f" ({problem})" if problem else ""))
             points.append({**done, "folder": str(folder)})
-    report = _with_latency(ref, base, settings, points, accuracy)
+    report = _with_latency(ref, base, settings, points, accuracy, progress)
     _write_outputs(report, out)
     return report
 
@@ -257,21 +260,39 @@ def read_point(folder: Path, criterion: str, budget: float, key: str) -> tuple[d
     return point, ""
 
 
+def _timed_pair(base: nn.Module, model: nn.Module, settings: SweepSettings) -> dict[str, Any]:
+    """The pruned model's row of a ``foadx bench`` of the unpruned network and it, interleaved
+    (its speedup, interval and verdict: ``foadx.bench.speedup``)."""
+    from foadx.bench.models import bench_model
+    from foadx.bench.run import run_bench
+    from foadx.latency.measure import NETWORK_TIMING
+
+    pair = [bench_model("unpruned", base), bench_model("pruned", model)]
+    report = run_bench(pair, [settings.backend], [settings.batch], settings=NETWORK_TIMING)
+    return next(row for row in report["results"] if row["model"] == "pruned")
+
+
 def _with_latency(ref: ModelRef, base: nn.Module, settings: SweepSettings, points: list[dict[str, Any]],
-                  accuracy: float | None) -> dict[str, Any]:
+                  accuracy: float | None, progress: Callable[[str], None] | None = None) -> dict[str, Any]:
     import torch
 
-    from foadx.latency.measure import measure_network, measure_networks
+    from foadx.latency.measure import measure_network
     from foadx.pruning.cost import count_cost
 
     chw = ref.input_chw
     reference = measure_network(base, settings.backend, chw, settings.batch)["median_ms"]
-    for point in points:
-        if point["reachable"]:
-            model = resolve_model(str(Path(point["folder"]) / point["model"])).module().eval()
-            pair = measure_networks({"unpruned": base, "pruned": model}, settings.backend, chw, settings.batch)
-            point["speedup"] = pair["unpruned"]["median_ms"] / pair["pruned"]["median_ms"]
-            point["latency_ms"] = reference / point["speedup"]
+    reachable = [point for point in points if point["reachable"]]
+    for done, point in enumerate(reachable, start=1):
+        model = resolve_model(str(Path(point["folder"]) / point["model"])).module().eval()
+        row = _timed_pair(base, model, settings)
+        interval = row["speedup_interval"]
+        point.update(speedup=row["speedup_vs_first"], speedup_interval=interval,
+                     speedup_coverage=row["speedup_coverage"], speedup_verdict=row["speedup_verdict"],
+                     latency_ms=reference / row["speedup_vs_first"],
+                     latency_interval_ms=[reference / interval[1], reference / interval[0]] if interval else None)
+        if progress:
+            progress(f"timed {point['criterion']} {point['budget']!r} against the unpruned network ({done}/{len(reachable)}): "
+                     f"{speedup_text(point['speedup'], point['speedup_interval'], point['speedup_verdict'])}")
     base_cost = count_cost(base, torch.zeros(1, *chw))
     return envelope("foadx.sweep", {"model": ref.text,
             "backend": settings.backend, "batch": settings.batch, "budget": settings.budget_kind,

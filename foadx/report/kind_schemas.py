@@ -14,6 +14,8 @@ NUMBER_OR_NULL = {"type": ["number", "null"]}
 INTEGER = {"type": "integer"}
 TEXT = {"type": "string"}
 FLAG = {"type": "boolean"}
+INTERVAL_OR_NULL = {"type": ["array", "null"], "items": {"type": "number", "exclusiveMinimum": 0}, "minItems": 2,
+                    "maxItems": 2}  # [lo, hi]; its order is checked by foadx.report.speedup
 
 
 def _object(required: dict[str, Any], optional: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -62,7 +64,10 @@ SWEEP = _object(
      "unpruned": _object({"accuracy": NUMBER_OR_NULL, "latency_ms": NUMBER, "macs": NUMBER_OR_NULL}),
      "points": _list(_object({"criterion": TEXT, "budget": NUMBER, "reachable": FLAG},
                              {"accuracy": NUMBER_OR_NULL, "latency_ms": NUMBER_OR_NULL, "speedup": NUMBER_OR_NULL,
-                              "macs": NUMBER_OR_NULL}))},
+                              "macs": NUMBER_OR_NULL, "speedup_interval": INTERVAL_OR_NULL,
+                              "latency_interval_ms": INTERVAL_OR_NULL,
+                              "speedup_coverage": {"type": ["number", "null"], "minimum": 0, "maximum": 1},
+                              "speedup_verdict": {"type": ["string", "null"]}}))},
     {"accuracy_axis": TEXT})
 
 PIPELINE = _object({"stages": _list(_object({"stage": TEXT, "status": TEXT, "reason": TEXT},

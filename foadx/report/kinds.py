@@ -18,6 +18,7 @@ from typing import Any
 from foadx._version import __version__
 from foadx.errors import BadInputError, FoadxError
 from foadx.report import kind_schemas
+from foadx.report.speedup import check_latency_speedups, check_sweep_speedups
 from foadx.report.figures import eval_figures, latency_figures, prune_figures, sweep_figures
 from foadx.report.markdown import (
     eval_markdown,
@@ -44,6 +45,8 @@ class ReportKind:
         schema: the JSON Schema itself (``foadx.report.kind_schemas``) where there is no file.
         markdown: ``report -> Markdown text``, or None where the kind has no rendering.
         figures: ``(report, folder) -> {caption: PNG path}``, or None where it has no figures.
+        check: ``report -> None``, raising BadInputError, for what a JSON Schema cannot say (an
+            interval's order), run after the schema; or None.
     """
 
     name: str
@@ -53,13 +56,14 @@ class ReportKind:
     schema: dict[str, Any] | None = None
     markdown: Callable[[dict[str, Any]], str] | None = None
     figures: Callable[[dict[str, Any], Path], dict[str, Path]] | None = None
+    check: Callable[[dict[str, Any]], None] | None = None
 
 
 REPORT_KINDS: dict[str, ReportKind] = {
     kind.name: kind
     for kind in (
         ReportKind("foadx.latency", 1, schema_file="latency.schema.json", markdown=latency_markdown,
-                   figures=latency_figures),
+                   figures=latency_figures, check=check_latency_speedups),
         ReportKind("foadx.parity", 2, ("path", "passed", "cases", "worst"), schema=kind_schemas.PARITY,
                    markdown=parity_markdown),
         ReportKind("foadx.prune", 1, ("criterion", "plan_digest", "groups", "params", "macs"),
@@ -67,8 +71,7 @@ REPORT_KINDS: dict[str, ReportKind] = {
         ReportKind("foadx.eval", 1, ("model", "data", "task", "backend"), schema=kind_schemas.EVAL,
                    markdown=eval_markdown, figures=eval_figures),
         ReportKind("foadx.sweep", 1, ("model", "backend", "points", "unpruned"), schema=kind_schemas.SWEEP,
-                   markdown=sweep_markdown,
-                   figures=sweep_figures),
+                   markdown=sweep_markdown, figures=sweep_figures, check=check_sweep_speedups),
         ReportKind("foadx.pipeline", 1, ("stages",), schema=kind_schemas.PIPELINE, markdown=pipeline_markdown),
         ReportKind("foadx.engine", 1, ("engine", "input", "input_chw"), schema=kind_schemas.ENGINE),  # a TensorRT engine's sidecar
     )

@@ -7,6 +7,7 @@ from __future__ import annotations
 from typing import Any
 
 from foadx.errors import BadInputError
+from foadx.report.speedup import speedup_text
 
 
 def _table(header: list[str], rows: list[list[str]]) -> str:
@@ -21,6 +22,20 @@ def _count(value: int | None, scale: float, unit: str) -> str:
 
 def _bytes(value: int | None) -> str:
     return "n/a" if value is None else f"{value:,}"
+
+
+SPEEDUP_NOTE = (
+    "Speedup: the median over rounds of the first model's round median divided by this model's (same backend, "
+    "batch and round); [lo-hi]: the order-statistic confidence interval of that median (the min-max of the "
+    "ratios for 5 to 7 rounds, 93.75% nominal at 5; Conover 1999, section 3.2). A ratio is stated as fact only "
+    "when supported: 'no measurable difference' when the interval holds 1.0, 'unstable' when it spans more than "
+    "a factor 1.5 or either model's p90 is over 3x its p50, 'too few rounds' below 5 rounds, 'unpaired' for "
+    "measurements not interleaved (trtexec).")
+
+
+def row_speedup_text(row: dict[str, Any]) -> str:
+    """A latency result row's speedup with its interval and verdict (``speedup_text``)."""
+    return speedup_text(row["speedup_vs_first"], row.get("speedup_interval"), row.get("speedup_verdict"))
 
 
 def latency_markdown(report: dict[str, Any]) -> str:
@@ -57,7 +72,7 @@ def latency_markdown(report: dict[str, Any]) -> str:
         cells = [f"{latency[key]:.3f}" if key in latency else "n/a" for key in ("mean", "std", "p50", "p90", "p95", "p99")]
         rows.append([result["model"], result["backend"], str(result["batch"]), *cells,
                      f"{result['median_of_rounds_ms']:.3f}", f"{result['throughput_ips']:,.1f}",
-                     "n/a" if result["speedup_vs_first"] is None else f"{result['speedup_vs_first']:.2f}x"])
+                     row_speedup_text(result)])
     header = ["model", "backend", "batch", "mean", "std", "p50", "p90", "p95", "p99", "median of rounds",
               "images/s", "speedup"]
     parts.append(_table(header, rows))
@@ -66,7 +81,7 @@ def latency_markdown(report: dict[str, Any]) -> str:
     if stage_rows:
         parts.append("## trtexec stages (ms)")
         parts.append(_table(["model", "batch", "stage", "mean", "p50", "p90", "p99"], stage_rows))
-    parts.append("Speedup: the first model's median over rounds divided by this model's, same backend and batch.")
+    parts.append(SPEEDUP_NOTE)
     return "\n\n".join(parts) + "\n"
 
 
@@ -154,7 +169,8 @@ def sweep_markdown(report: dict[str, Any]) -> str:
     """A sweep: the unpruned model, then per criterion and budget its accuracy, latency (ms),
     speedup and MACs."""
     rows = [[p["criterion"], f"{p['budget']:g}", "yes" if p["reachable"] else f"no: {p.get('reason', '')}",
-             _figure(p.get("accuracy")), _figure(p.get("latency_ms"), ".3f"), _figure(p.get("speedup"), ".2f", "x"),
+             _figure(p.get("accuracy")), _figure(p.get("latency_ms"), ".3f"),
+             speedup_text(p.get("speedup"), p.get("speedup_interval"), p.get("speedup_verdict")),
              _count(p.get("macs"), 1e6, "M")]
             for p in report["points"]]
     return "\n\n".join([
@@ -165,7 +181,8 @@ def sweep_markdown(report: dict[str, Any]) -> str:
         _table(["criterion", "budget", "reachable", report.get("accuracy_axis", "accuracy")[:32], "latency ms", "speedup",
                 "MACs"], rows),
         ("Latency: each point timed beside the unpruned network (median of interleaved rounds), scaled to the "
-         "unpruned network's reference latency.")]) + "\n"
+         "unpruned network's reference latency. " + SPEEDUP_NOTE.replace("the first model", "the unpruned network")
+         .replace("this model", "the point"))]) + "\n"
 
 
 def pipeline_table(report: dict[str, Any]) -> str:

@@ -42,7 +42,8 @@ def _check_version(report: dict[str, Any], entry: ReportKind) -> None:
 
 def validate_report(report: dict[str, Any]) -> ReportKind:
     """Checks ``report`` against its kind's registry entry: a known kind, a schema version this
-    foadx reads, the fields its rendering reads, and its JSON Schema where it has one.
+    foadx reads, the fields its rendering reads, its JSON Schema where it has one, then the
+    kind's own ``check`` (e.g. a speedup interval's order).
 
     Returns:
         The kind's registry entry.
@@ -61,6 +62,8 @@ def validate_report(report: dict[str, Any]) -> ReportKind:
         except jsonschema.ValidationError as error:
             where = "/".join(str(part) for part in error.absolute_path) or "(top level)"
             raise BadInputError(f"report does not follow the {entry.name} schema at {where}: {error.message}") from None
+    if entry.check is not None:
+        entry.check(report)
     return entry
 
 
