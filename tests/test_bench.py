@@ -57,8 +57,15 @@ def test_speedups_are_against_the_first_model(report):
     results = {(r["model"], r["backend"], r["batch"]): r for r in report[0]["results"]}
     for (model, backend, batch), result in results.items():
         first = results[("full", backend, batch)]
-        assert result["speedup_vs_first"] == pytest.approx(first["median_of_rounds_ms"] / result["median_of_rounds_ms"])
+        if model == "full":
+            continue
+        ratios = np.asarray(first["round_medians_ms"]) / np.asarray(result["round_medians_ms"])  # round by round
+        assert result["speedup_rounds"] == pytest.approx(ratios.tolist())
+        assert result["speedup_vs_first"] == pytest.approx(float(np.median(ratios)))
+        assert result["speedup_interval"] == pytest.approx([ratios.min(), ratios.max()])  # 3 rounds: the min-max
+        assert result["speedup_coverage"] == pytest.approx(0.75) and result["speedup_verdict"] == "too few rounds"
     assert all(results[("full", b, n)]["speedup_vs_first"] == 1.0 for (_, b, n) in results)
+    assert all(results[("full", b, n)]["speedup_verdict"] == "reference" for (_, b, n) in results)
 
 
 def resnet56_macs(model) -> int:

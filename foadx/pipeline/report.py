@@ -17,6 +17,7 @@ from foadx.pruning.artifact import read_plan
 from foadx.report import plots, read_report
 from foadx.report.figures import roc_figure
 from foadx.report.html import html_page
+from foadx.report.markdown import row_speedup_text
 from foadx.untrusted import check_depth, read_text
 
 
@@ -63,13 +64,25 @@ def read_metrics(path: Path) -> list[dict[str, Any]]:
     return epochs
 
 
+def _latency_fields(row: dict[str, Any] | None) -> dict[str, Any]:
+    """A variant's latency (ms, its bench row's median of rounds), that latency scaled by its
+    speedup's interval ([ms x speedup / hi, ms x speedup / lo]: the ratio's relative uncertainty),
+    the speedup's verdict and its text; None each where there is no row or no interval."""
+    if row is None:
+        return {"latency_ms": None, "latency_interval_ms": None, "speedup_verdict": None, "speedup_text": "n/a"}
+    ms, speedup, interval = row["median_of_rounds_ms"], row["speedup_vs_first"], row.get("speedup_interval")
+    return {"latency_ms": ms, "speedup_verdict": row.get("speedup_verdict"), "speedup_text": row_speedup_text(row),
+            "latency_interval_ms": [ms * speedup / interval[1], ms * speedup / interval[0]] if interval else None}
+
+
 def tradeoff_points(run: Path, inputs: dict[str, Record]) -> list[dict[str, Any]]:
+    """Each variant with an accuracy: label, accuracy, MACs and ``_latency_fields`` of its bench row."""
     latencies = _latencies(run, inputs)
     macs = inputs.get("prune", {}).get("macs", {})
     before = next(iter(macs.values()))["before"] if macs else None
     variants = [UNPRUNED, *macs]
     return [{"label": variant, "criterion": variant, "accuracy": _accuracy(inputs, variant),
-             "latency_ms": latencies.get(variant, {}).get("median_of_rounds_ms"),
+             **_latency_fields(latencies.get(variant)),
              "macs": before if variant == UNPRUNED else macs[variant]["after"]}
             for variant in variants if _accuracy(inputs, variant) is not None]
 
@@ -149,12 +162,12 @@ def _figures(pipeline: Pipeline, run: Path, inputs: dict[str, Record], folder: P
 
 
 def report_markdown(pipeline: Pipeline, run: Path, inputs: dict[str, Record]) -> str:
-    lines = [f"# foadx pipeline report: {pipeline.path.name}", "", "| variant | accuracy | latency ms | MACs (M) |",
-             "|---|---|---|---|"]
+    lines = [f"# foadx pipeline report: {pipeline.path.name}", "",
+             "| variant | accuracy | latency ms | speedup [interval] | MACs (M) |", "|---|---|---|---|---|"]
     for point in tradeoff_points(run, inputs):
         latency = f"{point['latency_ms']:.3f}" if point["latency_ms"] else "n/a"
         macs = f"{point['macs'] / 1e6:.2f}" if point["macs"] else "n/a"
-        lines.append(f"| {point['label']} | {point['accuracy']:.4f} | {latency} | {macs} |")
+        lines.append(f"| {point['label']} | {point['accuracy']:.4f} | {latency} | {point['speedup_text']} | {macs} |")
     lines += _eval_table(inputs)
     if "bench" in inputs:
         lines += ["", read_text(run / inputs["bench"]["markdown"], "bench Markdown", MAX_RUN_FILE_BYTES)]

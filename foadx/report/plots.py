@@ -10,8 +10,10 @@ from pathlib import Path
 from typing import Any
 
 from foadx.errors import MissingDependencyError
+from foadx.report.speedup import STATED_AS_FACT
 
-Point = dict[str, Any]  # {"label", "criterion", "latency_ms", "macs", "accuracy", "reachable"}
+Point = dict[str, Any]  # {"label", "criterion", "latency_ms", "macs", "accuracy", "reachable"}, optionally
+# "latency_interval_ms" ([lo, hi] ms) and "speedup_verdict" (foadx.report.speedup.VERDICTS)
 MAX_WIDTH_IN = 30.0  # inches (3,000 pixels): callers bound the rows drawn, this bounds the canvas
 
 
@@ -49,10 +51,29 @@ def pareto_front(points: Sequence[tuple[float, float]]) -> list[int]:
     return front
 
 
+def _stated(point: Point) -> bool:
+    """Whether a point's latency may be drawn as fact: its speedup supported, or no verdict recorded."""
+    return point.get("speedup_verdict") in (None, *STATED_AS_FACT)
+
+
+def _latency_uncertainty(axis: Any, points: list[Point]) -> None:
+    """Each point's ``latency_interval_ms`` as a horizontal error bar; a point whose speedup its
+    measurement does not support hollowed and labelled with its verdict (and left off the front)."""
+    for p in points:
+        interval = p.get("latency_interval_ms")
+        if interval:
+            below, above = _error(p["latency_ms"], interval)
+            axis.errorbar(p["latency_ms"], p["accuracy"], xerr=[[below], [above]], fmt="none", ecolor="gray", capsize=3)
+        if not _stated(p):
+            axis.scatter(p["latency_ms"], p["accuracy"], s=60, facecolors="white", edgecolors="gray", zorder=3)
+            axis.annotate(p["speedup_verdict"], xy=(p["latency_ms"], p["accuracy"]), fontsize=6, color="gray")
+
+
 def tradeoff(points: list[Point], folder: Path, name: str = "tradeoff", accuracy_label: str = "held-out accuracy") -> Path:
     """Accuracy (``accuracy_label`` names it) against measured latency and against MACs, one line
     per criterion, the Pareto front ringed, the unpruned model as a star, unreachable points as
-    crosses on the axis."""
+    crosses on the axis; on the latency axis each point's interval as an error bar and a latency
+    its measurement does not support hollow, labelled and off the front (``_latency_uncertainty``)."""
     plt = _pyplot()
     figure, axes = plt.subplots(1, 2, figsize=(9, 3.6))
     for axis, x_key, x_label in ((axes[0], "latency_ms", "measured latency (ms)"), (axes[1], "macs", "MACs (M)")):
@@ -65,6 +86,9 @@ def tradeoff(points: list[Point], folder: Path, name: str = "tradeoff", accuracy
         for p in reachable:
             if p["criterion"] == "unpruned":
                 axis.plot(p[x_key] / scale, p["accuracy"], marker="*", markersize=12, color="black", label="unpruned")
+        if x_key == "latency_ms":
+            _latency_uncertainty(axis, reachable)
+            reachable = [p for p in reachable if _stated(p)]
         front = pareto_front([(p[x_key], p["accuracy"]) for p in reachable])
         axis.scatter([reachable[i][x_key] / scale for i in front], [reachable[i]["accuracy"] for i in front],
                      s=140, facecolors="none", edgecolors="red", label="Pareto front")
@@ -114,10 +138,35 @@ def similarity(matrix: Any, kept: Sequence[int], folder: Path, name: str = "simi
     return _save(figure, folder, name)
 
 
+def _error(value: float, interval: Sequence[float] | None) -> tuple[float, float]:
+    """Matplotlib's (below, above) error-bar lengths of ``value`` within ``interval`` (0 without one)."""
+    return (value - interval[0], interval[1] - value) if interval else (0.0, 0.0)
+
+
+def _speedup_bars(axis: Any, positions: list[float], rows: list[dict[str, Any]]) -> None:
+    """Speedup bars of latency result rows, each with its interval as an error bar: a ratio its
+    measurement supports (or a report without verdicts) as a solid bar; any other as a hollow,
+    hatched bar labelled with its verdict, so it is not read as fact."""
+    values = [r.get("speedup_vs_first") or 0.0 for r in rows]
+    stated = [r.get("speedup_verdict") in (None, *STATED_AS_FACT) for r in rows]
+    for solid, label in ((True, "measured"), (False, "not supported by its spread")):
+        chosen = [i for i in range(len(rows)) if stated[i] == solid and values[i]]
+        if not chosen:
+            continue
+        errors = [_error(values[i], rows[i].get("speedup_interval")) for i in chosen]
+        style = {"color": "#1f77b4"} if solid else {"facecolor": "none", "edgecolor": "gray", "hatch": "//"}
+        axis.bar([positions[i] for i in chosen], [values[i] for i in chosen], width=0.4, label=label,
+                 yerr=[[below for below, _ in errors], [above for _, above in errors]], capsize=3, **style)
+        for i in [] if solid else chosen:
+            axis.annotate(rows[i]["speedup_verdict"], xy=(positions[i], values[i]), fontsize=6, color="gray",
+                          rotation=90, ha="center", va="bottom")
+
+
 def latency(report: dict[str, Any], folder: Path, macs_ideal: dict[str, float] | None = None,
             name: str = "latency") -> Path:
     """Per model/backend/batch the spread of round medians and p50/p90 (box), and the speedup
-    bars with the MAC-ideal speedup (unpruned MACs / model MACs) beside them."""
+    bars with their intervals (``_speedup_bars``: unsupported ratios hollow and labelled) and
+    the MAC-ideal speedup (unpruned MACs / model MACs) beside them."""
     plt = _pyplot()
     rows = report["results"]
     labels = [f"{Path(r['model']).stem}\n{r['backend']} b{r['batch']}" for r in rows]
@@ -127,7 +176,7 @@ def latency(report: dict[str, Any], folder: Path, macs_ideal: dict[str, float] |
     axes[0].set_xticks(range(1, len(rows) + 1), labels, fontsize=6)
     axes[0].set_ylabel("ms (round medians, p50, p90)")
     positions = list(range(len(rows)))
-    axes[1].bar([x - 0.2 for x in positions], [r.get("speedup_vs_first") or 0 for r in rows], width=0.4, label="measured")
+    _speedup_bars(axes[1], [x - 0.2 for x in positions], rows)
     if macs_ideal:
         axes[1].bar([x + 0.2 for x in positions], [macs_ideal.get(Path(r["model"]).stem, 0) for r in rows], width=0.4,
                     label="MAC-ideal")
