@@ -216,7 +216,7 @@ def test_the_latency_figure_draws_intervals_and_labels_unsupported_ratios(tmp_pa
     assert report["results"][2]["speedup_verdict"] == "unstable"
     assert plots.latency(report, tmp_path).stat().st_size > 0
     svg = (tmp_path / "latency.svg").read_text()
-    assert "not supported by its spread" in svg and svg.count("unstable") == 1  # the legend and the busy bar's label
+    assert "not stated as fact (verdict on the bar)" in svg and svg.count("unstable") == 1  # the legend and the busy bar's label
     assert "measured" in svg
 
 

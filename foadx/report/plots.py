@@ -149,7 +149,7 @@ def _speedup_bars(axis: Any, positions: list[float], rows: list[dict[str, Any]])
     hatched bar labelled with its verdict, so it is not read as fact."""
     values = [r.get("speedup_vs_first") or 0.0 for r in rows]
     stated = [r.get("speedup_verdict") in (None, *STATED_AS_FACT) for r in rows]
-    for solid, label in ((True, "measured"), (False, "not supported by its spread")):
+    for solid, label in ((True, "measured"), (False, "not stated as fact (verdict on the bar)")):
         chosen = [i for i in range(len(rows)) if stated[i] == solid and values[i]]
         if not chosen:
             continue
