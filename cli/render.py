@@ -256,8 +256,8 @@ def latency_table(report: dict[str, Any]) -> None:
         table.add_row(result["model"], result["backend"], str(result["batch"]), *cells,
                       f"{result['median_of_rounds_ms']:.3f}", f"{result['throughput_ips']:,.1f}",
                       row_speedup_text(result))
-    table.caption = ("speedup: median of the per-round ratios [its confidence interval]; stated as fact only when "
-                     "no verdict follows it (foadx report latency.json explains the rule)")
+    table.caption = ("speedup: the median of the per-round ratios, then its confidence interval in brackets; stated "
+                     "as fact only when no verdict follows it (foadx report on the JSON report gives the rule)")
     stdout.print(table)
     gate = report.get("gate")
     if gate:

@@ -137,6 +137,7 @@ def test_markdown_and_terminal_table_carry_the_interval_and_the_warning():
         render.latency_table(report)
     terminal = captured.get()
     assert "1.00x (reference)" in terminal and "1.90x [0.04-2.00], unstable" in terminal
+    assert "then its confidence interval in brackets" in terminal  # plain text: rich markup eats nothing
     assert speedup_text(quiet["speedup_vs_first"], quiet["speedup_interval"], quiet["speedup_verdict"]) in terminal
 
 
