@@ -122,7 +122,7 @@ def test_rows_from_trtexec_logs_are_unpaired_ratios_of_medians():
     assert speedup_text(2.0, None, "unpaired") == "2.00x (unpaired: no interval)"
 
 
-def test_markdown_and_terminal_table_carry_the_interval_and_the_warning():
+def test_markdown_and_terminal_table_carry_the_interval_and_the_warning(monkeypatch):
     from foadx_cli import render
 
     report = latency_report([row("full", BUSY_REFERENCE, p90_over_p50=70 / 1.8), row("foad", BUSY_PRUNED),
@@ -132,7 +132,7 @@ def test_markdown_and_terminal_table_carry_the_interval_and_the_warning():
     assert "no measurable difference" in text and "Conover" in text  # the rule is stated beside the table
     quiet = report["results"][2]
     assert quiet["speedup_verdict"] == "unstable"  # the reference's own tail (p90 = 39 x p50) taints every ratio
-    render.stdout.width = 400  # one line per row, whatever the terminal
+    monkeypatch.setattr(render.stdout, "width", 400)  # one line per row, whatever the terminal
     with render.stdout.capture() as captured:
         render.latency_table(report)
     terminal = captured.get()
