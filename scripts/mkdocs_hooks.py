@@ -1,0 +1,22 @@
+"""mkdocs hook (mkdocs.yml `hooks:`): puts each command's generated reference
+(scripts/options_table.py, read from the Typer app) into the CLI reference page at build time."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from options_table import commands_reference  # noqa: E402
+
+MARKER = "<!-- cli-commands: filled in by scripts/mkdocs_hooks.py from the Typer app -->"
+
+
+def on_page_markdown(markdown: str, page, config, files) -> str:
+    """The CLI reference page with its marker replaced; every other page unchanged."""
+    if page.file.src_uri != "cli-reference.md":
+        return markdown
+    if MARKER not in markdown:
+        raise ValueError("docs/cli-reference.md lost its generated-commands marker")
+    return markdown.replace(MARKER, commands_reference())
