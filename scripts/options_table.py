@@ -14,7 +14,7 @@ import typer
 
 from foadx_cli.app import app
 
-EXAMPLE_PREFIX = "Example: "
+EXAMPLE_HEADING = "Example:"
 
 
 def options_table() -> str:
@@ -42,14 +42,14 @@ def options_table() -> str:
 def help_parts(help_text: str) -> tuple[str, list[str], str]:
     """A command's docstring as (one-line summary, its example command lines, the rest).
 
-    The convention every command follows: the first line is the summary; the second paragraph
-    starts with ``Example: foadx ...``; the paragraphs after it explain.
+    The convention every command follows: the first line is the summary; the second paragraph is
+    ``Example:`` with the command(s) on the lines under it, indented; the paragraphs after it explain.
     """
     summary, *paragraphs = inspect.cleandoc(help_text).split("\n\n")
-    examples = [line.removeprefix(EXAMPLE_PREFIX).strip() for paragraph in paragraphs[:1]
-                for line in paragraph.splitlines() if line.startswith(EXAMPLE_PREFIX)]
-    rest = paragraphs[1:] if examples else paragraphs
-    return " ".join(summary.split()), examples, "\n\n".join(rest)
+    heading, *commands = paragraphs[0].splitlines() if paragraphs else [""]
+    if heading.strip() != EXAMPLE_HEADING:
+        return " ".join(summary.split()), [], "\n\n".join(paragraphs)
+    return " ".join(summary.split()), [line.strip() for line in commands], "\n\n".join(paragraphs[1:])
 
 
 def commands_reference() -> str:
