@@ -115,6 +115,8 @@ def test_every_make_target_named_exists():
 def test_every_command_help_opens_with_a_summary_and_an_example_that_parses():
     help_parts = _options_table_module().help_parts
     group = typer.main.get_command(app)
+    summary, examples, _ = help_parts(group.help)  # `foadx --help` too
+    assert summary.endswith(".") and [parse_error(shlex.split(e)[1:]) for e in examples] == [None]
     for name, command in group.commands.items():
         summary, examples, _ = help_parts(command.help)
         assert summary and "\n" not in summary and summary.endswith("."), name
