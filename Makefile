@@ -27,7 +27,7 @@ test: install
 # The documentation site, strict (a broken link, anchor or a page missing from the nav fails), into
 # site/ (git-ignored). `make test` builds it too: tests/test_docs.py runs the same strict build.
 docs: install
-	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict --quiet --site-dir site
+	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict --site-dir site   # not --quiet: it stops strict counting warnings
 
 test-all: install
 	$(PY) -m pytest -q -m "slow or not slow"

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 import typer
+import yaml
 
 import foadx
 from foadx_cli.app import app
@@ -134,10 +135,28 @@ def test_the_api_page_renders_every_public_name():
     assert rendered == set(foadx.__all__) - {"__version__"}
 
 
+def strict_build(config: Path, site: Path) -> subprocess.CompletedProcess:
+    """`mkdocs build --strict` as `make docs` runs it (not --quiet: mkdocs then stops counting warnings)."""
+    return subprocess.run([sys.executable, "-m", "mkdocs", "build", "--strict", "--config-file", str(config),
+                           "--site-dir", str(site)], capture_output=True, text=True, check=False, timeout=300,
+                          env={**os.environ, "NO_MKDOCS_2_WARNING": "1"})
+
+
+def test_the_strict_build_fails_on_a_broken_link_or_anchor(tmp_path):
+    """The project's validation settings on a two-page site: each broken reference alone fails it."""
+    validation = yaml.safe_load((ROOT / "mkdocs.yml").read_text())["validation"]
+    (tmp_path / "docs").mkdir()
+    (tmp_path / "docs" / "b.md").write_text("# B\n\n## Here\n")
+    config = tmp_path / "mkdocs.yml"
+    config.write_text(yaml.safe_dump({"site_name": "t", "validation": validation, "nav": ["index.md", "b.md"]}))
+    for link, passes in [("b.md#here", True), ("c.md", False), ("b.md#nowhere", False)]:
+        (tmp_path / "docs" / "index.md").write_text(f"# A\n\n[b]({link})\n")
+        result = strict_build(config, tmp_path / "site")
+        assert (result.returncode == 0) is passes, (link, result.stderr)
+
+
 def test_the_docs_site_builds_in_strict_mode(tmp_path):
-    result = subprocess.run([sys.executable, "-m", "mkdocs", "build", "--strict", "--quiet", "--site-dir",
-                             str(tmp_path / "site")], cwd=ROOT, capture_output=True, text=True, check=False,
-                            timeout=300, env={**os.environ, "NO_MKDOCS_2_WARNING": "1"})
+    result = strict_build(ROOT / "mkdocs.yml", tmp_path / "site")
     assert result.returncode == 0, result.stderr
     page = (tmp_path / "site" / "cli-reference" / "index.html").read_text()
     text = html.unescape(re.sub(r"<[^>]+>", "", page))  # the page as read, highlighting spans aside
