@@ -5,6 +5,7 @@ help opens with a summary and an example that parses, and the API page lists eve
 
 from __future__ import annotations
 
+import functools
 import html
 import importlib.util
 import os
@@ -59,9 +60,14 @@ def foadx_arguments(line: str) -> list[str] | None:
     return None
 
 
+@functools.cache
+def cli_group():
+    return typer.main.get_command(app)
+
+
 def parse_error(arguments: list[str]) -> str | None:
     """Parses `foadx ARGUMENTS` as the CLI would, running nothing: None if it parses, else why not."""
-    group = typer.main.get_command(app)
+    group = cli_group()
     try:
         root = group.make_context("foadx", list(arguments), resilient_parsing=False)
         remaining = [*root._protected_args, *root.args]
