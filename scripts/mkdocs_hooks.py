@@ -1,5 +1,9 @@
 """mkdocs hook (mkdocs.yml `hooks:`): puts each command's generated reference
-(scripts/options_table.py, read from the Typer app) into the CLI reference page at build time."""
+(scripts/options_table.py, read from the Typer app) into the CLI reference page at build time.
+
+mkdocs-typer2 0.4.1 was tried first and does not work with this app under typer 0.29: its native
+engine fails on ``TyperOption`` (no ``.type``), its legacy engine (``typer ... utils docs``) lists
+the root group without any of its commands."""
 
 from __future__ import annotations
 
