@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 FOADX  := $(VENV)/bin/foadx
 STAMP  := $(VENV)/.installed
 
-.PHONY: install test test-all demo demo-accuracy bench gpu-wheels gpu-check clean
+.PHONY: install test test-all docs demo demo-accuracy bench gpu-wheels gpu-check clean
 
 install: $(STAMP)
 
@@ -15,14 +15,19 @@ $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q "torch==2.14.1" "torchvision==0.29.1"
-	$(PY) -m pip install -q -e ".[dev,openvino,insightface,plots]"
-	$(PY) -c "import foadx, torch_pruning, foadx_cli, importlinter, openvino, insightface, matplotlib"
+	$(PY) -m pip install -q -e ".[dev,docs,openvino,insightface,plots]"
+	$(PY) -c "import foadx, torch_pruning, foadx_cli, importlinter, openvino, insightface, matplotlib, mkdocs, mkdocstrings"
 	touch $(STAMP)
 
 # The layer contracts (pyproject.toml, [tool.importlinter]) first: an upward import fails fast.
 test: install
 	$(VENV)/bin/lint-imports --no-cache
 	$(PY) -m pytest -q
+
+# The documentation site, strict (a broken link, anchor or a page missing from the nav fails), into
+# site/ (git-ignored). `make test` builds it too: tests/test_docs.py runs the same strict build.
+docs: install
+	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict --site-dir site   # not --quiet: it stops strict counting warnings
 
 test-all: install
 	$(PY) -m pytest -q -m "slow or not slow"
@@ -84,4 +89,4 @@ gpu-check:
 	PYTHON=$(PYTHON) sh scripts/gpu_check.sh $${OUT:-gpu-check-out}
 
 clean:
-	rm -rf $(VENV) build *.egg-info .pytest_cache
+	rm -rf $(VENV) build site *.egg-info .pytest_cache

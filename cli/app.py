@@ -67,7 +67,10 @@ app = typer.Typer(
     add_completion=True,
     no_args_is_help=True,
     pretty_exceptions_enable=False,
-    help="foadx: prune CNNs with FOAD and take them to a fast, verified deployment.",
+    help=("foadx: prune CNNs with FOAD and take them to a fast, verified deployment.\n\n"
+          "Example:\n"
+          "  foadx prune mobilefacenet --data demo --flops-target 0.636 --round-to 16 --out out/mfn-foad\n\n"
+          "Each command's help opens with an example: foadx COMMAND --help."),
 )
 
 

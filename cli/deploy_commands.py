@@ -100,6 +100,9 @@ def export_command(
 ) -> None:
     """Export MODEL to one self-contained ONNX file, verified in onnxruntime.
 
+    Example:
+      foadx export out/tuned --out out/tuned.onnx
+
     With --precision int8 also a Q/DQ ONNX; with --trt also a TensorRT engine.
     """
     from foadx.atomic import prepare_output
@@ -141,7 +144,11 @@ def build_engine_command(
     as_json: JsonOption = False,
     quiet: QuietOption = False,
 ) -> None:
-    """Build a TensorRT engine from ONNX_FILE and check it against onnxruntime."""
+    """Build a TensorRT engine from ONNX_FILE and check it against onnxruntime.
+
+    Example:
+      foadx build-engine out/mfn.onnx --precision fp16 --batch 8
+    """
     from foadx.atomic import prepare_output
     from foadx.runtime.engine_options import EngineOptions
     from foadx.tasks.export import build_and_check_engine, engine_profile
@@ -174,7 +181,11 @@ def verify_command(
     model_options: ModelOptions = ModelOptions(),
     parity_options: ParitySettings = ParitySettings(),
 ) -> None:
-    """Prove ONNX_FILE answers like the model: onnxruntime (or OpenVINO) vs torch fp32, exit 4 if not."""
+    """Prove ONNX_FILE answers like the model: onnxruntime (or OpenVINO) vs torch fp32, exit 4 if not.
+
+    Example:
+      foadx verify out/tuned.onnx --against out/tuned
+    """
     from foadx.bench import parse_batches
     from foadx.resolve import resolve_model
     from foadx.tasks.export import model_images, verify_file
@@ -217,7 +228,13 @@ def bench_command(
     timing: Any = None,
     gate_options: GateOptions = GateOptions(),
 ) -> None:
-    """Measure latency and throughput of MODELs, interleaved, and gate on a baseline."""
+    """Measure latency and throughput of MODELs, interleaved, and gate on a baseline.
+
+    Example:
+      foadx bench out/base out/tuned.onnx --batch 1,8 --report out/latency.json
+
+    Speedups are against the first MODEL; --baseline REPORT --max-regression PCT exits 5 on a slowdown.
+    """
     from foadx.bench import parse_batches
     from foadx.tasks.bench import BenchRequest, bench_models, bench_trtexec_logs
 
@@ -256,7 +273,11 @@ def report_command(
     as_json: JsonOption = False,
     quiet: QuietOption = False,
 ) -> None:
-    """Render a foadx JSON report as Markdown, and HTML with --html (--json: the validated report itself)."""
+    """Render a foadx JSON report as Markdown, and HTML with --html (--json: the validated report itself).
+
+    Example:
+      foadx report out/latency.json --html out/latency.html
+    """
     from foadx.atomic import prepare_output, write_text
     from foadx.report import read_report, render_markdown
 

@@ -38,6 +38,9 @@ def run_command(
 ) -> None:
     """Run a pipeline file: train, prune, finetune, export, verify, bench, report (each optional).
 
+    Example:
+      foadx run examples/digits.toml --out out/pipeline
+
     Stages whose settings and inputs are unchanged are skipped; OUT/summary.md is a CI job summary.
     """
     from foadx.pipeline import load_pipeline, run_pipeline, summary_markdown
@@ -81,7 +84,11 @@ def sweep_command(
     quiet: QuietOption = False,
     model_options: ModelOptions = ModelOptions(),
 ) -> None:
-    """Prune MODEL at every budget with every criterion, (fine-tune,) evaluate and time each; plot the trade-off."""
+    """Prune MODEL at every budget with every criterion, (fine-tune,) evaluate and time each; plot the trade-off.
+
+    Example:
+      foadx sweep out/base --data demo --flops-target 0.3,0.5,0.75 --finetune-epochs 1 --out out/sweep
+    """
     from foadx.errors import BadInputError
     from foadx.runtime import check_profiling_backend
     from foadx.pipeline.sweep import SweepSettings, run_sweep

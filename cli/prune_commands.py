@@ -37,7 +37,11 @@ CRITERION_HELP = ("foad: FOAD feature-map similarity (the method); l1: filter L1
 @app.command("models")
 @handles_errors
 def models_command(as_json: JsonOption = False, quiet: QuietOption = False) -> None:
-    """List the model zoo."""
+    """List the model zoo.
+
+    Example:
+      foadx models
+    """
     from foadx.models import ZOO
 
     rows = [
@@ -57,6 +61,9 @@ def inspect_command(
     model_options: ModelOptions = ModelOptions(),
 ) -> None:
     """Show a model's channel groups, widths, params and MACs.
+
+    Example:
+      foadx inspect mobilefacenet
 
     An ONNX file or engine: its input, outputs, opset and metadata.
     """
@@ -98,7 +105,13 @@ def prune_command(
     model_options: ModelOptions = ModelOptions(),
     latency_options: LatencyOptions = LatencyOptions(),
 ) -> None:
-    """Prune MODEL with FOAD (or a baseline criterion) and write a pruned-model artifact."""
+    """Prune MODEL with FOAD (or a baseline criterion) and write a pruned-model artifact.
+
+    Example:
+      foadx prune mobilefacenet --data demo --flops-target 0.636 --round-to 16 --recalibrate-bn --out out/mfn-foad
+
+    One budget: --flops-target, --params-target, --ratio, --ratios or --latency-target (2.0ms, 1.5x); none is the paper's mode (--t, --s). --round-to 16 keeps widths that CPU kernels run fast.
+    """
     from foadx.atomic import check_folder_target
     from foadx.pruning.artifact import is_own_output
     from foadx.tasks.prune import (Calibration, ChannelBudget, PruneRequest, PruneScope, prune_model, read_table,
@@ -147,7 +160,11 @@ def profile_command(
     quiet: QuietOption = False,
     model_options: ModelOptions = ModelOptions(),
 ) -> None:
-    """Measure MODEL's latency table on a backend, for prune --latency-target --lut."""
+    """Measure MODEL's latency table on a backend, for prune --latency-target --lut.
+
+    Example:
+      foadx profile mobilefacenet --backend ort-cpu --out out/mfn.lut.json
+    """
     from foadx.latency import profile
     from foadx.runtime import check_profiling_backend
 

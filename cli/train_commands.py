@@ -77,6 +77,9 @@ def finetune_command(
 ) -> None:
     """Fine-tune MODEL and write it as an artifact.
 
+    Example:
+      foadx finetune out/pruned --data demo --epochs 1 --out out/tuned
+
     Also runs under torchrun (DDP: NCCL on GPUs, gloo on CPUs).
     """
     from foadx.tasks.finetune import Resume, TrainingData, epoch_evaluator, prepare_finetune
@@ -123,9 +126,12 @@ def eval_command(
     quiet: QuietOption = False,
     model_options: ModelOptions = ModelOptions(),
 ) -> None:
-    """Top-1 (classify), or face verification: TAR at FAR 1e-1..1e-6, EER and AUC per set (--protocol
-    all: every pair), cross-model rows with --gallery-model.
+    """Evaluate MODEL: top-1 (classify), or face verification (TAR at FAR 1e-1..1e-6, EER and AUC per set).
 
+    Example:
+      foadx eval out/tuned --data demo
+
+    Face: --protocol all scores every pair; --gallery-model adds cross-model rows.
     An ONNX file runs in onnxruntime (or OpenVINO) with the preprocessing its metadata records.
     """
     from foadx.tasks.evaluate import EvalRequest, evaluate

@@ -76,13 +76,12 @@ def prune(
     ``images``: calibration images (N, C, H, W) or re-iterable batches, fed to the model as given.
     ``source``: for a module foadx did not build, how to rebuild it (needed to save an artifact).
     Returns ``.model`` (carrying its plan: ``foadx.provenance_of(model).plan``), ``.plan`` and
-    ``.report`` (widths, costs before/after).
+    ``.report`` (widths, costs before/after). All three errors below exit the CLI with code 3.
 
     Raises:
         BadInputError: unknown criterion, bad batch size, an already pruned model, no prunable group.
         BudgetError: a malformed or unreachable budget, or one that removes nothing.
         DataError: missing, malformed or non-finite images.
-        (All three exit the CLI with code 3.)
     """
     check_criterion(criterion, batch_size)
     refuse_pruned(model)
