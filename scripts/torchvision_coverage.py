@@ -2,7 +2,7 @@
 ``torchvision.models.list_models(module=torchvision.models)``, randomly initialised, pruned with
 FOAD at ``--ratio 0.3`` on 2 embedded digits at a reduced input size where the model allows
 (each in its own process, with a time limit), checked to keep its output shape, lose
-parameters and give finite outputs. Prints the README's coverage table.
+parameters and give finite outputs. Prints the coverage table of docs/bring-your-own-model.md.
 
     .venv/bin/python scripts/torchvision_coverage.py [--size 64] [--timeout 300] [--only NAME ...]
 """

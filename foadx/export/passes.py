@@ -18,7 +18,7 @@ convolutions. Two forms:
   kernels only take such widths, so elsewhere the two extra convolutions buy nothing),
   elementwise elsewhere.
 
-Numbers for both are in the README (``benchmarks/bench_export.py``). TensorRT fuses PReLU
+Numbers for both are in docs/results.md (``benchmarks/bench_export.py``). TensorRT fuses PReLU
 itself and needs no rewrite.
 """
 

@@ -2,7 +2,7 @@
 checked on images the calibration never saw, and refused when it is not good enough.
 
 The form depends on the runtime (measured on MobileFaceNet, 2-core AMD EPYC with AVX2 and no
-VNNI; README "int8"; ``benchmarks/bench_targets.py``):
+VNNI; docs/deployment.md, "int8"; ``benchmarks/bench_targets.py``):
 
 - TensorRT and OpenVINO take Q/DQ with symmetric int8 activations and weights (TensorRT requires
   it; OpenVINO ran it 1.37-1.48x faster than fp32, the fastest form there).

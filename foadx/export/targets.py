@@ -1,5 +1,5 @@
 """Where an ONNX file will run decides its form: whether PReLU is rewritten and whether the
-batch is fixed. Each choice below was measured (README "Deploying to ..."; reproduce with
+batch is fixed. Each choice below was measured (docs/deployment.md; reproduce with
 ``benchmarks/bench_targets.py``) on MobileFaceNet, 2-core AMD EPYC, onnxruntime 1.32,
 OpenVINO 2026.4:
 

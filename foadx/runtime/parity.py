@@ -27,7 +27,7 @@ from foadx.runtime.base import Session
 
 ZERO_EPSILON = 2.220446049250313e-16  # Polygraphy's guard for zeros in the reference
 # fp32 vs fp32 with different kernels (conv algorithms, summation order): measured worst on the
-# zoo models is ~3e-6 absolute on outputs of magnitude ~1 (README), so these leave ~30x margin
+# zoo models is ~3e-6 absolute on outputs of magnitude ~1 (docs/results.md), so these leave ~30x margin
 # while a single perturbed weight fails by orders of magnitude.
 DEFAULT_ATOL = 1e-3
 DEFAULT_RTOL = 1e-3

@@ -21,7 +21,7 @@ from foadx.runtime.base import Session, SessionOptions
 # The legal width step of latency pruning: kept channel counts are multiples of it.
 # CPU, 16: onnxruntime's NCHWc kernels want multiples of 8 (16 with AVX-512); MobileFaceNet pruned
 # to 64% fewer MACs ran 2.03x faster at batch 1 with widths rounded to 16, 1.81x with 8 and 0.92x
-# unrounded (README, "Export choices and latency on onnxruntime CPU"; docs/latency.md section 1).
+# unrounded (docs/results.md, "Export choices and latency on onnxruntime CPU"; docs/latency.md section 1).
 # CUDA, 8: fp16 tensor cores; rounding to multiples of 8 took MobileFaceNet at fp16, batch 256, on
 # an H100 from 1.52x to 1.73x (docs/gpu.md).
 CPU_WIDTH_STEP = 16
