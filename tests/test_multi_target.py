@@ -105,3 +105,44 @@ def test_targets_parse():
     for bad in ("ort-cpu=1.5x 2x", "ort-cpu=fast", "ort-cpu=1.5x ort-cpu=2x", "=1.5x"):
         with pytest.raises(BadInputError):
             parse_targets(bad, "ort-cpu")
+
+
+WIDE = '''
+from torch import nn
+
+def build():
+    return nn.Sequential(nn.Conv2d(3, 64, 3, padding=1), nn.BatchNorm2d(64), nn.ReLU(),
+                         nn.Conv2d(64, 64, 3, padding=1), nn.BatchNorm2d(64), nn.ReLU(),
+                         nn.Conv2d(64, 10, 1), nn.AdaptiveAvgPool2d(1), nn.Flatten())
+'''
+
+
+@pytest.mark.slow
+def test_two_backends_planned_and_measured_at_once(tmp_path):
+    import json
+
+    from foadx.latency import load_table
+    from tests.cli_helpers import error_line, run
+
+    (tmp_path / "wide.py").write_text(WIDE)
+    spec = f"{tmp_path / 'wide.py'}:build"
+    for backend in ("ort-cpu", "torch-cpu"):
+        made = run("profile", spec, "--input-size", "32", "--backend", backend, "--out", tmp_path / f"{backend}.json")
+        assert made.exit_code == 0, made.output
+    result = run("prune", spec, "--input-size", "32", "--data", "demo", "--images", "16", "--criterion", "l1",
+                 "--latency-target", "ort-cpu=1.15x torch-cpu=1.15x", "--lut", f"ort-cpu={tmp_path / 'ort-cpu.json'}",
+                 "--lut", f"torch-cpu={tmp_path / 'torch-cpu.json'}", "--out", tmp_path / "p", "--json")
+    assert result.exit_code == 0, result.output
+    latency = json.loads(result.output)["latency"]
+    assert [t["backend"] for t in latency["targets"]] == ["ort-cpu", "torch-cpu"]
+    for target in latency["targets"]:
+        assert target["lut_digest"] == load_table(tmp_path / f"{target['backend']}.json").digest()
+        assert target["pairs"] == 5 and target["verdict"] in ("accepted", "borderline")
+        ratio = target["latency_ratio"]
+        assert ratio["low"] <= ratio["median"] <= ratio["high"] and ratio["median"] <= (1 / 1.15) * 1.05
+        last = target["rounds"][-1]
+        assert len(last["pairs"]) == 5 and last["interval_ms"] == [min(p["pruned_ms"] for p in last["pairs"]),
+                                                                   max(p["pruned_ms"] for p in last["pairs"])]
+    one_lut = run("prune", spec, "--input-size", "32", "--data", "demo", "--latency-target", "ort-cpu=1.1x torch-cpu=1.1x",
+                  "--lut", tmp_path / "ort-cpu.json", "--out", tmp_path / "q")
+    assert one_lut.exit_code == 3 and "several latency targets need a table per backend" in error_line(one_lut)
