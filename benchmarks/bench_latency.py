@@ -4,6 +4,7 @@ predicted from each table (through its savings curve) and measured as the median
 pairs beside the unpruned network; prints the profiling seconds, the errors and the load average.
 
     .venv/bin/python benchmarks/bench_latency.py [--backend ort-cpu] [--batch 8,1] [--modes unit,network]
+    .venv/bin/python benchmarks/bench_latency.py --model vgg16_cifar --settings 0   (profiling seconds only)
 """
 
 from __future__ import annotations
@@ -61,8 +62,9 @@ def main() -> None:
                 errors.append(predicted / ratio - 1)
                 print(f"| {batch} | {mode} | {seconds:.0f} | {number} | {predicted:.3f} | {ratio:.3f} "
                       f"[{min(ratios):.3f}, {max(ratios):.3f}] | {errors[-1]:+.1%} | {os.getloadavg()[0]:.1f} |", flush=True)
-            print(f"| {batch} | {mode} | {seconds:.0f} | median abs error | | | "
-                  f"{statistics.median(map(abs, errors)):.1%} | |", flush=True)
+            error = f"{statistics.median(map(abs, errors)):.1%}" if errors else "n/a (no settings)"
+            print(f"| {batch} | {mode} | {seconds:.0f} | median abs error | | | {error} | "
+                  f"{os.getloadavg()[0]:.1f} |", flush=True)
 
 
 if __name__ == "__main__":
