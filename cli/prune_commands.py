@@ -138,7 +138,7 @@ def profile_command(
     backend: Annotated[str, typer.Option(help=PROFILING_BACKEND_HELP)] = "ort-cpu",
     batch: Annotated[int, typer.Option(help="The batch the latency is for.")] = 1,
     round_to: Annotated[Optional[int], typer.Option(help="Legal width step (default 16 on CPUs, 8 on CUDA).")] = None,
-    mode: Annotated[Optional[str], typer.Option(help="network: each group's widths timed inside the whole network, beside the unpruned one (NetAdapt; the default); unit: each conv unit timed alone. docs/latency.md, section 2.")] = None,
+    mode: Annotated[Optional[str], typer.Option(help="unit (the default): each conv unit timed alone; network: each group's widths timed inside the whole network, beside the unpruned one (NetAdapt). docs/latency.md, sections 2 and 9.")] = None,
     include_coupled: Annotated[bool, typer.Option(help="Also profile residual-coupled groups.")] = False,
     exclude: Annotated[Optional[list[str]], typer.Option(help="Group name to leave whole (repeatable).")] = None,
     seed: SeedOption = 0,
