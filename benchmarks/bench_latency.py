@@ -1,15 +1,16 @@
-"""How well a latency table predicts a whole network: MobileFaceNet (112x112) profiled on a
-backend, then 5 random legal width settings pruned, predicted from the table (through its savings
-curve, scaled by the unpruned network timed alongside, as the planner does) and measured (each
-interleaved with the unpruned network); prints profiling time, table size and the errors.
+"""How well a latency table predicts a whole network, per profiling mode: MobileFaceNet (112x112)
+profiled on a backend in unit and network mode, then 5 random legal width settings pruned,
+predicted from each table (through its savings curve) and measured as the median of interleaved
+pairs beside the unpruned network; prints the profiling seconds, the errors and the load average.
 
-    .venv/bin/python benchmarks/bench_latency.py [--backend ort-cpu] [--batch 1,8] [--settings 5]
+    .venv/bin/python benchmarks/bench_latency.py [--backend ort-cpu] [--batch 8,1] [--modes unit,network]
+    .venv/bin/python benchmarks/bench_latency.py --model vgg16_cifar --settings 0   (profiling seconds only)
 """
 
 from __future__ import annotations
 
 import argparse
-import json
+import os
 import random
 import statistics
 import time
@@ -21,42 +22,49 @@ from foadx.bench import parse_batches
 from foadx.data import calibration_images
 from foadx.latency import profile
 from foadx.latency.api import _setting
-from foadx.latency.measure import measure_networks
+from foadx.latency.measure import measure_pairs
 from foadx.latency.plan import Planner, legal_widths
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", default="mobilefacenet")
     parser.add_argument("--backend", default="ort-cpu")
-    parser.add_argument("--batch", default="1,8")
+    parser.add_argument("--batch", default="8,1")
+    parser.add_argument("--modes", default="unit,network")
     parser.add_argument("--settings", type=int, default=5)
+    parser.add_argument("--pairs", type=int, default=3)
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
     torch.manual_seed(0)
-    model = foadx.build_model("mobilefacenet").eval()
-    images = calibration_images("demo", 32, (112, 112), (0.5,) * 3, (0.5,) * 3, 32, 0)
-    print("| batch | profile s | table entries | table bytes | setting | predicted ms | measured ms | error |")
+    model = foadx.build_model(args.model).eval()
+    chw = foadx.provenance_of(model).source.input_chw
+    images = calibration_images("demo", 16, chw[1:], (0.5,) * 3, (0.5,) * 3, 16, 0)
+    print("| batch | mode | profile s | setting | predicted ratio | measured ratio [min, max] | error | load |")
     print("|---|---|---|---|---|---|---|---|")
     for batch in parse_batches(args.batch):
-        start = time.perf_counter()
-        table = profile(model, args.backend, batch=batch)
-        seconds = time.perf_counter() - start
-        size = len(json.dumps(table.to_json(), indent=2))
-        _, groups, units = _setting(model, batch, False, ())
-        planner = Planner(table, units, groups, {g.name: {} for g in groups})
+        _, analysis, units = _setting(model, batch, False, ())
         rng = random.Random(args.seed)
-        errors = []
-        for number in range(args.settings):
-            widths = {g.name: rng.choice(legal_widths(g, table.round_to)) for g in groups}
+        settings = [{g.name: rng.choice(legal_widths(g, 16)) for g in analysis.chosen} for _ in range(args.settings)]
+        measured = []
+        for widths in settings:  # measured once, predicted by every mode's table
             pruned = foadx.prune(model, images, criterion="random", widths=widths).model
-            measured = measure_networks({"unpruned": model, "pruned": pruned}, args.backend, (3, 112, 112), batch)
-            # the table's prediction, moved to this minute's machine state as the planner moves it
-            predicted = planner.predict(widths) * measured["unpruned"]["median_ms"] / table.network_ms
-            error = predicted / measured["pruned"]["median_ms"] - 1
-            errors.append(abs(error))
-            print(f"| {batch} | {seconds:.0f} | {len(table.entries)} | {size:,} | {number + 1} | {predicted:.3f} | "
-                  f"{measured['pruned']['median_ms']:.3f} | {error:+.1%} |")
-        print(f"| {batch} | | | | median absolute error | | | {statistics.median(errors):.1%} |")
+            pairs = measure_pairs({"unpruned": model, "pruned": pruned}, args.backend, chw, batch, args.pairs)
+            measured.append([p["pruned"]["median_ms"] / p["unpruned"]["median_ms"] for p in pairs])
+        for mode in args.modes.split(","):
+            start = time.perf_counter()
+            table = profile(model, args.backend, batch=batch, mode=mode)
+            seconds = time.perf_counter() - start
+            planner = Planner(table, units, analysis.chosen, {g.name: {} for g in analysis.chosen})
+            errors = []
+            for number, (widths, ratios) in enumerate(zip(settings, measured), 1):
+                predicted, ratio = planner.predict(widths) / table.network_ms, statistics.median(ratios)
+                errors.append(predicted / ratio - 1)
+                print(f"| {batch} | {mode} | {seconds:.0f} | {number} | {predicted:.3f} | {ratio:.3f} "
+                      f"[{min(ratios):.3f}, {max(ratios):.3f}] | {errors[-1]:+.1%} | {os.getloadavg()[0]:.1f} |", flush=True)
+            error = f"{statistics.median(map(abs, errors)):.1%}" if errors else "n/a (no settings)"
+            print(f"| {batch} | {mode} | {seconds:.0f} | median abs error | | | {error} | "
+                  f"{os.getloadavg()[0]:.1f} |", flush=True)
 
 
 if __name__ == "__main__":

@@ -9,6 +9,7 @@ import functools
 import inspect
 import json
 import math
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -217,7 +218,7 @@ class LatencyOptions:
     """How ``prune --latency-target`` measures: the options beside the target itself."""
 
     backend: str = "ort-cpu"
-    lut: Optional[Path] = None
+    lut: Optional[list[str]] = None
     allow_foreign_lut: bool = False
     latency_batch: int = 1
     min_keep: float = 0.0
@@ -236,8 +237,26 @@ class LatencyOptions:
         backend's width step."""
         from foadx.tasks.prune import LatencyBudget
 
-        return LatencyBudget(target, self.backend, self.lut, self.allow_foreign_lut, self.latency_batch,
+        return LatencyBudget(target, self.backend, self._tables(), self.allow_foreign_lut, self.latency_batch,
                              self.min_keep, self.allocation, round_to)
+
+    def _tables(self):
+        """``--lut FILE`` (the one target's table) or ``--lut BACKEND[@PRECISION]=FILE`` (repeatable).
+
+        Raises:
+            BadInputError: a bare file beside others, or a target named twice.
+        """
+        if not self.lut:
+            return None
+        named = [re.fullmatch(r"([a-z0-9-]+(?:@[a-z0-9]+)?)=(.+)", item) for item in self.lut]
+        if len(self.lut) == 1 and named[0] is None:
+            return Path(self.lut[0])
+        if any(match is None for match in named):
+            raise BadInputError("with several --lut, each must be BACKEND=FILE, e.g. --lut ort-cpu=ort.lut.json")
+        tables = {match.group(1): Path(match.group(2)) for match in named}
+        if len(tables) < len(named):
+            raise BadInputError("--lut names one backend twice")
+        return tables
 
 
 # Written out so that `foadx --help` need not import the runtimes; a test keeps it equal to the
@@ -246,7 +265,7 @@ PROFILING_BACKEND_HELP = "ort-cpu, openvino, torch-cpu or torch-cuda."
 
 takes_latency_options = option_group("latency_options", LatencyOptions, (
     ("backend", Annotated[str, typer.Option(help=f"--latency-target: the backend the latency is measured on: {PROFILING_BACKEND_HELP}")], "ort-cpu"),
-    ("lut", Annotated[Optional[Path], typer.Option(help="--latency-target: a table from foadx profile (default: profile now).")], None),
+    ("lut", Annotated[Optional[list[str]], typer.Option(help="--latency-target: a table from foadx profile (default: profile now); with several targets BACKEND=FILE, repeatable.")], None),
     ("allow_foreign_lut", Annotated[bool, typer.Option(help="Plan with a table measured in another environment.")], False),
     ("latency_batch", Annotated[int, typer.Option(help="--latency-target: the batch the latency is for.")], 1),
     ("min_keep", Annotated[float, typer.Option(help="--latency-target: keep at least this fraction of every group's channels.")], 0.0),

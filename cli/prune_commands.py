@@ -88,7 +88,7 @@ def prune_command(
     ratios: Annotated[Optional[Path], typer.Option(help="JSON: group name -> ratio.")] = None,
     flops_target: Annotated[Optional[float], typer.Option(help="Fraction of MACs to remove, one (t, s) for all groups.")] = None,
     params_target: Annotated[Optional[float], typer.Option(help="Fraction of params to remove.")] = None,
-    latency_target: Annotated[Optional[str], typer.Option(help="Prune to a measured latency on --backend: 2.0ms, or a speedup such as 2.5x.")] = None,
+    latency_target: Annotated[Optional[str], typer.Option(help="Prune to a measured latency on --backend: 2.0ms, or a speedup such as 2.5x; or several targets at once as BACKEND[@PRECISION]=T pairs, e.g. 'ort-cpu=1.5x openvino=1.4x'.")] = None,
     round_to: Annotated[Optional[int], typer.Option(help="Round kept widths up to a multiple (8 for fp16 tensor cores); with --latency-target the legal width step (default 16 on CPUs, 8 on CUDA).")] = None,
     criterion: Annotated[str, typer.Option(help=CRITERION_HELP)] = "foad",
     include_coupled: Annotated[bool, typer.Option(help="Also prune residual-coupled groups.")] = False,
@@ -131,9 +131,7 @@ def prune_command(
     check_folder_target(out, is_own_output, force, "foadx prune")
     prepare_report(report)
     table, shown = read_table(budget), not quiet and not as_json
-    progress = (render.status("profiling, planning and measuring", enabled=shown) if request.measures_latency
-                else render.staged_progress(enabled=shown))
-    with progress as advance:  # the spinner hands no hook (None): a latency prune reports no steps
+    with render.staged_progress(enabled=shown) as advance:
         result = prune_model(model_options.resolve(model, seed).module(), request, table=table, progress=advance)
     result.save(out, force=force)
     if shown:  # --json carries it as the report's 'weights'
@@ -153,6 +151,7 @@ def profile_command(
     backend: Annotated[str, typer.Option(help=PROFILING_BACKEND_HELP)] = "ort-cpu",
     batch: Annotated[int, typer.Option(help="The batch the latency is for.")] = 1,
     round_to: Annotated[Optional[int], typer.Option(help="Legal width step (default 16 on CPUs, 8 on CUDA).")] = None,
+    mode: Annotated[Optional[str], typer.Option(help="unit (the default): each conv unit timed alone; network: each group's widths timed inside the whole network, beside the unpruned one (NetAdapt). docs/latency.md, sections 2 and 9.")] = None,
     include_coupled: Annotated[bool, typer.Option(help="Also profile residual-coupled groups.")] = False,
     exclude: Annotated[Optional[list[str]], typer.Option(help="Group name to leave whole (repeatable).")] = None,
     seed: SeedOption = 0,
@@ -171,12 +170,14 @@ def profile_command(
     check_profiling_backend(backend)
     prepare_report(out)
     network = model_options.resolve(model, seed).module()
-    with render.progress("profiling units", enabled=not quiet and not as_json) as advance:
+    with render.progress(f"profiling ({mode or 'default'} mode)", enabled=not quiet and not as_json) as advance:
         table = profile(network, backend, batch=batch, round_to=round_to, include_coupled=include_coupled,
-                        exclude=exclude or (), progress=advance)
+                        exclude=exclude or (), progress=advance, **({"mode": mode} if mode else {}))
     table.save(out)
-    summary = {"out": str(out), "entries": len(table.entries), "network_ms": table.network_ms, "digest": table.digest(),
+    summary = {"out": str(out), "mode": table.mode, "entries": len(table.entries),
+               "network_points": sum(len(points) for points in table.network_savings.values()), "network_ms": table.network_ms, "digest": table.digest(),
                "bytes": out.stat().st_size, **table.identity()}
     render.show(summary, as_json=as_json, quiet=quiet, table=lambda _: typer.echo(
-        f"{len(table.entries)} unit latencies on {backend} (batch {batch}); the whole network "
+        (f"{len(table.entries)} unit latencies" if table.mode == "unit" else
+         f"{summary['network_points']} in-network widths") + f" on {backend} (batch {batch}); the whole network "
         f"{table.network_ms:.3f} ms -> {out} ({summary['bytes']:,} bytes)"))

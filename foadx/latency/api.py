@@ -4,27 +4,38 @@ measured latency target): the library side of ``foadx profile`` and ``foadx prun
 
 from __future__ import annotations
 
-import re
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass, replace
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 import torch
 from torch import Tensor, nn
 
-from foadx.errors import BadInputError, BudgetError, CheckFailedError
-from foadx.latency.measure import measure_network, measure_networks, measure_units
+from foadx.errors import BadInputError, BudgetError
+from foadx.latency.measure import (
+    measure_network,
+    measure_networks,
+    measure_units,
+)
+from foadx.latency.network import in_network_savings
 from foadx.latency.plan import (
     Planner,
     WidthPlan,
     candidate_widths,
     legal_widths,
+    plan_jointly,
     unit_keys_to_profile,
 )
-from foadx.latency.table import LatencyTable, check_compatible, environment_key
+from foadx.latency.rounds import Aim, Progress, Setting, measured_rounds
+from foadx.latency.table import MODES, LatencyTable, check_compatible, environment_key
+from foadx.latency.targets import (
+    DEFAULT_PRECISION,
+    BackendTarget,
+    LatencyTarget,
+    parse_targets,
+)
 from foadx.latency.units import find_units
 from foadx.latency.values import distortion_values
-from foadx.provenance import provenance_of, record_provenance, require_provenance
+from foadx.provenance import require_provenance
 from foadx.pruning.analysis import Analysis, analyse
 from foadx.pruning.api import refuse_pruned
 from foadx.pruning.batches import as_batches
@@ -35,36 +46,11 @@ from foadx.pruning.select import Budget
 from foadx.runtime.environment import describe_environment
 from foadx.runtime.registry import check_profiling_backend, width_step
 
-TARGET_TOLERANCE = 0.05  # the measured latency may exceed the target by this fraction
 DEFAULT_ROUNDS = 3
 ALLOCATIONS = ("knapsack", "global")
 BISECTION_STEPS = 7  # on the MACs fraction: 0.9 / 2^7, under 1% of the MACs
 CHECK_FRACTIONS = (0.75, 0.5, 0.25)  # uniform widths of the whole networks a table is checked on
-
-
-@dataclass(frozen=True)
-class LatencyTarget:
-    """A latency target: ``kind`` "ms" (``value`` in milliseconds) or "speedup" (``value`` times
-    faster than the unpruned model)."""
-
-    kind: str  # "ms" or "speedup"
-    value: float
-
-    @classmethod
-    def parse(cls, text: str) -> LatencyTarget:
-        """``2.0ms`` (milliseconds) or ``2.5x`` (a speedup over the unpruned model).
-
-        Raises:
-            BadInputError: another form, or a value that is not > 0 (CLI exit code 3).
-        """
-        match = re.fullmatch(r"\s*([0-9]*\.?[0-9]+)\s*(ms|x)\s*", str(text))
-        if not match or float(match.group(1)) <= 0:
-            raise BadInputError(f"a latency target must look like 2.0ms or 2.5x, got {text!r}")
-        return cls(match.group(2).replace("x", "speedup"), float(match.group(1)))
-
-    def milliseconds(self, unpruned_ms: float) -> float:
-        """The target in ms, given the unpruned model's latency in ms (a speedup divides it)."""
-        return self.value if self.kind == "ms" else unpruned_ms / self.value
+DEFAULT_MODE = "unit"  # docs/latency.md section 9: network mode measured no better at batch 8, at 5x the time
 
 
 def _model_id(model: nn.Module) -> str:
@@ -80,46 +66,59 @@ def _setting(model: nn.Module, batch: int, include_coupled: bool, exclude: Itera
     return source, analysis, find_units(model.eval(), example[:1], analysis.chosen, batch)
 
 
-def _empty_table(model: nn.Module, backend: str, batch: int, round_to: int, network_ms: float) -> LatencyTable:
+def _empty_table(model: nn.Module, backend: str, batch: int, round_to: int, network_ms: float,
+                 precision: str = DEFAULT_PRECISION) -> LatencyTable:
     size = require_provenance(model, "latency profiling").source.input_size
-    return LatencyTable(_model_id(model), tuple(size), batch, backend, "fp32", round_to,
+    return LatencyTable(_model_id(model), tuple(size), batch, backend, precision, round_to,
                         environment_key(describe_environment()), network_ms)
 
 
 def profile(model: nn.Module, backend: str = "ort-cpu", *, batch: int = 1, round_to: int | None = None,
-            include_coupled: bool = False, exclude: Iterable[str] = (),
+            include_coupled: bool = False, exclude: Iterable[str] = (), mode: str = DEFAULT_MODE,
             progress: Callable[[int, int], None] | None = None) -> LatencyTable:
-    """Measures the latency table of ``model`` on ``backend``: every unit at full width and at
-    every legal width of the groups that set it, and the whole network (docs/latency.md section 1).
+    """Measures the latency table of ``model`` on ``backend`` (docs/latency.md sections 1-2).
+
+    ``mode`` "unit": every unit (conv + BN + activation) timed alone at full width and at every
+    legal width of the groups that set it. ``mode`` "network": each group timed inside the whole
+    network at a few legal widths, one group narrowed and the rest whole, each beside the
+    unpruned network (one pair per group and width). Either way the whole network is timed, and
+    whole networks at uniform 75%, 50% and 25% widths give the savings curve's check points.
 
     Args:
         model: a module foadx built or loaded (its provenance gives the input (C, H, W)).
         batch: the batch size timed.
         round_to: the width step of the legal widths; None takes the backend's ``width_step``.
-        include_coupled: also profile residual-coupled groups (as in ``foadx.prune``).
-        exclude: names of groups to leave whole (as in ``foadx.prune``).
-        progress: called with (units done, units in all).
+        include_coupled, exclude: which channel groups are prunable (as in ``foadx.prune``).
+        progress: called with (units or pairs done, in all).
 
     Returns:
-        The table, with its whole-network check points at 75%, 50% and 25% widths.
+        The table, recording its mode.
 
     Raises:
         BadInputError: a backend that cannot be latency-profiled, ``batch`` or ``round_to`` < 1,
-            or a module without foadx provenance (CLI exit code 3).
+            an unknown mode, or a module without foadx provenance (CLI exit code 3).
         MissingDependencyError: the backend's runtime or GPU is absent (exit code 6).
     """
     check_profiling_backend(backend)
     if batch < 1:
         raise BadInputError(f"batch must be >= 1, got {batch}")
+    if mode not in MODES:
+        raise BadInputError(f"a profiling mode is one of {', '.join(MODES)}, got {mode!r}")
     round_to = width_step(backend) if round_to is None else round_to
     if round_to < 1:
         raise BadInputError(f"round_to must be >= 1, got {round_to}")
     source, analysis, units = _setting(model, batch, include_coupled, exclude)
-    measured = measure_units(unit_keys_to_profile(units, analysis.chosen, round_to), backend, progress=progress)
-    network = measure_network(model, backend, source.input_chw, batch)
-    table = _empty_table(model, backend, batch, round_to, network["median_ms"])
-    for key, ms in measured.items():
-        table.add(key, ms)
+    if mode == "unit":
+        measured = measure_units(unit_keys_to_profile(units, analysis.chosen, round_to), backend, progress=progress)
+    else:
+        savings = in_network_savings(model, analysis, backend, batch, round_to, progress)
+    table = _empty_table(model, backend, batch, round_to, measure_network(model, backend, source.input_chw, batch)["median_ms"])
+    table.mode = mode
+    if mode == "unit":
+        for key, ms in measured.items():
+            table.add(key, ms)
+    else:
+        table.network_savings = savings
     _check_whole_networks(table, model, analysis, units, backend, batch)
     return table
 
@@ -156,122 +155,134 @@ def _values(model: nn.Module, images: Any, analysis: Analysis, scores: ChannelSc
 
 def prune_to_latency(
         model: nn.Module, images: Tensor | Iterable[Tensor], target: LatencyTarget | str, *, backend: str = "ort-cpu",
-        table: LatencyTable | None = None, allow_foreign_lut: bool = False, criterion: str = "foad", batch: int = 1,
-        round_to: int | None = None, include_coupled: bool = False, exclude: Iterable[str] = (),
-        recalibrate_bn: bool = False, batch_size: int = 32, seed: int = 0, device: Any = None,
-        max_rounds: int = DEFAULT_ROUNDS, min_keep: float = 0.0, allocation: str = "knapsack",
-        calibration: dict[str, Any] | None = None) -> PruneResult:
-    """Prunes ``model`` to run within ``target`` on ``backend``, measured: plan widths on the
-    table, cut, measure beside the unpruned network, refit the savings curve, plan again (at most
-    ``max_rounds`` rounds). ``allocation``: ``knapsack`` sets each group's width (docs/latency.md
-    section 4); ``global`` bisects the criterion's one budget for all groups (FOAD's one (t, s)).
+        table: LatencyTable | Mapping[str, LatencyTable] | None = None, allow_foreign_lut: bool = False,
+        criterion: str = "foad", batch: int = 1, round_to: int | None = None, include_coupled: bool = False,
+        exclude: Iterable[str] = (), recalibrate_bn: bool = False, batch_size: int = 32, seed: int = 0,
+        device: Any = None, max_rounds: int = DEFAULT_ROUNDS, min_keep: float = 0.0, allocation: str = "knapsack",
+        calibration: dict[str, Any] | None = None, progress: Progress | None = None) -> PruneResult:
+    """Prunes ``model`` to run within ``target`` on ``backend`` (or within several targets on
+    several backends at once), measured: plan widths on the tables, cut, measure beside the
+    unpruned network in ``FINAL_PAIRS`` interleaved pairs per target, refit the savings curves,
+    plan again (at most ``max_rounds`` rounds). ``allocation``: ``knapsack`` sets each group's
+    width (docs/latency.md section 4); ``global`` bisects the criterion's one budget for all
+    groups (FOAD's one (t, s)).
 
     Args:
         model: an unpruned module foadx built or loaded.
         images: calibration batches (N, C, H, W), normalised as the model expects.
-        target: a ``LatencyTarget`` or its text (``2.0ms``, ``2.5x``); met when the measured
-            median is within 5% of it.
-        table: a profiled table; None profiles one first. ``allow_foreign_lut`` accepts one
-            measured in another environment.
-        round_to: the width step; None takes the table's (profiled with the backend's).
+        target: a ``LatencyTarget`` or its text: ``2.0ms``, ``2.5x`` (on ``backend``), or
+            ``BACKEND[@PRECISION]=T`` pairs (``ort-cpu=1.5x openvino=1.4x``). A target is
+            accepted when the upper end of its pairs' min-max interval is within 5% of it,
+            borderline when only their median is.
+        table: a profiled table (one target), or backend name -> table; a target without one is
+            profiled first. ``allow_foreign_lut`` accepts tables measured in another environment.
+        round_to: the width step; None takes the tables' (profiled with the backend's).
         min_keep: the fraction of each group's channels always kept, in [0, 1].
+        progress: ``(stage, done, total)``, called after every measured pair.
 
     Returns:
-        The ``PruneResult``; its plan's ``parameters["latency"]`` and its report record the
-        target, the table's digest and every measured round (ms).
+        The ``PruneResult``; its plan's ``parameters["latency"]`` and its report record each
+        target, its table's digest, the pairs' median and interval, the verdict and every round.
 
     Raises:
         BadInputError: an unknown allocation or criterion, ``min_keep`` outside [0, 1], a pruned
             model, a backend that cannot be profiled, a malformed target, or a table made for
             another model, size, batch, backend, precision or environment (CLI exit code 3).
-        BudgetError: the unpruned model already meets the target, or a global budget cannot
-            reach it (exit code 3).
-        CheckFailedError: the target is missed in all ``max_rounds`` measured rounds (exit code 4).
-        MissingDependencyError: the backend's runtime or GPU is absent (exit code 6).
+        BudgetError: the unpruned model already meets a target, the table's fastest plan cannot
+            (refused before any channel is scored), or a global budget cannot reach it (exit 3).
+        CheckFailedError: a target is missed in all ``max_rounds`` measured rounds (exit code 4).
+        MissingDependencyError: a backend's runtime or GPU is absent (exit code 6).
     """
-    target = target if isinstance(target, LatencyTarget) else LatencyTarget.parse(target)
-    _check_request(model, allocation, min_keep, criterion, batch_size, backend)
+    targets = ([BackendTarget(backend, DEFAULT_PRECISION, target)] if isinstance(target, LatencyTarget)
+               else parse_targets(target, backend))
+    _check_request(model, allocation, min_keep, criterion, batch_size, targets)
     images = as_batches(images, batch_size)
-    if table is None:
-        table = profile(model, backend, batch=batch, round_to=round_to, include_coupled=include_coupled, exclude=exclude)
-    same_machine = _checked_table(model, table, target, backend, batch, allow_foreign_lut)
+    tables = _tables_for(model, targets, table, batch, round_to, include_coupled, exclude, progress)
     source, analysis, units = _setting(model, batch, include_coupled, exclude, device)
+    step = tables[0].round_to
+    candidates = {group.name: candidate_widths(group, step, min_keep) for group in analysis.chosen}
+    aims = [_aim(model, target, table, units, analysis, candidates, batch, allow_foreign_lut, min_keep)
+            for target, table in zip(targets, tables)]
     scores = score_channels(analysis, images, criterion, batch_size=batch_size, seed=seed)  # the one scoring pass
-    values = _values(model, images, analysis, scores, table.round_to, device) if allocation == "knapsack" else {}
-    measure = (lambda keys: measure_units(keys, backend)) if same_machine else None
-    planner = Planner(table, units, analysis.chosen, values, measure)
-    candidates = {group.name: candidate_widths(group, table.round_to, min_keep) for group in analysis.chosen}
+    values = _values(model, images, analysis, scores, step, device) if allocation == "knapsack" else {}
+    planners = [aim.planner for aim in aims]
+    for planner in planners:
+        planner.values = values
 
-    def prune_within(budget_ms: float) -> tuple[WidthPlan, PruneResult]:
+    def prune_within(budgets_ms: list[float]) -> tuple[WidthPlan, PruneResult]:
         if allocation == "knapsack":
-            plan = planner.plan(budget_ms, candidates)
+            plan = plan_jointly(planners, budgets_ms, candidates)
             budget = Budget(widths=plan.widths)
         else:
-            plan, flops_target = _global_plan(analysis, scores, planner, budget_ms, table.round_to)
-            budget = Budget(flops_target=flops_target, round_to=table.round_to)
+            plan, flops_target = _global_plan(analysis, scores, planners, budgets_ms, step)
+            budget = Budget(flops_target=flops_target, round_to=step)
         return plan, cut(analysis, scores, budget, recalibrate_bn=recalibrate_bn, images=images, calibration=calibration)
 
-    return _measured_rounds(model, prune_within, planner, table, _Goal(target, backend, batch, max_rounds, allocation),
-                            source.input_chw)
+    return measured_rounds(model, prune_within, aims, Setting(source.input_chw, batch, max_rounds, allocation),
+                           progress)
 
 
-def _checked_table(model: nn.Module, table: LatencyTable, target: LatencyTarget, backend: str, batch: int,
-                   allow_foreign: bool) -> bool:
-    """Refuses a table made for another model, size, batch, backend or environment (unless
-    ``allow_foreign``) and a target the unpruned model already meets; True when the table was
-    measured in this environment (then missing entries may be measured now)."""
-    here = _empty_table(model, backend, batch, table.round_to, table.network_ms)
-    check_compatible(table, here, allow_foreign)
-    target_ms = target.milliseconds(table.network_ms)
-    if target_ms >= table.network_ms:
-        raise BudgetError(f"the unpruned model already runs in {table.network_ms:.3f} ms on {backend} (batch {batch}), "
-                          f"within the {target_ms:.3f} ms target: nothing to prune")
-    return table.environment == here.environment
-
-
-@dataclass(frozen=True)
-class _Goal:
-    """What a latency prune must reach, where: the target, the backend and batch it is timed on,
-    the rounds allowed and the allocation recorded."""
-
-    target: LatencyTarget
-    backend: str
-    batch: int
-    max_rounds: int
-    allocation: str
-
-
-def _measured_rounds(model: nn.Module, prune_within: Callable[[float], tuple[WidthPlan, PruneResult]],
-                     planner: Planner, table: LatencyTable, goal: _Goal, input_chw: tuple[int, int, int]) -> PruneResult:
-    """Prunes within a budget, times the result beside the unpruned network, and plans again on
-    the bent savings curve until the target holds (at most ``goal.max_rounds`` rounds).
+def _tables_for(model: nn.Module, targets: list[BackendTarget], given: Any, batch: int, round_to: int | None,
+                include_coupled: bool, exclude: Iterable[str], progress: Progress | None) -> list[LatencyTable]:
+    """Each target's table: the one given (a single table for a single target, or by backend
+    name), else profiled now. All must share one width step.
 
     Raises:
-        CheckFailedError: the target is missed in every round.
+        BadInputError: one table for several targets, a table named for no target, a precision
+            foadx does not profile, or tables with different width steps.
     """
-    target = goal.target
-    target_ms = target.milliseconds(table.network_ms)
-    effective, rounds = target_ms, []
-    for _ in range(goal.max_rounds):
-        plan, result = prune_within(effective)
-        both = measure_networks({"unpruned": model.eval(), "pruned": result.model.cpu()}, goal.backend, input_chw,
-                                goal.batch)
-        measured, unpruned_ms = both["pruned"], both["unpruned"]["median_ms"]
-        if target.kind == "speedup":  # against the unpruned network timed alongside, not the table's old figure
-            target_ms = target.milliseconds(unpruned_ms)
-        rounds.append({"budget_ms": effective, "predicted_ms": plan.predicted_ms, "measured_ms": measured["median_ms"],
-                       "p90_ms": measured["p90_ms"], "unpruned_ms": unpruned_ms,
-                       "table_saving": planner.relative_saving(plan.widths), "neighbour_rounds": plan.neighbour_rounds})
-        if measured["median_ms"] <= target_ms * (1 + TARGET_TOLERANCE):
-            return _record(result, table, target, target_ms, goal.backend, goal.batch, rounds, goal.allocation)
-        planner.observe(plan.widths, measured["median_ms"], unpruned_ms)
-        effective = target_ms * table.network_ms / unpruned_ms  # the target in the table's machine state
-    raise CheckFailedError(f"latency target {target_ms:.3f} ms missed after {goal.max_rounds} measured rounds: "
-                           + ", ".join(f"{r['measured_ms']:.3f} ms (predicted {r['predicted_ms']:.3f})" for r in rounds))
+    if isinstance(given, LatencyTable):
+        if len(targets) > 1:
+            raise BadInputError("several latency targets need a table per backend (--lut BACKEND=FILE)")
+        given = {targets[0].name: given}
+    given = dict(given or {})
+    unknown = set(given) - {target.name for target in targets}
+    if unknown:
+        raise BadInputError(f"a latency table is given for {', '.join(sorted(unknown))}, which no target names")
+    tables = []
+    for target in targets:
+        if target.name not in given and target.precision != DEFAULT_PRECISION:
+            raise BadInputError(f"foadx profile measures {DEFAULT_PRECISION} tables; give a table for {target.name}")
+        stage = f"profiling {target.name}"
+        hook = (lambda done, total, stage=stage: progress(stage, done, total)) if progress else None
+        tables.append(given.get(target.name) or profile(model, target.backend, batch=batch, round_to=round_to,
+                                                        include_coupled=include_coupled, exclude=exclude, progress=hook))
+    steps = {table.round_to for table in tables}
+    if len(steps) > 1 or (round_to is not None and steps != {round_to}):
+        raise BadInputError(f"the latency tables' width steps ({', '.join(map(str, sorted(steps)))}) must be one "
+                            f"{'and equal --round-to ' + str(round_to) if round_to is not None else 'step'}")
+    return tables
+
+
+def _aim(model: nn.Module, target: BackendTarget, table: LatencyTable, units: list, analysis: Analysis,
+         candidates: Mapping[str, list[int]], batch: int, allow_foreign: bool, min_keep: float) -> Aim:
+    """A target's planner on its checked table, refused at once (before any scoring) when the
+    unpruned model already meets it or the table's fastest plan cannot.
+
+    Raises:
+        BadInputError: a table made for another model, size, batch, backend, precision or
+            environment; BudgetError: nothing to prune, or out of reach.
+    """
+    here = _empty_table(model, target.backend, batch, table.round_to, table.network_ms, target.precision)
+    check_compatible(table, here, allow_foreign)
+    measure = (lambda keys: measure_units(keys, target.backend)) if table.environment == here.environment else None
+    planner = Planner(table, units, analysis.chosen, {}, measure)
+    target_ms = target.target.milliseconds(table.network_ms)
+    where = f"on {target.name} (batch {batch})"
+    if target_ms >= table.network_ms:
+        raise BudgetError(f"the unpruned model already runs in {table.network_ms:.3f} ms {where}, "
+                          f"within the {target_ms:.3f} ms target: nothing to prune")
+    fastest = planner.fastest(candidates)
+    if fastest > target_ms:
+        floor = f" of at least {min_keep:g} of each group (--min-keep)" if min_keep > 0 else ""
+        raise BudgetError(f"the latency target {target.target} {where} is out of reach: the table's fastest plan is "
+                          f"{fastest:.3f} ms ({table.network_ms / fastest:.2f}x), every group at its narrowest legal "
+                          f"width{floor}, against the {target_ms:.3f} ms asked")
+    return Aim(target, planner, target_ms, target_ms, [])
 
 
 def _check_request(model: nn.Module, allocation: str, min_keep: float, criterion: str, batch_size: int,
-                   backend: str) -> None:
+                   targets: list[BackendTarget]) -> None:
     """Refuses, before any work, a latency prune that cannot run (BadInputError, or the
     backend's missing dependency)."""
     if allocation not in ALLOCATIONS:
@@ -280,17 +291,18 @@ def _check_request(model: nn.Module, allocation: str, min_keep: float, criterion
         raise BadInputError(f"min_keep must be a fraction in [0, 1], got {min_keep}")
     check_criterion(criterion, batch_size)
     refuse_pruned(model)
-    check_profiling_backend(backend)
+    for target in targets:
+        check_profiling_backend(target.backend)
 
 
 def _widths_of(kept: dict[str, list[int]], planner: Planner) -> dict[str, int]:
     return {name: len(kept[name]) if name in kept else group.channels for name, group in planner.groups.items()}
 
 
-def _global_plan(analysis: Analysis, scores: ChannelScores, planner: Planner, target_ms: float,
+def _global_plan(analysis: Analysis, scores: ChannelScores, planners: Sequence[Planner], targets_ms: Sequence[float],
                  round_to: int) -> tuple[WidthPlan, float]:
     """The criterion's own global budget (a MACs fraction, FOAD's one (t, s) for all groups),
-    bisected to the weakest one whose widths the table predicts within ``target_ms``: each
+    bisected to the weakest one whose widths every table predicts within its target: each
     step chooses channels from the one scoring, nothing is cut. Returns the plan and the fraction."""
     low, high, best = 0.0, 0.95, None
     for _ in range(BISECTION_STEPS):
@@ -300,29 +312,13 @@ def _global_plan(analysis: Analysis, scores: ChannelScores, planner: Planner, ta
         except BudgetError:  # beyond what the criterion's budget can reach
             high = middle
             continue
-        widths = _widths_of(selection.kept, planner)
-        predicted = planner.predict(widths)
-        if predicted <= target_ms:
-            high, best = middle, (WidthPlan(widths, predicted, 0), middle)
+        widths = _widths_of(selection.kept, planners[0])
+        predicted = tuple(planner.predict(widths) for planner in planners)
+        if all(ms <= target for ms, target in zip(predicted, targets_ms)):
+            high, best = middle, (WidthPlan(widths, predicted[0], 0, predicted), middle)
         else:
             low = middle
     if best is None:
-        raise BudgetError(f"the latency target {target_ms:.3f} ms is out of reach of a global budget: "
+        raise BudgetError(f"the latency target {', '.join(f'{t:.3f}' for t in targets_ms)} ms is out of reach of a global budget: "
                           f"at {high:.0%} fewer MACs the table still predicts more")
     return best
-
-
-def _record(result: PruneResult, table: LatencyTable, target: LatencyTarget, target_ms: float, backend: str,
-            batch: int, rounds: list[dict[str, float]], allocation: str) -> PruneResult:
-    latency = {"target": f"{target.value:g}{'ms' if target.kind == 'ms' else 'x'}", "target_ms": target_ms,
-               "allocation": allocation, "round_to": table.round_to,
-               "backend": backend, "batch": batch, "unpruned_ms": rounds[-1]["unpruned_ms"],
-               "table_unpruned_ms": table.network_ms, "lut_digest": table.digest(),
-               "predicted_ms": rounds[-1]["predicted_ms"], "measured_ms": rounds[-1]["measured_ms"],
-               "measured_p90_ms": rounds[-1]["p90_ms"], "rounds": rounds}
-    provenance = provenance_of(result.model)
-    plan = replace(provenance.plan, parameters={**provenance.plan.parameters, "latency": latency})
-    record_provenance(result.model, provenance.with_plan(plan))
-    result.plan = plan
-    result.report["latency"] = latency
-    return result

@@ -116,3 +116,126 @@ def _check(options: Mapping[str, Sequence[Choice]], budget_ms: float) -> None:
             if not (math.isfinite(choice.cost_ms) and math.isfinite(choice.value)):
                 raise BadInputError(f"group {name} width {choice.width}: cost {choice.cost_ms} ms and value "
                                     f"{choice.value} must be finite")
+
+
+MAX_EXACT_STATES = 1024  # Pareto points kept exactly in several dimensions; beyond, Lagrangian
+LAGRANGE_STEPS = 24  # bisection steps on the multiplier once a feasible one is found
+
+
+@dataclass(frozen=True)
+class MultiChoice:
+    """One width of a group: its value and its cost in ms on each target."""
+
+    width: int
+    value: float
+    costs: tuple[float, ...]
+
+
+def solve_multi(options: Mapping[str, Sequence[MultiChoice]], budgets: Sequence[float],
+                max_states: int = MAX_EXACT_STATES) -> tuple[dict[str, MultiChoice], bool]:
+    """The most valuable choice per group whose costs stay within every budget: a
+    multi-dimensional multiple-choice knapsack (one cost dimension per latency target).
+
+    Exact while the Pareto frontier (points no other beats on value and every cost) holds at
+    most ``max_states`` points. Beyond, a Lagrangian relaxation: the costs beyond the first
+    enter the value as ``- lam * sum_d c_d / B_d`` and the one-dimensional knapsack on the first
+    cost is solved for growing ``lam`` until every budget holds, then ``lam`` is bisected down
+    to the smallest such one; the answer is feasible but may fall short of the optimum.
+
+    Returns:
+        group name -> the chosen ``MultiChoice``, and whether the answer is exact.
+
+    Raises:
+        BudgetError: no choice found within every budget (for the relaxation: none at any ``lam``).
+        BadInputError: a group without choices, a cost vector of another length, or a cost,
+            value or budget that is not finite.
+    """
+    _check_multi(options, budgets)
+    if len(budgets) == 1:
+        single = {name: [Choice(index, c.value, c.costs[0]) for index, c in enumerate(choices)]
+                  for name, choices in options.items()}
+        return {name: options[name][pick.width] for name, pick in solve(single, budgets[0]).items()}, True
+    try:
+        return _exact_multi(options, budgets, max_states), True
+    except _FrontierTooLarge:
+        return _lagrangian(options, budgets), False
+
+
+class _FrontierTooLarge(Exception):
+    pass
+
+
+def _exact_multi(options: Mapping[str, Sequence[MultiChoice]], budgets: Sequence[float],
+                 max_states: int) -> dict[str, MultiChoice]:
+    """Dynamic programming over the Pareto frontier in every cost dimension and the value."""
+    limits = np.array([budget + _slack(budget) for budget in budgets])
+    costs, values = np.zeros((1, len(budgets))), np.zeros(1)
+    paths: list[tuple[int, ...]] = [()]
+    for name in options:
+        choices = options[name]
+        choice_costs = np.array([[max(0.0, c) for c in choice.costs] for choice in choices])
+        all_costs = (costs[:, None, :] + choice_costs[None, :, :]).reshape(-1, len(budgets))
+        all_values = (values[:, None] + np.array([c.value for c in choices])[None, :]).ravel()
+        keep = _pareto(all_costs, all_values, limits, max_states)
+        if len(keep) == 0:
+            raise BudgetError(f"no widths fit every budget ({', '.join(f'{b:.3f}' for b in budgets)} ms)")
+        parents, picks = np.divmod(keep, len(choices))
+        paths = [paths[int(parent)] + (int(pick),) for parent, pick in zip(parents, picks)]
+        costs, values = all_costs[keep], all_values[keep]
+    best = paths[int(np.argmax(values))]
+    return {name: options[name][pick] for name, pick in zip(options, best)}
+
+
+def _pareto(costs: np.ndarray, values: np.ndarray, limits: np.ndarray, max_states: int) -> np.ndarray:
+    """Indices of the points within ``limits`` that no other point beats (value at least as
+    high, every cost at most as high)."""
+    within = np.flatnonzero(np.all(costs <= limits, axis=1))
+    order = within[np.lexsort((*(costs[within].T[::-1]), -values[within]))]  # best value first
+    kept: list[int] = []
+    for index in order:
+        if kept and np.any(np.all(costs[kept] <= costs[index], axis=1)):
+            continue
+        kept.append(int(index))
+        if len(kept) > max_states:
+            raise _FrontierTooLarge
+    return np.array(kept, dtype=np.int64)
+
+
+def _lagrangian(options: Mapping[str, Sequence[MultiChoice]], budgets: Sequence[float]) -> dict[str, MultiChoice]:
+    """The relaxation's best answer within every budget (see ``solve_multi``)."""
+    spread = sum(max(c.value for c in cs) - min(c.value for c in cs) for cs in options.values()) or 1.0
+
+    def attempt(lam: float) -> dict[str, MultiChoice] | None:
+        penalised = {name: [Choice(index, c.value - lam * sum(max(0.0, x) / max(b, 1e-12)
+                                                              for x, b in zip(c.costs[1:], budgets[1:])), c.costs[0])
+                            for index, c in enumerate(choices)] for name, choices in options.items()}
+        chosen = {name: options[name][pick.width] for name, pick in solve(penalised, budgets[0]).items()}
+        fits = all(sum(max(0.0, c.costs[d]) for c in chosen.values()) <= budgets[d] + _slack(budgets[d])
+                   for d in range(1, len(budgets)))
+        return chosen if fits else None
+
+    found = attempt(0.0)
+    if found is not None:
+        return found
+    low, high = 0.0, spread / 1024
+    while (found := attempt(high)) is None:
+        low, high = high, high * 4
+        if high > spread * 1e12:
+            raise BudgetError(f"no widths fit every budget ({', '.join(f'{b:.3f}' for b in budgets)} ms)")
+    for _ in range(LAGRANGE_STEPS):
+        middle = (low + high) / 2
+        answer = attempt(middle)
+        low, high, found = (low, middle, answer) if answer is not None else (middle, high, found)
+    return found
+
+
+def _check_multi(options: Mapping[str, Sequence[MultiChoice]], budgets: Sequence[float]) -> None:
+    if not budgets or not all(math.isfinite(budget) for budget in budgets):
+        raise BadInputError(f"the latency budgets must be finite numbers of ms, got {list(budgets)}")
+    for name, choices in options.items():
+        if not choices:
+            raise BadInputError(f"group {name} has no widths to choose from")
+        for choice in choices:
+            if len(choice.costs) != len(budgets) or not all(map(math.isfinite, (*choice.costs, choice.value))):
+                raise BadInputError(f"group {name} width {choice.width}: {len(budgets)} finite costs and a finite "
+                                    f"value are needed, got {choice.costs} and {choice.value}")

@@ -21,7 +21,7 @@ from foadx.runtime import (
     open_session,
     summarize,
 )
-from foadx.runtime.base import Session
+from foadx.runtime.base import Session, TimedStep
 
 UNIT_CHUNK = 24  # sessions open at once while timing units
 UNIT_OPSET = 17  # the legacy exporter: units are tiny and the dynamo exporter's start-up would dominate
@@ -67,16 +67,54 @@ def measure_units(keys: list[UnitKey], backend: str, timing: TimingSettings = UN
     return measured
 
 
+class PairTimer:
+    """Interleaved pairs of whole networks on one backend: each network becomes a timed step once
+    (exported in the backend's form and opened), then any two steps are timed in the same rounds
+    as often as asked. Use as a context manager (it owns the scratch folder of exported files)."""
+
+    def __init__(self, backend: str, input_chw: tuple[int, int, int], batch: int,
+                 timing: TimingSettings = NETWORK_TIMING) -> None:
+        self.backend, self.input_chw, self.batch, self.timing = backend, input_chw, batch, timing
+        self._scratch = tempfile.TemporaryDirectory(prefix="foadx-profile-")
+
+    def __enter__(self) -> PairTimer:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._scratch.cleanup()
+
+    def step(self, model: nn.Module) -> TimedStep:
+        """``model`` ready to time (exported, for an ONNX backend, into the scratch folder)."""
+        return _session(self.backend, model, self.input_chw, self.batch, Path(self._scratch.name)).timed_step(self.batch)
+
+    def time(self, steps: dict[str, TimedStep]) -> dict[str, dict[str, float]]:
+        """One interleaved measurement of ``steps``: each one's median of round medians and p90 (ms)."""
+        measured = measure_interleaved(steps, self.timing)
+        summaries = {name: summarize(samples, self.batch) for name, samples in measured.items()}
+        return {name: {"median_ms": s["median_of_rounds_ms"], "p90_ms": s["latency_ms"]["p90"]}
+                for name, s in summaries.items()}
+
+
+def measure_pairs(models: dict[str, nn.Module], backend: str, input_chw: tuple[int, int, int], batch: int,
+                  pairs: int, progress: Callable[[int, int], None] | None = None,
+                  timing: TimingSettings = NETWORK_TIMING) -> list[dict[str, dict[str, float]]]:
+    """``pairs`` interleaved measurements of the same networks (opened once), one after the
+    other: per measurement, each network's median and p90 ms. ``progress(done, pairs)`` after each."""
+    with PairTimer(backend, input_chw, batch, timing) as timer:
+        steps = {name: timer.step(model) for name, model in models.items()}
+        measured = []
+        for _ in range(pairs):
+            measured.append(timer.time(steps))
+            if progress:
+                progress(len(measured), pairs)
+    return measured
+
+
 def measure_networks(models: dict[str, nn.Module], backend: str, input_chw: tuple[int, int, int], batch: int,
                      timing: TimingSettings = NETWORK_TIMING) -> dict[str, dict[str, float]]:
     """Each network's median and p90 ms, measured interleaved as ``foadx bench`` measures them
     (so a speedup compares networks timed under the same machine state)."""
-    with tempfile.TemporaryDirectory(prefix="foadx-profile-") as scratch:
-        steps = {name: _session(backend, model, input_chw, batch, Path(scratch)).timed_step(batch)
-                 for name, model in models.items()}
-        measured = measure_interleaved(steps, timing)
-    summaries = {name: summarize(samples, batch) for name, samples in measured.items()}
-    return {name: {"median_ms": s["median_of_rounds_ms"], "p90_ms": s["latency_ms"]["p90"]} for name, s in summaries.items()}
+    return measure_pairs(models, backend, input_chw, batch, 1, timing=timing)[0]
 
 
 def measure_network(model: nn.Module, backend: str, input_chw: tuple[int, int, int], batch: int,

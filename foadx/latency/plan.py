@@ -18,12 +18,12 @@ networks measured beside the unpruned one (the table's check points, then every 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 from foadx.errors import BudgetError
 from foadx.latency.curve import SavingsCurve
-from foadx.latency.knapsack import Choice, solve
+from foadx.latency.knapsack import MultiChoice, solve_multi
 from foadx.latency.table import LatencyTable, MissingLatencyError
 from foadx.latency.units import Unit, UnitKey
 from foadx.pruning.groups import ChannelGroup
@@ -48,22 +48,39 @@ def candidate_widths(group: ChannelGroup, round_to: int, min_keep: float = 0.0) 
 
 @dataclass
 class WidthPlan:
+    """Planned widths, the predicted latency (ms) on each target in order (``predicted_ms`` the
+    first's), the neighbour re-solves it took and whether every knapsack was solved exactly."""
+
     widths: dict[str, int]
     predicted_ms: float
     neighbour_rounds: int
+    predicted: tuple[float, ...] = ()
+    exact: bool = True
 
 
 class Planner:
+    """One table's view of a width setting: the cost of each group's widths, the predicted
+    latency, and the savings curve that measured networks bend. A unit-mode table charges units
+    (above); a network-mode table charges each group its own in-network saving,
+    ``cost_g(w) = T_full (s_g(narrowest) - s_g(w))`` with ``base = T_full (1 - sum_g s_g(narrowest))``,
+    so ``predicted = T_full (1 - sum_g s_g(w_g))``, NetAdapt's additive model."""
+
     def __init__(self, table: LatencyTable, units: list[Unit], groups: list[ChannelGroup],
                  values: Mapping[str, Mapping[int, float]], measure: Measure | None = None) -> None:
         self.table, self.units, self.measure = table, units, measure
         self.groups = {group.name: group for group in groups}
         self.values = values
-        self.charged = {name: [u for u in units if u.out_group == name or (u.in_group == name and u.out_group not in self.groups)]
-                        for name in self.groups}
-        charged = {u.name for units_of in self.charged.values() for u in units_of}
-        self.fixed = [u for u in units if u.name not in charged]
-        self.base_ms = table.network_ms - sum(self._latency(u.key) for u in units)
+        self.network = table.mode == "network"
+        if self.network:
+            self.charged, self.fixed = {name: [] for name in self.groups}, []
+            self.most = {name: table.group_saving(name, 1) for name in self.groups}
+            self.base_ms = table.network_ms * (1.0 - sum(self.most.values()))
+        else:
+            self.charged = {name: [u for u in units if u.out_group == name
+                                   or (u.in_group == name and u.out_group not in self.groups)] for name in self.groups}
+            charged = {u.name for units_of in self.charged.values() for u in units_of}
+            self.fixed = [u for u in units if u.name not in charged]
+            self.base_ms = table.network_ms - sum(self._latency(u.key) for u in units)
         self.curve = SavingsCurve((check["predicted_saving"], check["measured_saving"]) for check in table.checks)
 
     def _latency(self, key: UnitKey) -> float:
@@ -84,6 +101,8 @@ class Planner:
 
     def cost(self, name: str, width: int, widths: Mapping[str, int]) -> float:
         """The table's cost of ``name`` at ``width``, its neighbours at ``widths``."""
+        if self.network:
+            return self.table.network_ms * (self.most[name] - self.table.group_saving(name, width))
         at = {**widths, name: width}
         return sum(self._latency(unit.at(at)) for unit in self.charged[name])
 
@@ -108,48 +127,82 @@ class Planner:
         """The table latency whose saving the curve says measures as ``target_ms``."""
         return self.table.network_ms * (1.0 - self.curve.predicted_for(1.0 - target_ms / self.table.network_ms))
 
+    def fastest(self, candidates: Mapping[str, list[int]]) -> float:
+        """The predicted latency (ms) with every group at its narrowest candidate width: the
+        fastest plan the table knows (a narrower unit is never slower)."""
+        return self.predict({name: min(candidates[name]) for name in self.groups})
+
     def plan(self, target_ms: float, candidates: Mapping[str, list[int]]) -> WidthPlan:
         """The most valuable widths predicted to run within ``target_ms`` (in the table's
-        machine state): a knapsack on the table's costs, its budget the table latency the savings
-        curve maps onto ``target_ms``, re-solved with the neighbours' new widths until the widths
-        stop changing. Where they cycle instead, the most valuable of the visited width sets the
-        table puts within the budget is taken (each solve only knew its neighbours' old widths)."""
-        table_target = self.table_budget(target_ms)
-        widths = {name: group.channels for name, group in self.groups.items()}
-        visited = []
-        for rounds in range(1, MAX_NEIGHBOUR_ROUNDS + 1):
-            new = self._solve(widths, table_target, target_ms, candidates)
-            if new == widths:
-                break
-            widths = new
-            visited.append(widths)
-        else:
-            widths = self._best_visited(visited, table_target)
-        return WidthPlan(widths, self.predict(widths), rounds)
+        machine state): ``plan_jointly`` with this one target."""
+        return plan_jointly([self], [target_ms], candidates)
 
-    def _solve(self, widths: Mapping[str, int], table_target: float, target_ms: float,
-               candidates: Mapping[str, list[int]]) -> dict[str, int]:
-        """One knapsack, each group's costs with its neighbours at ``widths``."""
+    def budget_left(self, widths: Mapping[str, int], table_target: float) -> float:
+        """What the groups' costs may add up to: the table budget less the base and the units
+        no group sets, at ``widths``."""
+        return table_target - self.base_ms - sum(self._latency(unit.at(widths)) for unit in self.fixed)
+
+    def fill_candidates(self, widths: Mapping[str, int], candidates: Mapping[str, list[int]]) -> None:
+        """Measures, where it may, the keys the candidates' costs need and the table lacks."""
         self._fill([unit.at({**widths, name: w}) for name in self.groups for w in candidates[name]
                     for unit in self.charged[name]])
-        fixed_ms = sum(self._latency(unit.at(widths)) for unit in self.fixed)
-        options = {name: [Choice(w, self.values[name][w], self.cost(name, w, widths)) for w in candidates[name]]
-                   for name in self.groups}
-        try:
-            chosen = solve(options, table_target - self.base_ms - fixed_ms)
-        except BudgetError:
-            table_fastest = self.base_ms + fixed_ms + sum(min(c.cost_ms for c in o) for o in options.values())
-            fastest = self.table.network_ms * (1.0 - self.curve.measured(1.0 - table_fastest / self.table.network_ms))
-            raise BudgetError(f"the latency target {target_ms:.3f} ms is out of reach: the narrowest legal widths "
-                              f"are predicted at {fastest:.3f} ms") from None
-        return {name: choice.width for name, choice in chosen.items()}
 
-    def _best_visited(self, visited: list[dict[str, int]], table_target: float) -> dict[str, int]:
-        """The most valuable width set within ``table_target``, or the fastest if none is."""
-        within = [widths for widths in visited if self.table_ms(widths) <= table_target]
-        if not within:
-            return min(visited, key=self.table_ms)
-        return max(within, key=lambda widths: sum(self.values[name][w] for name, w in widths.items()))
+
+def plan_jointly(planners: Sequence[Planner], targets_ms: Sequence[float],
+                 candidates: Mapping[str, list[int]]) -> WidthPlan:
+    """The most valuable widths every planner predicts within its target (ms, in its table's
+    machine state): a knapsack with one cost per target (``solve_multi``), each budget the table
+    latency its savings curve maps onto the target, re-solved with the neighbours' new widths
+    until the widths stop changing. Where they cycle instead, the most valuable visited width
+    set within every budget is taken (each solve only knew its neighbours' old widths).
+
+    Raises:
+        BudgetError: no widths fit every target.
+    """
+    table_targets = [planner.table_budget(target) for planner, target in zip(planners, targets_ms)]
+    widths = full_widths(list(planners[0].groups.values()))
+    visited, exact = [], True
+    for rounds in range(1, MAX_NEIGHBOUR_ROUNDS + 1):
+        new, solved_exactly = _solve_jointly(planners, widths, table_targets, targets_ms, candidates)
+        exact = exact and solved_exactly
+        if new == widths:
+            break
+        widths = new
+        visited.append(widths)
+    else:
+        widths = _best_visited(planners, visited, table_targets)
+    predicted = tuple(planner.predict(widths) for planner in planners)
+    return WidthPlan(widths, predicted[0], rounds, predicted, exact)
+
+
+def _solve_jointly(planners: Sequence[Planner], widths: Mapping[str, int], table_targets: Sequence[float],
+                   targets_ms: Sequence[float], candidates: Mapping[str, list[int]]) -> tuple[dict[str, int], bool]:
+    """One knapsack, each group's costs on every target with its neighbours at ``widths``."""
+    for planner in planners:
+        planner.fill_candidates(widths, candidates)
+    values = planners[0].values
+    options = {name: [MultiChoice(w, values[name][w], tuple(p.cost(name, w, widths) for p in planners))
+                      for w in candidates[name]] for name in planners[0].groups}
+    try:
+        chosen, exact = solve_multi(options, [p.budget_left(widths, t) for p, t in zip(planners, table_targets)])
+    except BudgetError:
+        fastest = ", ".join(f"{p.fastest(candidates):.3f} ms on {p.table.backend}" for p in planners)
+        wanted = ", ".join(f"{t:.3f} ms" for t in targets_ms)
+        raise BudgetError(f"the latency target {wanted} is out of reach: the narrowest legal widths "
+                          f"are predicted at {fastest}") from None
+    return {name: choice.width for name, choice in chosen.items()}, exact
+
+
+def _best_visited(planners: Sequence[Planner], visited: list[dict[str, int]],
+                  table_targets: Sequence[float]) -> dict[str, int]:
+    """The most valuable width set within every table budget, or the fastest on the first
+    target if none is."""
+    within = [widths for widths in visited
+              if all(p.table_ms(widths) <= t for p, t in zip(planners, table_targets))]
+    if not within:
+        return min(visited, key=planners[0].table_ms)
+    values = planners[0].values
+    return max(within, key=lambda widths: sum(values[name][w] for name, w in widths.items()))
 
 
 def full_widths(groups: list[ChannelGroup]) -> dict[str, int]:

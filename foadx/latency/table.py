@@ -28,7 +28,9 @@ from foadx.latency.units import UnitKey
 from foadx.untrusted import MAX_DEPTH, check_depth, read_text
 
 LUT_KIND = "foadx.latency_lut"
-LUT_SCHEMA_VERSION = 2  # 2: whole-network check points (the savings curve)
+LUT_SCHEMA_VERSION = 3  # 2: whole-network check points (the savings curve); 3: the mode, in-network savings
+READABLE_VERSIONS = (2, 3)  # a version 2 table is a unit-mode one
+MODES = ("unit", "network")
 IDENTITY_FIELDS = ("model", "input_size", "batch", "backend", "precision")
 ENVIRONMENT_FIELDS = ("cpu", "cores", "onnxruntime", "torch", "openvino", "gpu")
 AXES = ("out_channels", "in_channels")
@@ -58,6 +60,10 @@ class LatencyTable:
     # whole networks at uniform widths, each timed beside the unpruned one: the savings curve's
     # points (foadx.latency.curve, docs/latency.md section 2)
     checks: list[dict[str, Any]] = field(default_factory=list)
+    # "unit": units timed alone (entries); "network": each group's widths timed inside the whole
+    # network (group -> width -> relative saving against the unpruned network timed beside it)
+    mode: str = "unit"
+    network_savings: dict[str, dict[int, float]] = field(default_factory=dict)
 
     # the entries by series (one axis varying), and the lines fitted through them; rebuilt after an add
     _index: dict[SeriesKey, dict[int, float]] | None = field(default=None, init=False, repr=False, compare=False)
@@ -125,6 +131,30 @@ class LatencyTable:
                 return same[min(above)]
         raise MissingLatencyError(f"no measured latency for {key.to_json()} or a wider neighbour: profile again")
 
+    def group_saving(self, group: str, width: int) -> float:
+        """The relative saving of ``group`` at ``width`` (the rest whole) in a network-mode table
+        (its full width is recorded with saving 0): linear between the measured widths, made
+        non-increasing in the width (a wider group never saves more; a point that does is timing
+        noise and the narrower one's saving holds), and outside them the nearest one's saving.
+
+        Raises:
+            MissingLatencyError: the group was not profiled (CLI exit code 3: profile again).
+        """
+        measured = self.network_savings.get(group)
+        if not measured:
+            raise MissingLatencyError(f"the latency table holds no in-network savings for group {group}: "
+                                      "profile again with the same groups")
+        knots, highest = [], -1.0
+        for knot_width, saving in sorted(measured.items(), reverse=True):  # from the widest down
+            highest = max(highest, saving)
+            knots.insert(0, (knot_width, highest))
+        if width <= knots[0][0]:
+            return knots[0][1]
+        for (w0, s0), (w1, s1) in zip(knots, knots[1:]):
+            if width <= w1:
+                return s0 + (s1 - s0) * (width - w0) / (w1 - w0)
+        return knots[-1][1]
+
     def identity(self) -> dict[str, Any]:
         """What the table was measured for: model, input_size [H, W], batch, backend, precision."""
         return {"model": self.model, "input_size": list(self.input_size), "batch": self.batch,
@@ -134,7 +164,10 @@ class LatencyTable:
         """The table file's JSON (kind ``foadx.latency_lut``, schema version 2), entries sorted by key."""
         return {"schema_version": LUT_SCHEMA_VERSION, "kind": LUT_KIND, **self.identity(), "round_to": self.round_to,
                 "environment": self.environment, "network_ms": self.network_ms,
-                "checks": self.checks,
+                "checks": self.checks, "mode": self.mode,
+                "network_savings": [{"group": group, "width": width, "saving": saving}
+                                    for group, savings in sorted(self.network_savings.items())
+                                    for width, saving in sorted(savings.items())],
                 "entries": sorted(({"key": key.to_json(), "ms": ms} for key, ms in self.entries.items()),
                                   key=lambda entry: json.dumps(entry["key"], sort_keys=True))}
 
@@ -178,8 +211,8 @@ def load_table(path: str | Path) -> LatencyTable:
     except ValueError as error:
         _fail(path, f"not JSON: {str(error).splitlines()[0]}")
     check_depth(data, f"latency table {path}")
-    if not isinstance(data, dict) or data.get("kind") != LUT_KIND or data.get("schema_version") != LUT_SCHEMA_VERSION:
-        _fail(path, f"expected kind {LUT_KIND!r}, schema version {LUT_SCHEMA_VERSION}")
+    if not isinstance(data, dict) or data.get("kind") != LUT_KIND or data.get("schema_version") not in READABLE_VERSIONS:
+        _fail(path, f"expected kind {LUT_KIND!r}, schema version {' or '.join(map(str, READABLE_VERSIONS))}")
     try:
         table = _table_from(data)
         _check_series(table)
@@ -202,7 +235,13 @@ def _table_from(data: dict[str, Any]) -> LatencyTable:
                          data["environment"], fields.positive(data["network_ms"], "network_ms"),
                          checks=[_check(point, f"checks[{index}]") for index, point in
                                  enumerate(fields.array(data["checks"], "checks", 0, fields.MAX_CHECKS))])
-    entries = fields.array(data["entries"], "entries", 1, fields.MAX_ENTRIES)
+    if data["schema_version"] >= 3:
+        table.mode = fields.one_of(data["mode"], "mode", MODES)
+        for index, point in enumerate(fields.array(data["network_savings"], "network_savings",
+                                                   1 if table.mode == "network" else 0, fields.MAX_ENTRIES)):
+            group, width, saving = _network_point(point, f"network_savings[{index}]")
+            table.network_savings.setdefault(group, {})[width] = saving
+    entries = fields.array(data["entries"], "entries", 1 if table.mode == "unit" else 0, fields.MAX_ENTRIES)
     for index, entry in enumerate(entries):
         if not isinstance(entry, dict):
             raise FieldError(f"entries[{index}] must be an object with key and ms")
@@ -225,6 +264,17 @@ def _check(point: Any, where: str) -> dict[str, float]:
         raise FieldError(f"{where} must be an object")
     return {name: fields.finite(point[name], f"{where}.{name}")
             for name in ("fraction", "predicted_saving", "measured_saving")}
+
+
+def _network_point(point: Any, where: str) -> tuple[str, int, float]:
+    """One in-network saving: a group name, a width and a saving in (-1, 1)."""
+    if not isinstance(point, dict):
+        raise FieldError(f"{where} must be an object with group, width and saving")
+    saving = fields.finite(point["saving"], f"{where}.saving")
+    if not -1.0 < saving < 1.0:
+        raise FieldError(f"{where}.saving is {saving}; a saving relative to the unpruned network lies in (-1, 1)")
+    return (fields.text(point["group"], f"{where}.group"),
+            fields.integer(point["width"], f"{where}.width", 1, fields.MAX_CHANNELS), saving)
 
 
 def check_compatible(table: LatencyTable, expected: LatencyTable, allow_foreign: bool) -> None:

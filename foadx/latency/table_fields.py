@@ -75,6 +75,17 @@ def text(value: Any, where: str) -> str:
     return value
 
 
+def one_of(value: Any, where: str, allowed: tuple[str, ...]) -> str:
+    """``value`` if it is one of ``allowed``.
+
+    Raises:
+        FieldError: naming ``where``.
+    """
+    if value not in allowed:
+        raise FieldError(f"{where} is {_show(value)}; it must be one of {', '.join(allowed)}")
+    return value
+
+
 def array(value: Any, where: str, low: int, high: int) -> list[Any]:
     """``value`` if it is a JSON array of ``low`` to ``high`` items.
 

@@ -24,12 +24,14 @@ from foadx.tasks.checks import at_least, finite
 @dataclass(frozen=True)
 class LatencyBudget:
     """A measured latency: ``target`` is milliseconds (``"2.0ms"``) or a speedup over the
-    unpruned model (``"1.5x"``) on ``backend`` at ``batch``; ``table`` a latency table from
-    ``foadx profile`` (None: profile now). docs/latency.md has the method."""
+    unpruned model (``"1.5x"``) on ``backend`` at ``batch``, or several ``BACKEND[@PRECISION]=T``
+    pairs met at once (``"ort-cpu=1.5x openvino=1.4x"``); ``table`` a latency table from
+    ``foadx profile`` for the one target, or target name -> table file (None, or a target not
+    named: profile now). docs/latency.md has the method."""
 
     target: str
     backend: str = "ort-cpu"
-    table: Path | None = None
+    table: Path | Mapping[str, Path] | None = None
     allow_foreign_table: bool = False
     batch: int = 1
     min_keep: float = 0.0
@@ -39,14 +41,14 @@ class LatencyBudget:
     def check(self) -> None:
         """Refuses, before any work, a malformed target (exit 3) and a backend that cannot be
         profiled here (exit 6)."""
-        from foadx.latency.api import LatencyTarget
+        from foadx.latency.targets import parse_targets
         from foadx.runtime import check_profiling_backend
 
         finite("min_keep", self.min_keep)
         at_least("batch", self.batch, 1)
         at_least("round_to", self.round_to, 1)
-        LatencyTarget.parse(self.target)
-        check_profiling_backend(self.backend)
+        for target in parse_targets(self.target, self.backend):
+            check_profiling_backend(target.backend)
 
 
 Budget = Union[ChannelBudget, LatencyBudget]
@@ -101,15 +103,18 @@ class PruneRequest:
 
 
 def read_table(budget: Budget) -> Any:
-    """The latency table a latency budget names (None: none named, or a channel budget).
+    """The latency table a latency budget names, or target name -> table for several (None:
+    none named, or a channel budget).
 
     Raises:
-        ArtifactError: the table file is malformed.
+        ArtifactError: a table file is malformed; BadInputError: unreadable.
     """
     if not isinstance(budget, LatencyBudget) or budget.table is None:
         return None
     from foadx.latency import load_table
 
+    if isinstance(budget.table, Mapping):
+        return {name: load_table(path) for name, path in budget.table.items()}
     return load_table(budget.table)
 
 
@@ -122,7 +127,8 @@ def prune_model(model: nn.Module, request: PruneRequest, *, table: Any = None, i
         request: budget, criterion, scope and calibration images.
         table: a loaded latency table for a latency budget (see ``read_table``); None profiles.
         images: calibration batches already read for this model (None: read ``request.calibration``).
-        progress: ``(phase, done, total)`` for a channel budget.
+        progress: ``(phase, done, total)``: a channel budget's phases, a latency budget's
+            profiling and every measured pair.
 
     Returns:
         ``foadx.PruneResult``: ``.model`` (carrying its plan), ``.plan``, ``.report``.
@@ -141,7 +147,7 @@ def prune_model(model: nn.Module, request: PruneRequest, *, table: Any = None, i
     images = calibration_batches(model, request.calibration) if images is None else images
     arguments = _common_arguments(request, images)
     if isinstance(request.budget, LatencyBudget):
-        return _prune_to_latency(model, images, request.budget, table, arguments)
+        return _prune_to_latency(model, images, request.budget, table, {**arguments, "progress": progress})
     import foadx
 
     budget = {field.name: getattr(request.budget, field.name) for field in fields(request.budget)}

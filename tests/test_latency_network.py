@@ -1,0 +1,119 @@
+"""In-network latency tables and the acceptance of a measured plan: the verdict on hand-made pair
+lists, a network-mode table by hand (interpolation, prediction, file round trip, refusals), the
+unreachable target refused before any scoring, and a real network-mode profile."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import pytest
+
+import foadx
+from foadx.errors import BadInputError
+from foadx.latency import load_table
+from foadx.latency.acceptance import judge
+from foadx.latency.api import _empty_table, _setting
+from foadx.latency.network import network_widths
+from foadx.latency.plan import Planner, legal_widths
+from foadx.latency.table import LatencyTable, MissingLatencyError
+from foadx.pruning.groups import ChannelGroup
+from tests.cli_helpers import error_line, run
+
+
+def test_the_verdict_on_hand_made_pairs():
+    ratios = [0.70, 0.66, 0.69, 0.72, 0.68]  # pruned / unpruned in five interleaved pairs
+    accepted = judge(ratios, 0.7 * 1.05)  # a 1/0.7 speedup within 5%: the limit 0.735 >= the max 0.72
+    assert (accepted.median, accepted.low, accepted.high, accepted.verdict) == (0.69, 0.66, 0.72, "accepted")
+    assert accepted.coverage == pytest.approx(1 - 2 ** -4)  # 93.75% for 5 pairs
+    borderline = judge(ratios, 0.70)  # the median 0.69 within, the upper end 0.72 not
+    assert borderline.verdict == "borderline"
+    assert judge(ratios, 0.685).verdict == "rejected"  # the median 0.69 is over
+    assert judge([2.0, 1.0], 1.5).median == 1.5 and judge([2.0, 1.0], 1.5).verdict == "borderline"
+    with pytest.raises(BadInputError):
+        judge([], 1.0)
+
+
+def _network_table(savings: dict[str, dict[int, float]], network_ms: float = 10.0) -> LatencyTable:
+    table = LatencyTable("m@x", (32, 32), 1, "torch-cpu", "fp32", 8, {}, network_ms, mode="network")
+    table.network_savings = savings
+    return table
+
+
+def test_in_network_savings_by_hand():
+    table = _network_table({"a": {32: 0.0, 24: 0.05, 16: 0.04, 8: 0.20}, "b": {16: 0.0, 8: 0.10}})
+    # made non-increasing in width from the widest down: 16 holds 24's 0.05 (0.04 is noise)
+    assert table.group_saving("a", 32) == 0.0 and table.group_saving("a", 16) == pytest.approx(0.05)
+    assert table.group_saving("a", 28) == pytest.approx(0.025)  # halfway between 24 and 32
+    assert table.group_saving("a", 12) == pytest.approx(0.125)  # halfway between 8 and 16
+    assert table.group_saving("a", 4) == pytest.approx(0.20)  # below the narrowest: the narrowest's
+    with pytest.raises(MissingLatencyError, match="no in-network savings for group c"):
+        table.group_saving("c", 8)
+    groups = [ChannelGroup("a", 32, ("a",), (), False), ChannelGroup("b", 16, ("b",), (), False)]
+    planner = Planner(table, [], groups, {"a": {}, "b": {}})
+    # NetAdapt's additive model: 10 ms x (1 - 0.05 - 0.10) at a16 b8
+    assert planner.table_ms({"a": 16, "b": 8}) == pytest.approx(8.5)
+    assert planner.cost("a", 16, {}) == pytest.approx(10 * (0.20 - 0.05))
+    assert planner.fastest({"a": [8, 16, 24, 32], "b": [8, 16]}) == pytest.approx(10 * (1 - 0.30))
+
+
+def test_a_network_table_round_trips_and_bad_ones_are_refused(tmp_path):
+    table = _network_table({"a": {32: 0.0, 8: 0.2}})
+    table.save(tmp_path / "t.json")
+    loaded = load_table(tmp_path / "t.json")
+    assert loaded.mode == "network" and loaded.network_savings == {"a": {32: 0.0, 8: 0.2}} and not loaded.entries
+    assert loaded.digest() == table.digest()
+    data = json.loads((tmp_path / "t.json").read_text())
+    for field, bad, named in (("mode", "guess", "mode is 'guess'"),
+                              ("network_savings", [], "network_savings is list"),
+                              ("network_savings", [{"group": "a", "width": 8, "saving": 1.5}], "saving is 1.5"),
+                              ("network_savings", [{"group": "a", "width": 0, "saving": 0.1}], "width is 0")):
+        (tmp_path / "bad.json").write_text(json.dumps({**data, field: bad}))
+        result = run("prune", "resnet56_cifar", "--data", "demo", "--latency-target", "2x", "--backend", "torch-cpu",
+                     "--lut", tmp_path / "bad.json", "--out", tmp_path / "p")
+        assert result.exit_code == 3 and named in error_line(result), (field, result.output)
+
+
+def test_an_unreachable_target_is_refused_at_once_naming_the_floor(tmp_path):
+    model = foadx.build_model("resnet56_cifar")
+    _, analysis, _ = _setting(model, 1, False, ())
+    table = _empty_table(model, "torch-cpu", 1, 8, 10.0)
+    table.mode = "network"
+    table.network_savings = {g.name: {g.channels: 0.0, legal_widths(g, 8)[0]: 0.02} for g in analysis.chosen}
+    table.save(tmp_path / "lut.json")
+    floor = 10.0 * (1 - 0.02 * len(analysis.chosen))
+    start = time.perf_counter()
+    result = run("prune", "resnet56_cifar", "--data", "demo", "--latency-target", "100x", "--backend", "torch-cpu",
+                 "--lut", tmp_path / "lut.json", "--out", tmp_path / "p")
+    line = error_line(result)
+    assert result.exit_code == 3 and f"the table's fastest plan is {floor:.3f} ms ({10 / floor:.2f}x)" in line, line
+    assert time.perf_counter() - start < 60 and not (tmp_path / "p").exists()
+
+
+def test_network_widths_are_few_and_legal():
+    group = ChannelGroup("g", 128, ("g",), (), False)
+    assert network_widths(group, 16) == [80, 48, 16]  # ~2/3 and ~1/3 of 128 (85.3, 42.7) and the narrowest
+    assert network_widths(ChannelGroup("h", 16, ("h",), (), False), 16) == []  # no narrower legal width
+
+
+TINY = '''
+from torch import nn
+
+def build():
+    return nn.Sequential(nn.Conv2d(3, 32, 3, padding=1), nn.BatchNorm2d(32), nn.ReLU(),
+                         nn.Conv2d(32, 32, 3, padding=1), nn.BatchNorm2d(32), nn.ReLU(),
+                         nn.Conv2d(32, 10, 1), nn.AdaptiveAvgPool2d(1), nn.Flatten())
+'''
+
+
+@pytest.mark.slow
+def test_a_network_mode_profile_times_each_group_in_the_network(tmp_path):
+    (tmp_path / "tiny.py").write_text(TINY)
+    result = run("profile", f"{tmp_path / 'tiny.py'}:build", "--input-size", "16", "--backend", "torch-cpu",
+                 "--round-to", "8", "--mode", "network", "--out", tmp_path / "lut.json", "--json")
+    assert result.exit_code == 0, result.output
+    table = load_table(tmp_path / "lut.json")
+    assert table.mode == "network" and not table.entries and len(table.checks) == 3
+    assert json.loads(result.output)["mode"] == "network"
+    for name, savings in table.network_savings.items():  # 32 channels at step 8: 24 (~2/3), 8 (~1/3 and narrowest)
+        assert sorted(savings) == [8, 24, 32] and savings[32] == 0.0 and all(-1 < s < 1 for s in savings.values())
