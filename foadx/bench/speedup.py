@@ -97,13 +97,25 @@ def paired_speedup(reference_ms: Sequence[float], model_ms: Sequence[float], tai
     if min(*reference_ms, *model_ms) <= 0:
         raise BadInputError("round medians must be > 0 ms")
     ratios = [reference / model for reference, model in zip(reference_ms, model_ms)]
-    ordered = sorted(ratios)
-    rank = interval_rank(len(ratios))
-    interval = (ordered[rank - 1], ordered[-rank])
-    coverage = median_coverage(len(ratios), rank)
-    middle = len(ordered) // 2
-    value = ordered[middle] if len(ordered) % 2 else (ordered[middle - 1] + ordered[middle]) / 2
+    value, interval, coverage = median_interval(ratios)
     return Speedup(value, ratios, interval, coverage, verdict(interval, coverage, tail))
+
+
+def median_interval(values: Sequence[float]) -> tuple[float, tuple[float, float], float]:
+    """The median of ``values`` (one per interleaved round or pair), its order-statistics
+    interval (lo, hi) at rank ``interval_rank`` and that interval's nominal coverage: the one
+    interval foadx states for a measured ratio or latency (bench, sweep, latency acceptance).
+
+    Raises:
+        BadInputError: no values.
+    """
+    if not values:
+        raise BadInputError("a measured interval needs at least one round")
+    ordered = sorted(values)
+    rank = interval_rank(len(ordered))
+    middle = len(ordered) // 2
+    median = ordered[middle] if len(ordered) % 2 else (ordered[middle - 1] + ordered[middle]) / 2
+    return median, (ordered[rank - 1], ordered[-rank]), median_coverage(len(ordered), rank)
 
 
 def _tail(row: dict[str, Any]) -> float:

@@ -1,19 +1,16 @@
 """Accepting a measured plan: the median of several interleaved pairs (pruned beside unpruned)
-and the spread of the pair values (docs/latency.md, section 5).
-
-With n pairs, the smallest and largest pair values bound the true median with probability
-1 - 2^(1-n) whatever the distribution (each pair falls on either side of the median with
-probability 1/2; the median lies outside [min, max] only if all n fall on one side): 93.75% for
-5 pairs. A plan is *accepted* when the interval's upper end is within the limit, *borderline*
-when only its median is, and *rejected* otherwise.
+and the interval foadx states for any measured value (``foadx.bench.speedup.median_interval``:
+distribution-free, from order statistics; with 5 pairs the min-max, at 93.75%; docs/latency.md,
+section 5). A plan is *accepted* when the interval's upper end is within the limit,
+*borderline* when only its median is, and *rejected* otherwise.
 """
 
 from __future__ import annotations
 
-import statistics
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from foadx.bench.speedup import median_interval
 from foadx.errors import BadInputError
 
 FINAL_PAIRS = 5
@@ -22,7 +19,8 @@ VERDICTS = ("accepted", "borderline", "rejected")
 
 @dataclass(frozen=True)
 class Verdict:
-    """The median and min-max interval of the pair values and the verdict against ``limit``."""
+    """The median and interval of the pair values, the interval's nominal coverage, and the
+    verdict against ``limit``."""
 
     median: float
     low: float
@@ -30,11 +28,7 @@ class Verdict:
     limit: float
     verdict: str  # one of VERDICTS
     pairs: int = 1
-
-    @property
-    def coverage(self) -> float:
-        """The probability that [low, high] holds the true median (distribution-free)."""
-        return 1.0 - 2.0 ** (1 - self.pairs) if self.pairs > 1 else 0.0
+    coverage: float = 0.0
 
 
 def judge(values: Sequence[float], limit: float) -> Verdict:
@@ -46,6 +40,6 @@ def judge(values: Sequence[float], limit: float) -> Verdict:
     """
     if not values:
         raise BadInputError("a measured plan needs at least one pair")
-    median, low, high = statistics.median(values), min(values), max(values)
+    median, (low, high), coverage = median_interval(values)
     verdict = "accepted" if high <= limit else "borderline" if median <= limit else "rejected"
-    return Verdict(float(median), float(low), float(high), float(limit), verdict, len(values))
+    return Verdict(float(median), float(low), float(high), float(limit), verdict, len(values), coverage)
