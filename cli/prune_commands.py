@@ -113,6 +113,8 @@ def prune_command(
     One budget: --flops-target, --params-target, --ratio, --ratios or --latency-target (2.0ms, 1.5x); none is the paper's mode (--t, --s). --round-to 16 keeps widths that CPU kernels run fast.
     """
     from foadx.atomic import check_folder_target
+    from foadx.errors import CheckFailedError
+    from foadx.latency.rounds import LatencyTargetMissed
     from foadx.pruning.artifact import is_own_output
     from foadx.tasks.prune import (Calibration, ChannelBudget, PruneRequest, PruneScope, prune_model, read_table,
                                    refuse_mixed_budgets)
@@ -132,7 +134,11 @@ def prune_command(
     prepare_report(report)
     table, shown = read_table(budget), not quiet and not as_json
     with render.staged_progress(enabled=shown) as advance:
-        result = prune_model(model_options.resolve(model, seed).module(), request, table=table, progress=advance)
+        try:
+            result = prune_model(model_options.resolve(model, seed).module(), request, table=table, progress=advance)
+        except LatencyTargetMissed as missed:  # the best plan found is kept, marked missed
+            missed.result.save(out, force=force)
+            raise CheckFailedError(f"{missed}; the best plan is kept in {out} (latency verdict: missed)") from None
     result.save(out, force=force)
     if shown:  # --json carries it as the report's 'weights'
         render.notes(render.random_weights_note(result.report["weights"]))

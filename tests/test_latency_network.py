@@ -117,3 +117,25 @@ def test_a_network_mode_profile_times_each_group_in_the_network(tmp_path):
     assert json.loads(result.output)["mode"] == "network"
     for name, savings in table.network_savings.items():  # 32 channels at step 8: 24 (~2/3), 8 (~1/3 and narrowest)
         assert sorted(savings) == [8, 24, 32] and savings[32] == 0.0 and all(-1 < s < 1 for s in savings.values())
+
+
+def _round(measured_ms: float, unpruned_ms: float, table_saving: float) -> dict:
+    ratio = measured_ms / unpruned_ms
+    return {"measured_ms": measured_ms, "unpruned_ms": unpruned_ms, "table_saving": table_saving,
+            "speedup": {"median": 1 / ratio, "low": 1 / ratio * 0.98, "high": 1 / ratio * 1.02}}
+
+
+def test_a_missed_target_says_what_was_asked_and_reached_and_when_to_profile_again():
+    from foadx.latency.rounds import Aim, _missed_message
+    from foadx.latency.targets import BackendTarget, LatencyTarget
+
+    target = BackendTarget("ort-cpu", "fp32", LatencyTarget.parse("1.5x"))
+    # unpruned 15 ms, so 1.5x asks 10 ms; round 2 came closest (12 ms, 1.25x); the table promised a 50% saving
+    aim = Aim(target, None, 10.0, 9.0, [_round(13.5, 15.0, 0.5), _round(12.0, 15.0, 0.5), _round(12.9, 15.0, 0.5)])
+    message = _missed_message([aim], 2, 3)
+    assert message == ("latency target missed in 3 measured rounds; best, round 2: ort-cpu: asked 1.5x (10.000 ms), "
+                       "reached 1.25x [1.23-1.27] (12.000 ms); the table disagrees with this machine (ort-cpu "
+                       "predicted a 50% saving where 20% was measured): profile again here (foadx profile)")
+    aim.rounds[1]["table_saving"] = 0.25  # within 10 points of the measured 20%: the table is not to blame
+    assert _missed_message([aim], 2, 3).endswith("reached 1.25x [1.23-1.27] (12.000 ms); ask for less, or allow "
+                                                 "narrower groups (--min-keep)")

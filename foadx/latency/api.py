@@ -190,7 +190,8 @@ def prune_to_latency(
             another model, size, batch, backend, precision or environment (CLI exit code 3).
         BudgetError: the unpruned model already meets a target, the table's fastest plan cannot
             (refused before any channel is scored), or a global budget cannot reach it (exit 3).
-        CheckFailedError: a target is missed in all ``max_rounds`` measured rounds (exit code 4).
+        LatencyTargetMissed: a target is missed in all ``max_rounds`` measured rounds (a
+            CheckFailedError, exit code 4), carrying the best plan found marked missed.
         MissingDependencyError: a backend's runtime or GPU is absent (exit code 6).
     """
     targets = ([BackendTarget(backend, DEFAULT_PRECISION, target)] if isinstance(target, LatencyTarget)

@@ -57,6 +57,7 @@ def measured_rounds(model: nn.Module, prune_within: Callable[[list[float]], tupl
     Raises:
         CheckFailedError: a target rejected in every round (exit code 4).
     """
+    best: tuple[float, int, PruneResult] | None = None  # (worst measured / target, round, result)
     for number in range(1, setting.max_rounds + 1):
         plan, result = prune_within([aim.budget_ms for aim in aims])
         verdicts = []
@@ -68,14 +69,46 @@ def measured_rounds(model: nn.Module, prune_within: Callable[[list[float]], tupl
             verdicts.append(_judge_round(aim, plan, index, pairs))
         if all(verdict.verdict != "rejected" for verdict in verdicts):
             return _record(result, aims, setting)
+        shortfall = max(aim.rounds[-1]["measured_ms"] / aim.target_ms for aim in aims)
+        if best is None or shortfall < best[0]:
+            best = (shortfall, number, result)
         for aim in aims:
             last = aim.rounds[-1]
             aim.planner.observe(plan.widths, last["measured_ms"], last["unpruned_ms"])
             aim.budget_ms = aim.target_ms * aim.planner.table.network_ms / last["unpruned_ms"]
-    raise CheckFailedError("latency target missed after {} measured rounds: {}".format(setting.max_rounds, "; ".join(
-        f"{aim.target.name} {aim.target_ms:.3f} ms: " + ", ".join(
-            f"{r['measured_ms']:.3f} ms [{r['interval_ms'][0]:.3f}, {r['interval_ms'][1]:.3f}] "
-            f"(predicted {r['predicted_ms']:.3f})" for r in aim.rounds) for aim in aims)))
+    _, number, result = best
+    raise LatencyTargetMissed(_missed_message(aims, number, setting.max_rounds),
+                              _record(result, aims, setting, number - 1, "missed"))
+
+
+class LatencyTargetMissed(CheckFailedError):
+    """No measured round met every target (exit code 4); ``result`` is the best plan found (the
+    round whose worst target came closest), its latency record marked ``missed``."""
+
+    def __init__(self, message: str, result: PruneResult) -> None:
+        super().__init__(message)
+        self.result = result
+
+
+TABLE_DISAGREES = 0.10  # predicted and measured savings further apart than this: the table is not this machine's
+
+
+def _missed_message(aims: Sequence[Aim], number: int, rounds: int) -> str:
+    """What was asked and what the best round reached, per target, and whether to re-profile."""
+    parts, stale = [], []
+    for aim in aims:
+        reached = aim.rounds[number - 1]
+        speedup = reached["speedup"]
+        parts.append(f"{aim.target.name}: asked {aim.target.target} ({aim.target_ms:.3f} ms), reached "
+                     f"{speedup['median']:.2f}x [{speedup['low']:.2f}-{speedup['high']:.2f}] "
+                     f"({reached['measured_ms']:.3f} ms)")
+        measured_saving = 1 - reached["measured_ms"] / reached["unpruned_ms"]
+        if abs(reached["table_saving"] - measured_saving) > TABLE_DISAGREES:
+            stale.append(f"{aim.target.name} predicted a {reached['table_saving']:.0%} saving where "
+                         f"{measured_saving:.0%} was measured")
+    advice = (f"; the table disagrees with this machine ({', '.join(stale)}): profile again here (foadx profile)"
+              if stale else "; ask for less, or allow narrower groups (--min-keep)")
+    return f"latency target missed in {rounds} measured rounds; best, round {number}: {'; '.join(parts)}{advice}"
 
 
 def _judge_round(aim: Aim, plan: WidthPlan, index: int, pairs: list[dict[str, dict[str, float]]]) -> Verdict:
@@ -104,9 +137,9 @@ def _judge_round(aim: Aim, plan: WidthPlan, index: int, pairs: list[dict[str, di
     return verdict
 
 
-def _target_record(aim: Aim, batch: int) -> dict[str, Any]:
-    """One target's record: what it asked, its table, and its last round."""
-    last, table = aim.rounds[-1], aim.planner.table
+def _target_record(aim: Aim, batch: int, index: int = -1) -> dict[str, Any]:
+    """One target's record: what it asked, its table, and its round ``index`` (the last)."""
+    last, table = aim.rounds[index], aim.planner.table
     return {"target": str(aim.target.target), "target_ms": aim.target_ms, "backend": aim.target.backend,
             "precision": aim.target.precision, "batch": batch, "unpruned_ms": last["unpruned_ms"],
             "table_unpruned_ms": table.network_ms, "lut_digest": table.digest(), "table_mode": table.mode,
@@ -116,11 +149,14 @@ def _target_record(aim: Aim, batch: int) -> dict[str, Any]:
             "tolerance": TARGET_TOLERANCE, "verdict": last["verdict"], "rounds": aim.rounds}
 
 
-def _record(result: PruneResult, aims: Sequence[Aim], setting: Setting) -> PruneResult:
-    """Writes the latency record into the plan (``parameters.latency``) and the report: the first
-    target's fields at the top, every target under ``targets``, the overall verdict."""
-    targets = [_target_record(aim, setting.batch) for aim in aims]
-    verdict = "accepted" if all(t["verdict"] == "accepted" for t in targets) else "borderline"
+def _record(result: PruneResult, aims: Sequence[Aim], setting: Setting, index: int = -1,
+            verdict: str | None = None) -> PruneResult:
+    """Writes the latency record of round ``index`` into the plan (``parameters.latency``) and the
+    report: the first target's fields at the top, every target under ``targets``, the overall
+    verdict (``verdict``, else accepted or borderline from the targets')."""
+    targets = [_target_record(aim, setting.batch, index) for aim in aims]
+    if verdict is None:
+        verdict = "accepted" if all(t["verdict"] == "accepted" for t in targets) else "borderline"
     latency = {**targets[0], "allocation": setting.allocation, "round_to": aims[0].planner.table.round_to,
                "verdict": verdict, "targets": targets}
     provenance = provenance_of(result.model)
