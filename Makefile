@@ -20,9 +20,12 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 # The layer contracts (pyproject.toml, [tool.importlinter]) first: an upward import fails fast.
+# Then the suite in two processes (pytest-xdist; one torch thread each, tests/conftest.py), and
+# last, alone, the tests that time something against a target or a clock (marker "serial").
 test: install
 	$(VENV)/bin/lint-imports --no-cache
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -n 2 -m "not slow and not serial"
+	$(PY) -m pytest -q -m "serial and not slow"
 
 # The documentation site, strict (a broken link, anchor or a page missing from the nav fails), into
 # site/ (git-ignored). `make test` builds it too: tests/test_docs.py runs the same strict build.
@@ -30,7 +33,8 @@ docs: install
 	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict --site-dir site   # not --quiet: it stops strict counting warnings
 
 test-all: install
-	$(PY) -m pytest -q -m "slow or not slow"
+	$(PY) -m pytest -q -n 2 -m "not serial"
+	$(PY) -m pytest -q -m "serial"
 
 # The pipeline so far, on the embedded real MNIST digits: FOAD at the paper's MACs budget (widths
 # rounded to 16 for SIMD kernels), the l1 baseline at the same budget, a reload of the artifact,

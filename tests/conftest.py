@@ -1,9 +1,14 @@
 from __future__ import annotations
 
+import os
+
 import pytest
 import torch
 
 import foadx
+
+if os.environ.get("PYTEST_XDIST_WORKER"):  # make test runs two workers on two cores: one torch thread each
+    torch.set_num_threads(1)
 
 
 @pytest.fixture(scope="session")

@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
+
 from cli_helpers import error_line, run
 
 TRTEXEC_LOGS = Path(__file__).parent / "fixtures" / "trtexec"
@@ -51,6 +53,7 @@ def test_int8_calibration_data_that_cannot_be_read_is_refused_before_the_export(
     assert not out.exists()
 
 
+@pytest.mark.serial  # counts heartbeat lines against a clock
 def test_a_step_that_reports_nothing_still_prints_a_line_each_interval_where_stderr_is_not_a_terminal(
         monkeypatch, capsys):
     import time
