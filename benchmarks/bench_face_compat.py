@@ -104,7 +104,7 @@ def markdown(rows: list[dict[str, object]], timings: list[dict[str, object]]) ->
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", type=Path, default=Path("bench-out/face-compat"))
+    parser.add_argument("--out", type=Path, default=Path("out/bench-face-compat"))
     parser.add_argument("--teacher-epochs", type=int, default=2, help="training epochs of the unpruned teacher")
     parser.add_argument("--epochs", type=int, default=2, help="fine-tune epochs of each student")
     parser.add_argument("--compatibility-weight", type=float, default=1.0, help="the BCT influence loss's weight")
