@@ -7,7 +7,7 @@ for each, same-model TAR at FAR 1e-3 / 1e-4 and EER, and the cross-model TAR aga
 (teacher gallery x student probe, both directions). Then the time of all-pairs evaluation of
 1k and 10k random unit embeddings. Writes OUT/face-compat.json and prints a Markdown table.
 
-    OMP_NUM_THREADS=1 .venv/bin/python benchmarks/bench_face_compat.py --out bench-out/face-compat \
+    OMP_NUM_THREADS=1 .venv/bin/python benchmarks/bench_face_compat.py --out out/bench-face-compat \
         [--teacher-epochs 2] [--epochs 2] [--compatibility-weight 1.0]
 
 (On a shared 2-core machine, one torch thread per process: two threads ran a training step
