@@ -88,7 +88,8 @@ def profile(model: nn.Module, backend: str = "ort-cpu", *, batch: int = 1, round
         model: a module foadx built or loaded (its provenance gives the input (C, H, W)).
         batch: the batch size timed.
         round_to: the width step of the legal widths; None takes the backend's ``width_step``.
-        include_coupled, exclude: which channel groups are prunable (as in ``foadx.prune``).
+        include_coupled: also profile residual-coupled groups (as in ``foadx.prune``).
+        exclude: names of groups to leave whole (as in ``foadx.prune``).
         progress: called with (units or pairs done, in all).
 
     Returns:
