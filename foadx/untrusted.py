@@ -10,6 +10,7 @@ opened, so nothing blocks), its size is bounded before it is read, and its nesti
 from __future__ import annotations
 
 import json
+import math
 import os
 import stat
 from collections.abc import Callable
@@ -111,4 +112,19 @@ def check_depth(data: Any, what: str, limit: int = MAX_DEPTH) -> None:
                 raise BadInputError(f"{what} is nested deeper than {limit} levels")
             children = value.values() if isinstance(value, dict) else value
             pending.extend((child, depth + 1) for child in children)
+
+
+def non_finite_path(data: Any) -> str | None:
+    """The path (``results/0/latency_ms/p50``) of the first NaN or infinite number in a
+    structure of lists and dicts, or None: Python's JSON reader takes ``NaN`` and ``Infinity``,
+    and every range check passes a NaN (all its comparisons are false)."""
+    pending: list[tuple[Any, str]] = [(data, "")]
+    while pending:
+        value, where = pending.pop()
+        if isinstance(value, float) and not math.isfinite(value):
+            return where or "(top level)"
+        if isinstance(value, (list, dict)):
+            items = value.items() if isinstance(value, dict) else enumerate(value)
+            pending.extend((child, f"{where}/{key}" if where else str(key)) for key, child in items)
+    return None
 

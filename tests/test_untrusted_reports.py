@@ -213,3 +213,13 @@ def test_a_report_without_its_prose_fields_still_renders_and_extreme_numbers_are
     if result.returncode != 0:  # matplotlib may draw it after all; if not, one line and exit 3
         assert result.returncode == 3 and len(result.stderr.strip().splitlines()) == 1, result.stderr
         assert "numbers cannot be drawn" in result.stderr and not (tmp_path / "x.html").exists()
+
+
+@pytest.mark.parametrize("field", ["median_of_rounds_ms", "throughput_ips"])
+@pytest.mark.parametrize("value", [float("nan"), float("inf")])
+def test_a_report_holding_nan_or_infinity_is_refused_naming_where(tmp_path, field, value):
+    report = latency_report()
+    report["results"][0][field] = value  # json.dumps writes NaN / Infinity, which Python's reader takes back
+    result = run("report", _write(tmp_path / "r.json", report))
+    assert result.exit_code == 3
+    assert f"holds a number that is not finite at results/0/{field}" in error_line(result)

@@ -13,7 +13,7 @@ import jsonschema
 
 from foadx.errors import BadInputError
 from foadx.report.kinds import REPORT_KINDS, ReportKind, get_kind
-from foadx.untrusted import read_json
+from foadx.untrusted import non_finite_path, read_json
 
 MAX_REPORT_BYTES = 32 * 1024 * 1024  # a latency report of 100 models is ~0.2 MB, a sweep of 1,000 points ~0.5 MB
 
@@ -49,10 +49,14 @@ def validate_report(report: dict[str, Any]) -> ReportKind:
         The kind's registry entry.
 
     Raises:
-        BadInputError: naming what is wrong (for a schema, the first field that breaks it).
+        BadInputError: naming what is wrong (a NaN or infinite number, or for a schema the first
+            field that breaks it).
     """
     entry = get_kind(report.get("kind") if isinstance(report, dict) else None)
     _check_version(report, entry)
+    non_finite = non_finite_path(report)
+    if non_finite is not None:
+        raise BadInputError(f"a {entry.name} report holds a number that is not finite at {non_finite}")
     missing = [name for name in entry.required if name not in report]
     if missing:
         raise BadInputError(f"a {entry.name} report needs {', '.join(missing)}")
