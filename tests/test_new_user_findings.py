@@ -110,3 +110,15 @@ def test_every_public_name_resolves_and_load_images_prepares_what_the_model_take
     assert torch.equal(images, foadx.load_images("demo", model, 6, seed=1))
     result = foadx.prune(model, images, ratio=0.25)
     assert result.model(images).shape == model(images).shape
+
+
+def test_an_export_never_lands_inside_the_artifact_it_exports(tmp_path):
+    tiny = f"{Path(__file__).parent / 'fixtures' / 'tiny_net.py'}:tiny_net"
+    artifact = tmp_path / "p"
+    assert run("prune", tiny, "--input-size", "16", "--data", "demo", "--images", "8", "--ratio", "0.5",
+               "--out", artifact, "--quiet").exit_code == 0
+    weights = (artifact / "weights.pt").read_bytes()
+    for target in (artifact / "weights.pt", artifact / "plan.json", artifact / "m.onnx"):
+        result = run("export", artifact, "--trust-code", "--out", target)
+        assert result.exit_code == 3 and "is, or lies inside," in error_line(result), target
+    assert (artifact / "weights.pt").read_bytes() == weights and not (artifact / "m.onnx").exists()

@@ -199,11 +199,27 @@ def export_model(ref: Any, out: Path, request: ExportRequest) -> DeployResult:
         MissingDependencyError: TensorRT or a GPU is missing for an engine (exit 6).
     """
     options = request.options()
+    _refuse_writing_into_the_source(ref, out)
     network = ref.module()
     verification = model_images(ref, request.data, request.images) if request.verify or options.trt else None
     # read before the export, so that unreadable calibration data is refused before minutes of work
     calibration = model_images(ref, request.int8.data, request.int8.count) if options.precision == "int8" else None
     return deploy(network, out, options, verify_images=verification, calibration_images=lambda: calibration)
+
+
+def _refuse_writing_into_the_source(ref: Any, out: Path) -> None:
+    """An export never lands on the file it reads or inside the artifact folder it exports
+    (``--out ARTIFACT/weights.pt`` replaced the weights with ONNX bytes).
+
+    Raises:
+        BadInputError: ``out`` is the source file or lies inside the source folder (exit 3).
+    """
+    if ref.path is None:
+        return
+    source, target = Path(ref.path).resolve(), Path(out).resolve()
+    if target == source or (source.is_dir() and target.is_relative_to(source)):
+        raise BadInputError(f"--out {out} is, or lies inside, {ref.text}, the model being exported: "
+                            "write it elsewhere")
 
 
 def model_images(ref: Any, data: str, count: int) -> np.ndarray | None:
