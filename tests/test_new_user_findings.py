@@ -122,3 +122,10 @@ def test_an_export_never_lands_inside_the_artifact_it_exports(tmp_path):
         result = run("export", artifact, "--trust-code", "--out", target)
         assert result.exit_code == 3 and "is, or lies inside," in error_line(result), target
     assert (artifact / "weights.pt").read_bytes() == weights and not (artifact / "m.onnx").exists()
+
+
+def test_eval_refuses_a_classifier_with_fewer_scores_than_the_data_has_classes(tmp_path):
+    tiny = f"{Path(__file__).parent / 'fixtures' / 'tiny_net.py'}:tiny_net"  # 4 classes; the digits have 10
+    result = run("eval", tiny, "--input-size", "16", "--data", "demo")
+    assert result.exit_code == 3
+    assert "the model outputs 4 scores per image, and the data has 10 classes" in error_line(result)

@@ -11,7 +11,7 @@ import numpy as np
 from foadx.data.labeled import LabeledImages
 from foadx.data.transforms import prepare_batch, resize_uint8
 from foadx.data.verification import PairSet
-from foadx.errors import DataError
+from foadx.errors import BadInputError, DataError
 from foadx.evaluate.verification import VerificationResult, pair_distances, verify_pairs
 
 Runner = Callable[[np.ndarray], np.ndarray]  # float32 NCHW batch -> first output
@@ -37,7 +37,7 @@ def top1(run: Runner, data: LabeledImages, preprocess: Preprocessing, batch_size
         ``{"top1": fraction correct in [0, 1], "count": images scored}``.
 
     Raises:
-        DataError: the split holds no images (CLI exit code 3).
+        DataError: the split holds no images; BadInputError: fewer scores than classes (exit 3).
     """
     if len(data) == 0:
         raise DataError("the evaluation split holds no images")
@@ -45,7 +45,11 @@ def top1(run: Runner, data: LabeledImages, preprocess: Preprocessing, batch_size
     for start in range(0, len(data), batch_size):
         indices = range(start, min(start + batch_size, len(data)))
         images = np.stack([resize_uint8(data.load(i), preprocess.input_size) for i in indices])
-        predictions = run(preprocess(images)).argmax(1)
+        scores = run(preprocess(images))
+        if scores.ndim != 2 or scores.shape[1] < data.classes:
+            raise BadInputError(f"the model outputs {'x'.join(map(str, scores.shape[1:]))} scores per image, and the "
+                                f"data has {data.classes} classes: top-1 needs one score per class")
+        predictions = scores.argmax(1)
         correct += int((predictions == data.labels[start:start + len(indices)]).sum())
     return {"top1": correct / len(data), "count": len(data)}
 
