@@ -129,3 +129,23 @@ def test_eval_refuses_a_classifier_with_fewer_scores_than_the_data_has_classes(t
     result = run("eval", tiny, "--input-size", "16", "--data", "demo")
     assert result.exit_code == 3
     assert "the model outputs 4 scores per image, and the data has 10 classes" in error_line(result)
+
+
+class _NotATensor:
+    pass
+
+
+def test_a_checkpoint_with_objects_is_refused_without_advising_the_unsafe_loader(tmp_path):
+    import torch
+
+    from foadx.errors import WeightsError
+    from foadx.models.registry import read_state_dict
+
+    torch.save({"weight": _NotATensor()}, tmp_path / "w.pt")
+    with pytest.raises(WeightsError) as refused:
+        read_state_dict(tmp_path / "w.pt")
+    assert "holds objects other than tensors, and foadx never unpickles code" in str(refused.value)
+    assert "weights_only" not in str(refused.value)
+    (tmp_path / "t.pt").write_bytes((tmp_path / "w.pt").read_bytes()[:40])  # truncated
+    with pytest.raises(WeightsError, match="not a readable PyTorch checkpoint"):
+        read_state_dict(tmp_path / "t.pt")

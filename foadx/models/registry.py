@@ -248,8 +248,11 @@ def read_state_dict(path: str | Path, map_location: str | torch.device = "cpu") 
             warnings.simplefilter("ignore")
             checkpoint = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as error:  # torch raises several types for corrupt or unsafe files
+        if "Weights only load failed" in str(error):  # torch's text goes on to suggest weights_only=False
+            raise WeightsError(f"cannot read weights {path}: it holds objects other than tensors, and foadx never "
+                               "unpickles code; save a plain state dict (torch.save(model.state_dict(), path))") from None
         first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        raise WeightsError(f"cannot read weights {path}: {first_line}") from error
+        raise WeightsError(f"cannot read weights {path}: not a readable PyTorch checkpoint ({first_line})") from error
     return _unwrap_checkpoint(checkpoint, path)
 
 
