@@ -150,7 +150,7 @@ def as_ref(model: ModelRef | nn.Module | str | Path, label: str | None = None) -
 
 def _refuse_build_options(text: str, kind: str, options: BuildOptions) -> None:
     if options.given:
-        raise BadInputError(f"{', '.join(options.given)} do not apply to {text}: it is a{'n' if kind[0] in 'ao' else ''} "
+        raise BadInputError(f"{', '.join(options.given)} do not apply to {text}: it is a{'n' if kind[0] in 'aoAO' else ''} "
                             f"{kind}, built already")
 
 

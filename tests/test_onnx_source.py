@@ -297,6 +297,7 @@ def test_build_options_and_factory_arguments_are_refused(mbf_files):
     result = run("prune", files["legacy-11-fixed"], "--data", "demo", "--ratio", "0.5", "--model-arg", "x=1",
                  "--out", "unused")
     assert result.exit_code == 3 and "do not apply to" in error_line(result)
+    assert "it is an ONNX file, built already" in error_line(result)
     with pytest.raises(foadx.errors.UnknownModelError, match="takes no factory arguments"):
         foadx.build_model(str(files["legacy-11-fixed"]), embedding_size=4)
 
