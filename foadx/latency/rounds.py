@@ -125,9 +125,10 @@ def _judge_round(aim: Aim, plan: WidthPlan, index: int, pairs: list[dict[str, di
     else:
         verdict = judge(pruned_ms, aim.target_ms * (1 + TARGET_TOLERANCE))
     ratio = verdict if target.kind == "speedup" else judge(ratios, math.inf)  # the ratios' spread, reported
+    measured = verdict if target.kind != "speedup" else judge(pruned_ms, math.inf)  # the same interval rule, in ms
     aim.rounds.append({
         "budget_ms": aim.budget_ms, "predicted_ms": plan.predicted[index] if plan.predicted else plan.predicted_ms,
-        "measured_ms": statistics.median(pruned_ms), "interval_ms": [min(pruned_ms), max(pruned_ms)],
+        "measured_ms": measured.median, "interval_ms": [measured.low, measured.high],
         "p90_ms": statistics.median(pair["pruned"]["p90_ms"] for pair in pairs), "unpruned_ms": unpruned_ms,
         "latency_ratio": {"median": ratio.median, "low": ratio.low, "high": ratio.high, "coverage": ratio.coverage},
         "speedup": {"median": 1 / ratio.median, "low": 1 / ratio.high, "high": 1 / ratio.low},
@@ -145,7 +146,7 @@ def _target_record(aim: Aim, batch: int, index: int = -1) -> dict[str, Any]:
             "table_unpruned_ms": table.network_ms, "lut_digest": table.digest(), "table_mode": table.mode,
             "predicted_ms": last["predicted_ms"], "measured_ms": last["measured_ms"], "measured_p90_ms": last["p90_ms"],
             "interval_ms": last["interval_ms"], "latency_ratio": last["latency_ratio"], "speedup": last["speedup"],
-            "pairs": len(last["pairs"]), "interval": f"min-max of {len(last['pairs'])} interleaved pairs",
+            "pairs": len(last["pairs"]), "interval": f"order statistics of {len(last['pairs'])} interleaved pairs (min-max for 5)",
             "tolerance": TARGET_TOLERANCE, "verdict": last["verdict"], "rounds": aim.rounds}
 
 
