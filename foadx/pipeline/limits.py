@@ -134,16 +134,17 @@ def tasks() -> Iterable[str]:
 
 
 def latency_target(value: Any) -> str | None:
-    """A latency target ``foadx.latency.api.LatencyTarget`` parses (``2.0ms``, ``1.5x``)."""
+    """A latency target ``foadx.latency.targets.parse_targets`` reads: one value (``2.0ms``,
+    ``1.5x``, on the stage's backend) or several ``BACKEND[@PRECISION]=T`` pairs."""
     from foadx.errors import BadInputError
-    from foadx.latency.api import LatencyTarget
+    from foadx.latency.targets import parse_targets
 
     if value is None:
         return None
     try:
-        LatencyTarget.parse(value)
+        parse_targets(value, "ort-cpu")
     except BadInputError:
-        return "a latency like 2.0ms or a speedup like 1.5x"
+        return "a latency like 2.0ms, a speedup like 1.5x, or pairs like 'ort-cpu=1.5x openvino=1.4x'"
     return None
 
 
