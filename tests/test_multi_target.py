@@ -10,7 +10,7 @@ import pytest
 
 from foadx.errors import BadInputError, BudgetError
 from foadx.latency.knapsack import Choice, MultiChoice, solve, solve_multi
-from foadx.latency.targets import BackendTarget, LatencyTarget, parse_targets
+from foadx.latency.targets import BackendTarget, LatencyTarget, format_ms, parse_targets
 
 
 def widths(chosen):
@@ -146,3 +146,8 @@ def test_two_backends_planned_and_measured_at_once(tmp_path):
     one_lut = run("prune", spec, "--input-size", "32", "--data", "demo", "--latency-target", "ort-cpu=1.1x torch-cpu=1.1x",
                   "--lut", tmp_path / "ort-cpu.json", "--out", tmp_path / "q")
     assert one_lut.exit_code == 3 and "several latency targets need a table per backend" in error_line(one_lut)
+
+
+@pytest.mark.parametrize(("ms", "text"), [(10.0, "10.000"), (0.0123, "0.012"), (0.000412, "0.000412"), (0.0, "0.000")])
+def test_milliseconds_in_messages_keep_three_significant_digits_below_a_hundredth(ms, text):
+    assert format_ms(ms) == text

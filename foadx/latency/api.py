@@ -31,6 +31,7 @@ from foadx.latency.targets import (
     DEFAULT_PRECISION,
     BackendTarget,
     LatencyTarget,
+    format_ms,
     parse_targets,
 )
 from foadx.latency.units import find_units
@@ -272,14 +273,14 @@ def _aim(model: nn.Module, target: BackendTarget, table: LatencyTable, units: li
     target_ms = target.target.milliseconds(table.network_ms)
     where = f"on {target.name} (batch {batch})"
     if target_ms >= table.network_ms:
-        raise BudgetError(f"the unpruned model already runs in {table.network_ms:.3f} ms {where}, "
-                          f"within the {target_ms:.3f} ms target: nothing to prune")
+        raise BudgetError(f"the unpruned model already runs in {format_ms(table.network_ms)} ms {where}, "
+                          f"within the {format_ms(target_ms)} ms target: nothing to prune")
     fastest = planner.fastest(candidates)
     if fastest > target_ms:
         floor = f" of at least {min_keep:g} of each group (--min-keep)" if min_keep > 0 else ""
         raise BudgetError(f"the latency target {target.target} {where} is out of reach: the table's fastest plan is "
-                          f"{fastest:.3f} ms ({table.network_ms / fastest:.2f}x), every group at its narrowest legal "
-                          f"width{floor}, against the {target_ms:.3f} ms asked")
+                          f"{format_ms(fastest)} ms ({table.network_ms / fastest:.2f}x), every group at its narrowest legal "
+                          f"width{floor}, against the {format_ms(target_ms)} ms asked")
     return Aim(target, planner, target_ms, target_ms, [])
 
 

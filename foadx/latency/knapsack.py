@@ -25,6 +25,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from foadx.errors import BadInputError, BudgetError
+from foadx.latency.targets import format_ms
 
 MAX_STATES = 16384  # frontier points kept per group; beyond, thinned to buckets of B / MAX_STATES
 
@@ -59,7 +60,7 @@ def solve(options: Mapping[str, Sequence[Choice]], budget_ms: float,
     _check(options, budget_ms)
     cheapest = sum(min(_cost(choice) for choice in options[name]) for name in names)
     if cheapest > budget_ms + _slack(budget_ms):
-        raise BudgetError(f"the cheapest widths cost {cheapest:.3f} ms, over the budget of {budget_ms:.3f} ms")
+        raise BudgetError(f"the cheapest widths cost {format_ms(cheapest)} ms, over the budget of {format_ms(budget_ms)} ms")
     limit = budget_ms + _slack(budget_ms)
     costs, values = np.zeros(1), np.zeros(1)
     steps = []  # per group: for each frontier point, (index of its parent point, index of its choice)

@@ -25,6 +25,7 @@ from foadx.errors import BudgetError
 from foadx.latency.curve import SavingsCurve
 from foadx.latency.knapsack import MultiChoice, solve_multi
 from foadx.latency.table import LatencyTable, MissingLatencyError
+from foadx.latency.targets import format_ms
 from foadx.latency.units import Unit, UnitKey
 from foadx.pruning.groups import ChannelGroup
 
@@ -186,8 +187,8 @@ def _solve_jointly(planners: Sequence[Planner], widths: Mapping[str, int], table
     try:
         chosen, exact = solve_multi(options, [p.budget_left(widths, t) for p, t in zip(planners, table_targets)])
     except BudgetError:
-        fastest = ", ".join(f"{p.fastest(candidates):.3f} ms on {p.table.backend}" for p in planners)
-        wanted = ", ".join(f"{t:.3f} ms" for t in targets_ms)
+        fastest = ", ".join(f"{format_ms(p.fastest(candidates))} ms on {p.table.backend}" for p in planners)
+        wanted = ", ".join(f"{format_ms(t)} ms" for t in targets_ms)
         raise BudgetError(f"the latency target {wanted} is out of reach: the narrowest legal widths "
                           f"are predicted at {fastest}") from None
     return {name: choice.width for name, choice in chosen.items()}, exact

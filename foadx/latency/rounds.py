@@ -17,7 +17,7 @@ from foadx.errors import CheckFailedError
 from foadx.latency.acceptance import FINAL_PAIRS, Verdict, judge
 from foadx.latency.measure import measure_pairs
 from foadx.latency.plan import Planner, WidthPlan
-from foadx.latency.targets import BackendTarget
+from foadx.latency.targets import BackendTarget, format_ms
 from foadx.provenance import provenance_of, record_provenance
 from foadx.pruning.cut import PruneResult
 
@@ -99,9 +99,9 @@ def _missed_message(aims: Sequence[Aim], number: int, rounds: int) -> str:
     for aim in aims:
         reached = aim.rounds[number - 1]
         speedup = reached["speedup"]
-        parts.append(f"{aim.target.name}: asked {aim.target.target} ({aim.target_ms:.3f} ms), reached "
+        parts.append(f"{aim.target.name}: asked {aim.target.target} ({format_ms(aim.target_ms)} ms), reached "
                      f"{speedup['median']:.2f}x [{speedup['low']:.2f}-{speedup['high']:.2f}] "
-                     f"({reached['measured_ms']:.3f} ms)")
+                     f"({format_ms(reached['measured_ms'])} ms)")
         measured_saving = 1 - reached["measured_ms"] / reached["unpruned_ms"]
         if abs(reached["table_saving"] - measured_saving) > TABLE_DISAGREES:
             stale.append(f"{aim.target.name} predicted a {reached['table_saving']:.0%} saving where "

@@ -53,6 +53,12 @@ class BackendTarget:
         return self.backend if self.precision == DEFAULT_PRECISION else f"{self.backend}@{self.precision}"
 
 
+def format_ms(value: float) -> str:
+    """``value`` milliseconds as messages print them: 3 decimals, or 3 significant digits below
+    0.01 ms (a tiny model's 0.0004 ms is not "0.000")."""
+    return f"{value:.3f}" if abs(value) >= 0.01 or value == 0 else f"{value:.3g}"
+
+
 def parse_targets(text: str, backend: str) -> list[BackendTarget]:
     """``1.5x`` (on ``backend``) or ``ort-cpu=1.5x openvino@fp32=1.4x`` (pairs separated by spaces
     or commas), in the order given.
