@@ -99,6 +99,19 @@ def test_trust_code_builds_a_user_factory_named_by_a_plan(tmp_path):
     assert json.loads(trusted.output)["params"] == sum(p.numel() for p in model.parameters())
 
 
+def test_weights_that_do_not_fit_an_artifact_name_each_key_and_shape(tmp_path):
+    torch.manual_seed(0)
+    state = foadx.build_model("vgg16_cifar").state_dict()
+    state["classifier.weight"] = torch.zeros(3, 512)
+    state["extra.bias"] = torch.zeros(2)
+    del state["features.0.bn.bias"]
+    artifact = write_plan(tmp_path / "art", "vgg16_cifar", {}, state)
+    result = run("inspect", artifact)
+    assert result.exit_code == 3
+    assert error_line(result).endswith("does not fit its plan: missing: features.0.bn.bias; unexpected: extra.bias; "
+                                       "shape mismatch: classifier.weight (3, 512) vs (10, 512)")
+
+
 # --- NaN never gets in: calibration images, options ---
 
 def test_nan_calibration_images_are_refused_within_seconds(tmp_path):

@@ -238,6 +238,22 @@ def _unwrap_checkpoint(checkpoint: Any, path: Path) -> dict[str, torch.Tensor]:
     return checkpoint
 
 
+def state_dict_mismatch(model: nn.Module, state: dict[str, torch.Tensor]) -> str | None:
+    """What keeps ``state`` from loading into ``model``: its missing, unexpected and mis-shaped
+    keys (five of each named, then a count), or None when it fits exactly."""
+    expected = model.state_dict()
+    missing = [key for key in expected if key not in state]
+    unexpected = [key for key in state if key not in expected]
+    mismatched = [f"{key} {tuple(state[key].shape)} vs {tuple(expected[key].shape)}"
+                  for key in expected if key in state and state[key].shape != expected[key].shape]
+    problems = []
+    for label, keys in (("missing", missing), ("unexpected", unexpected), ("shape mismatch", mismatched)):
+        if keys:
+            shown = ", ".join(keys[:5]) + (f" (+{len(keys) - 5} more)" if len(keys) > 5 else "")
+            problems.append(f"{label}: {shown}")
+    return "; ".join(problems) or None
+
+
 def read_state_dict(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, torch.Tensor]:
     """Reads a checkpoint safely (``weights_only=True``); never unpickles arbitrary objects."""
     path = Path(path)
@@ -277,21 +293,9 @@ def load_weights(
     state = read_state_dict(path)
     if weights_map:
         state = dict(zip(rename_keys(list(state), weights_map), state.values()))
-    expected = model.state_dict()
-    missing = [key for key in expected if key not in state]
-    unexpected = [key for key in state if key not in expected]
-    mismatched = [
-        f"{key} {tuple(state[key].shape)} vs {tuple(expected[key].shape)}"
-        for key in expected
-        if key in state and state[key].shape != expected[key].shape
-    ]
-    problems = []
-    for label, keys in (("missing", missing), ("unexpected", unexpected), ("shape mismatch", mismatched)):
-        if keys:
-            shown = ", ".join(keys[:5]) + (f" (+{len(keys) - 5} more)" if len(keys) > 5 else "")
-            problems.append(f"{label}: {shown}")
+    problems = state_dict_mismatch(model, state)
     if problems:
-        raise WeightsError(f"weights {path} do not fit the model: " + "; ".join(problems))
+        raise WeightsError(f"weights {path} do not fit the model: {problems}")
     model.load_state_dict(state)
     provenance = provenance_of(model)
     if provenance is not None:

@@ -20,7 +20,7 @@ from foadx.atomic import atomic_directory, check_folder_target, write_json, writ
 from foadx.device import resolve_device
 from foadx.errors import ArtifactError, WeightsError
 from foadx.models.input_contract import check_forward
-from foadx.models.registry import build_model, model_task, read_state_dict, runs_user_code
+from foadx.models.registry import build_model, model_task, read_state_dict, runs_user_code, state_dict_mismatch
 from foadx.pruning.analysis import trace_groups
 from foadx.pruning.apply import apply_kept
 from foadx.provenance import Plan, Provenance, provenance_of, record_provenance, require_provenance
@@ -196,11 +196,12 @@ def load_pruned(path: str | Path, device: str | torch.device | None = None, *, t
     model = build_pruned_architecture(plan, target, trust_code=trust_code)
     try:
         state = read_state_dict(Path(path) / WEIGHTS_FILE, map_location=target)
-        model.load_state_dict(state)
     except WeightsError as error:
         raise ArtifactError(str(error)) from error
-    except RuntimeError as error:
-        raise ArtifactError(f"{Path(path) / WEIGHTS_FILE} does not fit its plan: {str(error).splitlines()[0]}") from error
+    problems = state_dict_mismatch(model, state)
+    if problems:
+        raise ArtifactError(f"{Path(path) / WEIGHTS_FILE} does not fit its plan: {problems}")
+    model.load_state_dict(state)
     model.eval()
     built = provenance_of(model)  # the task the build found (an ONNX import reads it off its graph)
     record_provenance(model, Provenance(plan, plan.trained_task or (built.task if built else model_task(plan.model.spec))))
