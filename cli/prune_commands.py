@@ -157,7 +157,7 @@ def profile_command(
     backend: Annotated[str, typer.Option(help=PROFILING_BACKEND_HELP)] = "ort-cpu",
     batch: Annotated[int, typer.Option(help="The batch the latency is for.")] = 1,
     round_to: Annotated[Optional[int], typer.Option(help="Legal width step (default 16 on CPUs, 8 on CUDA).")] = None,
-    mode: Annotated[Optional[str], typer.Option(help="unit (the default): each conv unit timed alone; network: each group's widths timed inside the whole network, beside the unpruned one (NetAdapt). docs/latency.md, sections 2 and 9.")] = None,
+    mode: Annotated[Optional[str], typer.Option(help="auto (the default): unit at batch 1, network above; unit: each conv unit timed alone; network: each group's widths timed inside the whole network, beside the unpruned one (NetAdapt). docs/latency.md, sections 2 and 9.")] = None,
     include_coupled: Annotated[bool, typer.Option(help="Also profile residual-coupled groups.")] = False,
     exclude: Annotated[Optional[list[str]], typer.Option(help="Group name to leave whole (repeatable).")] = None,
     seed: SeedOption = 0,
@@ -170,15 +170,16 @@ def profile_command(
     Example:
       foadx profile mobilefacenet --backend ort-cpu --out out/mfn.lut.json
     """
-    from foadx.latency import profile
+    from foadx.latency import DEFAULT_MODE, profile, profiling_mode
     from foadx.runtime import check_profiling_backend
 
     check_profiling_backend(backend)
+    mode = profiling_mode(mode or DEFAULT_MODE, batch)
     prepare_report(out)
     network = model_options.resolve(model, seed).module()
-    with render.progress(f"profiling ({mode or 'default'} mode)", enabled=not quiet and not as_json) as advance:
+    with render.progress(f"profiling ({mode} mode)", enabled=not quiet and not as_json) as advance:
         table = profile(network, backend, batch=batch, round_to=round_to, include_coupled=include_coupled,
-                        exclude=exclude or (), progress=advance, **({"mode": mode} if mode else {}))
+                        exclude=exclude or (), mode=mode, progress=advance)
     table.save(out)
     summary = {"out": str(out), "mode": table.mode, "entries": len(table.entries),
                "network_points": sum(len(points) for points in table.network_savings.values()), "network_ms": table.network_ms, "digest": table.digest(),

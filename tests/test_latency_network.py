@@ -11,7 +11,7 @@ import pytest
 
 import foadx
 from foadx.errors import BadInputError
-from foadx.latency import load_table
+from foadx.latency import load_table, profiling_mode
 from foadx.latency.acceptance import judge
 from foadx.latency.api import _empty_table, _setting
 from foadx.latency.network import network_widths
@@ -106,11 +106,23 @@ def build():
 '''
 
 
+@pytest.mark.parametrize(("mode", "batch", "chosen"), [("auto", 1, "unit"), ("auto", 2, "network"), ("auto", 8, "network"),
+                                                     ("unit", 8, "unit"), ("network", 1, "network")])
+def test_the_auto_mode_times_units_at_batch_one_and_in_the_network_above(mode, batch, chosen):
+    assert profiling_mode(mode, batch) == chosen
+
+
+def test_an_unknown_profiling_mode_is_refused_naming_the_modes(tmp_path):
+    result = run("profile", "resnet56_cifar", "--mode", "guess", "--out", tmp_path / "lut.json")
+    assert result.exit_code == 3 and "a profiling mode is one of auto, unit, network, got 'guess'" in error_line(result)
+    assert not (tmp_path / "lut.json").exists()
+
+
 @pytest.mark.slow
 def test_a_network_mode_profile_times_each_group_in_the_network(tmp_path):
     (tmp_path / "tiny.py").write_text(TINY)
     result = run("profile", f"{tmp_path / 'tiny.py'}:build", "--input-size", "16", "--backend", "torch-cpu",
-                 "--round-to", "8", "--mode", "network", "--out", tmp_path / "lut.json", "--json")
+                 "--round-to", "8", "--batch", "2", "--out", tmp_path / "lut.json", "--json")  # auto: network at batch 2
     assert result.exit_code == 0, result.output
     table = load_table(tmp_path / "lut.json")
     assert table.mode == "network" and not table.entries and len(table.checks) == 3

@@ -51,7 +51,24 @@ DEFAULT_ROUNDS = 3
 ALLOCATIONS = ("knapsack", "global")
 BISECTION_STEPS = 7  # on the MACs fraction: 0.9 / 2^7, under 1% of the MACs
 CHECK_FRACTIONS = (0.75, 0.5, 0.25)  # uniform widths of the whole networks a table is checked on
-DEFAULT_MODE = "unit"  # docs/latency.md section 9: network mode measured no better at batch 8, at 5x the time
+PROFILING_MODES = ("auto", *MODES)
+DEFAULT_MODE = "auto"
+
+
+def profiling_mode(mode: str, batch: int) -> str:
+    """The table mode ``mode`` stands for at ``batch``: "auto" is "unit" at batch 1 and "network"
+    above it (docs/latency.md, section 9: at batch 1 unit tables predicted MobileFaceNet within 3%;
+    at batch 8 units timed alone were biased, 19-28% off in four of five runs, where in-network
+    tables were 5-14% off).
+
+    Raises:
+        BadInputError: a mode other than auto, unit or network (CLI exit code 3).
+    """
+    if mode not in PROFILING_MODES:
+        raise BadInputError(f"a profiling mode is one of {', '.join(PROFILING_MODES)}, got {mode!r}")
+    if mode != "auto":
+        return mode
+    return "unit" if batch == 1 else "network"
 
 
 def _model_id(model: nn.Module) -> str:
@@ -82,7 +99,8 @@ def profile(model: nn.Module, backend: str = "ort-cpu", *, batch: int = 1, round
     ``mode`` "unit": every unit (conv + BN + activation) timed alone at full width and at every
     legal width of the groups that set it. ``mode`` "network": each group timed inside the whole
     network at a few legal widths, one group narrowed and the rest whole, each beside the
-    unpruned network (one pair per group and width). Either way the whole network is timed, and
+    unpruned network (one pair per group and width). ``mode`` "auto" (the default): unit at
+    batch 1, network above (``profiling_mode``). Either way the whole network is timed, and
     whole networks at uniform 75%, 50% and 25% widths give the savings curve's check points.
 
     Args:
@@ -104,8 +122,7 @@ def profile(model: nn.Module, backend: str = "ort-cpu", *, batch: int = 1, round
     check_profiling_backend(backend)
     if batch < 1:
         raise BadInputError(f"batch must be >= 1, got {batch}")
-    if mode not in MODES:
-        raise BadInputError(f"a profiling mode is one of {', '.join(MODES)}, got {mode!r}")
+    mode = profiling_mode(mode, batch)
     round_to = width_step(backend) if round_to is None else round_to
     if round_to < 1:
         raise BadInputError(f"round_to must be >= 1, got {round_to}")
