@@ -13,7 +13,7 @@ from typing import Any
 
 from torch import nn
 
-from foadx.errors import CheckFailedError
+from foadx.errors import BudgetError, CheckFailedError
 from foadx.latency.acceptance import FINAL_PAIRS, Verdict, judge
 from foadx.latency.measure import measure_pairs
 from foadx.latency.plan import Planner, WidthPlan
@@ -55,11 +55,18 @@ def measured_rounds(model: nn.Module, prune_within: Callable[[list[float]], tupl
     (its median within the tolerance, the interval's upper end not) ends the rounds.
 
     Raises:
-        CheckFailedError: a target rejected in every round (exit code 4).
+        LatencyTargetMissed: a target rejected in every round, or put out of reach by what the
+            rounds measured (exit code 4); it carries the best plan measured.
+        BudgetError: the first plan is already out of reach (exit code 3).
     """
     best: tuple[float, int, PruneResult] | None = None  # (worst measured / target, round, result)
     for number in range(1, setting.max_rounds + 1):
-        plan, result = prune_within([aim.budget_ms for aim in aims])
+        try:
+            plan, result = prune_within([aim.budget_ms for aim in aims])
+        except BudgetError as error:
+            if best is None:
+                raise
+            raise _missed(aims, best, number - 1, setting, f"; what they measured puts it out of reach ({error})") from None
         verdicts = []
         for index, aim in enumerate(aims):
             stage = f"measuring round {number} on {aim.target.name}"
@@ -76,9 +83,15 @@ def measured_rounds(model: nn.Module, prune_within: Callable[[list[float]], tupl
             last = aim.rounds[-1]
             aim.planner.observe(plan.widths, last["measured_ms"], last["unpruned_ms"])
             aim.budget_ms = aim.target_ms * aim.planner.table.network_ms / last["unpruned_ms"]
+    raise _missed(aims, best, setting.max_rounds, setting)
+
+
+def _missed(aims: Sequence[Aim], best: tuple[float, int, PruneResult], rounds: int, setting: Setting,
+            reason: str = "") -> LatencyTargetMissed:
+    """The miss after ``rounds`` measured rounds, carrying the ``best`` round's plan marked missed."""
     _, number, result = best
-    raise LatencyTargetMissed(_missed_message(aims, number, setting.max_rounds),
-                              _record(result, aims, setting, number - 1, "missed"))
+    return LatencyTargetMissed(_missed_message(aims, number, rounds) + reason,
+                               _record(result, aims, setting, number - 1, "missed"))
 
 
 class LatencyTargetMissed(CheckFailedError):
