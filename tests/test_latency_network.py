@@ -171,7 +171,7 @@ def test_a_table_that_promises_too_much_ends_in_a_miss_that_keeps_the_best_plan(
                  "--out", tmp_path / "p")
     line = error_line(result)
     assert result.exit_code == 4 and f"the best plan is kept in {tmp_path / 'p'}" in line, line
-    assert "missed in 1 measured rounds" in line and "what they measured puts it out of reach" in line, line
+    assert "missed in 1 measured round;" in line and "what they measured puts it out of reach" in line, line
     latency = json.loads((tmp_path / "p" / "plan.json").read_text())["parameters"]["latency"]
     assert latency["verdict"] == "missed" and len(latency["rounds"]) == 1 and latency["speedup"]["median"] < 2
     kept = foadx.load_pruned(tmp_path / "p", "cpu")

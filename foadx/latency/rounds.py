@@ -121,7 +121,7 @@ def _missed_message(aims: Sequence[Aim], number: int, rounds: int) -> str:
                          f"{measured_saving:.0%} was measured")
     advice = (f"; the table disagrees with this machine ({', '.join(stale)}): profile again here (foadx profile)"
               if stale else "; ask for less, or allow narrower groups (--min-keep)")
-    return f"latency target missed in {rounds} measured rounds; best, round {number}: {'; '.join(parts)}{advice}"
+    return f"latency target missed in {rounds} measured round{'s' if rounds != 1 else ''}; best, round {number}: {'; '.join(parts)}{advice}"
 
 
 def _judge_round(aim: Aim, plan: WidthPlan, index: int, pairs: list[dict[str, dict[str, float]]]) -> Verdict:
