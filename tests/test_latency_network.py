@@ -149,8 +149,9 @@ def test_a_missed_target_says_what_was_asked_and_reached_and_when_to_profile_aga
                        "reached 1.25x [1.23-1.27] (12.000 ms); the table disagrees with this machine (ort-cpu "
                        "predicted a 50% saving where 20% was measured): profile again here (foadx profile)")
     aim.rounds[1]["table_saving"] = 0.25  # within 10 points of the measured 20%: the table is not to blame
-    assert _missed_message([aim], 2, 3).endswith("reached 1.25x [1.23-1.27] (12.000 ms); ask for less, or allow "
-                                                 "narrower groups (--min-keep)")
+    assert _missed_message([aim], 2, 3).endswith("reached 1.25x [1.23-1.27] (12.000 ms); ask for less")
+    assert _missed_message([aim], 2, 3, 0.25).endswith("(12.000 ms); ask for less, or allow groups narrower than "
+                                                       "--min-keep 0.25")
 
 
 @pytest.mark.slow

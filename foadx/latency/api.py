@@ -238,7 +238,7 @@ def prune_to_latency(
             budget = Budget(flops_target=flops_target, round_to=step)
         return plan, cut(analysis, scores, budget, recalibrate_bn=recalibrate_bn, images=images, calibration=calibration)
 
-    return measured_rounds(model, prune_within, aims, Setting(source.input_chw, batch, max_rounds, allocation),
+    return measured_rounds(model, prune_within, aims, Setting(source.input_chw, batch, max_rounds, allocation, min_keep),
                            progress)
 
 

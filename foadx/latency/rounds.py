@@ -40,12 +40,14 @@ class Aim:
 
 @dataclass(frozen=True)
 class Setting:
-    """Where and how the rounds run: the input (C, H, W), batch, rounds allowed, allocation."""
+    """Where and how the rounds run: the input (C, H, W), batch, rounds allowed, allocation, and
+    the fraction of each group's channels every width keeps (``--min-keep``)."""
 
     input_chw: tuple[int, int, int]
     batch: int
     max_rounds: int
     allocation: str
+    min_keep: float = 0.0
 
 
 def measured_rounds(model: nn.Module, prune_within: Callable[[list[float]], tuple[WidthPlan, PruneResult]],
@@ -90,7 +92,7 @@ def _missed(aims: Sequence[Aim], best: tuple[float, int, PruneResult], rounds: i
             reason: str = "") -> LatencyTargetMissed:
     """The miss after ``rounds`` measured rounds, carrying the ``best`` round's plan marked missed."""
     _, number, result = best
-    return LatencyTargetMissed(_missed_message(aims, number, rounds) + reason,
+    return LatencyTargetMissed(_missed_message(aims, number, rounds, setting.min_keep) + reason,
                                _record(result, aims, setting, number - 1, "missed"))
 
 
@@ -106,8 +108,9 @@ class LatencyTargetMissed(CheckFailedError):
 TABLE_DISAGREES = 0.10  # predicted and measured savings further apart than this: the table is not this machine's
 
 
-def _missed_message(aims: Sequence[Aim], number: int, rounds: int) -> str:
-    """What was asked and what the best round reached, per target, and whether to re-profile."""
+def _missed_message(aims: Sequence[Aim], number: int, rounds: int, min_keep: float = 0.0) -> str:
+    """What was asked and what the best round reached, per target, and whether to re-profile
+    (or, with ``min_keep`` > 0, to allow narrower groups)."""
     parts, stale = [], []
     for aim in aims:
         reached = aim.rounds[number - 1]
@@ -120,7 +123,7 @@ def _missed_message(aims: Sequence[Aim], number: int, rounds: int) -> str:
             stale.append(f"{aim.target.name} predicted a {reached['table_saving']:.0%} saving where "
                          f"{measured_saving:.0%} was measured")
     advice = (f"; the table disagrees with this machine ({', '.join(stale)}): profile again here (foadx profile)"
-              if stale else "; ask for less, or allow narrower groups (--min-keep)")
+              if stale else "; ask for less" + (f", or allow groups narrower than --min-keep {min_keep:g}" if min_keep > 0 else ""))
     return f"latency target missed in {rounds} measured round{'s' if rounds != 1 else ''}; best, round {number}: {'; '.join(parts)}{advice}"
 
 
