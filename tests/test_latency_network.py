@@ -17,6 +17,7 @@ from foadx.latency.api import _empty_table, _setting
 from foadx.latency.network import network_widths
 from foadx.latency.plan import Planner, legal_widths
 from foadx.latency.table import LatencyTable, MissingLatencyError
+from foadx.latency.units import Unit, UnitKey
 from foadx.pruning.groups import ChannelGroup
 from tests.cli_helpers import error_line, run
 
@@ -55,6 +56,21 @@ def test_in_network_savings_by_hand():
     assert planner.table_ms({"a": 16, "b": 8}) == pytest.approx(8.5)
     assert planner.cost("a", 16, {}) == pytest.approx(10 * (0.20 - 0.05))
     assert planner.fastest({"a": [8, 16, 24, 32], "b": [8, 16]}) == pytest.approx(10 * (1 - 0.30))
+
+
+def test_a_unit_set_by_two_groups_is_not_saved_twice():
+    """u reads a (32) and writes b (16): narrowing both to half saves u's share x (1 - 1/4), where
+    adding the two savings would count u's share x (1/2 + 1/2)."""
+    table = _network_table({"a": {32: 0.0, 16: 0.05}, "b": {16: 0.0, 8: 0.10}})
+    groups = [ChannelGroup("a", 32, ("a",), (), False), ChannelGroup("b", 16, ("b",), (), False)]
+    stem = Unit("v", UnitKey(1, 3, 32, 8, 8, (3, 3), (1, 1), (1, 1), 1, True, "relu"), None, "a", False)
+    joint = Unit("u", UnitKey(1, 32, 16, 4, 4, (1, 1), (1, 1), (0, 0), 1, True, "relu"), "a", "b", False)
+    share = (16 * 32 * 4 * 4) / (16 * 32 * 4 * 4 + 32 * 3 * 9 * 8 * 8)  # u's MACs over all units' MACs
+    planner = Planner(table, [stem, joint], groups, {"a": {}, "b": {}})
+    assert planner.table_ms({"a": 16, "b": 8}) == pytest.approx(10 * (1 - 0.05 - 0.10 + share * 0.5 * 0.5))
+    assert planner.table_ms({"a": 32, "b": 8}) == pytest.approx(10 * (1 - 0.10))  # one side alone: additive
+    assert planner.table_ms({"a": 16, "b": 16}) == pytest.approx(10 * (1 - 0.05))
+    assert planner.cost("b", 8, {"a": 16}) - planner.cost("b", 8, {"a": 32}) == pytest.approx(10 * share * 0.25)
 
 
 def test_a_network_table_round_trips_and_bad_ones_are_refused(tmp_path):

@@ -26,7 +26,7 @@ from foadx.latency.curve import SavingsCurve
 from foadx.latency.knapsack import MultiChoice, solve_multi
 from foadx.latency.table import LatencyTable, MissingLatencyError
 from foadx.latency.targets import format_ms
-from foadx.latency.units import Unit, UnitKey
+from foadx.latency.units import Unit, UnitKey, key_macs
 from foadx.pruning.groups import ChannelGroup
 
 MAX_NEIGHBOUR_ROUNDS = 8
@@ -64,7 +64,11 @@ class Planner:
     latency, and the savings curve that measured networks bend. A unit-mode table charges units
     (above); a network-mode table charges each group its own in-network saving,
     ``cost_g(w) = T_full (s_g(narrowest) - s_g(w))`` with ``base = T_full (1 - sum_g s_g(narrowest))``,
-    so ``predicted = T_full (1 - sum_g s_g(w_g))``, NetAdapt's additive model."""
+    NetAdapt's additive model, plus, for every unit whose input one group sets and whose output
+    another sets, what adding their savings counts twice: narrowing either side alone saves its
+    share m_u of the network in proportion, both at once save ``1 - a b``, not ``2 - a - b``, so
+    ``T_full m_u (1 - a)(1 - b)`` is charged back to the output group (a, b the kept fractions,
+    m_u the unit's share of the units' MACs)."""
 
     def __init__(self, table: LatencyTable, units: list[Unit], groups: list[ChannelGroup],
                  values: Mapping[str, Mapping[int, float]], measure: Measure | None = None) -> None:
@@ -76,6 +80,7 @@ class Planner:
             self.charged, self.fixed = {name: [] for name in self.groups}, []
             self.most = {name: table.group_saving(name, 1) for name in self.groups}
             self.base_ms = table.network_ms * (1.0 - sum(self.most.values()))
+            self.joint = joint_units(units, self.groups)
         else:
             self.charged = {name: [u for u in units if u.out_group == name
                                    or (u.in_group == name and u.out_group not in self.groups)] for name in self.groups}
@@ -103,7 +108,9 @@ class Planner:
     def cost(self, name: str, width: int, widths: Mapping[str, int]) -> float:
         """The table's cost of ``name`` at ``width``, its neighbours at ``widths``."""
         if self.network:
-            return self.table.network_ms * (self.most[name] - self.table.group_saving(name, width))
+            counted_twice = sum(share * (1 - widths.get(unit.in_group, unit.key.in_channels) / unit.key.in_channels)
+                                * (1 - width / unit.key.out_channels) for unit, share in self.joint[name])
+            return self.table.network_ms * (self.most[name] - self.table.group_saving(name, width) + counted_twice)
         at = {**widths, name: width}
         return sum(self._latency(unit.at(at)) for unit in self.charged[name])
 
@@ -147,6 +154,17 @@ class Planner:
         """Measures, where it may, the keys the candidates' costs need and the table lacks."""
         self._fill([unit.at({**widths, name: w}) for name in self.groups for w in candidates[name]
                     for unit in self.charged[name]])
+
+
+def joint_units(units: list[Unit], groups: Mapping[str, ChannelGroup]) -> dict[str, list[tuple[Unit, float]]]:
+    """Per group, the units whose output it sets and whose input another of ``groups`` sets, each
+    with its share of all the units' MACs at full width (``key_macs``)."""
+    total = sum(key_macs(unit.key) for unit in units) or 1
+    joint: dict[str, list[tuple[Unit, float]]] = {name: [] for name in groups}
+    for unit in units:
+        if unit.out_group in groups and unit.in_group in groups and unit.in_group != unit.out_group and not unit.depthwise:
+            joint[unit.out_group].append((unit, key_macs(unit.key) / total))
+    return joint
 
 
 def plan_jointly(planners: Sequence[Planner], targets_ms: Sequence[float],

@@ -117,3 +117,13 @@ def unit_module(key: UnitKey) -> nn.Module:
         activation = {name: cls for cls, name in ACTIVATIONS.items()}[key.activation]
         layers.append(activation(key.out_channels) if activation is nn.PReLU else activation())
     return nn.Sequential(*layers).eval()
+
+
+def key_macs(key: UnitKey) -> int:
+    """Multiply-accumulates of one unit's convolution over its whole batch:
+    ``batch x C_out x (C_in / groups) x kh x kw x H_out x W_out``."""
+    out_h = (key.height + 2 * key.padding[0] - key.kernel[0]) // key.stride[0] + 1
+    out_w = (key.width + 2 * key.padding[1] - key.kernel[1]) // key.stride[1] + 1
+    return (key.batch * key.out_channels * (key.in_channels // key.groups) * key.kernel[0] * key.kernel[1]
+            * max(out_h, 0) * max(out_w, 0))
+
