@@ -73,6 +73,21 @@ def test_a_unit_set_by_two_groups_is_not_saved_twice():
     assert planner.cost("b", 8, {"a": 16}) - planner.cost("b", 8, {"a": 32}) == pytest.approx(10 * share * 0.25)
 
 
+def test_the_overlap_is_at_most_either_saving_and_counts_only_the_channels_a_group_sets():
+    stem = Unit("v", UnitKey(1, 3, 32, 8, 8, (3, 3), (1, 1), (1, 1), 1, True, "relu"), None, "a", False)
+    joint = Unit("u", UnitKey(1, 32, 16, 4, 4, (1, 1), (1, 1), (0, 0), 1, True, "relu"), "a", "b", False)
+    groups = [ChannelGroup("a", 32, ("a",), (), False), ChannelGroup("b", 16, ("b",), (), False)]
+    small = Planner(_network_table({"a": {32: 0.0, 16: 0.01}, "b": {16: 0.0, 8: 0.10}}), [stem, joint], groups, {})
+    # the MACs estimate (0.129 x 1/4 = 3.2% of the network) is more than a's whole 1% saving: the overlap is 1%,
+    # so narrowing a as well never predicts a slower network than narrowing b alone
+    assert small.table_ms({"a": 16, "b": 8}) == pytest.approx(small.table_ms({"a": 32, "b": 8})) == pytest.approx(9.0)
+    branch = [ChannelGroup("a", 16, ("a",), (), False), ChannelGroup("b", 16, ("b",), (), False)]  # a sets 16 of u's 32
+    half = Planner(_network_table({"a": {16: 0.0, 8: 0.05}, "b": {16: 0.0, 8: 0.10}}), [stem, joint], branch, {})
+    share = (16 * 32 * 4 * 4) / (16 * 32 * 4 * 4 + 32 * 3 * 9 * 8 * 8)
+    assert half.table_ms({"a": 8, "b": 8}) == pytest.approx(10 * (1 - 0.05 - 0.10 + share * (8 / 32) * 0.5))
+    assert half.table_ms({"a": 16, "b": 8}) == pytest.approx(10 * (1 - 0.10))  # a whole: nothing counted twice
+
+
 def test_a_network_table_round_trips_and_bad_ones_are_refused(tmp_path):
     table = _network_table({"a": {32: 0.0, 8: 0.2}})
     table.save(tmp_path / "t.json")

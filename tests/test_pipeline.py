@@ -96,12 +96,17 @@ def test_schema_errors_name_the_field_and_line(tmp_path, text, message):
 
 @pytest.mark.parametrize(("target", "valid"), [
     ("1.5x", True), ("2.0ms", True), ("ort-cpu=1.5x openvino=1.4x", True), ("ort-cpu=1.5x,torch-cpu=2ms", True),
-    ("ort-cpu=1.5x ort-cpu=2x", False), ("1.5x openvino=1.4x", False), ("ort-cpu=fast", False),
+    ("ort-cpu=1.5x ort-cpu=2x", False), ("1.5x openvino=1.4x", False), ("ort-cpu=fast", False), ("", False),
+    (" , ", False), ("foo=1.5x", "fp32"), ("ort-cpu@int8=1.5x", "fp32"),
 ])
 def test_a_latency_target_may_name_several_backends(tmp_path, target, valid):
     path = tmp_path / "small.toml"
     path.write_text(f'[model]\nspec = "mobilefacenet"\n[data]\nsource = "demo"\n[prune]\nlatency_target = "{target}"\n')
-    if valid:
+    if valid == "fp32":
+        with pytest.raises(BadInputError, match=r"small.toml:6: prune.latency_target must be targets on backends a "
+                                                r"pipeline profiles at fp32 \(ort-cpu"):
+            load_pipeline(path)
+    elif valid:
         assert load_pipeline(path).settings("prune")["latency_target"] == target
     else:
         with pytest.raises(BadInputError, match=r"small.toml:6: prune.latency_target must be .*ort-cpu=1.5x openvino"):

@@ -68,7 +68,7 @@ class Planner:
     another sets, what adding their savings counts twice: narrowing either side alone saves its
     share m_u of the network in proportion, both at once save ``1 - a b``, not ``2 - a - b``, so
     ``T_full m_u (1 - a)(1 - b)`` is charged back to the output group (a, b the kept fractions,
-    m_u the unit's share of the units' MACs)."""
+    m_u the unit's share of the units' MACs), at most either group's own measured saving."""
 
     def __init__(self, table: LatencyTable, units: list[Unit], groups: list[ChannelGroup],
                  values: Mapping[str, Mapping[int, float]], measure: Measure | None = None) -> None:
@@ -108,11 +108,21 @@ class Planner:
     def cost(self, name: str, width: int, widths: Mapping[str, int]) -> float:
         """The table's cost of ``name`` at ``width``, its neighbours at ``widths``."""
         if self.network:
-            counted_twice = sum(share * (1 - widths.get(unit.in_group, unit.key.in_channels) / unit.key.in_channels)
-                                * (1 - width / unit.key.out_channels) for unit, share in self.joint[name])
-            return self.table.network_ms * (self.most[name] - self.table.group_saving(name, width) + counted_twice)
+            saving = self.table.group_saving(name, width)
+            counted_twice = sum(self._overlap(unit, share, widths, width, saving) for unit, share in self.joint[name])
+            return self.table.network_ms * (self.most[name] - saving + counted_twice)
         at = {**widths, name: width}
         return sum(self._latency(unit.at(at)) for unit in self.charged[name])
+
+    def _overlap(self, unit: Unit, share: float, widths: Mapping[str, int], width: int, saving: float) -> float:
+        """The saving of ``unit`` that both its input group's and its output group's in-network
+        savings hold: its MACs share x the fraction of its input channels removed x the fraction of
+        its output channels removed, at most either group's own saving (it is part of both)."""
+        source = self.groups[unit.in_group]
+        kept_in = widths.get(source.name, source.channels)
+        removed_in = (source.channels - kept_in) / unit.key.in_channels  # a concat's branch spans part of the input
+        estimate = share * removed_in * (1 - width / unit.key.out_channels)
+        return min(estimate, saving, self.table.group_saving(source.name, kept_in)) if estimate > 0 else 0.0
 
     def table_ms(self, widths: Mapping[str, int]) -> float:
         """The network's latency as the table's units add up."""

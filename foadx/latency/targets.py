@@ -64,10 +64,12 @@ def parse_targets(text: str, backend: str) -> list[BackendTarget]:
     or commas), in the order given.
 
     Raises:
-        BadInputError: a malformed pair or value, a bare value beside pairs, or one backend named
-            twice (CLI exit code 3).
+        BadInputError: nothing given, a malformed pair or value, a bare value beside pairs, or one
+            backend named twice (CLI exit code 3).
     """
     parts = [part for part in re.split(r"[\s,]+", str(text)) if part]
+    if not parts:
+        raise BadInputError(f"a latency target must be 2.0ms, 1.5x or BACKEND[@PRECISION]=T pairs, got {text!r}")
     if len(parts) == 1 and "=" not in parts[0]:
         return [BackendTarget(backend, DEFAULT_PRECISION, LatencyTarget.parse(parts[0]))]
     targets = []

@@ -135,16 +135,21 @@ def tasks() -> Iterable[str]:
 
 def latency_target(value: Any) -> str | None:
     """A latency target ``foadx.latency.targets.parse_targets`` reads: one value (``2.0ms``,
-    ``1.5x``, on the stage's backend) or several ``BACKEND[@PRECISION]=T`` pairs."""
+    ``1.5x``, on the stage's backend) or several ``BACKEND=T`` pairs on backends latency profiling
+    runs on (a pipeline has no table to give, and ``foadx profile`` measures fp32)."""
     from foadx.errors import BadInputError
-    from foadx.latency.targets import parse_targets
+    from foadx.latency.targets import DEFAULT_PRECISION, parse_targets
+    from foadx.runtime.registry import backend_names
 
     if value is None:
         return None
     try:
-        parse_targets(value, "ort-cpu")
+        targets = parse_targets(value, "ort-cpu")
     except BadInputError:
         return "a latency like 2.0ms, a speedup like 1.5x, or pairs like 'ort-cpu=1.5x openvino=1.4x'"
+    profiled = backend_names(profiling=True)
+    if any(target.backend not in profiled or target.precision != DEFAULT_PRECISION for target in targets):
+        return f"targets on backends a pipeline profiles at fp32 ({', '.join(profiled)})"
     return None
 
 
