@@ -170,11 +170,11 @@ def profile_command(
     Example:
       foadx profile mobilefacenet --backend ort-cpu --out out/mfn.lut.json
     """
-    from foadx.latency import DEFAULT_MODE, profile, profiling_mode
+    from foadx.latency import DEFAULT_MODE, format_ms, profile, profiling_mode
     from foadx.runtime import check_profiling_backend
 
     check_profiling_backend(backend)
-    mode = profiling_mode(mode or DEFAULT_MODE, batch)
+    mode = profiling_mode(DEFAULT_MODE if mode is None else mode, batch)
     prepare_report(out)
     network = model_options.resolve(model, seed).module()
     with render.progress(f"profiling ({mode} mode)", enabled=not quiet and not as_json) as advance:
@@ -187,4 +187,4 @@ def profile_command(
     render.show(summary, as_json=as_json, quiet=quiet, table=lambda _: typer.echo(
         (f"{len(table.entries)} unit latencies" if table.mode == "unit" else
          f"{summary['network_points']} in-network widths") + f" on {backend} (batch {batch}); the whole network "
-        f"{table.network_ms:.3f} ms -> {out} ({summary['bytes']:,} bytes)"))
+        f"{format_ms(table.network_ms)} ms -> {out} ({summary['bytes']:,} bytes)"))

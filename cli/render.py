@@ -173,10 +173,12 @@ def prune_report(report: dict[str, Any]) -> None:
         details.append(f"t = {report['t']}, s = {report['s']:.6g}")
     latency = report.get("latency")
     if latency:  # the widths are the table's legal ones; the final prune call itself rounds nothing
+        from foadx.latency import format_ms
+
         for target in latency["targets"]:
             low, high = target["interval_ms"]
-            details.append(f"{target['backend']}: {target['measured_ms']:.3f} ms measured [{low:.3f}, {high:.3f}, "
-                           f"{target['interval']}] for a {target['target_ms']:.3f} ms target ({len(target['rounds'])} "
+            details.append(f"{target['backend']}: {format_ms(target['measured_ms'])} ms measured [{format_ms(low)}, {format_ms(high)}, "
+                           f"{target['interval']}] for a {format_ms(target['target_ms'])} ms target ({len(target['rounds'])} "
                            f"round(s), {target['verdict']}); widths in steps of {latency['round_to']}")
     else:
         details.append(f"round_to = {report['round_to']}")

@@ -112,6 +112,19 @@ def test_weights_that_do_not_fit_an_artifact_name_each_key_and_shape(tmp_path):
                                        "shape mismatch: classifier.weight (3, 512) vs (10, 512)")
 
 
+@pytest.mark.parametrize(("extra", "says"), [
+    ({"x" * 100_000: torch.zeros(1)}, "unexpected: " + "x" * 120 + "..."),
+    ({"evil\nkey": torch.zeros(1)}, "unexpected: evil\\nkey"),
+    ({7: torch.zeros(1)}, "keys are parameter names (strings)"),
+])
+def test_hostile_checkpoint_keys_give_one_short_line(tmp_path, extra, says):
+    state = {**foadx.build_model("vgg16_cifar").state_dict(), **extra}
+    artifact = write_plan(tmp_path / "art", "vgg16_cifar", {}, state)
+    result = run("inspect", artifact)
+    assert result.exit_code == 3 and says in error_line(result) and len(error_line(result)) < 600
+    assert result.output.count("\n") <= 2, result.output
+
+
 # --- NaN never gets in: calibration images, options ---
 
 def test_nan_calibration_images_are_refused_within_seconds(tmp_path):

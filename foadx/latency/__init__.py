@@ -3,5 +3,6 @@ group widths with FOAD's values, and measured rounds until the target holds (doc
 
 from foadx.latency.api import DEFAULT_MODE, LatencyTarget, profile, profiling_mode, prune_to_latency
 from foadx.latency.table import LatencyTable, load_table
+from foadx.latency.targets import format_ms
 
-__all__ = ["DEFAULT_MODE", "LatencyTable", "LatencyTarget", "load_table", "profile", "profiling_mode", "prune_to_latency"]
+__all__ = ["DEFAULT_MODE", "LatencyTable", "LatencyTarget", "format_ms", "load_table", "profile", "profiling_mode", "prune_to_latency"]

@@ -339,6 +339,6 @@ def _global_plan(analysis: Analysis, scores: ChannelScores, planners: Sequence[P
         else:
             low = middle
     if best is None:
-        raise BudgetError(f"the latency target {', '.join(f'{t:.3f}' for t in targets_ms)} ms is out of reach of a global budget: "
+        raise BudgetError(f"the latency target {', '.join(format_ms(t) for t in targets_ms)} ms is out of reach of a global budget: "
                           f"at {high:.0%} fewer MACs the table still predicts more")
     return best

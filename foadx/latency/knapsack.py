@@ -179,7 +179,7 @@ def _exact_multi(options: Mapping[str, Sequence[MultiChoice]], budgets: Sequence
         all_values = (values[:, None] + np.array([c.value for c in choices])[None, :]).ravel()
         keep = _pareto(all_costs, all_values, limits, max_states)
         if len(keep) == 0:
-            raise BudgetError(f"no widths fit every budget ({', '.join(f'{b:.3f}' for b in budgets)} ms)")
+            raise BudgetError(f"no widths fit every budget ({', '.join(format_ms(b) for b in budgets)} ms)")
         parents, picks = np.divmod(keep, len(choices))
         paths = [paths[int(parent)] + (int(pick),) for parent, pick in zip(parents, picks)]
         costs, values = all_costs[keep], all_values[keep]
@@ -222,7 +222,7 @@ def _lagrangian(options: Mapping[str, Sequence[MultiChoice]], budgets: Sequence[
     while (found := attempt(high)) is None:
         low, high = high, high * 4
         if high > spread * 1e12:
-            raise BudgetError(f"no widths fit every budget ({', '.join(f'{b:.3f}' for b in budgets)} ms)")
+            raise BudgetError(f"no widths fit every budget ({', '.join(format_ms(b) for b in budgets)} ms)")
     for _ in range(LAGRANGE_STEPS):
         middle = (low + high) / 2
         answer = attempt(middle)

@@ -47,6 +47,15 @@ def candidate_widths(group: ChannelGroup, round_to: int, min_keep: float = 0.0) 
     return [width for width in widths if width >= min_keep * group.channels] or widths[-1:]
 
 
+class OutOfReachError(BudgetError):
+    """No widths the knapsack may choose fit every target; ``fastest`` names the predicted
+    latency of the narrowest allowed widths on each target's backend (CLI exit code 3)."""
+
+    def __init__(self, message: str, fastest: str) -> None:
+        super().__init__(message)
+        self.fastest = fastest
+
+
 @dataclass
 class WidthPlan:
     """Planned widths, the predicted latency (ms) on each target in order (``predicted_ms`` the
@@ -186,7 +195,7 @@ def plan_jointly(planners: Sequence[Planner], targets_ms: Sequence[float],
     set within every budget is taken (each solve only knew its neighbours' old widths).
 
     Raises:
-        BudgetError: no widths fit every target.
+        OutOfReachError: no widths fit every target.
     """
     table_targets = [planner.table_budget(target) for planner, target in zip(planners, targets_ms)]
     widths = full_widths(list(planners[0].groups.values()))
@@ -217,8 +226,8 @@ def _solve_jointly(planners: Sequence[Planner], widths: Mapping[str, int], table
     except BudgetError:
         fastest = ", ".join(f"{format_ms(p.fastest(candidates))} ms on {p.table.backend}" for p in planners)
         wanted = ", ".join(f"{format_ms(t)} ms" for t in targets_ms)
-        raise BudgetError(f"the latency target {wanted} is out of reach: the narrowest legal widths "
-                          f"are predicted at {fastest}") from None
+        raise OutOfReachError(f"the latency target {wanted} is out of reach: the narrowest widths allowed "
+                              f"are predicted at {fastest}", fastest) from None
     return {name: choice.width for name, choice in chosen.items()}, exact
 
 

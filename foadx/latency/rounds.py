@@ -13,10 +13,10 @@ from typing import Any
 
 from torch import nn
 
-from foadx.errors import BudgetError, CheckFailedError
+from foadx.errors import CheckFailedError
 from foadx.latency.acceptance import FINAL_PAIRS, Verdict, judge
 from foadx.latency.measure import measure_pairs
-from foadx.latency.plan import Planner, WidthPlan
+from foadx.latency.plan import OutOfReachError, Planner, WidthPlan
 from foadx.latency.targets import BackendTarget, format_ms
 from foadx.provenance import provenance_of, record_provenance
 from foadx.pruning.cut import PruneResult
@@ -59,16 +59,17 @@ def measured_rounds(model: nn.Module, prune_within: Callable[[list[float]], tupl
     Raises:
         LatencyTargetMissed: a target rejected in every round, or put out of reach by what the
             rounds measured (exit code 4); it carries the best plan measured.
-        BudgetError: the first plan is already out of reach (exit code 3).
+        OutOfReachError: the first plan is already out of reach (exit code 3).
     """
     best: tuple[float, int, PruneResult] | None = None  # (worst measured / target, round, result)
     for number in range(1, setting.max_rounds + 1):
         try:
             plan, result = prune_within([aim.budget_ms for aim in aims])
-        except BudgetError as error:
+        except OutOfReachError as error:
             if best is None:
                 raise
-            raise _missed(aims, best, number - 1, setting, f"; what they measured puts it out of reach ({error})") from None
+            reason = f"bent by the measured rounds, the table's fastest plan is {error.fastest}"
+            raise _missed(aims, best, number - 1, setting, reason) from None
         verdicts = []
         for index, aim in enumerate(aims):
             stage = f"measuring round {number} on {aim.target.name}"
@@ -90,9 +91,10 @@ def measured_rounds(model: nn.Module, prune_within: Callable[[list[float]], tupl
 
 def _missed(aims: Sequence[Aim], best: tuple[float, int, PruneResult], rounds: int, setting: Setting,
             reason: str = "") -> LatencyTargetMissed:
-    """The miss after ``rounds`` measured rounds, carrying the ``best`` round's plan marked missed."""
+    """The miss after ``rounds`` measured rounds (``reason``: why they stopped early), carrying
+    the ``best`` round's plan marked missed."""
     _, number, result = best
-    return LatencyTargetMissed(_missed_message(aims, number, rounds, setting.min_keep) + reason,
+    return LatencyTargetMissed(_missed_message(aims, number, rounds, setting.min_keep, reason),
                                _record(result, aims, setting, number - 1, "missed"))
 
 
@@ -108,9 +110,9 @@ class LatencyTargetMissed(CheckFailedError):
 TABLE_DISAGREES = 0.10  # predicted and measured savings further apart than this: the table is not this machine's
 
 
-def _missed_message(aims: Sequence[Aim], number: int, rounds: int, min_keep: float = 0.0) -> str:
-    """What was asked and what the best round reached, per target, and whether to re-profile
-    (or, with ``min_keep`` > 0, to allow narrower groups)."""
+def _missed_message(aims: Sequence[Aim], number: int, rounds: int, min_keep: float = 0.0, reason: str = "") -> str:
+    """What was asked and what the best round reached, per target, why the rounds stopped early
+    (``reason``), and whether to re-profile (or, with ``min_keep`` > 0, to allow narrower groups)."""
     parts, stale = [], []
     for aim in aims:
         reached = aim.rounds[number - 1]
@@ -124,7 +126,9 @@ def _missed_message(aims: Sequence[Aim], number: int, rounds: int, min_keep: flo
                          f"{measured_saving:.0%} was measured")
     advice = (f"; the table disagrees with this machine ({', '.join(stale)}): profile again here (foadx profile)"
               if stale else "; ask for less" + (f", or allow groups narrower than --min-keep {min_keep:g}" if min_keep > 0 else ""))
-    return f"latency target missed in {rounds} measured round{'s' if rounds != 1 else ''}; best, round {number}: {'; '.join(parts)}{advice}"
+    because = f"; {reason}" if reason else ""
+    return (f"latency target missed in {rounds} measured round{'s' if rounds != 1 else ''}; best, round {number}: "
+            f"{'; '.join(parts)}{because}{advice}")
 
 
 def _judge_round(aim: Aim, plan: WidthPlan, index: int, pairs: list[dict[str, dict[str, float]]]) -> Verdict:

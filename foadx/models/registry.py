@@ -235,12 +235,24 @@ def _unwrap_checkpoint(checkpoint: Any, path: Path) -> dict[str, torch.Tensor]:
             break
     if not isinstance(checkpoint, dict) or not all(isinstance(v, torch.Tensor) for v in checkpoint.values()):
         raise WeightsError(f"{path} holds no state dict of tensors")
+    if not all(isinstance(k, str) for k in checkpoint):
+        raise WeightsError(f"{path} holds no state dict of tensors: a state dict's keys are parameter names (strings)")
     return checkpoint
+
+
+MAX_SHOWN_KEY = 120  # characters of one key a message shows
+
+
+def _shown_key(key: str) -> str:
+    """A checkpoint's key as one message line shows it: escaped (no control characters) and cut."""
+    escaped = key.encode("unicode_escape").decode("ascii")
+    return escaped if len(escaped) <= MAX_SHOWN_KEY else escaped[:MAX_SHOWN_KEY] + "..."
 
 
 def state_dict_mismatch(model: nn.Module, state: dict[str, torch.Tensor]) -> str | None:
     """What keeps ``state`` from loading into ``model``: its missing, unexpected and mis-shaped
-    keys (five of each named, then a count), or None when it fits exactly."""
+    keys (five of each named, escaped and cut to ``MAX_SHOWN_KEY`` characters, then a count), or
+    None when it fits exactly."""
     expected = model.state_dict()
     missing = [key for key in expected if key not in state]
     unexpected = [key for key in state if key not in expected]
@@ -249,7 +261,7 @@ def state_dict_mismatch(model: nn.Module, state: dict[str, torch.Tensor]) -> str
     problems = []
     for label, keys in (("missing", missing), ("unexpected", unexpected), ("shape mismatch", mismatched)):
         if keys:
-            shown = ", ".join(keys[:5]) + (f" (+{len(keys) - 5} more)" if len(keys) > 5 else "")
+            shown = ", ".join(map(_shown_key, keys[:5])) + (f" (+{len(keys) - 5} more)" if len(keys) > 5 else "")
             problems.append(f"{label}: {shown}")
     return "; ".join(problems) or None
 
