@@ -136,8 +136,10 @@ def prune_command(
     with render.staged_progress(enabled=shown) as advance:
         try:
             result = prune_model(model_options.resolve(model, seed).module(), request, table=table, progress=advance)
-        except LatencyTargetMissed as missed:  # the best plan found is kept, marked missed
+        except LatencyTargetMissed as missed:  # the best plan found is kept, marked missed, and reported
             missed.result.save(out, force=force)
+            missed.result.report["out"] = str(out)
+            render.show(missed.result.report, as_json=as_json, quiet=True, table=render.prune_report, report=report)
             raise CheckFailedError(f"{missed}; the best plan is kept in {out} (latency verdict: missed)") from None
     result.save(out, force=force)
     if shown:  # --json carries it as the report's 'weights'

@@ -201,8 +201,9 @@ def test_a_table_that_promises_too_much_ends_in_a_miss_that_keeps_the_best_plan(
     table.save(tmp_path / "lut.json")
     result = run("prune", "resnet56_cifar", "--data", "demo", "--images", "16", "--criterion", "l1",
                  "--latency-target", "2x", "--backend", "torch-cpu", "--lut", tmp_path / "lut.json",
-                 "--out", tmp_path / "p")
+                 "--out", tmp_path / "p", "--report", tmp_path / "report.json")
     line = error_line(result)
+    assert json.loads((tmp_path / "report.json").read_text())["latency"]["verdict"] == "missed"  # reported too
     assert result.exit_code == 4 and f"the best plan is kept in {tmp_path / 'p'}" in line, line
     assert "missed in 1 measured round;" in line and "bent by the measured rounds, the table's fastest plan is" in line, line
     latency = json.loads((tmp_path / "p" / "plan.json").read_text())["parameters"]["latency"]
