@@ -131,7 +131,7 @@ class Planner:
         kept_in = widths.get(source.name, source.channels)
         removed_in = (source.channels - kept_in) / unit.key.in_channels  # a concat's branch spans part of the input
         estimate = share * removed_in * (1 - width / unit.key.out_channels)
-        return min(estimate, saving, self.table.group_saving(source.name, kept_in)) if estimate > 0 else 0.0
+        return max(0.0, min(estimate, saving, self.table.group_saving(source.name, kept_in)))  # noise: never < 0
 
     def table_ms(self, widths: Mapping[str, int]) -> float:
         """The network's latency as the table's units add up."""
