@@ -19,14 +19,12 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 import tempfile
 import time
 import warnings
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-FOADX = [sys.executable, "-m", "foadx_cli"]
+from processes import FOADX, ROOT  # benchmarks/processes.py, beside this script
 FACTORY = '''
 import torchvision
 

@@ -14,21 +14,12 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import subprocess
-import sys
 import tempfile
 import time
 import warnings
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-FOADX = [sys.executable, "-m", "foadx_cli"]
-
-
-def wall(command: list[str]) -> float:
-    started = time.perf_counter()
-    subprocess.run(command, check=True, capture_output=True, cwd=ROOT)
-    return time.perf_counter() - started
+from processes import FOADX, wall  # benchmarks/processes.py, beside this script
 
 
 def write_mbf_onnx(path: Path) -> None:

@@ -23,14 +23,7 @@ import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-FOADX = [sys.executable, "-m", "foadx_cli"]
-
-
-def wall(command: list[str]) -> float:
-    started = time.perf_counter()
-    subprocess.run(command, check=True, capture_output=True, cwd=ROOT)
-    return time.perf_counter() - started
+from processes import FOADX, ROOT, wall  # benchmarks/processes.py, beside this script
 
 
 def commands(scratch: Path) -> tuple[list[str], list[str]]:
