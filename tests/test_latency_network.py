@@ -14,7 +14,7 @@ from foadx.errors import BadInputError
 from foadx.latency import load_table, profiling_mode
 from foadx.latency.acceptance import judge
 from foadx.latency.api import _empty_table, _setting
-from foadx.latency.network import network_widths
+from foadx.latency.network import MAX_SAVING, PairSaving, _savings, disturbed, network_widths
 from foadx.latency.plan import Planner, legal_widths
 from foadx.latency.table import LatencyTable, MissingLatencyError
 from foadx.latency.units import Unit, UnitKey
@@ -119,6 +119,43 @@ def test_an_unreachable_target_is_refused_at_once_naming_the_floor(tmp_path):
     line = error_line(result)
     assert result.exit_code == 3 and f"the table's fastest plan is {floor:.3f} ms ({10 / floor:.2f}x)" in line, line
     assert time.perf_counter() - start < 60 and not (tmp_path / "p").exists()
+
+
+def test_a_pair_whose_rounds_disagree_is_seen_and_timed_again():
+    # round 4 of the unpruned network ran at half speed (other work on the machine): the medians
+    # still say 8 / 10, but that round's ratio 0.4 lies 0.5 from the others'
+    pair = PairSaving.of([8.0, 8.0, 9.0, 8.0, 8.0], [10.0, 10.0, 10.0, 20.0, 10.0])
+    assert pair.saving == pytest.approx(0.2) and pair.spread == pytest.approx(0.9 - 0.4)
+    quiet = {"a": PairSaving(0.1, 0.02), "b": PairSaving(0.1, 0.03), "c": PairSaving(0.1, 0.04),
+             "d": PairSaving(0.5, 0.2)}
+    assert disturbed(quiet) == ["d"]  # over 3 x the median spread 0.035 = 0.105
+    assert disturbed({"a": PairSaving(0.1, 0.01), "b": PairSaving(0.1, 0.045)}) == []  # under the 0.05 floor
+    loaded = {"a": PairSaving(0.1, 0.15), "b": PairSaving(0.1, 0.2), "c": PairSaving(0.1, 0.3),
+              "d": PairSaving(0.1, 0.79)}
+    assert disturbed(loaded) == ["d"]  # a loaded machine: only what stands out of its own noise (0.75)
+    assert disturbed({}) == []
+
+
+def test_a_retimed_point_saves_the_median_of_its_pairs():
+    groups = {"a": ChannelGroup("a", 32, ("a",), (), False)}
+    timed = {("a", 16): [PairSaving(0.58, 0.6), PairSaving(0.05, 0.02), PairSaving(0.06, 0.03)],
+             ("a", 8): [PairSaving(1.5, 0.01)]}
+    assert _savings(groups, timed) == {"a": {32: 0.0, 16: 0.06, 8: MAX_SAVING}}
+
+
+def test_network_check_points_are_predicted_again_by_the_planner():
+    """A network table's check stores the prediction of its day (before the overlap term: the
+    plain sum); a planner on the same groups recomputes it from the check's uniform widths."""
+    stem = Unit("v", UnitKey(1, 3, 32, 8, 8, (3, 3), (1, 1), (1, 1), 1, True, "relu"), None, "a", False)
+    joint = Unit("u", UnitKey(1, 32, 16, 4, 4, (1, 1), (1, 1), (0, 0), 1, True, "relu"), "a", "b", False)
+    groups = [ChannelGroup("a", 32, ("a",), (), False), ChannelGroup("b", 16, ("b",), (), False)]
+    table = _network_table({"a": {32: 0.0, 16: 0.05}, "b": {16: 0.0, 8: 0.10}})
+    table.checks = [{"fraction": 0.5, "predicted_saving": 0.15, "measured_saving": 0.12}]  # 0.05 + 0.10
+    share = (16 * 32 * 4 * 4) / (16 * 32 * 4 * 4 + 32 * 3 * 9 * 8 * 8)
+    planner = Planner(table, [stem, joint], groups, {})
+    assert planner.curve.points == [(pytest.approx(0.15 - share * 0.25), 0.12)]  # a 16 of 32, b 8 of 16
+    only_b = Planner(table, [stem, joint], groups[1:], {})  # pruned with a excluded: the stored one stands
+    assert only_b.curve.points == [(0.15, 0.12)]
 
 
 def test_network_widths_are_few_and_legal():

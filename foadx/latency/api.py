@@ -23,6 +23,7 @@ from foadx.latency.plan import (
     candidate_widths,
     legal_widths,
     plan_jointly,
+    uniform_widths,
     unit_keys_to_profile,
 )
 from foadx.latency.rounds import Aim, Progress, Setting, measured_rounds
@@ -41,7 +42,6 @@ from foadx.pruning.analysis import Analysis, analyse
 from foadx.pruning.api import refuse_pruned
 from foadx.pruning.batches import as_batches
 from foadx.pruning.cut import PruneResult, choose, cut
-from foadx.pruning.groups import ChannelGroup
 from foadx.pruning.scoring import ChannelScores, check_criterion, score_channels
 from foadx.pruning.select import Budget
 from foadx.runtime.environment import describe_environment
@@ -140,12 +140,6 @@ def profile(model: nn.Module, backend: str = "ort-cpu", *, batch: int = 1, round
         table.network_savings = savings
     _check_whole_networks(table, model, analysis, units, backend, batch)
     return table
-
-
-def uniform_widths(groups: list[ChannelGroup], fraction: float, round_to: int) -> dict[str, int]:
-    """Every group at the legal width nearest ``fraction`` of its channels."""
-    return {group.name: min(legal_widths(group, round_to), key=lambda width: abs(width - fraction * group.channels))
-            for group in groups}
 
 
 def _check_whole_networks(table: LatencyTable, model: nn.Module, analysis: Analysis, units: list,

@@ -8,6 +8,7 @@ import tempfile
 from collections.abc import Callable, Iterable
 from itertools import islice
 from pathlib import Path
+from typing import Any
 
 from torch import nn
 
@@ -87,17 +88,18 @@ class PairTimer:
         """``model`` ready to time (exported, for an ONNX backend, into the scratch folder)."""
         return _session(self.backend, model, self.input_chw, self.batch, Path(self._scratch.name)).timed_step(self.batch)
 
-    def time(self, steps: dict[str, TimedStep]) -> dict[str, dict[str, float]]:
-        """One interleaved measurement of ``steps``: each one's median of round medians and p90 (ms)."""
+    def time(self, steps: dict[str, TimedStep]) -> dict[str, dict[str, Any]]:
+        """One interleaved measurement of ``steps``: each one's median of round medians, p90 and
+        round medians (ms; round i of every step timed one after the other)."""
         measured = measure_interleaved(steps, self.timing)
         summaries = {name: summarize(samples, self.batch) for name, samples in measured.items()}
-        return {name: {"median_ms": s["median_of_rounds_ms"], "p90_ms": s["latency_ms"]["p90"]}
-                for name, s in summaries.items()}
+        return {name: {"median_ms": s["median_of_rounds_ms"], "p90_ms": s["latency_ms"]["p90"],
+                       "round_medians_ms": s["round_medians_ms"]} for name, s in summaries.items()}
 
 
 def measure_pairs(models: dict[str, nn.Module], backend: str, input_chw: tuple[int, int, int], batch: int,
                   pairs: int, progress: Callable[[int, int], None] | None = None,
-                  timing: TimingSettings = NETWORK_TIMING) -> list[dict[str, dict[str, float]]]:
+                  timing: TimingSettings = NETWORK_TIMING) -> list[dict[str, dict[str, Any]]]:
     """``pairs`` interleaved measurements of the same networks (opened once), one after the
     other: per measurement, each network's median and p90 ms. ``progress(done, pairs)`` after each."""
     with PairTimer(backend, input_chw, batch, timing) as timer:
@@ -111,13 +113,13 @@ def measure_pairs(models: dict[str, nn.Module], backend: str, input_chw: tuple[i
 
 
 def measure_networks(models: dict[str, nn.Module], backend: str, input_chw: tuple[int, int, int], batch: int,
-                     timing: TimingSettings = NETWORK_TIMING) -> dict[str, dict[str, float]]:
+                     timing: TimingSettings = NETWORK_TIMING) -> dict[str, dict[str, Any]]:
     """Each network's median and p90 ms, measured interleaved as ``foadx bench`` measures them
     (so a speedup compares networks timed under the same machine state)."""
     return measure_pairs(models, backend, input_chw, batch, 1, timing=timing)[0]
 
 
 def measure_network(model: nn.Module, backend: str, input_chw: tuple[int, int, int], batch: int,
-                    timing: TimingSettings = NETWORK_TIMING) -> dict[str, float]:
+                    timing: TimingSettings = NETWORK_TIMING) -> dict[str, Any]:
     """The whole network's median and p90 ms."""
     return measure_networks({"network": model}, backend, input_chw, batch, timing)["network"]

@@ -40,6 +40,12 @@ def legal_widths(group: ChannelGroup, round_to: int) -> list[int]:
     return widths + [group.channels]
 
 
+def uniform_widths(groups: list[ChannelGroup], fraction: float, round_to: int) -> dict[str, int]:
+    """Every group at the legal width nearest ``fraction`` of its channels."""
+    return {group.name: min(legal_widths(group, round_to), key=lambda width: abs(width - fraction * group.channels))
+            for group in groups}
+
+
 def candidate_widths(group: ChannelGroup, round_to: int, min_keep: float = 0.0) -> list[int]:
     """The legal widths that keep at least ``min_keep`` of the group's channels (the full width
     when none does): a floor against the knapsack emptying a group whose channels look alike."""
@@ -96,7 +102,16 @@ class Planner:
             charged = {u.name for units_of in self.charged.values() for u in units_of}
             self.fixed = [u for u in units if u.name not in charged]
             self.base_ms = table.network_ms - sum(self._latency(u.key) for u in units)
-        self.curve = SavingsCurve((check["predicted_saving"], check["measured_saving"]) for check in table.checks)
+        self.curve = SavingsCurve(self._check_points())
+
+    def _check_points(self) -> list[tuple[float, float]]:
+        """The table's whole-network checks as (predicted, measured) savings. A network-mode table
+        profiled on these same groups has each check's prediction recomputed from its uniform
+        widths: tables written before the overlap term hold the plain additive sum."""
+        recompute = self.network and set(self.table.network_savings) == set(self.groups)
+        groups = list(self.groups.values())
+        return [(self.relative_saving(uniform_widths(groups, check["fraction"], self.table.round_to))
+                 if recompute else check["predicted_saving"], check["measured_saving"]) for check in self.table.checks]
 
     def _latency(self, key: UnitKey) -> float:
         try:

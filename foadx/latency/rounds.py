@@ -131,7 +131,7 @@ def _missed_message(aims: Sequence[Aim], number: int, rounds: int, min_keep: flo
             f"{'; '.join(parts)}{because}{advice}")
 
 
-def _judge_round(aim: Aim, plan: WidthPlan, index: int, pairs: list[dict[str, dict[str, float]]]) -> Verdict:
+def _judge_round(aim: Aim, plan: WidthPlan, index: int, pairs: list[dict[str, dict[str, Any]]]) -> Verdict:
     """Judges one target on its pairs and appends the round to ``aim.rounds``. A speedup is
     judged on the pairs' latency ratios (pruned / unpruned) against 1 / speedup, a time in ms on
     the pruned latencies."""

@@ -161,7 +161,7 @@ class LatencyTable:
                 "backend": self.backend, "precision": self.precision}
 
     def to_json(self) -> dict[str, Any]:
-        """The table file's JSON (kind ``foadx.latency_lut``, schema version 2), entries sorted by key."""
+        """The table file's JSON (kind ``foadx.latency_lut``, schema ``LUT_SCHEMA_VERSION``), entries sorted by key."""
         return {"schema_version": LUT_SCHEMA_VERSION, "kind": LUT_KIND, **self.identity(), "round_to": self.round_to,
                 "environment": self.environment, "network_ms": self.network_ms,
                 "checks": self.checks, "mode": self.mode,
