@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 
 from cli_helpers import error_line, run
+import foadx
 from foadx.errors import BadInputError
 from foadx.pipeline import load_pipeline
 from foadx.report.plots import pareto_front
@@ -274,3 +275,60 @@ def test_report_renders_every_kind_to_markdown_and_html(finished, tmp_path, kind
     page = _Page()
     page.feed((tmp_path / "r.html").read_text())
     assert not page.links and len(page.images) == (0 if kind in ("pipeline", "eval") else 1)
+
+
+MISSING = """\
+[model]
+spec = "mobilefacenet"
+input_size = 32
+args = { embedding_size = 10 }
+
+[data]
+source = "demo"
+task = "classify"
+images = 32
+
+[prune]
+criteria = ["foad", "l1"]
+latency_target = "ort-cpu=1.5x"
+
+[finetune]
+steps_per_epoch = 1
+flip = false
+"""
+
+
+def test_a_missed_latency_target_keeps_every_best_plan_and_never_counts_as_done(tmp_path, monkeypatch):
+    """The prune stage's handling of a miss: the latency search itself (profiling, measured
+    rounds; tests/test_latency_network.py misses for real) is stood in for by a real prune at
+    half the MACs that the foad criterion reports as missed, so the run takes seconds."""
+    import dataclasses
+
+    import foadx.tasks.prune as tasks
+    from foadx.latency.rounds import LatencyTargetMissed
+
+    real_prune = tasks.prune_model
+
+    def prune_at_half_the_macs(model, request, **kwargs):
+        result = real_prune(model, dataclasses.replace(request, budget=tasks.ChannelBudget(flops_target=0.5)), **kwargs)
+        if request.criterion == "foad":
+            result.report["latency"] = {"verdict": "missed"}
+            raise LatencyTargetMissed("latency target missed in 3 measured rounds", result)
+        return result
+
+    monkeypatch.setattr(tasks, "prune_model", prune_at_half_the_macs)
+    path, out = tmp_path / "missing.toml", tmp_path / "out"
+    path.write_text(MISSING)
+    result = run("run", path, "--out", out)
+    line = error_line(result)
+    assert result.exit_code == 4 and f"foad: latency target missed in 3 measured rounds; its best plan is kept in {out / 'prune' / 'foad'}" in line, line
+    assert statuses(out) == {"prune": "failed"}  # finetune never ran on a missed plan
+    entry = json.loads((out / "prune" / "stage.json").read_text())
+    assert entry["missed"].startswith("foad: latency target missed") and entry["record"]["latency"]["foad"]["verdict"] == "missed"
+    assert set(entry["record"]["models"]) == {"foad", "l1"}  # every criterion pruned, l1 too
+    kept = foadx.load_pruned(out / "prune" / "foad")
+    assert sum(p.numel() for p in kept.parameters()) < sum(p.numel() for p in foadx.build_model("mobilefacenet", embedding_size=10).parameters())
+    only = run("run", path, "--out", out, "--only", "finetune")
+    assert only.exit_code == 3 and "reads prune, which has no up-to-date output" in error_line(only)
+    dry = run("run", path, "--out", out, "--dry-run")
+    assert dry.exit_code == 0 and "| prune | planned (its last run missed its check) |" in dry.output, dry.output

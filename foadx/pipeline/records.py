@@ -165,6 +165,8 @@ def check_entry(entry: Any, stage: Stage, out: Path) -> Record:
         raise RecordProblem(f"it is not the record of stage {stage.name}")
     if not isinstance(entry.get("hash"), str) or not isinstance(entry.get("record"), dict):
         raise RecordProblem("hash must be a string and record an object")
+    if not isinstance(entry.get("missed", ""), str):
+        raise RecordProblem("missed must be a string")
     where = _Where(out, stage, entry.get("files") if isinstance(entry.get("files"), dict) else {})
     _check_files(entry, where)
     record, shapes = entry["record"], {**stage.record, "seconds": NUMBER}

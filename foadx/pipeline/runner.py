@@ -8,7 +8,9 @@ downstream of it, and nothing else (as make or DVC would). A record that does no
 (edited, or a file it lists missing or changed) counts as absent: the stage runs again and its
 reason says why. A stage is written into a staging
 folder and swapped in whole when it succeeds: a killed or failed stage leaves its previous
-folder (or none) and every earlier stage intact.
+folder (or none) and every earlier stage intact. A stage whose output failed its own check
+(``StageMissed``: a latency target missed) is swapped in too, its ``stage.json`` naming the miss,
+so the best it made can be inspected; it is never up to date and stops the run (exit code 4).
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ from foadx.pipeline.config import Pipeline
 from foadx.pipeline.inputs import input_digests
 from foadx.pipeline.outputs import claim_folder, is_run_folder
 from foadx.pipeline.records import RecordProblem, check_entry, list_files
-from foadx.pipeline.stage import Record, StageContext
+from foadx.pipeline.stage import Record, StageContext, StageMissed
 from foadx.pipeline.stages import STAGE_BY_NAME
 
 STAGE_FILE = "stage.json"
@@ -118,7 +120,7 @@ def run_pipeline(pipeline: Pipeline, out: str | Path, *, start: str | None = Non
     for stage in pipeline.stages:
         hashes[stage] = stage_hash(pipeline, stage, hashes, inputs)
         previous, problem = read_stage(out, stage)
-        current = previous is not None and previous.get("hash") == hashes[stage]
+        current = previous is not None and previous.get("hash") == hashes[stage] and "missed" not in previous
         if stage not in stages:
             if current:
                 records[stage] = previous["record"]
@@ -147,6 +149,8 @@ def _reason(previous: dict[str, Any] | None, problem: str, forced: bool) -> str:
         return "asked for (--from/--only)"
     if problem:
         return problem
+    if previous is not None and "missed" in previous:
+        return "its last run missed its check"
     return "no earlier output" if previous is None else "settings or inputs changed"
 
 
@@ -156,15 +160,26 @@ def _run_stage(pipeline: Pipeline, stage: str, digest: str, records: dict[str, R
     start = time.perf_counter()
     try:
         with atomic_directory(out / stage) as staging:
-            record = STAGE_BY_NAME[stage].work(StageContext(pipeline, inputs, out, staging))
+            record, missed = _work(stage, StageContext(pipeline, inputs, out, staging))
             record["seconds"] = round(time.perf_counter() - start, 2)
             write_json(staging / STAGE_FILE, {"stage": stage, "hash": digest, "reason": reason, "record": record,
-                                              "files": list_files(staging, stage)})
+                                              "files": list_files(staging, stage),
+                                              **({"missed": str(missed)} if missed else {})})
+        if missed:
+            raise missed
     except FoadxError as error:
         failed = StageOutcome(stage, "failed", str(error).splitlines()[0])
         write_summary(out, [*outcomes, failed])
         raise
     return StageOutcome(stage, "ran", reason, record)
+
+
+def _work(stage: str, context: StageContext) -> tuple[Record, StageMissed | None]:
+    """The stage's record, and the miss when its output failed its own check (kept all the same)."""
+    try:
+        return STAGE_BY_NAME[stage].work(context), None
+    except StageMissed as missed:
+        return missed.record, missed
 
 
 def _key_figure(outcome: StageOutcome) -> str:

@@ -11,11 +11,23 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from foadx.errors import CheckFailedError
+
 Record = dict[str, Any]  # a stage's record: its outputs (paths relative to the run folder) and key figures
 Field = tuple[tuple[type, ...], Any]  # accepted types, default (``...``: required)
 Check = Callable[[Any], "str | None"]  # None: the value is in range; else what is wanted (foadx.pipeline.limits)
 Shape = Any  # a record field's shape (foadx.pipeline.records)
 UNPRUNED = "unpruned"
+
+
+class StageMissed(CheckFailedError):
+    """A stage made its output but it failed the stage's own check (a latency target missed):
+    the runner keeps the output, marked so that it is never up to date, and stops the run (CLI
+    exit code 4). ``record`` is the stage's record of what it made."""
+
+    def __init__(self, message: str, record: Record) -> None:
+        super().__init__(message)
+        self.record = record
 
 
 @dataclass(frozen=True)

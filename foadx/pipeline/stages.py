@@ -16,7 +16,7 @@ from foadx.pipeline import limits
 from foadx.pipeline.evaluation import eval_stage
 from foadx.pipeline.records import ANY, FLAG, NUMBER, PATH, TEXT, UPSTREAM, ListOf, MapOf, Optional
 from foadx.pipeline.report import write_pipeline_report
-from foadx.pipeline.stage import UNPRUNED, Record, Stage, StageContext
+from foadx.pipeline.stage import UNPRUNED, Record, Stage, StageContext, StageMissed
 from foadx.pipeline.variants import base_ref, final_models, load_variant, unpruned_model, variant_model
 from foadx.report.markdown import row_speedup_text
 from foadx.report.speedup import speedup_text
@@ -73,15 +73,26 @@ def _prune_request(context: StageContext, criterion: str) -> Any:
 
 
 def prune_stage(context: StageContext) -> Record:
-    """Prunes the base once per criterion at the [prune] budget (a latency target included)."""
+    """Prunes the base once per criterion at the [prune] budget (a latency target included).
+
+    Raises:
+        StageMissed: a latency target missed for some criterion, after every criterion was
+            pruned; each one's best plan is in the record and kept in the stage folder (exit 4).
+    """
+    from foadx.latency.rounds import LatencyTargetMissed
     from foadx.tasks.prune import calibration_batches, prune_model
 
     base = unpruned_model(context.pipeline, context.inputs, context.run).eval()
     criteria = context.settings("prune")["criteria"]
     images = calibration_batches(base, _prune_request(context, criteria[0]).calibration)  # read once, for every criterion
     record: Record = {"models": {}, "accuracy": {}, "macs": {}, "params": {}, "latency": {}}
+    misses = []
     for criterion in criteria:
-        result = prune_model(base, _prune_request(context, criterion), images=images)
+        try:
+            result = prune_model(base, _prune_request(context, criterion), images=images)
+        except LatencyTargetMissed as missed:  # its best plan is kept, marked missed
+            result = missed.result
+            misses.append(f"{criterion}: {missed}; its best plan is kept in {context.run / 'prune' / criterion}")
         if "latency" in result.report:
             record["latency"][criterion] = result.report["latency"]
         result.save(context.folder / criterion)
@@ -91,6 +102,8 @@ def prune_stage(context: StageContext) -> Record:
         record["params"][criterion] = result.report["params"]
     trained = context.inputs.get("train", {}).get("accuracy", {}).get(UNPRUNED)
     record["accuracy"][UNPRUNED] = trained or _accuracy(context, base)
+    if misses:
+        raise StageMissed(" | ".join(misses), record)
     return record
 
 
