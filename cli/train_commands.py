@@ -61,6 +61,8 @@ def finetune_command(
     task: TaskOption = None,
     val_split: ValSplitOption = None,
     distill_from: Annotated[Optional[str], typer.Option(help="Teacher MODEL (usually the unpruned one) for distillation.")] = None,
+    distill_weight: Annotated[Optional[float], typer.Option(help="Weight of the --distill-from loss (default 1; face: 1 - cosine lies in [0, 2] beside a margin loss near 10, so 10 or more to matter).")] = None,
+    distill_temperature: Annotated[Optional[float], typer.Option(help="Classify: the --distill-from softmax temperature T (default 4).")] = None,
     compatible_with: Annotated[Optional[str], typer.Option(help="Face: keep the embeddings comparable with this earlier face fine-tune's (its folder): its frozen margin head also classifies them (backward-compatible training, Shen et al. CVPR 2020).")] = None,
     compatibility_weight: Annotated[float, typer.Option(help="Weight of the --compatible-with (BCT influence) loss.")] = 1.0,
     resume: Annotated[bool, typer.Option(help="Continue from OUT/checkpoint.pt, with the settings it was written with.")] = False,
@@ -82,11 +84,16 @@ def finetune_command(
 
     Also runs under torchrun (DDP: NCCL on GPUs, gloo on CPUs).
     """
+    from foadx.errors import BadInputError
     from foadx.tasks.finetune import Resume, TrainingData, epoch_evaluator, prepare_finetune
     from foadx.train import FinetuneConfig
     from foadx.train.distributed import Distributed
 
-    config = FinetuneConfig(**training, seed=seed, compatibility_weight=compatibility_weight)
+    distill = {name: value for name, value in (("distill_weight", distill_weight),
+                                               ("distill_temperature", distill_temperature)) if value is not None}
+    if distill and not distill_from:
+        raise BadInputError(f"--{next(iter(distill)).replace('_', '-')} weighs the --distill-from loss: name a teacher")
+    config = FinetuneConfig(**training, **distill, seed=seed, compatibility_weight=compatibility_weight)
     prepare_report(report)
     job = prepare_finetune(model_options.resolve(model, seed).module(), TrainingData(data, task, val_split), out,
                            config, origin=model, resume=Resume(resume, override), force=force,

@@ -193,3 +193,25 @@ def test_distillation_pulls_the_student_towards_the_teacher(tmp_path):
     distilled = digits_model(embedding_size=10)
     finetune(distilled, data, tmp_path / "kd", FinetuneConfig(**config, distill_weight=50.0), teacher=teacher.eval())
     assert distance(distilled) < distance(plain)
+
+
+def test_the_distillation_loss_is_weighed_from_the_cli(tmp_path):
+    """--distill-weight and --distill-temperature reach the fine-tune's recorded config; without
+    --distill-from they weigh nothing and are refused (exit 3)."""
+    from cli_helpers import error_line, run
+
+    small = ("--input-size", "32", "--task", "face", "--data", "demo", "--epochs", "1", "--steps-per-epoch", "2",
+             "--batch-size", "16", "--quiet")
+    refused = run("finetune", "mobilefacenet", *small, "--distill-weight", "20", "--out", tmp_path / "x")
+    assert refused.exit_code == 3 and "--distill-weight weighs the --distill-from loss" in error_line(refused)
+    assert not (tmp_path / "x").exists()
+    teacher = run("finetune", "mobilefacenet", *small, "--out", tmp_path / "teacher")
+    assert teacher.exit_code == 0, teacher.output
+    student = run("finetune", tmp_path / "teacher", *small[2:], "--distill-from", tmp_path / "teacher",
+                  "--distill-weight", "20", "--distill-temperature", "2", "--out", tmp_path / "student")
+    assert student.exit_code == 0, student.output
+    config = json.loads((tmp_path / "student" / "plan.json").read_text())["finetune"]["config"]
+    assert (config["distill_weight"], config["distill_temperature"]) == (20.0, 2.0)
+    negative = run("finetune", tmp_path / "teacher", *small[2:], "--distill-from", tmp_path / "teacher",
+                   "--distill-weight", "-1", "--out", tmp_path / "y")
+    assert negative.exit_code == 3 and "--distill-weight must be in [0, 1000), got -1.0" in error_line(negative)
