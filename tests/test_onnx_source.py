@@ -340,3 +340,34 @@ def test_profile_and_latency_target_on_an_onnx_source(tiny_files, tmp_path):
     assert result.exit_code == 0, result.output
     plan = json.loads((artifact / "plan.json").read_text())
     assert plan["model"]["spec"] == str(files["legacy"].resolve()) and plan["groups"]
+
+
+def test_an_artifact_moved_with_its_onnx_source_still_loads(tiny_files, tmp_path):
+    """The plan records the ONNX file's absolute path; moved away from it, the artifact finds the
+    same file (by name, checked by sha256) in its folder or beside it, and says where to put it when
+    it is in neither."""
+    import shutil
+
+    _, files = tiny_files
+    source = tmp_path / "here" / "tiny.onnx"
+    source.parent.mkdir()
+    shutil.copy(files["legacy"], source)
+    result = run("prune", source, "--data", "demo", "--images", "8", "--ratio", "0.5", "--out", tmp_path / "here" / "art", "-q")
+    assert result.exit_code == 0, result.output
+    images = torch.rand(2, 3, 32, 32)
+    with torch.no_grad():
+        expected = foadx.load_pruned(tmp_path / "here" / "art")(images)
+    shutil.move(tmp_path / "here", tmp_path / "there")  # artifact and source moved together
+    moved = foadx.load_pruned(tmp_path / "there" / "art")
+    with torch.no_grad():
+        assert torch.equal(moved(images), expected)
+    assert foadx.provenance_of(moved).source.spec == str((tmp_path / "there" / "tiny.onnx").resolve())
+    (tmp_path / "there" / "tiny.onnx").rename(tmp_path / "there" / "art" / "tiny.onnx")  # inside the artifact
+    assert run("export", tmp_path / "there" / "art", "--out", tmp_path / "m.onnx", "-q").exit_code == 0
+    shutil.copy(files["dynamo"], tmp_path / "there" / "art" / "tiny.onnx")  # the same name, another file
+    changed = run("export", tmp_path / "there" / "art", "--out", tmp_path / "m2.onnx")
+    assert changed.exit_code == 3 and "has changed since the plan recorded it" in error_line(changed)
+    (tmp_path / "there" / "art" / "tiny.onnx").unlink()
+    gone = run("export", tmp_path / "there" / "art", "--out", tmp_path / "m3.onnx")
+    line = error_line(gone)
+    assert gone.exit_code == 3 and f"was pruned from {source.resolve()}, which is gone: put that file" in line, line

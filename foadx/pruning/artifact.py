@@ -9,6 +9,7 @@ its weights always belong together.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 from typing import Any
@@ -175,6 +176,26 @@ def build_pruned_architecture(plan: Plan, device: torch.device, *, trust_code: b
     return model
 
 
+def onnx_source_beside(plan: Plan, folder: Path) -> Plan:
+    """``plan``, or, when it was pruned from an ONNX file that is no longer where it recorded it,
+    the plan pointed at a file of the same name in the artifact ``folder`` or beside it: an
+    artifact moved (or copied to another machine) together with its source still loads. The
+    file's sha256 is checked against the plan's when it is imported.
+
+    Raises:
+        ArtifactError: the ONNX source is in none of those places (CLI exit code 3).
+    """
+    spec = plan.model.spec
+    if not spec.endswith(".onnx") or Path(spec).exists():
+        return plan
+    name = Path(spec).name
+    for candidate in (folder / name, folder.parent / name):
+        if candidate.is_file():
+            return dataclasses.replace(plan, model=dataclasses.replace(plan.model, spec=str(candidate.resolve())))
+    raise ArtifactError(f"{folder} was pruned from {spec}, which is gone: put that file (sha256 "
+                        f"{str(plan.model.kwargs.get('sha256', '?'))[:12]}...) in {folder} or beside it")
+
+
 def load_pruned(path: str | Path, device: str | torch.device | None = None, *, trust_code: bool = False) -> nn.Module:
     """Rebuilds a pruned (or fine-tuned) model from its artifact folder, on ``device`` (default:
     auto). A plan whose model is a ``module:function`` or ``file.py:function`` factory is built
@@ -191,7 +212,7 @@ def load_pruned(path: str | Path, device: str | torch.device | None = None, *, t
         BadInputError: an unknown device; MissingDependencyError: ``cuda`` without a GPU (exit code 6).
     """
     target = resolve_device(device)
-    plan = read_plan(path)
+    plan = onnx_source_beside(read_plan(path), Path(path))
     refuse_untrusted_code(plan, f"{Path(path) / PLAN_FILE}", trust_code)
     model = build_pruned_architecture(plan, target, trust_code=trust_code)
     try:
