@@ -125,6 +125,75 @@ def test_hostile_checkpoint_keys_give_one_short_line(tmp_path, extra, says):
     assert result.output.count("\n") <= 2, result.output
 
 
+def _vgg_state(change: str) -> dict:
+    state = foadx.build_model("vgg16_cifar").state_dict()
+    if change == "sparse":
+        state["classifier.weight"] = state["classifier.weight"].to_sparse()
+    elif change == "complex":
+        state["classifier.weight"] = state["classifier.weight"].to(torch.complex64)
+    elif change == "int32":
+        state["classifier.weight"] = state["classifier.weight"].to(torch.int32)
+    elif change == "nan":
+        state["classifier.weight"][0, 0] = float("nan")
+    return state
+
+
+@pytest.mark.parametrize(("change", "says"), [
+    ("sparse", "unusable values: classifier.weight layout sparse_coo"),
+    ("complex", "unusable values: classifier.weight dtype complex64 vs float32"),
+    ("int32", "unusable values: classifier.weight dtype int32 vs float32"),
+    ("nan", "unusable values: classifier.weight not finite (NaN or infinity)"),
+])
+def test_weights_of_the_right_shape_but_unusable_values_are_refused(tmp_path, change, says):
+    """Each used to load: sparse tensors ended in exit 1 with a 51-line message, complex ones in
+    torch's two-line warning and their real parts, int32 silently cast, NaN in an eval of 10%."""
+    artifact = write_plan(tmp_path / "art", "vgg16_cifar", {}, _vgg_state(change))
+    result = run("inspect", artifact)
+    assert result.exit_code == 3 and says in error_line(result), result.output
+
+
+def test_a_compressed_checkpoint_record_is_refused_before_it_is_inflated(tmp_path):
+    """torch.save never compresses; a DEFLATE record of zeros claims 1,000x its size (a bomb)."""
+    import zipfile
+
+    torch.save(foadx.build_model("vgg16_cifar").state_dict(), tmp_path / "plain.pt")
+    with zipfile.ZipFile(tmp_path / "plain.pt") as plain, zipfile.ZipFile(tmp_path / "bomb.pt", "w") as bomb:
+        for record in plain.infolist():
+            bomb.writestr(record.filename, plain.read(record.filename), compress_type=zipfile.ZIP_DEFLATED)
+    assert torch.load(tmp_path / "bomb.pt", weights_only=True).keys()  # torch itself would read it
+    result = run("inspect", "vgg16_cifar", "--weights", tmp_path / "bomb.pt")
+    assert result.exit_code == 3 and "is compressed, which torch.save never writes" in error_line(result)
+    assert run("inspect", "vgg16_cifar", "--weights", tmp_path / "plain.pt").exit_code == 0
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="FIFOs")
+def test_a_weights_fifo_is_named_for_what_it_is_and_never_opened(tmp_path):
+    import os
+
+    os.mkfifo(tmp_path / "w.pt")
+    result = run("inspect", "vgg16_cifar", "--weights", tmp_path / "w.pt")
+    assert result.exit_code == 3 and "is not a regular file (a FIFO, socket or device)" in error_line(result)
+
+
+def test_a_plan_cannot_make_a_few_bytes_build_gigabytes_or_fetch_weights(tmp_path):
+    huge = write_plan(tmp_path / "huge", "torchvision:resnet18", {"num_classes": 3_000_000})  # 1.5 G parameters
+    result = run("inspect", huge)
+    assert result.exit_code == 3 and "argument num_classes=3000000 is beyond the 100,000" in error_line(result)
+    state = foadx.build_model("torchvision:resnet18", num_classes=10).state_dict()
+    pretrained = write_plan(tmp_path / "pre", "torchvision:resnet18", {"weights": "DEFAULT", "num_classes": 10}, state)
+    result = run("inspect", pretrained)  # weights.pt replaces what DEFAULT would download (no network here: exit 6)
+    assert result.exit_code == 0, result.output
+
+
+def test_a_plan_output_layer_the_architecture_lacks_is_named(tmp_path):
+    model = foadx.build_model("resnet56_cifar")
+    foadx.prune(model, foadx.load_images("demo", model, 8), ratio=0.5).save(tmp_path / "art")
+    plan = json.loads((tmp_path / "art" / "plan.json").read_text())
+    (tmp_path / "art" / "plan.json").write_text(json.dumps({**plan, "output_layers": ["nonexistent.layer"]}))
+    result = run("inspect", tmp_path / "art")
+    assert result.exit_code == 3 and "plan output layer 'nonexistent.layer' is not a module of resnet56_cifar" in error_line(result)
+
+
 # --- NaN never gets in: calibration images, options ---
 
 def test_nan_calibration_images_are_refused_within_seconds(tmp_path):

@@ -9,6 +9,7 @@ from __future__ import annotations
 import importlib
 import importlib.util
 import warnings
+import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -17,7 +18,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from foadx.errors import MissingDependencyError, UnknownModelError, WeightsError
+from foadx.errors import BadInputError, MissingDependencyError, UnknownModelError, WeightsError
 from foadx.models.arcface import IRESNET_DEPTHS, iresnet, mbf
 from foadx.models.input_contract import first_layer_channels
 from foadx.models.mobilefacenet import MobileFaceNet
@@ -34,6 +35,7 @@ from foadx.provenance import (
     provenance_of,
     record_provenance,
 )
+from foadx.untrusted import regular_file
 
 CIFAR_MEAN = (0.4914, 0.4822, 0.4465)
 CIFAR_STD = (0.2470, 0.2435, 0.2616)
@@ -160,11 +162,13 @@ def build_model(spec: str, input_size: tuple[int, int] | None = None, **kwargs: 
 
     Raises:
         UnknownModelError: an unknown spec, a factory that cannot be imported or called with
-            ``kwargs``, a size a zoo model does not take, or a result that is not an nn.Module
-            (CLI exit code 3).
+            ``kwargs``, a zoo or torchvision argument beyond +-``MAX_ARGUMENT``, a size a zoo model
+            does not take, or a result that is not an nn.Module (CLI exit code 3).
         MissingDependencyError: torchvision weights asked for that are neither cached nor
             downloadable (exit code 6).
     """
+    if spec in ZOO or spec.startswith("torchvision:"):
+        _refuse_huge_arguments(spec, kwargs)
     if spec in ZOO:
         model, source = _from_zoo(spec, input_size, kwargs)
     elif spec.endswith(".onnx"):
@@ -200,6 +204,24 @@ def build_model(spec: str, input_size: tuple[int, int] | None = None, **kwargs: 
         raise UnknownModelError(f"{spec} returned {type(model).__name__}, not a torch nn.Module")
     record_provenance(model, Provenance(Plan.empty(source), model_task(source.spec)))
     return model
+
+
+MAX_ARGUMENT = 100_000  # a number a zoo or torchvision factory argument may be (num_classes, embedding_size)
+
+
+def _refuse_huge_arguments(spec: str, kwargs: dict[str, Any]) -> None:
+    """Refuses a number in ``kwargs`` (at any depth) beyond +-``MAX_ARGUMENT``: a plan or pipeline
+    of a few bytes naming num_classes=3000000 would build a layer of gigabytes."""
+    pending = list(kwargs.items())
+    while pending:
+        name, value = pending.pop()
+        if isinstance(value, dict):
+            pending += [(name, item) for item in value.values()]
+        elif isinstance(value, (list, tuple)):
+            pending += [(name, item) for item in value]
+        elif isinstance(value, (int, float)) and not isinstance(value, bool) and not abs(value) <= MAX_ARGUMENT:
+            raise UnknownModelError(f"{spec} argument {name}={str(value)[:24]} is beyond the {MAX_ARGUMENT:,} foadx builds "
+                                    "a zoo or torchvision model with")
 
 
 def _user_source(spec: str, model: Any, size: tuple[int, int], kwargs: dict[str, Any]) -> ModelSource:
@@ -249,38 +271,92 @@ def _shown_key(key: str) -> str:
     return escaped if len(escaped) <= MAX_SHOWN_KEY else escaped[:MAX_SHOWN_KEY] + "..."
 
 
+def _unfit_value(tensor: torch.Tensor, expected: torch.Tensor) -> str | None:
+    """Why a checkpoint tensor of the right shape still cannot stand for ``expected``: not dense,
+    of another kind of number (complex, or integers where floats belong), or not finite."""
+    if tensor.layout != torch.strided:
+        return f"layout {str(tensor.layout).removeprefix('torch.')}"
+    if tensor.is_complex() or (expected.is_floating_point() and not tensor.is_floating_point()):
+        return f"dtype {str(tensor.dtype).removeprefix('torch.')} vs {str(expected.dtype).removeprefix('torch.')}"
+    if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
+        return "not finite (NaN or infinity)"
+    return None
+
+
 def state_dict_mismatch(model: nn.Module, state: dict[str, torch.Tensor]) -> str | None:
     """What keeps ``state`` from loading into ``model``: its missing, unexpected and mis-shaped
-    keys (five of each named, escaped and cut to ``MAX_SHOWN_KEY`` characters, then a count), or
+    keys, and those whose values are not dense, not of the model's kind of number or not finite
+    (five of each named, escaped and cut to ``MAX_SHOWN_KEY`` characters, then a count), or
     None when it fits exactly."""
     expected = model.state_dict()
     missing = [key for key in expected if key not in state]
     unexpected = [key for key in state if key not in expected]
     mismatched = [f"{key} {tuple(state[key].shape)} vs {tuple(expected[key].shape)}"
                   for key in expected if key in state and state[key].shape != expected[key].shape]
+    unfit = [f"{key} {why}" for key in expected if key in state and state[key].shape == expected[key].shape
+             and (why := _unfit_value(state[key], expected[key]))]
     problems = []
-    for label, keys in (("missing", missing), ("unexpected", unexpected), ("shape mismatch", mismatched)):
+    for label, keys in (("missing", missing), ("unexpected", unexpected), ("shape mismatch", mismatched),
+                        ("unusable values", unfit)):
         if keys:
             shown = ", ".join(map(_shown_key, keys[:5])) + (f" (+{len(keys) - 5} more)" if len(keys) > 5 else "")
             problems.append(f"{label}: {shown}")
     return "; ".join(problems) or None
 
 
-def read_state_dict(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, torch.Tensor]:
-    """Reads a checkpoint safely (``weights_only=True``); never unpickles arbitrary objects."""
-    path = Path(path)
-    if not path.is_file():
-        raise WeightsError(f"weights file not found: {path}")
+def _refuse_compressed_records(path: Path, what: str) -> None:
+    """Refuses a zip checkpoint holding a compressed record, or records adding up to more than the
+    file: ``torch.save`` stores records uncompressed, and a compressed one can claim gigabytes
+    from a few megabytes (a decompression bomb) before any shape is checked."""
+    if not zipfile.is_zipfile(path):
+        return  # the legacy format stores tensors raw: their sizes are bounded by the file's
+    try:
+        with zipfile.ZipFile(path) as archive:
+            records = archive.infolist()
+    except (zipfile.BadZipFile, OSError, ValueError):
+        return  # torch.load names what is wrong with it
+    compressed = next((record.filename for record in records if record.compress_type != zipfile.ZIP_STORED), None)
+    if compressed is not None:
+        raise WeightsError(f"cannot read {what} {path}: record {_shown_key(compressed)} is compressed, which "
+                           "torch.save never writes (its size would not be bounded by the file's)")
+    if sum(record.file_size for record in records) > path.stat().st_size:
+        raise WeightsError(f"cannot read {what} {path}: its records claim more bytes than the file holds")
+
+
+def load_torch_file(path: str | Path, what: str = "weights", map_location: str | torch.device = "cpu") -> Any:
+    """What a ``torch.save`` file holds, read as data (``weights_only=True``: never unpickles
+    code), its memory bounded by the file's size (no compressed records).
+
+    Raises:
+        WeightsError: missing, not a regular file, a compressed or oversized zip record, objects
+            other than tensors and plain containers, or not a readable file (CLI exit code 3).
+    """
+    try:
+        path = regular_file(path, f"{what} file")
+    except BadInputError as error:
+        raise WeightsError(str(error)) from None
+    _refuse_compressed_records(path, what)
     try:
         with warnings.catch_warnings():  # torch's own notes on old pickle protocols: the error below says it
             warnings.simplefilter("ignore")
-            checkpoint = torch.load(path, map_location=map_location, weights_only=True)
+            return torch.load(path, map_location=map_location, weights_only=True)
     except Exception as error:  # torch raises several types for corrupt or unsafe files
         if "Weights only load failed" in str(error):  # torch's text goes on to suggest weights_only=False
-            raise WeightsError(f"cannot read weights {path}: it holds objects other than tensors, and foadx never "
+            raise WeightsError(f"cannot read {what} {path}: it holds objects other than tensors, and foadx never "
                                "unpickles code; save a plain state dict (torch.save(model.state_dict(), path))") from None
         first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        raise WeightsError(f"cannot read weights {path}: not a readable PyTorch checkpoint ({first_line})") from error
+        raise WeightsError(f"cannot read {what} {path}: not a readable PyTorch checkpoint ({first_line})") from error
+
+
+def read_state_dict(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, torch.Tensor]:
+    """Reads a checkpoint's state dict safely (``load_torch_file``); a ``state_dict``, ``model``
+    or ``model_state_dict`` entry is unwrapped.
+
+    Raises:
+        WeightsError: as ``load_torch_file``, or no state dict of tensors (CLI exit code 3).
+    """
+    path = Path(path)
+    checkpoint = load_torch_file(path, "weights", map_location)
     return _unwrap_checkpoint(checkpoint, path)
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -34,8 +35,9 @@ MAX_PLAN_BYTES = 16 << 20  # a plan lists indices of a few thousand channels: ki
 
 
 def is_artifact(path: str | Path) -> bool:
-    """True when ``path`` is a folder holding ``plan.json`` (nothing is read or validated)."""
-    return (Path(path) / PLAN_FILE).is_file()
+    """True when ``path`` is a folder holding ``plan.json`` (nothing is read or validated: one that
+    is not a regular file is refused by ``read_plan``, naming what it is)."""
+    return os.path.lexists(Path(path) / PLAN_FILE)
 
 
 def is_own_output(directory: Path, allowed: frozenset[str] = ARTIFACT_FILES) -> bool:
@@ -112,7 +114,7 @@ def read_plan(directory: str | Path) -> Plan:
             ``Plan.from_json`` (CLI exit code 3).
     """
     path = Path(directory) / PLAN_FILE
-    if not path.is_file():
+    if not os.path.lexists(path):
         raise ArtifactError(f"no {PLAN_FILE} in {directory}: not a pruned-model artifact")
     try:
         data = json.loads(read_text(path, "plan", MAX_PLAN_BYTES))
@@ -155,16 +157,24 @@ def build_pruned_architecture(plan: Plan, device: torch.device, *, trust_code: b
     """The original architecture, cut to the plan's widths (weights still random).
 
     Raises:
-        ArtifactError: no rebuildable spec, untrusted code, or groups that do not match the architecture;
+        ArtifactError: no rebuildable spec, untrusted code, or output layers or groups that do not
+            match the architecture;
         BadInputError: the architecture does not run on the plan's (1, C, H, W) input (``check_forward``).
     """
     source = plan.model
     refuse_unrebuildable(plan)
     refuse_untrusted_code(plan, "the plan", trust_code)
-    model = build_model(source.spec, source.input_size, **source.kwargs).to(device).eval()
+    kwargs = dict(source.kwargs)
+    if source.spec.startswith("torchvision:"):  # the artifact's weights.pt replaces pretrained ones: never fetch them
+        kwargs.pop("weights", None)
+    model = build_model(source.spec, source.input_size, **kwargs).to(device).eval()
     if not plan.is_pruned:
         return model
     check_forward(model, source.input_chw)  # a plan whose input the architecture does not take: one line, not a trace error
+    modules = dict(model.named_modules())
+    strangers = [name for name in plan.output_layers if name not in modules]
+    if strangers:
+        raise ArtifactError(f"plan output layer {strangers[0][:120]!r} is not a module of {source.spec}")
     example = torch.zeros(2, *source.input_chw, device=device)
     _, dependency_graph, groups = trace_groups(model, example, list(plan.output_layers))
     by_name = {group.name: group for group in groups}

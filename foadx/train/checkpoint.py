@@ -16,6 +16,7 @@ from torch import nn
 
 from foadx.atomic import write_with
 from foadx.errors import BadInputError
+from foadx.models.registry import load_torch_file
 
 CHECKPOINT_FORMAT = "foadx.checkpoint/1"
 CHECKPOINT_FILE = "checkpoint.pt"
@@ -33,12 +34,9 @@ def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
 
 
 def load_checkpoint(path: Path, model: nn.Module) -> dict[str, Any]:
-    if not path.is_file():
+    if not path.exists():
         raise BadInputError(f"--resume: no checkpoint at {path}")
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as error:  # torch raises several types for corrupt files
-        raise BadInputError(f"cannot read checkpoint {path}: {str(error).splitlines()[0]}") from error
+    state = load_torch_file(path, "checkpoint")
     if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
         raise BadInputError(f"{path} is not a foadx training checkpoint")
     if state.get("identity") != model_identity(model):

@@ -14,11 +14,11 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import torch
 import torch.nn.functional as F
 from torch import Tensor
 
 from foadx.errors import BadInputError
+from foadx.models.registry import load_torch_file
 from foadx.train.checkpoint import CHECKPOINT_FILE
 from foadx.train.heads import MarginHead
 
@@ -38,8 +38,8 @@ def load_old_classifier(folder: str | Path) -> MarginHead:
         raise BadInputError(f"{folder} holds no {CHECKPOINT_FILE}: --compatible-with needs the folder of a face "
                             "fine-tune (its margin head is the old classifier); an embedding-only teacher can be "
                             "used with --distill-from")
+    state = load_torch_file(path, "checkpoint")
     try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
         config = json.loads(state["config_json"])
         weight = state["head"]["weight"]
     except Exception as error:  # torch, json and missing keys raise several types
