@@ -194,6 +194,21 @@ def test_a_plan_output_layer_the_architecture_lacks_is_named(tmp_path):
     assert result.exit_code == 3 and "plan output layer 'nonexistent.layer' is not a module of resnet56_cifar" in error_line(result)
 
 
+def test_a_graph_onnxruntime_loads_but_cannot_run_is_one_line(tmp_path, capfd):
+    """A Conv dilated beyond its 32x32 input: onnxruntime loads it and fails on the first batch;
+    that was exit 1 with onnxruntime's own log line before it."""
+    from onnx import TensorProto, helper
+
+    weight = numpy_helper.from_array(np.ones((4, 3, 3, 3), np.float32), "w")
+    graph = helper.make_graph([helper.make_node("Conv", ["x", "w"], ["y"], pads=[1, 1, 1, 1], dilations=[100000, 100000])],
+                              "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 32, 32])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4, 32, 32])], [weight])
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(tmp_path / "dilated.onnx"))
+    result = run("bench", tmp_path / "dilated.onnx", "--duration-s", "0.1")
+    assert result.exit_code == 3 and str(tmp_path / "dilated.onnx") in error_line(result)
+    assert "onnxruntime" not in capfd.readouterr().err  # its logger is quiet: the one line says it
+
+
 # --- NaN never gets in: calibration images, options ---
 
 def test_nan_calibration_images_are_refused_within_seconds(tmp_path):

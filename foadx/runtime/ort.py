@@ -19,6 +19,10 @@ class OrtCpuSession(Session):
     Raises (on opening):
         BadInputError: onnxruntime cannot load the file, or it has more than one input.
         MissingDependencyError: onnxruntime is not installed.
+    Raises (on running, and on making a timed step, which runs once):
+        BadInputError: onnxruntime cannot run the graph on the batch (a node fails on it).
+
+    onnxruntime logs only fatal errors: what fails reaches the user as the one-line error.
     """
 
     backend = "ort-cpu"
@@ -27,7 +31,7 @@ class OrtCpuSession(Session):
         ort = import_onnxruntime()
         session_options = ort.SessionOptions()
         session_options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        session_options.log_severity_level = 3
+        session_options.log_severity_level = 4  # fatal only: the errors below say the rest
         if options.threads is not None:
             session_options.intra_op_num_threads = options.threads
             session_options.inter_op_num_threads = 1
@@ -45,15 +49,25 @@ class OrtCpuSession(Session):
         self.input_shape = tuple(dim if isinstance(dim, int) else None for dim in inputs[0].shape)
         self.output_names = [output.name for output in self._session.get_outputs()]
         self._threads = options.threads
+        self._path = model_path
 
     def run(self, batch: np.ndarray) -> list[np.ndarray]:
         batch = np.ascontiguousarray(batch, dtype=np.float32)
         self.check_input(batch)
-        return [np.asarray(output, dtype=np.float32) for output in self._session.run(None, {self.input_name: batch})]
+        return [np.asarray(output, dtype=np.float32) for output in self._run_checked({self.input_name: batch})]
+
+    def _run_checked(self, feed: dict[str, np.ndarray]) -> list:
+        try:
+            return self._session.run(None, feed)
+        except Exception as error:  # onnxruntime's own exception types (Fail, InvalidArgument, RuntimeException)
+            message = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+            raise BadInputError(f"onnxruntime cannot run {self._path} on a batch of {len(next(iter(feed.values())))}: "
+                                f"{message[:300]}") from None
 
     def timed_step(self, batch_size: int, seed: int = 0) -> TimedStep:
         feed = {self.input_name: self.random_batch(batch_size, seed)}
         self.check_input(feed[self.input_name])
+        self._run_checked(feed)  # a graph that fails fails here, in one line, not inside a timing loop
         run = self._session.run
 
         def step() -> float:
