@@ -116,6 +116,21 @@ def test_user_strings_are_plain_text_in_figures_and_escaped_in_html(tmp_path):
         assert "<script>" not in page and r"$\frac{$&lt;script&gt;x&lt;/script&gt;" in page
 
 
+def test_user_strings_stay_inside_their_markdown_cell_and_come_back_whole_in_html(tmp_path):
+    """A label with a line break, a pipe and a tag: the Markdown row stays one row of the same cells
+    with no raw tag (it used to break the row and pass <script> into a CI summary); the HTML page
+    shows the label as written."""
+    label = "a\nb|c<script>x</script>"
+    report = _broken(_broken(latency_report(), ["results", 0, "model"], label), ["models", 0, "label"], label)
+    result = run("report", _write(tmp_path / "r.json", report), "--html", tmp_path / "r.html", "--quiet")
+    assert result.exit_code == 0, result.output
+    markdown = run("report", tmp_path / "r.json").output
+    assert "<script>" not in markdown
+    row = next(line for line in markdown.splitlines() if line.startswith("| a b"))
+    assert row.startswith("| a b\\|c&lt;script&gt;x&lt;/script&gt; | ") and row.count(" | ") == 4  # five model cells
+    assert "<td>a b|c&lt;script&gt;x&lt;/script&gt;</td>" in (tmp_path / "r.html").read_text()
+
+
 def test_the_drawing_is_bounded_and_says_so(tmp_path):
     base = latency_report()
     rows = [{**base["results"][0], "model": f"m{i}"} for i in range(800)]

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import base64
 import html
+import re
 import tempfile
 import warnings
 from pathlib import Path
@@ -20,8 +21,19 @@ STYLE = ("body{font-family:sans-serif;max-width:1100px;margin:2em auto;color:#22
          "img{max-width:100%;border:1px solid #eee}code{background:#f4f4f4}")
 
 
+def _cells(line: str) -> list[str]:
+    """A Markdown table row's cells as HTML: split at the pipes ``markdown_cell`` left unescaped,
+    its ``\\|`` and entities undone, then escaped for HTML."""
+    cells = re.split(r"(?<!\\)\|", line.strip().removeprefix("|").removesuffix("|"))
+    return [_inline(cell.replace("\\|", "|")) for cell in cells]
+
+
+def _inline(text: str) -> str:
+    return html.escape(html.unescape(text.strip()))
+
+
 def _table(lines: list[str]) -> str:
-    rows = [[html.escape(cell.strip()) for cell in line.strip().strip("|").split("|")] for line in lines]
+    rows = [_cells(line) for line in lines]
     body = [row for row in rows[1:] if not all(set(cell) <= set("-: ") for cell in row)]
     head = "".join(f"<th>{cell}</th>" for cell in rows[0])
     return f"<table><tr>{head}</tr>" + "".join("<tr>" + "".join(f"<td>{c}</td>" for c in row) + "</tr>" for row in body) + "</table>"
@@ -39,9 +51,9 @@ def markdown_to_html(text: str) -> str:
             table = []
         if line.startswith("#"):
             level = min(len(line) - len(line.lstrip("#")), 6)
-            parts.append(f"<h{level}>{html.escape(line.lstrip('#').strip())}</h{level}>")
+            parts.append(f"<h{level}>{_inline(line.lstrip('#'))}</h{level}>")
         elif line.strip():
-            parts.append(f"<p>{html.escape(line)}</p>")
+            parts.append(f"<p>{_inline(line)}</p>")
     return "\n".join(parts)
 
 

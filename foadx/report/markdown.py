@@ -10,9 +10,20 @@ from foadx.errors import BadInputError
 from foadx.report.speedup import speedup_text
 
 
+def markdown_text(text: str) -> str:
+    """``text`` from a report (a label, a reason) as inert Markdown on one line: line breaks become
+    spaces and ``<``/``>`` entities, so no row breaks and no HTML tag reaches a CI summary."""
+    return " ".join(str(text).splitlines()).replace("<", "&lt;").replace(">", "&gt;")
+
+
+def markdown_cell(text: str) -> str:
+    """``markdown_text`` with ``|`` escaped, for a table cell."""
+    return markdown_text(text).replace("|", "\\|")
+
+
 def _table(header: list[str], rows: list[list[str]]) -> str:
     lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
-    lines += ["| " + " | ".join(row) + " |" for row in rows]
+    lines += ["| " + " | ".join(map(markdown_cell, row)) + " |" for row in rows]
     return "\n".join(lines)
 
 
@@ -55,7 +66,7 @@ def latency_markdown(report: dict[str, Any]) -> str:
         machine += f", {environment['gpu']} (driver {environment.get('gpu_driver')})"
     parts = [
         "# foadx latency report",
-        f"{report['created']} on {machine}; {libraries}.",
+        markdown_text(f"{report['created']} on {machine}; {libraries}."),
         timing,
         "## Models",
         _table(
