@@ -84,6 +84,8 @@ def statuses(out: Path) -> dict[str, str]:
     ('[model\n', r"not a TOML file"),
     ('[model]\nspec = "mobilefacenet"\n[data]\nsource = "demo"\n[export]\n[bench]\nbatches = [0]\n',
      r"small.toml:7: bench.batches must be a non-empty list of positive integers"),
+    ('[model]\nspec = "mobilefacenet"\n[data]\nsource = "demo"\n[export]\nopset = 99\n',
+     r"small.toml:6: export.opset must be a whole number in \[9, \d+\]"),  # was refused only after the stages before it ran
 ])
 def test_schema_errors_name_the_field_and_line(tmp_path, text, message):
     path = tmp_path / "small.toml"

@@ -153,6 +153,18 @@ def latency_target(value: Any) -> str | None:
     return None
 
 
+def export_opset(value: Any) -> str | None:
+    """An opset ``foadx export`` writes (``check_opset``: LEGACY_MIN_OPSET up to onnx's newest)."""
+    import onnx
+
+    from foadx.export.onnx_export import LEGACY_MIN_OPSET
+
+    newest = onnx.defs.onnx_opset_version()
+    if value is None or (isinstance(value, int) and not isinstance(value, bool) and LEGACY_MIN_OPSET <= value <= newest):
+        return None
+    return f"a whole number in [{LEGACY_MIN_OPSET}, {newest}]"
+
+
 def export_batch(value: Any) -> str | None:
     """An export batch: a whole number in [1, 65536] or "dynamic"."""
     if value is None or value == "dynamic" or count(65536)(value) is None:

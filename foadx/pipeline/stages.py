@@ -250,7 +250,7 @@ STAGES: tuple[Stage, ...] = (
           models=("gallery_model",), sources=("data",)),
     Stage("export", {"opset": ((int,), None), "batch": ((int, str), None), "target": ((str,), "ort-cpu")},
           export_stage, reads=("train", "prune", "finetune"), key_figure=_size_figure,
-          checks={"opset": limits.count(100), "batch": limits.export_batch,
+          checks={"opset": limits.export_opset, "batch": limits.export_batch,
                   "target": limits.one_of(limits.export_targets)},
           record={"onnx": MapOf(PATH), "bytes": MapOf(NUMBER), "models": MapOf(Optional(UPSTREAM))}),
     Stage("verify", {"images": ((int,), 16), "batches": ((list,), [1, 4]), "min_cosine": ((float,), None),
