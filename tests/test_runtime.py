@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import json
 
 import numpy as np
 import pytest
@@ -155,3 +156,21 @@ def test_folded_batchnorm_gives_the_same_answers(resnet):
     assert sum(isinstance(m, torch.nn.BatchNorm2d) for m in plain.model.modules()) == 55
     expected = plain.run(batch)[0]
     np.testing.assert_allclose(folded.run(batch)[0], expected, atol=1e-4 * np.abs(expected).max(), rtol=1e-4)
+
+
+def test_a_fixed_batch_file_runs_any_number_of_images_and_evaluates_like_a_dynamic_one(tmp_path):
+    """eval fed 128 images to a file whose input fixes the batch at 3 and stopped (exit 3); now it
+    runs them 3 at a time, the last chunk padded, and scores exactly what the dynamic file does."""
+    from cli_helpers import run as cli
+
+    model = foadx.build_model("resnet56_cifar").eval()
+    foadx.export_onnx(model, tmp_path / "fixed.onnx", batch=3)
+    foadx.export_onnx(model, tmp_path / "dynamic.onnx")
+    fixed, dynamic = open_session("ort-cpu", tmp_path / "fixed.onnx"), open_session("ort-cpu", tmp_path / "dynamic.onnx")
+    assert fixed.input_shape[0] == 3 and dynamic.input_shape[0] is None
+    images = np.random.default_rng(0).standard_normal((7, 3, 32, 32), dtype=np.float32)
+    np.testing.assert_allclose(fixed.run_any_batch(images)[0], dynamic.run(images)[0], rtol=1e-5, atol=1e-5)
+    scores = [cli("eval", tmp_path / name, "--data", "demo", "--json") for name in ("fixed.onnx", "dynamic.onnx")]
+    assert [s.exit_code for s in scores] == [0, 0], scores[0].output
+    evaluated = [json.loads(s.output) for s in scores]
+    assert evaluated[0]["count"] == 1000 and evaluated[0]["top1"] == evaluated[1]["top1"]

@@ -168,7 +168,7 @@ def evaluate_model(target: nn.Module | ModelRef, data: str, task: str | None = N
     session, preprocess, used = _runner(ref, backend)
 
     def run(batch):
-        return session.run(batch)[0]
+        return session.run_any_batch(batch)[0]  # a file with a fixed batch takes --batch-size images too
 
     if task == "classify":
         if gallery is not None:
@@ -227,4 +227,4 @@ def _gallery_embedder(gallery: ModelRef, preprocess: Preprocessing) -> Embedder:
         size, own = gallery_preprocess.input_size, preprocess.input_size
         raise BadInputError(f"the gallery model {gallery.text} takes {size[0]}x{size[1]} images, the model "
                             f"{own[0]}x{own[1]}: a deployment swapping one for the other re-aligns its faces")
-    return Embedder(gallery.text, lambda batch: session.run(batch)[0], gallery_preprocess)
+    return Embedder(gallery.text, lambda batch: session.run_any_batch(batch)[0], gallery_preprocess)

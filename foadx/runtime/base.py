@@ -62,6 +62,19 @@ class Session(ABC):
     def run(self, batch: np.ndarray) -> list[np.ndarray]:
         """Outputs for one float32 NCHW batch, as float32 numpy arrays."""
 
+    def run_any_batch(self, images: np.ndarray) -> list[np.ndarray]:
+        """``run`` on any number of (N, C, H, W) images: a model whose input fixes the batch B
+        runs them B at a time, the last chunk padded with zeros that are cut from the outputs."""
+        fixed = self.input_shape[0] if self.input_shape else None
+        if fixed is None or len(images) == fixed:
+            return self.run(images)
+        chunks = []
+        for start in range(0, len(images), fixed):
+            chunk = images[start:start + fixed]
+            padding = np.zeros((fixed - len(chunk), *chunk.shape[1:]), dtype=chunk.dtype)
+            chunks.append([output[:len(chunk)] for output in self.run(np.concatenate([chunk, padding]))])
+        return [np.concatenate(parts) for parts in zip(*chunks)]
+
     @abstractmethod
     def timed_step(self, batch_size: int, seed: int = 0) -> TimedStep:
         """A function timing one inference on a random batch kept resident on the backend."""
