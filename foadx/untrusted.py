@@ -20,6 +20,8 @@ from typing import Any
 from foadx.errors import BadInputError
 
 MAX_DEPTH = 64  # nesting of arrays and objects; foadx's own files stay under 8
+MAX_CHANNELS = 65_536  # channels of an input or a layer a file may declare (latency tables, ONNX inputs)
+MAX_SIDE = 16_384  # pixels a side of an input or a feature map a file may declare
 
 
 def regular_file(path: str | Path, what: str) -> Path:

@@ -371,3 +371,37 @@ def test_an_artifact_moved_with_its_onnx_source_still_loads(tiny_files, tmp_path
     gone = run("export", tmp_path / "there" / "art", "--out", tmp_path / "m3.onnx")
     line = error_line(gone)
     assert gone.exit_code == 3 and f"was pruned from {source.resolve()}, which is gone: put that file" in line, line
+
+
+class PooledHead(nn.Module):
+    """A classifier head as torchvision's ResNets end: conv-BN-ReLU, global pooling, flatten, Linear.
+    ``pool`` None is ``x.mean((2, 3))`` (a ReduceMean with keepdims=0)."""
+
+    def __init__(self, pool: nn.Module | None) -> None:
+        super().__init__()
+        self.body = nn.Sequential(nn.Conv2d(3, 16, 3, 2, 1, bias=False), nn.BatchNorm2d(16), nn.ReLU())
+        self.pool = pool
+        self.fc = nn.Linear(16, 10)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        features = self.body(x)
+        pooled = self.pool(features) if self.pool is not None else features.mean((2, 3))
+        return self.fc(pooled.flatten(1))
+
+
+@pytest.mark.parametrize("pool, reduce", [(nn.AdaptiveAvgPool2d(1), "ReduceMean"), (nn.AdaptiveMaxPool2d(1), "ReduceMax"),
+                                          (None, "ReduceMean")], ids=["avg", "max", "mean-no-keepdims"])
+def test_global_pooling_from_foadx_export_imports_and_prunes(tmp_path, pool, reduce):
+    """Opset 18 moved a Reduce operator's axes into an input; onnx2torch 1.5.15 converts none at 18."""
+    net, path = randomised(PooledHead(pool)), tmp_path / "pooled.onnx"
+    export_onnx(net, path, input_size=(32, 32), input_channels=3, verify=False)
+    written = onnx.load(str(path))
+    assert written.opset_import[0].version == 18 and reduce in [node.op_type for node in written.graph.node]
+    images = torch.rand(4, 3, 32, 32)
+    with torch.no_grad():
+        imported = resolve_model(str(path)).module()(images).numpy()
+    assert compare_output("logits", imported, ort_outputs(path, images.numpy()), Tolerances()).passed
+    result = run("prune", path, "--data", "demo", "--images", "8", "--batch-size", "8", "--ratio", "0.5",
+                 "--out", tmp_path / "art", "-q")
+    assert result.exit_code == 0, result.output
+    assert [len(group["kept"]) for group in json.loads((tmp_path / "art" / "plan.json").read_text())["groups"]] == [8]

@@ -1,5 +1,7 @@
 """Issue 23, kinds 11-13: a weights map, a numeric option and a verification set are data: a
-hostile one is refused (exit 3, one line) in seconds with bounded memory, never a hang."""
+hostile one is refused (exit 3, one line) in seconds with bounded memory, never a hang. So is an
+ONNX file whose input or intermediate tensors are absurd, whose input is not float32, or whose
+graph does not run on its own input."""
 
 from __future__ import annotations
 
@@ -10,14 +12,20 @@ import pickle
 import subprocess
 import sys
 
+import numpy as np
+import onnx
 import pytest
 import torch
 from cli_helpers import error_line, run
+from onnx import TensorProto, helper, numpy_helper
 from PIL import Image
 
 from foadx.data.verification import MAX_PAIR_PIXELS, PairSet, read_verification_bin
-from foadx.errors import DataError, WeightsError
+from foadx.errors import BadInputError, DataError, WeightsError
+from foadx.models.onnx_graph import refuse_oversized_tensors
+from foadx.models.onnx_import import onnx_contract
 from foadx.models.weights_map import check_pattern, rename_keys
+from foadx.untrusted import MAX_CHANNELS, MAX_SIDE
 
 # --- kind 11: --weights-map cannot hang ---
 
@@ -158,3 +166,102 @@ def test_a_classifier_is_not_scored_on_face_pairs(tmp_path):
     # an explicit task is the user's choice where the data serves both (a 10-d embedding read as 10 logits)
     assert run("eval", "mobilefacenet", "--input-size", "32", "--model-arg", "embedding_size=10", "--data", "demo",
                "--task", "classify").exit_code == 0
+
+
+# --- ONNX files: what the graph declares never sizes an allocation unchecked ---
+
+
+def _onnx_file(path, nodes: list, inputs: list, initializers: list) -> str:
+    """A checker-valid opset-13 graph of ``nodes`` whose output is ``y`` (4-D), saved to ``path``."""
+    output = helper.make_tensor_value_info("y", TensorProto.FLOAT, ["n", "c", "h", "w"])
+    graph = helper.make_graph(nodes, "hostile", inputs, [output], initializers)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    onnx.save(model, str(path))
+    return str(path)
+
+
+def _conv_file(path, input_shape: list, input_type: int = TensorProto.FLOAT, cast: bool = False, **conv) -> str:
+    """``data`` (cast to float when ``cast``) through one 3 -> 4 channel Conv with ``conv`` attributes."""
+    kernel = conv.pop("kernel", 1)
+    weight = numpy_helper.from_array(np.ones((4, 3, kernel, kernel), np.float32), "w")
+    nodes = [helper.make_node("Cast", ["data"], ["image"], to=TensorProto.FLOAT)] if cast else []
+    nodes.append(helper.make_node("Conv", ["image" if cast else "data", "w"], ["y"], **conv))
+    return _onnx_file(path, nodes, [helper.make_tensor_value_info("data", input_type, input_shape)], [weight])
+
+
+def _constant_of_shape_file(path, shape: list) -> str:
+    """A 32x32 Conv whose output is scaled by the sum of a ``ConstantOfShape(shape)`` of ones:
+    a few hundred bytes that describe a tensor of ``prod(shape)`` floats."""
+    nodes = [helper.make_node("Conv", ["data", "w"], ["c"]),
+             helper.make_node("ConstantOfShape", ["shape"], ["ones"],
+                              value=numpy_helper.from_array(np.ones(1, np.float32), "one")),
+             helper.make_node("ReduceSum", ["ones"], ["total"], keepdims=0),
+             helper.make_node("Mul", ["c", "total"], ["y"])]
+    initializers = [numpy_helper.from_array(np.ones((4, 3, 1, 1), np.float32), "w"),
+                    numpy_helper.from_array(np.array(shape, np.int64), "shape")]
+    return _onnx_file(path, nodes, [helper.make_tensor_value_info("data", TensorProto.FLOAT, [1, 3, 32, 32])],
+                      initializers)
+
+
+@pytest.mark.parametrize("command", [("bench",), ("eval", "--data", "demo"),
+                                     ("prune", "--data", "demo", "--images", "8", "--ratio", "0.3", "--out", "o"),
+                                     ("verify", "--against", "FILE", "--data", "none"), ("profile", "--out", "l.json")])
+def test_an_absurd_onnx_input_is_refused_by_every_command(tmp_path, command):
+    path = _conv_file(tmp_path / "huge.onnx", [1, 3, 2**40, 2**40])  # before: exit 1, unexpected ValueError
+    args = [path if arg == "FILE" else tmp_path / arg if arg in ("o", "l.json") else arg for arg in command[1:]]
+    result = run(command[0], path, *args)
+    line = error_line(result)
+    assert result.exit_code == 3 and "'data' (1x3x1099511627776x1099511627776, float)" in line, line
+    assert "foadx refuses any tensor over 1 GiB" in line
+
+
+@pytest.mark.parametrize("shape, refused", [([1, 1, 1, 20_000], "1x1x20000"), ([1, 70_000, 1, 1], "70000x1x1")])
+def test_an_onnx_input_beyond_the_side_or_channel_bound_is_refused(tmp_path, shape, refused):
+    model = onnx.load(_conv_file(tmp_path / "long.onnx", shape))  # small tensors, beyond any image model
+    with pytest.raises(BadInputError, match=f"its input is {refused} .*at most {MAX_CHANNELS} channels and "
+                                            f"{MAX_SIDE} pixels a side"):
+        onnx_contract(model, "long.onnx")
+
+
+def test_an_onnx_file_with_an_integer_input_is_refused(tmp_path):
+    path = _conv_file(tmp_path / "int64.onnx", [1, 3, 32, 32], TensorProto.INT64, cast=True)
+    result = run("bench", path)  # before: exit 1, onnxruntime's InvalidArgument
+    assert result.exit_code == 3 and "its input 'data' holds int64; foadx feeds float32 images" in error_line(result)
+
+
+def test_an_onnx_graph_that_does_not_run_on_its_input_is_one_line(tmp_path):
+    path = _conv_file(tmp_path / "dilated.onnx", [1, 3, 32, 32], kernel=3, dilations=[100_000, 100_000])
+    result = run("prune", path, "--data", "demo", "--images", "8", "--ratio", "0.3", "--out", tmp_path / "o")
+    line = error_line(result)  # before: exit 1 after ShapeProp's own 29-line traceback
+    assert result.exit_code == 3 and "the graph does not run on a 1x3x32x32 input: Calculated padded input" in line
+
+
+def test_an_onnx_tensor_over_the_cap_is_refused_before_any_allocation(tmp_path):
+    path = _constant_of_shape_file(tmp_path / "bomb.onnx", [500, 1000, 1000])  # 2 GB of floats
+    assert os.path.getsize(path) < 1_000
+    code = ("import resource, sys\nfrom foadx_cli.app import main\ntry:\n    sys.exit(main())\nfinally:\n"
+            "    print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, file=sys.stderr)\n")
+    result = subprocess.run([sys.executable, "-c", code, "prune", path, "--data", "demo", "--images", "8",
+                             "--ratio", "0.3", "--out", str(tmp_path / "o")], check=False, capture_output=True,
+                            text=True, timeout=300)
+    *lines, peak_kib = result.stderr.splitlines()
+    expected = (f"foadx: error: {path}: the tensor 'ones' (500x1000x1000, float) would hold 1.86 GiB at batch 1; "
+                "foadx refuses any tensor over 1 GiB")
+    assert result.returncode == 3 and lines == [expected]
+    assert int(peak_kib) < 1_500_000  # before: 2.6 GB, a 2 GB tensor folded
+
+
+@pytest.mark.parametrize("shape, refused", [([256, 1024, 1024], False), ([257, 1024, 1024], True)])
+def test_the_tensor_cap_is_exactly_1_gib(tmp_path, shape, refused):
+    model = onnx.load(_constant_of_shape_file(tmp_path / "edge.onnx", shape))
+    if refused:
+        with pytest.raises(BadInputError, match="'ones' .* would hold 1 GiB at batch 1"):
+            refuse_oversized_tensors(model, "edge.onnx")
+    else:
+        refuse_oversized_tensors(model, "edge.onnx")  # exactly MAX_TENSOR_BYTES
+
+
+def test_a_dynamic_batch_is_sized_at_batch_1(tmp_path):
+    model = onnx.load(_conv_file(tmp_path / "wide.onnx", ["batch", 3, 16_384, 16_384]))
+    with pytest.raises(BadInputError, match=r"'data' \(1x3x16384x16384, float\) would hold 3 GiB at batch 1"):
+        refuse_oversized_tensors(model, "wide.onnx")

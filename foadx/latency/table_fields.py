@@ -14,13 +14,12 @@ import math
 from typing import Any
 
 from foadx.latency.units import ACTIVATIONS, UnitKey
+from foadx.untrusted import MAX_CHANNELS, MAX_SIDE
 
 MAX_LUT_BYTES = 16 * 1024 * 1024  # 2x a ResNet-50 table at width step 8; a 60 MB file is refused unread
 MAX_ENTRIES = 40_000
 MAX_CHECKS = 1_000
 MAX_SERIES_POINTS = 4_096  # widths of one unit along one axis: a 4096-channel group at width step 1
-MAX_CHANNELS = 65_536
-MAX_SIDE = 16_384  # pixels of an input or a feature map
 MAX_BATCH = 4_096
 MAX_ROUND_TO = 1_024
 MAX_KERNEL = 1_024  # kernel, stride and padding

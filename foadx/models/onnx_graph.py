@@ -1,8 +1,11 @@
 """Reading an ONNX file a user hands foadx, and cleaning its graph for import into PyTorch.
 
 ``load_onnx`` is the one ONNX loader of foadx (``foadx.export`` re-exports it): a regular file
-of at most 2 GiB (protobuf's own limit for one message), parsed and checked by onnx; nothing in
-an ONNX file is ever executed, it is data. ``clean_for_import`` turns what exporters write into
+of at most 2 GiB (protobuf's own limit for one message), parsed and checked by onnx, and refused
+when ONNX shape inference (with data propagation) shows a tensor of over ``MAX_TENSOR_BYTES`` at
+batch 1: a file of a few hundred bytes can describe a ``ConstantOfShape`` of gigabytes, which
+folding, importing or running it would allocate. Nothing in an ONNX file is ever executed, it
+is data. ``clean_for_import`` turns what exporters write into
 what onnx2torch imports and Torch-Pruning can prune:
 
 - constants folded (onnx-graphsurgeon ``fold_constants`` + ``cleanup``): the legacy exporter
@@ -13,12 +16,17 @@ what onnx2torch imports and Torch-Pruning can prune:
   one ``PRelu`` node, exactly the operator they replaced;
 - ``Reshape(allowzero=1)`` (the dynamo exporter's) with a constant shape holding no 0 set to
   ``allowzero=0``: the attribute only changes the meaning of a 0 in the shape;
-- opsets above ``IMPORT_MAX_OPSET`` converted down with onnx's version converter.
+- opsets above ``IMPORT_MAX_OPSET`` converted down with onnx's version converter (opset 18
+  moved the axes of every Reduce operator, and Pad's, into an input, and changed Split and
+  Resize: onnx2torch 1.5.15 converts none of them at 18; the converter's adapters move constant
+  axes back into the attribute, exactly).
 """
 
 from __future__ import annotations
 
 import hashlib
+import math
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -29,7 +37,9 @@ from foadx.errors import BadInputError
 from foadx.untrusted import regular_file
 
 MAX_ONNX_BYTES = 2 << 30  # protobuf cannot parse one message larger than 2 GiB
-IMPORT_MAX_OPSET = 18  # the newest opset onnx2torch 1.5.15 has a converter for every common operator at
+MAX_TENSOR_BYTES = 1 << 30  # one tensor at batch 1: 16x ResNet-50's largest activation at 1024x1024
+SHAPE_CONSTANT_ELEMENTS = 1_024  # integer initializers this small are kept for data propagation
+IMPORT_MAX_OPSET = 17  # the newest opset onnx2torch 1.5.15 has a converter for every common operator at
 
 
 def load_onnx(path: str | Path, *, with_weights: bool = True) -> onnx.ModelProto:
@@ -37,7 +47,8 @@ def load_onnx(path: str | Path, *, with_weights: bool = True) -> onnx.ModelProto
 
     Raises:
         BadInputError: missing, not a regular file, over 2 GiB, not parseable, failing
-            ``onnx.checker`` or without nodes (CLI exit code 3).
+            ``onnx.checker``, without nodes, or with a tensor over ``MAX_TENSOR_BYTES`` at batch 1
+            (``refuse_oversized_tensors``) (CLI exit code 3).
     """
     path = regular_file(path, "ONNX file")
     if path.stat().st_size > MAX_ONNX_BYTES:
@@ -50,7 +61,94 @@ def load_onnx(path: str | Path, *, with_weights: bool = True) -> onnx.ModelProto
         raise BadInputError(f"{path} is not a valid ONNX model: {message}") from error
     if len(model.graph.node) == 0:
         raise BadInputError(f"{path} is not a valid ONNX model: its graph has no nodes")
+    refuse_oversized_tensors(model, str(path))
     return model
+
+
+def refuse_oversized_tensors(model: onnx.ModelProto, where: str) -> None:
+    """Refuses a graph in which one tensor would hold more than ``MAX_TENSOR_BYTES``: the shapes
+    ONNX shape inference with data propagation gives every tensor the graph computes or takes
+    (subgraphs included; the weights it stores are in proportion to the file), with the inputs'
+    symbolic dimensions (a dynamic batch) set to 1 and fixed ones as the file fixes them. Tensors
+    whose shape inference leaves unknown are not refused.
+
+    Raises:
+        BadInputError: a tensor over the limit (named, with its shape and size), or a graph
+            shape inference cannot read.
+    """
+    skeleton = _shape_skeleton(model)
+    first_input = skeleton.graph.input[0].type.tensor_type.shape.dim if skeleton.graph.input else []
+    batch = first_input[0].dim_value if first_input else 1
+    try:
+        inferred = onnx.shape_inference.infer_shapes(skeleton, check_type=False, strict_mode=False, data_prop=True)
+    except Exception as error:  # InferenceError, ValidationError, RuntimeError by operator
+        message = str(error).strip().splitlines()[0][:200] if str(error).strip() else type(error).__name__
+        raise BadInputError(f"{where}: ONNX shape inference cannot read the graph: {message}") from error
+    weights = {tensor.name for tensor in model.graph.initializer}  # stored in the file: in proportion to it
+    for value in _value_infos(inferred.graph):
+        size = _tensor_bytes(value.type) if value.name not in weights else None
+        if size is not None and size > MAX_TENSOR_BYTES:
+            shape = "x".join(str(dim.dim_value) for dim in value.type.tensor_type.shape.dim)
+            raise BadInputError(f"{where}: the tensor {value.name!r} ({shape}, "
+                                f"{onnx.TensorProto.DataType.Name(value.type.tensor_type.elem_type).lower()}) would "
+                                f"hold {size / 2**30:.3g} GiB at batch {batch}; foadx refuses any tensor over "
+                                f"{MAX_TENSOR_BYTES / 2**30:g} GiB")
+
+
+def _shape_skeleton(model: onnx.ModelProto) -> onnx.ModelProto:
+    """The model without its weights, for shape inference: each initializer that is not a small
+    integer one (a shape, axes) becomes a graph input of its type and shape; symbolic or unset
+    input dimensions become 1; declared intermediate and output shapes are dropped (inference
+    gives them, a file's own claims are not trusted)."""
+    skeleton = onnx.ModelProto(ir_version=model.ir_version, opset_import=model.opset_import, functions=model.functions)
+    graph = skeleton.graph
+    graph.node.extend(model.graph.node)
+    graph.sparse_initializer.extend(model.graph.sparse_initializer)
+    listed = {value.name for value in model.graph.input}
+    for value in model.graph.input:
+        graph.input.add().CopyFrom(value)
+    for tensor in model.graph.initializer:
+        if _is_shape_constant(tensor):
+            graph.initializer.add().CopyFrom(tensor)
+        elif tensor.name not in listed:
+            graph.input.append(onnx.helper.make_tensor_value_info(tensor.name, tensor.data_type, tensor.dims))
+    for value in graph.input:
+        for dim in value.type.tensor_type.shape.dim:
+            if not dim.HasField("dim_value") or dim.dim_value < 1:
+                dim.dim_value = 1
+    for value in model.graph.output:
+        graph.output.append(onnx.helper.make_tensor_value_info(value.name, value.type.tensor_type.elem_type, None))
+    return skeleton
+
+
+def _is_shape_constant(tensor: onnx.TensorProto) -> bool:
+    """A small integer initializer stored in the file (what data propagation reads)."""
+    integers = tensor.data_type in (onnx.TensorProto.INT64, onnx.TensorProto.INT32)
+    return integers and tensor.data_location != onnx.TensorProto.EXTERNAL and \
+        math.prod(tensor.dims) <= SHAPE_CONSTANT_ELEMENTS
+
+
+def _value_infos(graph: onnx.GraphProto) -> Iterator[onnx.ValueInfoProto]:
+    """Every typed value of a graph and of the subgraphs its nodes hold (If, Loop, Scan)."""
+    yield from (*graph.input, *graph.value_info, *graph.output)
+    for node in graph.node:
+        for attribute in node.attribute:
+            for subgraph in (*([attribute.g] if attribute.HasField("g") else []), *attribute.graphs):
+                yield from _value_infos(subgraph)
+
+
+def _tensor_bytes(value_type: onnx.TypeProto) -> int | None:
+    """Bytes of a tensor of fully known shape and a numeric element type, else None."""
+    tensor = value_type.tensor_type
+    dims = tensor.shape.dim
+    if not value_type.HasField("tensor_type") or not tensor.HasField("shape") or \
+            not all(dim.HasField("dim_value") and dim.dim_value >= 0 for dim in dims):
+        return None
+    try:
+        itemsize = np.dtype(onnx.helper.tensor_dtype_to_np_dtype(tensor.elem_type)).itemsize
+    except (KeyError, TypeError):  # UNDEFINED, or a type numpy cannot hold
+        return None
+    return math.prod(dim.dim_value for dim in dims) * itemsize
 
 
 def file_sha256(path: str | Path) -> str:

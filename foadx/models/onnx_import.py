@@ -21,6 +21,8 @@ whose ``kwargs`` record its sha256, so an artifact re-imports exactly this file.
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import math
 from dataclasses import dataclass
@@ -34,7 +36,7 @@ from torch import fx, nn
 from foadx.errors import ArtifactError, BadInputError
 from foadx.models.onnx_graph import clean_for_import, default_opset, file_sha256, load_onnx
 from foadx.provenance import TASKS, ModelSource, Plan, Provenance, record_provenance
-from foadx.untrusted import regular_file
+from foadx.untrusted import MAX_CHANNELS, MAX_SIDE, regular_file
 
 FACE_INPUT = (112, 112)  # insightface recognition models (arcface_torch, the model-zoo packs)
 PIXEL_STD = 1.0 / 255.0  # foadx feeds [0, 1] images: std 1/255 feeds raw 0..255 pixels
@@ -54,10 +56,13 @@ class OnnxContract:
 
 
 def input_chw(model: onnx.ModelProto, where: str) -> tuple[int, int, int]:
-    """The (C, H, W) of the model's one N x C x H x W input.
+    """The (C, H, W) of the model's one N x C x H x W float32 input (foadx feeds float32 images),
+    with at most ``MAX_CHANNELS`` channels and ``MAX_SIDE`` pixels a side (``foadx.untrusted``'s
+    bounds for what a file declares, far above any image model).
 
     Raises:
-        BadInputError: more than one input, or not 4-D with fixed C, H, W (exit code 3).
+        BadInputError: more than one input, not float32, not 4-D with fixed C, H, W, or C, H or W
+            above its bound (exit code 3).
     """
     inputs = model.graph.input
     if len(inputs) != 1:
@@ -65,6 +70,13 @@ def input_chw(model: onnx.ModelProto, where: str) -> tuple[int, int, int]:
     dims = [dim.dim_value for dim in inputs[0].type.tensor_type.shape.dim]
     if len(dims) != 4 or min(dims[1:]) < 1:
         raise BadInputError(f"{where}: foadx runs N x C x H x W image models with fixed C, H, W")
+    element = inputs[0].type.tensor_type.elem_type
+    if element != onnx.TensorProto.FLOAT:
+        raise BadInputError(f"{where}: its input {inputs[0].name!r} holds "
+                            f"{onnx.TensorProto.DataType.Name(element).lower()}; foadx feeds float32 images")
+    if dims[1] > MAX_CHANNELS or max(dims[2:]) > MAX_SIDE:
+        raise BadInputError(f"{where}: its input is {dims[1]}x{dims[2]}x{dims[3]} (C x H x W); foadx takes at most "
+                            f"{MAX_CHANNELS} channels and {MAX_SIDE} pixels a side")
     return dims[1], dims[2], dims[3]
 
 
@@ -123,7 +135,8 @@ def import_onnx(path: str | Path, input_size: tuple[int, int] | None = None, *, 
 
     Raises:
         BadInputError: an unreadable or invalid file, an input that is not one N x C x H x W
-            image, operators onnx2torch cannot import (all named), another input size (exit 3).
+            float32 image of bounded size, operators onnx2torch cannot import (all named), a graph
+            that does not run on its own input shape, another input size (exit 3).
         ArtifactError: the file's digest is not ``sha256`` (it changed since it was pruned).
     """
     path = regular_file(Path(path).resolve(), "ONNX file")
@@ -137,7 +150,7 @@ def import_onnx(path: str | Path, input_size: tuple[int, int] | None = None, *, 
         raise BadInputError(f"{path} takes {contract.input_chw[1]}x{contract.input_chw[2]} inputs, not "
                             f"{input_size[0]}x{input_size[1]}")
     batch = model.graph.input[0].type.tensor_type.shape.dim[0].dim_value or 1  # a fixed batch, else 1
-    module = normalise(_convert(clean_for_import(model), str(path)), (batch, *contract.input_chw))
+    module = normalise(_convert(clean_for_import(model), str(path)), (batch, *contract.input_chw), str(path))
     source = ModelSource(str(path), contract.input_chw[1:], {"sha256": digest}, contract.mean, contract.std,
                          input_channels=contract.input_chw[0])
     record_provenance(module, Provenance(Plan(source, weights=str(path)), contract.task))
@@ -164,11 +177,15 @@ def _convert(model: onnx.ModelProto, where: str) -> fx.GraphModule:
         raise BadInputError(f"{where}: onnx2torch cannot import it: {str(error).splitlines()[0][:200]}") from error
 
 
-def normalise(module: fx.GraphModule, input_shape: tuple[int, int, int, int]) -> fx.GraphModule:
+def normalise(module: fx.GraphModule, input_shape: tuple[int, int, int, int], where: str) -> fx.GraphModule:
     """Rewrites an onnx2torch module into standard modules (module docstring) in place, drops
     the constants nothing reads any more, and returns it recompiled. ``input_shape``: (N, C, H,
-    W) of an input the graph takes (its fixed batch, if it has one)."""
-    shapes = _output_shapes(module.eval(), torch.zeros(*input_shape))
+    W) of an input the graph takes (its fixed batch, if it has one); ``where`` names the file.
+
+    Raises:
+        BadInputError: the graph does not run on a zero input of ``input_shape``.
+    """
+    shapes = _output_shapes(module.eval(), torch.zeros(*input_shape), where)
     for node in list(module.graph.nodes):
         if node.op != "call_module":
             continue
@@ -186,13 +203,26 @@ def normalise(module: fx.GraphModule, input_shape: tuple[int, int, int, int]) ->
     return module
 
 
-def _output_shapes(module: fx.GraphModule, example: torch.Tensor) -> dict[str, tuple[int, ...]]:
-    """Node name -> the shape of its (tensor) output on ``example``."""
-    from torch.fx.passes.shape_prop import ShapeProp
+def _output_shapes(module: fx.GraphModule, example: torch.Tensor, where: str) -> dict[str, tuple[int, ...]]:
+    """Node name -> the shape of its (tensor) output on ``example``. ShapeProp prints the
+    traceback of a failing node to stderr before it raises: that print is swallowed, the failure
+    becomes one line.
 
-    ShapeProp(module).propagate(example)
+    Raises:
+        BadInputError: a node fails on ``example`` (the first line of its error).
+    """
+    from torch.fx.passes.shape_prop import ShapeProp, TensorMetadata
+
+    try:
+        with contextlib.redirect_stderr(io.StringIO()):
+            ShapeProp(module).propagate(example)
+    except Exception as error:  # whatever the failing operator raises, wrapped in ShapeProp's RuntimeError
+        cause = error.__cause__ or error
+        message = str(cause).strip().splitlines()[0][:200] if str(cause).strip() else type(cause).__name__
+        raise BadInputError(f"{where}: the graph does not run on a {'x'.join(map(str, example.shape))} input: "
+                            f"{message}") from error
     return {node.name: tuple(node.meta["tensor_meta"].shape) for node in module.graph.nodes
-            if isinstance(node.meta.get("tensor_meta"), torch.fx.passes.shape_prop.TensorMetadata)}
+            if isinstance(node.meta.get("tensor_meta"), TensorMetadata)}
 
 
 def _constant(module: fx.GraphModule, node: Any) -> torch.Tensor | None:
