@@ -87,6 +87,28 @@ def sixteen_bit_png(folder: Path) -> Path:
     return folder / "deep"
 
 
+def deflate_bomb_npz(folder: Path) -> Path:
+    """90 KB of DEFLATE zeros in an .npz whose images.npy is 90 MB of pixels: a 1,000x expansion."""
+    import zipfile
+
+    member = zipfile.ZipInfo("images.npy")
+    member.compress_type = zipfile.ZIP_DEFLATED
+    with zipfile.ZipFile(folder / "bomb.npz", "w") as archive, archive.open(member, "w", force_zip64=True) as stream:
+        np.lib.format.write_array_header_1_0(stream, {"descr": "|u1", "fortran_order": False, "shape": (3000, 3, 100, 100)})
+        for _ in range(3):
+            stream.write(bytes(30_000_000))
+    return folder / "bomb.npz"
+
+
+def truncated_npy(folder: Path) -> Path:
+    """1 KB of pixels under a header claiming 300 GB of them."""
+    with open(folder / "claims.npy", "wb") as stream:
+        np.lib.format.write_array_header_1_0(stream, {"descr": "|u1", "fortran_order": False,
+                                                      "shape": (100_000_000, 3, 32, 32)})
+        stream.write(bytes(1024))
+    return folder / "claims.npy"
+
+
 def plan_with(change: Callable[[dict], object]) -> Callable[[Path], Path]:
     def make(folder: Path) -> Path:
         artifact = folder / "art"
@@ -134,6 +156,10 @@ CASES = [
      ("prune", "resnet56_cifar", "--data", "{input}", "--ratio", "0.3", "--out", "{tmp}/out"), 3, "divide by 255"),
     ("object npz", object_npz, ("prune", "resnet56_cifar", "--data", "{input}", "--ratio", "0.3",
                                 "--out", "{tmp}/out"), 3, "cannot read"),
+    ("DEFLATE-bomb npz", deflate_bomb_npz, ("prune", "resnet56_cifar", "--data", "{input}", "--ratio", "0.3",
+                                            "--images", "8", "--out", "{tmp}/out"), 3, "expand at most 100x"),
+    ("truncated npy", truncated_npy, ("prune", "resnet56_cifar", "--data", "{input}", "--ratio", "0.3",
+                                      "--out", "{tmp}/out"), 3, "is truncated: its header claims 307,200,000,000 bytes"),
     ("nested-list CIFAR bomb", nested_cifar, ("prune", "resnet56_cifar", "--data", "{input}", "--ratio", "0.3",
                                               "--out", "{tmp}/out"), 3, "numpy array"),
     ("repeated-JPEG .bin bomb", repeated_bin, ("eval", "mobilefacenet", "--task", "face", "--data", "{input}"),

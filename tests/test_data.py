@@ -98,3 +98,62 @@ def test_labeled_cifar_and_class_folders(tmp_path):
     tree_train = open_labeled(str(tmp_path / "tree"), "train")
     tree_test = open_labeled(str(tmp_path / "tree"), "test")
     assert tree_train.labels.tolist() == [0, 1] and tree_test.load(1)[0, 0].tolist() == [41, 41, 41]
+
+
+def test_compressed_npz_of_real_images_loads(tmp_path):
+    from foadx.data.calibration import DEMO_FILE
+
+    with np.load(DEMO_FILE) as demo:  # MNIST digits: mostly black, numpy compresses them ~5x
+        digits = np.repeat(demo["images"], 4, axis=0)  # 15.7 MB of pixels
+    np.savez_compressed(tmp_path / "digits.npz", images=digits)
+    np.savez_compressed(tmp_path / "blank.npz", images=np.zeros((64, 32, 32, 3), np.uint8))  # 2,000x, but small
+    batch = next(iter(calibration_images(str(tmp_path / "digits.npz"), 20_000, (28, 28), (0.0,), (1.0,), batch_size=8)))
+    torch.testing.assert_close(batch[:, 0], torch.from_numpy(digits[:8]).float() / 255.0)
+    assert len(calibration_images(str(tmp_path / "blank.npz"), 64, (32, 32), (0.0,) * 3, (1.0,) * 3).indices) == 64
+
+
+def test_a_truncated_npz_member_is_refused_before_it_is_read(tmp_path):
+    import zipfile
+
+    with zipfile.ZipFile(tmp_path / "short.npz", "w") as archive, archive.open("images.npy", "w") as member:
+        np.lib.format.write_array_header_1_0(member, {"descr": "|u1", "fortran_order": False, "shape": (10**9, 32, 32)})
+        member.write(bytes(3072))
+    with pytest.raises(DataError, match=r"short.npz\['images'\] is truncated: its header claims 1,024,000,000,000 "
+                                        r"bytes of array data \(1000000000x32x32 uint8\), the file holds 3,072"):
+        calibration_images(str(tmp_path / "short.npz"), 4, (32, 32), (0.0,) * 3, (1.0,) * 3)
+
+
+def _photo(height: int, width: int) -> np.ndarray:
+    """A synthetic photograph: smooth colour gradients, hard-edged discs and sensor noise."""
+    rng = np.random.default_rng(0)
+    y, x = np.mgrid[0:height, 0:width] / max(height, width)
+    image = np.stack([x, y, 1 - (x + y) / 2], axis=-1) * 200
+    for cy, cx, r, colour in zip(rng.random(12) * height, rng.random(12) * width, rng.random(12) * height / 6,
+                                 rng.integers(0, 256, (12, 3))):
+        disc = (np.mgrid[0:height, 0:width][0] - cy) ** 2 + (np.mgrid[0:height, 0:width][1] - cx) ** 2 < r * r
+        image[disc] = colour
+    return np.clip(image + rng.normal(0, 8, image.shape), 0, 255).astype(np.uint8)
+
+
+def test_huge_image_files_are_shrunk_while_decoding_within_the_documented_tolerance(tmp_path):
+    import tracemalloc
+
+    from foadx.data.decode import decode_rgb
+    from foadx.data.transforms import prepare_batch
+
+    photo = _photo(1200, 1600)
+    (tmp_path / "photos").mkdir()
+    Image.fromarray(photo).save(tmp_path / "photos" / "photo.png")
+    assert decode_rgb(tmp_path / "photos" / "photo.png", target_size=(32, 32)).shape == (133, 177, 3)  # 1/9, >= 4x32
+    assert decode_rgb(tmp_path / "photos" / "photo.png", target_size=(224, 224)).shape == (1200, 1600, 3)  # < 8x
+    (batch,) = calibration_images(str(tmp_path / "photos"), 1, (32, 32), (0.0,) * 3, (1.0,) * 3)
+    full_size = prepare_batch(photo[None], (32, 32), (0.0,) * 3, (1.0,) * 3)
+    assert (batch - full_size).abs().max() <= 9 / 255 and (batch - full_size).abs().mean() <= 0.5 / 255
+    Image.new("L", (6000, 6000), 128).save(tmp_path / "photos" / "huge.png")  # 36 MP, 35 KB on disk
+    tracemalloc.start()
+    try:
+        list(calibration_images(str(tmp_path / "photos"), 2, (32, 32), (0.0,) * 3, (1.0,) * 3))
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 8 * 2**20, peak  # it was 216 MB of numpy arrays (the RGB image, then stacked) before Pillow's own

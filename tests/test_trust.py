@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import time
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -220,6 +221,16 @@ def test_nan_calibration_images_are_refused_within_seconds(tmp_path):
         result = run("prune", "resnet56_cifar", "--data", tmp_path / "nan.npy", *budget, "--out", tmp_path / "o")
         assert result.exit_code == 3 and "image 17 holds NaN" in error_line(result)
         assert time.perf_counter() - started < 30 and not (tmp_path / "o").exists()
+
+
+def test_all_nan_images_are_one_error_line_without_numpy_warnings(tmp_path):
+    np.save(tmp_path / "nan.npy", np.full((8, 3, 32, 32), np.nan, np.float32))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        result = run("prune", "resnet56_cifar", "--data", tmp_path / "nan.npy", "--images", "8", "--ratio", "0.3",
+                     "--out", tmp_path / "o")
+    assert result.exit_code == 3 and "image 0 holds NaN" in error_line(result)
+    assert [str(warning.message) for warning in caught] == []  # numpy's "All-NaN slice encountered" went to stderr
 
 
 def test_selection_refuses_a_nan_similarity_instead_of_looping():

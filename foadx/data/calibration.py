@@ -17,6 +17,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from foadx.data.arrays import load_array
 from foadx.data.decode import decode_rgb
 from foadx.data.safe_pickle import safe_load
 from foadx.data.transforms import IMAGE_MODES, file_mode, normalised_channels, prepare_batch, resize_uint8
@@ -47,16 +48,17 @@ class ArrayReader:
 @dataclass
 class FileReader:
     """An image folder: files decoded with PIL (``mode`` RGB, or RGBA keeping their alpha) when
-    a batch asks for them."""
+    a batch asks for them, shrunk while decoding for a later resize to ``target_size`` (H, W)."""
 
     files: list[Path]
     mode: str = "RGB"
+    target_size: tuple[int, int] | None = None
 
     def __len__(self) -> int:
         return len(self.files)
 
     def read(self, indices: Sequence[int]) -> np.ndarray:
-        decoded = [decode_rgb(self.files[index], mode=self.mode) for index in indices]
+        decoded = [decode_rgb(self.files[index], mode=self.mode, target_size=self.target_size) for index in indices]
         shapes = {image.shape for image in decoded}
         if len(shapes) > 1:  # resize happens later per image; pad nothing, just keep a list shape
             return _stack_resized(decoded)
@@ -65,10 +67,12 @@ class FileReader:
 
 @dataclass
 class RecordReader:
-    """insightface RecordIO (``train.rec``): records decoded when a batch asks for them."""
+    """insightface RecordIO (``train.rec``): records decoded when a batch asks for them, shrunk
+    while decoding for a later resize to ``target_size`` (H, W)."""
 
     path: Path
     mode: str = "RGB"
+    target_size: tuple[int, int] | None = None
 
     def __post_init__(self) -> None:
         from foadx.data.recordio import FaceRecordDataset
@@ -79,8 +83,8 @@ class RecordReader:
         return len(self.dataset)
 
     def read(self, indices: Sequence[int]) -> np.ndarray:
-        decoded = [decode_rgb(self.dataset.raw(index)[0], f"{self.path} record {index}", mode=self.mode)
-                   for index in indices]
+        decoded = [decode_rgb(self.dataset.raw(index)[0], f"{self.path} record {index}", mode=self.mode,
+                              target_size=self.target_size) for index in indices]
         return _stack_resized(decoded) if len({image.shape for image in decoded}) > 1 else np.stack(decoded)
 
 
@@ -100,22 +104,7 @@ def _to_nhwc(array: np.ndarray, source: str) -> np.ndarray:
 
 
 def _numpy_reader(path: Path) -> ArrayReader:
-    try:
-        loaded = np.load(path, allow_pickle=False)
-    except (OSError, ValueError) as error:
-        raise DataError(f"cannot read {path}: {error}") from error
-    if isinstance(loaded, np.lib.npyio.NpzFile):
-        keys = list(loaded.keys())
-        key = next((k for k in ("images", "x", "data") if k in keys), keys[0] if keys else None)
-        if key is None:
-            raise DataError(f"{path} holds no arrays")
-        try:
-            array = loaded[key]
-        except ValueError as error:  # an object array: it would need unpickling
-            raise DataError(f"cannot read {path}[{key!r}]: {error}") from error
-    else:
-        array = loaded
-    return ArrayReader(_to_nhwc(_checked_pixels(array, path), str(path)))
+    return ArrayReader(_to_nhwc(_checked_pixels(load_array(path), path), str(path)))
 
 
 def _checked_pixels(array: np.ndarray, path: Path) -> np.ndarray:
@@ -125,9 +114,11 @@ def _checked_pixels(array: np.ndarray, path: Path) -> np.ndarray:
         raise DataError(f"{path}: images must be uint8 or float, got {array.dtype}")
     if not array.dtype.isnative:
         array = array.astype(array.dtype.newbyteorder("="))
-    if np.issubdtype(array.dtype, np.floating) and array.size and np.nanmax(array) > 1.0 + 1e-6:
-        raise DataError(f"{path}: float images must be in [0, 1], this array reaches {np.nanmax(array):g}; "
-                        "save uint8 pixels or divide by 255")
+    if np.issubdtype(array.dtype, np.floating) and array.size:
+        largest = np.fmax.reduce(array, axis=None)  # nanmax without its all-NaN warning; NaN is refused per image
+        if largest > 1.0 + 1e-6:
+            raise DataError(f"{path}: float images must be in [0, 1], this array reaches {largest:g}; "
+                            "save uint8 pixels or divide by 255")
     return array
 
 
@@ -161,17 +152,21 @@ def _is_cifar(path: Path) -> bool:
     return bool(_cifar_files(path)) if path.is_dir() else path.name.startswith(("data_batch", "test_batch"))
 
 
-def open_reader(source: str, channels: int = 3) -> tuple[ImageReader, str]:
+def open_reader(source: str, channels: int = 3,
+                target_size: tuple[int, int] | None = None) -> tuple[ImageReader, str]:
     """Picks the reader for ``source``; returns it with a short description for the plan.
 
     Args:
         source: "demo", a ``.npy``/``.npz`` array of (N, H, W, C) images, a RecordIO ``.rec``
             file or a folder holding ``train.rec``, a folder of CIFAR batches, or an image folder.
         channels: the model's input channels (1, 3 or 4): 4 decodes image files with their alpha.
+        target_size: the (H, W) images are resized to: image files far larger are shrunk while
+            they decode (``decode_rgb``), so that one image never takes memory at full size in float.
 
     Raises:
-        DataError: the source is missing, an image folder holds no images, the kind is not
-            supported, or ``channels`` is not 1, 3 or 4 (CLI exit code 3).
+        DataError: the source is missing, an image folder holds no images, an array file
+            ``load_array`` refuses, the kind is not supported, or ``channels`` is not 1, 3 or 4
+            (CLI exit code 3).
     """
     if source == "demo":
         return _numpy_reader(DEMO_FILE), "demo (5,000 MNIST digits)"
@@ -182,7 +177,7 @@ def open_reader(source: str, channels: int = 3) -> tuple[ImageReader, str]:
         return _numpy_reader(path), f"array {path.name}"
     records = path if path.suffix == ".rec" else path / "train.rec"
     if records.is_file():
-        return RecordReader(records, file_mode(channels)), f"records {records.parent.name}/{records.name}"
+        return RecordReader(records, file_mode(channels), target_size), f"records {records.parent.name}/{records.name}"
     if _is_cifar(path):
         parts = [read_cifar_batch(file)[0] for file in _cifar_files(path)]
         return ArrayReader(np.concatenate(parts)), f"cifar batches {path.name}"
@@ -190,7 +185,7 @@ def open_reader(source: str, channels: int = 3) -> tuple[ImageReader, str]:
         files = sorted(p for p in path.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
         if not files:
             raise DataError(f"no images found in {source} (looked for {', '.join(sorted(IMAGE_SUFFIXES))})")
-        return FileReader(files, file_mode(channels)), f"image folder {path.name}"
+        return FileReader(files, file_mode(channels), target_size), f"image folder {path.name}"
     raise DataError(f"unsupported calibration data {source}: use a folder, CIFAR batches, .npy/.npz or 'demo'")
 
 
@@ -281,7 +276,7 @@ def calibration_images(
         DataError: an unknown, missing or empty source, ``count`` < 1, or a channel count images
             cannot have (CLI exit code 3).
     """
-    reader, description = open_reader(source, normalised_channels(mean, std))
+    reader, description = open_reader(source, normalised_channels(mean, std), tuple(input_size))
     return CalibrationImages(reader, count, input_size, mean, std, batch_size, seed, description)
 
 
