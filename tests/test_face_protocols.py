@@ -21,7 +21,7 @@ def _artifact(folder, seed=0, embedding_size=128, broken=False):
     model = foadx.build_model("mobilefacenet", input_size=(32, 32), embedding_size=embedding_size).eval()
     if broken:
         with torch.no_grad():
-            model.embedding.conv.weight.fill_(float("nan"))
+            model.embedding.bn.running_var.fill_(-1.0)  # finite (NaN weights are refused at load), but sqrt(var) is NaN
     return save_artifact(model, folder)
 
 
