@@ -247,6 +247,9 @@ class Plan:
         for key in ("parameters", "calibration"):
             if not isinstance(data.get(key) or {}, dict):
                 _fail(f"'{key}' must be an object")
+            _refuse_non_finite(data.get(key), key)
+        if data.get("criterion") is not None and not isinstance(data["criterion"], str):
+            _fail("'criterion' must be a name")
         finetune = data.get("finetune")
         if finetune is not None and not isinstance(finetune, dict):
             _fail("'finetune' must be an object")
@@ -259,6 +262,20 @@ class Plan:
             weights=weights if isinstance(weights, str) else None,
             foadx_version=str(data.get("foadx_version", "unknown")),
         )
+
+
+def _refuse_non_finite(value: Any, where: str) -> None:
+    """Refuses NaN or infinity anywhere in a plan's recorded settings: they would be carried into
+    every plan written from it, where strict JSON cannot hold them."""
+    pending = [(where, value)]
+    while pending:
+        path, item = pending.pop()
+        if isinstance(item, float) and not math.isfinite(item):
+            _fail(f"'{path}' is {item}: a recorded setting is a finite number")
+        if isinstance(item, dict):
+            pending += [(f"{path}.{key}", entry) for key, entry in item.items()]
+        elif isinstance(item, list):
+            pending += [(f"{path}[{index}]", entry) for index, entry in enumerate(item)]
 
 
 @dataclass(frozen=True)

@@ -210,6 +210,19 @@ def test_a_graph_onnxruntime_loads_but_cannot_run_is_one_line(tmp_path, capfd):
     assert "onnxruntime" not in capfd.readouterr().err  # its logger is quiet: the one line says it
 
 
+@pytest.mark.parametrize(("field", "value", "says"), [
+    ("parameters", {"t": float("nan")}, "'parameters.t' is nan: a recorded setting is a finite number"),
+    ("calibration", {"images": [1, float("inf")]}, "'calibration.images[1]' is inf"),
+    ("criterion", {"name": "foad"}, "'criterion' must be a name"),
+])
+def test_a_plans_recorded_settings_are_checked_too(tmp_path, field, value, says):
+    artifact = write_plan(tmp_path / "art", "vgg16_cifar", {}, foadx.build_model("vgg16_cifar").state_dict())
+    plan = json.loads((artifact / "plan.json").read_text())
+    (artifact / "plan.json").write_text(json.dumps({**plan, field: value}))  # json writes NaN and Infinity as tokens
+    result = run("inspect", artifact)
+    assert result.exit_code == 3 and says in error_line(result), result.output
+
+
 # --- NaN never gets in: calibration images, options ---
 
 def test_nan_calibration_images_are_refused_within_seconds(tmp_path):

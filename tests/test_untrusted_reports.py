@@ -162,6 +162,15 @@ def test_a_baseline_of_another_kind_is_named_before_measuring(tmp_path, make):
     assert not (tmp_path / "o.json").exists()
 
 
+def test_a_baseline_listing_a_configuration_twice_is_refused_before_measuring(tmp_path):
+    report = latency_report()
+    report["results"].append(copy.deepcopy(report["results"][0]))
+    result = run("bench", "resnet56_cifar", "--backend", "ort-cpu", "--duration-s", "30",
+                 "--baseline", _write(tmp_path / "b.json", report), "--report", tmp_path / "o.json")
+    assert result.exit_code == 3 and "twice" in error_line(result)  # at once: the 30 s measurement never started
+    assert not (tmp_path / "o.json").exists()
+
+
 def test_a_hostile_baseline_is_refused_in_one_line(tmp_path):
     cases = {"no environment": (_broken(latency_report(), ["environment"], KeyError), "environment"),
              "a list": ([1, 2], "not a foadx report"),

@@ -26,7 +26,8 @@ def read_baseline(path: str | Path) -> dict[str, Any]:
     """The latency report at ``path`` to gate against, checked before any measuring: a regular
     file of at most ``MAX_REPORT_BYTES`` (a FIFO is refused unopened), a ``foadx.latency``
     report (another kind is named), valid against its schema, each row's precision one its
-    backend runs (``foadx.runtime.registry.BACKENDS``).
+    backend runs (``foadx.runtime.registry.BACKENDS``), each configuration listed once with a
+    finite positive median.
 
     Raises:
         BadInputError: naming the path and what is wrong (exit 3).
@@ -40,6 +41,7 @@ def read_baseline(path: str | Path) -> dict[str, Any]:
     try:
         validate_report(report)
         check_precisions(report)
+        _rows_by_key(report, "baseline")  # a duplicate row or a bad median: refused before measuring, not after
     except BadInputError as error:
         raise BadInputError(f"baseline {path}: {error}") from None
     return report

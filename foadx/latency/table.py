@@ -232,7 +232,7 @@ def _table_from(data: dict[str, Any]) -> LatencyTable:
                          fields.integer(data["batch"], "batch", 1, fields.MAX_BATCH),
                          fields.text(data["backend"], "backend"), fields.text(data["precision"], "precision"),
                          fields.integer(data["round_to"], "round_to", 1, fields.MAX_ROUND_TO),
-                         data["environment"], fields.positive(data["network_ms"], "network_ms"),
+                         data["environment"], fields.milliseconds(data["network_ms"], "network_ms"),
                          checks=[_check(point, f"checks[{index}]") for index, point in
                                  enumerate(fields.array(data["checks"], "checks", 0, fields.MAX_CHECKS))])
     if data["schema_version"] >= 3:
@@ -245,8 +245,11 @@ def _table_from(data: dict[str, Any]) -> LatencyTable:
     for index, entry in enumerate(entries):
         if not isinstance(entry, dict):
             raise FieldError(f"entries[{index}] must be an object with key and ms")
-        ms = fields.positive(entry["ms"], f"entries[{index}].ms")  # a latency is finite and > 0, not merely non-negative
-        table.add(fields.unit_key(entry["key"], f"entries[{index}].key"), ms)
+        ms = fields.milliseconds(entry["ms"], f"entries[{index}].ms")  # finite and > 0, not merely non-negative
+        key = fields.unit_key(entry["key"], f"entries[{index}].key")
+        if key in table:
+            raise FieldError(f"entries[{index}].key repeats an earlier entry's key: which latency holds?")
+        table.add(key, ms)
     return table
 
 

@@ -21,6 +21,7 @@ MAX_ENTRIES = 40_000
 MAX_CHECKS = 1_000
 MAX_SERIES_POINTS = 4_096  # widths of one unit along one axis: a 4096-channel group at width step 1
 MAX_BATCH = 4_096
+MAX_MS = 3_600_000.0  # an hour per inference
 MAX_ROUND_TO = 1_024
 MAX_KERNEL = 1_024  # kernel, stride and padding
 MAX_TEXT = 4_096  # characters of a model, backend or precision name
@@ -41,14 +42,15 @@ def integer(value: Any, where: str, low: int, high: int) -> int:
     return value
 
 
-def positive(value: Any, where: str) -> float:
-    """``value`` as a float if it is a finite number > 0.
+def milliseconds(value: Any, where: str) -> float:
+    """``value`` as a float if it is a latency: a number in (0, ``MAX_MS``] (beyond, sums of
+    entries overflow to infinity and plans are made of it).
 
     Raises:
-        FieldError: naming ``where`` (NaN, infinities, zero, negatives, strings, null).
+        FieldError: naming ``where`` (NaN, infinities, zero, negatives, too large, strings, null).
     """
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not (math.isfinite(value) and value > 0):
-        raise FieldError(f"{where} is {_show(value)}; it must be a finite number > 0")
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not (0 < value <= MAX_MS):
+        raise FieldError(f"{where} is {_show(value)}; a latency is a number of milliseconds in (0, {MAX_MS:g}]")
     return float(value)
 
 
