@@ -15,12 +15,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from options_table import commands_reference  # noqa: E402
 
 MARKER = "<!-- cli-commands: filled in by scripts/mkdocs_hooks.py from the Typer app -->"
+END = "<!-- cli-commands:end -->"  # what lies between is the note a reader of the repository sees
 
 
 def on_page_markdown(markdown: str, page, config, files) -> str:
     """The CLI reference page with its marker replaced; every other page unchanged."""
     if page.file.src_uri != "cli-reference.md":
         return markdown
-    if MARKER not in markdown:
-        raise ValueError("docs/cli-reference.md lost its generated-commands marker")
-    return markdown.replace(MARKER, commands_reference())
+    if MARKER not in markdown or END not in markdown:
+        raise ValueError("docs/cli-reference.md lost its generated-commands markers")
+    before, rest = markdown.split(MARKER, 1)
+    return before + commands_reference() + rest.split(END, 1)[1]  # the repository's note gives way to the commands
