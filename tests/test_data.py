@@ -157,3 +157,18 @@ def test_huge_image_files_are_shrunk_while_decoding_within_the_documented_tolera
     finally:
         tracemalloc.stop()
     assert peak < 8 * 2**20, peak  # it was 216 MB of numpy arrays (the RGB image, then stacked) before Pillow's own
+
+
+def test_fine_tune_and_eval_folders_shrink_a_huge_image_while_decoding(tmp_path):
+    """The class folders finetune and eval read decode like the calibration readers: an image far
+    larger than the model's input is shrunk in Pillow, not turned into float at full size."""
+    from PIL import Image
+
+    from foadx.data.labeled import open_labeled
+
+    for name in ("a", "b"):
+        (tmp_path / "train" / name).mkdir(parents=True)
+        Image.new("L", (2400, 2400), 128).save(tmp_path / "train" / name / "big.png")
+    full = open_labeled(str(tmp_path), "train").load(0)
+    shrunk = open_labeled(str(tmp_path), "train", input_size=(32, 32)).load(0)
+    assert full.shape[:2] == (2400, 2400) and 128 <= shrunk.shape[0] < 2400 and shrunk.shape[0] == shrunk.shape[1]

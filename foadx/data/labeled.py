@@ -25,6 +25,7 @@ from foadx.errors import DataError
 
 DEMO_FACE_TRAIN_CLASSES = tuple(range(7))  # digits 0-6 are the "identities" a margin head sees
 DEMO_TEST_EVERY = 5  # the file is sorted by class: every 5th image is a stratified 20% test split
+Size = tuple[int, int] | None  # the (H, W) of the model the images are for, when known
 
 
 @dataclass
@@ -88,7 +89,7 @@ def _images_in(folder: Path) -> list[Path]:
     return [file for file in sorted(folder.iterdir()) if file.is_file() and file.suffix.lower() in IMAGE_SUFFIXES]
 
 
-def _class_tree(root: Path, classes: list[str], mode: str) -> LabeledImages:
+def _class_tree(root: Path, classes: list[str], mode: str, size: Size) -> LabeledImages:
     """The images under ``root/<class>/`` labelled by their class's index in ``classes``;
     images loose in ``root`` are left out and named in the notes."""
     present = sorted(p.name for p in root.iterdir() if p.is_dir())
@@ -107,7 +108,7 @@ def _class_tree(root: Path, classes: list[str], mode: str) -> LabeledImages:
         raise DataError(f"no class folders with images in {root}")
     loose = _images_in(root)
     notes = (f"ignored {len(loose)} image(s) loose in {root} (e.g. {loose[0].name}): images must sit in class folders",) if loose else ()
-    return LabeledImages(lambda i: decode_rgb(files[i], mode=mode), np.asarray(labels, dtype=np.int64), f"folder {root}", notes=notes)
+    return LabeledImages(lambda i: decode_rgb(files[i], mode=mode, target_size=size), np.asarray(labels, dtype=np.int64), f"folder {root}", notes=notes)
 
 
 def stratified_split(labels: np.ndarray, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -126,7 +127,7 @@ def stratified_split(labels: np.ndarray, fraction: float, seed: int) -> tuple[np
     return np.flatnonzero(~held), np.flatnonzero(held)
 
 
-def _folder(path: Path, split: str, val_split: float | None, seed: int, mode: str) -> LabeledImages:
+def _folder(path: Path, split: str, val_split: float | None, seed: int, mode: str, size: Size) -> LabeledImages:
     """A class-per-folder tree with ``train/`` and ``val/`` (or ``test/``), or without a split
     and a stratified ``val_split`` held out; evaluating an unsplit folder takes all of it."""
     split_folders = [name for name in ("train", "val", "test") if (path / name).is_dir()]
@@ -137,12 +138,12 @@ def _folder(path: Path, split: str, val_split: float | None, seed: int, mode: st
         chosen = next((path / name for name in SPLIT_FOLDERS[split] if name in split_folders), None)
         if chosen is None:
             raise DataError(f"{path} has train/ but no val/ or test/ folder to evaluate on")
-        images = _class_tree(chosen, classes, mode)
+        images = _class_tree(chosen, classes, mode, size)
         loose = _images_in(path)
         if loose:
             images = replace(images, notes=images.notes + (f"ignored {len(loose)} image(s) loose in {path}",))
         return images
-    whole = _class_tree(path, sorted(p.name for p in path.iterdir() if p.is_dir()), mode)
+    whole = _class_tree(path, sorted(p.name for p in path.iterdir() if p.is_dir()), mode, size)
     if val_split is None:
         if split == "train":
             raise DataError(f"{path} has class folders but no train/ and val/ split: add them, or pass --val-split 0.2 "
@@ -155,29 +156,32 @@ def _folder(path: Path, split: str, val_split: float | None, seed: int, mode: st
     return replace(part, split=record)
 
 
-def _records(path: Path, mode: str) -> LabeledImages:
+def _records(path: Path, mode: str, size: Size) -> LabeledImages:
     """insightface RecordIO; where a ``property`` file gives the aligned size, every image must
     have it (a misaligned set would otherwise be silently resized)."""
     from foadx.data.recordio import FaceRecordDataset, read_property
 
     dataset = FaceRecordDataset(path)
     labels = np.asarray([dataset.raw(i)[1] for i in range(len(dataset))], dtype=np.int64)
-    size = read_property(path.parent)[1:] if (path.parent / "property").is_file() else None
+    aligned = read_property(path.parent)[1:] if (path.parent / "property").is_file() else None
 
     def load(index: int) -> np.ndarray:
-        image = decode_rgb(dataset.raw(index)[0], f"{path} record {index}", mode=mode)
-        if size is not None and image.shape[:2] != size:
-            raise DataError(f"{path} record {index} is {image.shape[0]}x{image.shape[1]}, property says {size[0]}x{size[1]}")
+        image = decode_rgb(dataset.raw(index)[0], f"{path} record {index}", mode=mode, target_size=size)
+        if aligned is not None and image.shape[:2] != aligned:
+            raise DataError(f"{path} record {index} is {image.shape[0]}x{image.shape[1]}, property says "
+                            f"{aligned[0]}x{aligned[1]}")
         return image
 
     return LabeledImages(load, labels, f"records {path.name}")
 
 
 def open_labeled(source: str, split: str = "train", task: str = "classify", *,
-                 val_split: float | None = None, seed: int = 0, channels: int = 3) -> LabeledImages:
+                 val_split: float | None = None, seed: int = 0, channels: int = 3,
+                 input_size: Size = None) -> LabeledImages:
     """Labelled images from ``demo``, a CIFAR folder, a class-per-folder tree (with train/ and
     val/, or ``val_split`` held out of an unsplit one), an insightface folder or ``train.rec``,
-    for a model of ``channels`` input channels (1, 3 or 4: which form files decode to).
+    for a model of ``channels`` input channels (1, 3 or 4: which form files decode to) and
+    ``input_size`` (H, W): image files far larger are shrunk while they decode (``decode_rgb``).
 
     Raises:
         DataError: an unknown split, a layout without the split asked for, or ``channels`` not
@@ -194,11 +198,11 @@ def open_labeled(source: str, split: str = "train", task: str = "classify", *,
     if layout.kind in ("records", "insightface"):
         if layout.train_records is None:
             raise DataError(f"{source} holds verification sets ({layout.evidence()}) but no train.rec to train on")
-        return _records(layout.train_records, mode)
+        return _records(layout.train_records, mode, input_size)
     if layout.kind == "cifar":
         return _cifar(Path(source), split)
     if layout.kind == "folder":
-        return _folder(Path(source), split, val_split, seed, mode)
+        return _folder(Path(source), split, val_split, seed, mode, input_size)
     raise DataError(f"{source} holds verification pairs ({layout.evidence()}), not labelled images")
 
 

@@ -175,7 +175,8 @@ def evaluate_model(target: nn.Module | ModelRef, data: str, task: str | None = N
             raise BadInputError("--gallery-model compares face embeddings; this evaluation is top-1 classification")
         split = held_out_split(ref, layout, val_split, seed, allow_train_overlap)
         fraction, split_seed = split if split else (None, seed)
-        images = open_labeled(data, "test", val_split=fraction, seed=split_seed, channels=ref.input_chw[0])
+        images = open_labeled(data, "test", val_split=fraction, seed=split_seed, channels=ref.input_chw[0],
+                              input_size=tuple(ref.input_chw[1:]))
         return EvalResult(task, used, classification={**top1(run, images, preprocess, batch_size),
                                                       **({"held_out": images.split} if images.split else {})})
     model = Embedder(ref.text, run, preprocess)

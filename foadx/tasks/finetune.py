@@ -100,7 +100,7 @@ def prepare_finetune(model: nn.Module, data: TrainingData, out: str | Path, conf
     config.validate()
     target = check_finetune_output(out, resume=resume.enabled, force=force)
     training = open_labeled(data.source, "train", config.task, val_split=data.val_split, seed=config.seed,
-                            channels=provenance.source.input_channels)
+                            channels=provenance.source.input_channels, input_size=provenance.source.input_size)
     check_trainable(model, provenance.source.input_chw, config.task, training.classes)
     record = {"data": data.source, "from": origin,
               "training_data": {"source": data_identity(data.source), "split": training.split}}
