@@ -91,3 +91,19 @@ def test_bench_and_eval_on_openvino(face, tmp_path):
 def test_a_pytorch_model_is_not_evaluated_on_openvino(face):
     result = run("eval", face / "face", "--data", "demo", "--backend", "openvino")
     assert result.exit_code == 3 and "export it for openvino" in error_line(result)
+
+
+def test_a_file_openvino_cannot_convert_says_why_in_one_line(tmp_path):
+    """OpenVINO's error opens with source locations and check layers; the line it gives is the
+    reason (here a dilation beyond the input), not "Exception from src/inference/...:"."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    weight = numpy_helper.from_array(np.ones((4, 3, 3, 3), np.float32), "w")
+    graph = helper.make_graph([helper.make_node("Conv", ["x", "w"], ["y"], pads=[1, 1, 1, 1], dilations=[100000, 100000])],
+                              "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 32, 32])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4, 32, 32])], [weight])
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(tmp_path / "dilated.onnx"))
+    result = run("bench", tmp_path / "dilated.onnx", "--backend", "openvino", "--duration-s", "0.1")
+    line = error_line(result)
+    assert result.exit_code == 3 and "larger than the data shape" in line and "Exception from" not in line, line

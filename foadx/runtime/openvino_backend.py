@@ -49,8 +49,7 @@ class OpenVinoSession(Session):
             model = core.read_model(str(model_path))
             self._compiled = core.compile_model(model, "CPU", config)
         except RuntimeError as error:
-            message = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-            raise BadInputError(f"OpenVINO cannot load {model_path}: {message}") from error
+            raise BadInputError(f"OpenVINO cannot load {model_path}: {_reason(error)}") from error
         quantized = any(op.get_type_name() == "FakeQuantize" for op in model.get_ops())
         if options.precision == "int8" and not quantized:
             raise BadInputError(f"{model_path} holds no Q/DQ nodes: make an int8 file with foadx export --precision int8")
@@ -101,3 +100,15 @@ class OpenVinoSession(Session):
             "inference_precision": self.inference_precision,
             "threads": self._compiled.get_property("INFERENCE_NUM_THREADS"),
         }
+
+
+_FRAMING = ("Exception from", "Check '", "FrontEnd API failed", "Model wasn't fully converted", "-- ", "While validating",
+            "Summary:")
+
+
+def _reason(error: Exception) -> str:
+    """The line of an OpenVINO error that says what is wrong: its messages open with source
+    locations and the layers of checks that led there (``_FRAMING``); the first line otherwise."""
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    reason = next((line for line in lines if not line.startswith(_FRAMING)), lines[0] if lines else type(error).__name__)
+    return reason[:300]
