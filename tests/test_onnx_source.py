@@ -364,10 +364,13 @@ def test_an_artifact_moved_with_its_onnx_source_still_loads(tiny_files, tmp_path
     assert foadx.provenance_of(moved).source.spec == str((tmp_path / "there" / "tiny.onnx").resolve())
     (tmp_path / "there" / "tiny.onnx").rename(tmp_path / "there" / "art" / "tiny.onnx")  # inside the artifact
     assert run("export", tmp_path / "there" / "art", "--out", tmp_path / "m.onnx", "-q").exit_code == 0
-    shutil.copy(files["dynamo"], tmp_path / "there" / "art" / "tiny.onnx")  # the same name, another file
+    source.parent.mkdir()
+    shutil.copy(files["dynamo"], source)  # the recorded path holds another file now: the one beside is taken
+    assert run("export", tmp_path / "there" / "art", "--out", tmp_path / "m1.onnx", "-q").exit_code == 0
+    shutil.copy(files["dynamo"], tmp_path / "there" / "art" / "tiny.onnx")  # the same name, another file, everywhere
     changed = run("export", tmp_path / "there" / "art", "--out", tmp_path / "m2.onnx")
     assert changed.exit_code == 3 and "has changed since the plan recorded it" in error_line(changed)
-    (tmp_path / "there" / "art" / "tiny.onnx").unlink()
+    source.unlink()
     gone = run("export", tmp_path / "there" / "art", "--out", tmp_path / "m3.onnx")
     line = error_line(gone)
     assert gone.exit_code == 3 and f"was pruned from {source.resolve()}, which is gone: put that file" in line, line

@@ -136,6 +136,8 @@ def _vgg_state(change: str) -> dict:
         state["classifier.weight"] = state["classifier.weight"].to(torch.int32)
     elif change == "nan":
         state["classifier.weight"][0, 0] = float("nan")
+    elif change == "meta":
+        state["classifier.weight"] = torch.empty_like(state["classifier.weight"], device="meta")
     return state
 
 
@@ -144,6 +146,7 @@ def _vgg_state(change: str) -> dict:
     ("complex", "unusable values: classifier.weight dtype complex64 vs float32"),
     ("int32", "unusable values: classifier.weight dtype int32 vs float32"),
     ("nan", "unusable values: classifier.weight not finite (NaN or infinity)"),
+    ("meta", "unusable values: classifier.weight on the meta device (no values)"),
 ])
 def test_weights_of_the_right_shape_but_unusable_values_are_refused(tmp_path, change, says):
     """Each used to load: sparse tensors ended in exit 1 with a 51-line message, complex ones in
@@ -165,6 +168,13 @@ def test_a_compressed_checkpoint_record_is_refused_before_it_is_inflated(tmp_pat
     result = run("inspect", "vgg16_cifar", "--weights", tmp_path / "bomb.pt")
     assert result.exit_code == 3 and "is compressed, which torch.save never writes" in error_line(result)
     assert run("inspect", "vgg16_cifar", "--weights", tmp_path / "plain.pt").exit_code == 0
+    with zipfile.ZipFile(tmp_path / "plain.pt") as plain, zipfile.ZipFile(tmp_path / "odd.pt", "w") as odd:
+        for index, record in enumerate(plain.infolist()):
+            info = zipfile.ZipInfo(record.filename)
+            info.extra = b"\x34\x12\x10\x00ab" if index == 0 else b""  # claims 16 bytes, holds 2: Python's zipfile
+            odd.writestr(info, plain.read(record.filename), compress_type=zipfile.ZIP_DEFLATED)  # stops, torch reads on
+    result = run("inspect", "vgg16_cifar", "--weights", tmp_path / "odd.pt")
+    assert result.exit_code == 3 and "a zip archive that does not parse" in error_line(result)
 
 
 @pytest.mark.skipif(sys.platform == "win32", reason="FIFOs")
@@ -221,6 +231,17 @@ def test_a_plans_recorded_settings_are_checked_too(tmp_path, field, value, says)
     (artifact / "plan.json").write_text(json.dumps({**plan, field: value}))  # json writes NaN and Infinity as tokens
     result = run("inspect", artifact)
     assert result.exit_code == 3 and says in error_line(result), result.output
+
+
+def test_top1_of_nan_scores_is_refused_not_reported(tmp_path):
+    """Finite weights whose scores are NaN (a negative BN variance): eval printed top-1 0.1000."""
+    from foadx.pruning.artifact import save_artifact
+
+    model = foadx.build_model("resnet56_cifar").eval()
+    with torch.no_grad():
+        model.bn1.running_var.fill_(-1.0)
+    result = run("eval", save_artifact(model, tmp_path / "art"), "--data", "demo")
+    assert result.exit_code == 3 and "produced NaN or infinite scores for image 0" in error_line(result)
 
 
 # --- NaN never gets in: calibration images, options ---

@@ -37,7 +37,9 @@ def top1(run: Runner, data: LabeledImages, preprocess: Preprocessing, batch_size
         ``{"top1": fraction correct in [0, 1], "count": images scored}``.
 
     Raises:
-        DataError: the split holds no images; BadInputError: fewer scores than classes (exit 3).
+        DataError: the split holds no images, or the model scores an image NaN or infinite (its
+            top-1 would be whatever argmax makes of NaN); BadInputError: fewer scores than classes
+            (exit 3).
     """
     if len(data) == 0:
         raise DataError("the evaluation split holds no images")
@@ -49,6 +51,10 @@ def top1(run: Runner, data: LabeledImages, preprocess: Preprocessing, batch_size
         if scores.ndim != 2 or scores.shape[1] < data.classes:
             raise BadInputError(f"the model outputs {'x'.join(map(str, scores.shape[1:]))} scores per image, and the "
                                 f"data has {data.classes} classes: top-1 needs one score per class")
+        broken = ~np.isfinite(scores).all(axis=1)
+        if broken.any():
+            raise DataError(f"the model produced NaN or infinite scores for image {start + int(broken.argmax())} "
+                            "(and any others in its batch): there is no top-1 to report")
         predictions = scores.argmax(1)
         correct += int((predictions == data.labels[start:start + len(indices)]).sum())
     return {"top1": correct / len(data), "count": len(data)}

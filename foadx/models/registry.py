@@ -276,6 +276,8 @@ def _unfit_value(tensor: torch.Tensor, expected: torch.Tensor) -> str | None:
     of another kind of number (complex, or integers where floats belong), or not finite."""
     if tensor.layout != torch.strided:
         return f"layout {str(tensor.layout).removeprefix('torch.')}"
+    if tensor.device.type == "meta":
+        return "on the meta device (no values)"
     if tensor.is_complex() or (expected.is_floating_point() and not tensor.is_floating_point()):
         return f"dtype {str(tensor.dtype).removeprefix('torch.')} vs {str(expected.dtype).removeprefix('torch.')}"
     if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
@@ -313,8 +315,9 @@ def _refuse_compressed_records(path: Path, what: str) -> None:
     try:
         with zipfile.ZipFile(path) as archive:
             records = archive.infolist()
-    except (zipfile.BadZipFile, OSError, ValueError):
-        return  # torch.load names what is wrong with it
+    except (zipfile.BadZipFile, OSError, ValueError) as error:  # torch.save's archives always parse
+        raise WeightsError(f"cannot read {what} {path}: a zip archive that does not parse ({error}); "
+                           "torch.save never writes one") from None
     compressed = next((record.filename for record in records if record.compress_type != zipfile.ZIP_STORED), None)
     if compressed is not None:
         raise WeightsError(f"cannot read {what} {path}: record {_shown_key(compressed)} is compressed, which "

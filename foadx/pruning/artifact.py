@@ -187,23 +187,32 @@ def build_pruned_architecture(plan: Plan, device: torch.device, *, trust_code: b
 
 
 def onnx_source_beside(plan: Plan, folder: Path) -> Plan:
-    """``plan``, or, when it was pruned from an ONNX file that is no longer where it recorded it,
-    the plan pointed at a file of the same name in the artifact ``folder`` or beside it: an
-    artifact moved (or copied to another machine) together with its source still loads. The
-    file's sha256 is checked against the plan's when it is imported.
+    """``plan``, or, when it was pruned from an ONNX file that is no longer where it recorded it
+    (or is another file there now), the plan pointed at the file of the same name and sha256 in
+    the artifact ``folder`` or beside it: an artifact moved (or copied to another machine)
+    together with its source still loads.
 
     Raises:
         ArtifactError: the ONNX source is in none of those places (CLI exit code 3).
     """
-    spec = plan.model.spec
-    if not spec.endswith(".onnx") or Path(spec).exists():
+    spec, digest = plan.model.spec, plan.model.kwargs.get("sha256")
+    if not spec.endswith(".onnx") or _holds(Path(spec), digest):
         return plan
     name = Path(spec).name
     for candidate in (folder / name, folder.parent / name):
-        if candidate.is_file():
+        if _holds(candidate, digest):
             return dataclasses.replace(plan, model=dataclasses.replace(plan.model, spec=str(candidate.resolve())))
+    if Path(spec).exists():
+        return plan  # its import names the changed file
     raise ArtifactError(f"{folder} was pruned from {spec}, which is gone: put that file (sha256 "
                         f"{str(plan.model.kwargs.get('sha256', '?'))[:12]}...) in {folder} or beside it")
+
+
+def _holds(path: Path, digest: str | None) -> bool:
+    """Whether ``path`` is a regular file with sha256 ``digest`` (any regular file when None)."""
+    from foadx.models.onnx_graph import file_sha256
+
+    return path.is_file() and (digest is None or file_sha256(path) == digest)
 
 
 def load_pruned(path: str | Path, device: str | torch.device | None = None, *, trust_code: bool = False) -> nn.Module:
