@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import os
 import subprocess
 import sys
@@ -64,6 +65,37 @@ def test_resume_refuses_another_models_checkpoint(tmp_path):
         finetune(digits_model(embedding_size=12), data, tmp_path / "run", FinetuneConfig(epochs=2, **SMALL), resume=True)
     (tmp_path / "run" / CHECKPOINT_FILE).write_bytes(b"garbage")
     with pytest.raises(BadInputError, match="cannot read checkpoint"):
+        finetune(digits_model(embedding_size=10), data, tmp_path / "run", FinetuneConfig(epochs=2, **SMALL), resume=True)
+
+
+def _forge(state: dict, change: str) -> dict:
+    if change == "nan lr":
+        state["optimizer"]["param_groups"][0]["lr"] = float("nan")
+    elif change == "negative epoch":
+        state["epoch"] = -5
+    elif change == "settings":
+        state["config_json"] = "[["
+    elif change == "missing key":
+        state["model"].pop(next(iter(state["model"])))
+    elif change == "expanded momentum":
+        entry = next(iter(state["optimizer"]["state"].values()))
+        entry["momentum_buffer"] = torch.zeros(1).expand(entry["momentum_buffer"].shape)
+    return state
+
+
+@pytest.mark.parametrize(("change", "says"), [
+    ("nan lr", "optimizer settings hold NaN"), ("negative epoch", "epoch is -5"),
+    ("settings", "settings or history are not readable"), ("missing key", "its model: missing:"),
+    ("expanded momentum", "not finite, dense values of its own"),
+])
+def test_a_forged_checkpoint_is_refused_before_it_is_resumed(tmp_path, change, says):
+    """The architecture digest is names and shapes only: anything else in a checkpoint was taken
+    as written (exit 1 for most, a NaN artifact written for a NaN learning rate)."""
+    data = open_labeled("demo", "train")
+    finetune(digits_model(embedding_size=10), data, tmp_path / "run", FinetuneConfig(epochs=1, **SMALL))
+    path = tmp_path / "run" / CHECKPOINT_FILE
+    torch.save(_forge(torch.load(path, weights_only=True), change), path)
+    with pytest.raises(BadInputError, match=says):
         finetune(digits_model(embedding_size=10), data, tmp_path / "run", FinetuneConfig(epochs=2, **SMALL), resume=True)
 
 
@@ -215,3 +247,18 @@ def test_the_distillation_loss_is_weighed_from_the_cli(tmp_path):
     negative = run("finetune", tmp_path / "teacher", *small[2:], "--distill-from", tmp_path / "teacher",
                    "--distill-weight", "-1", "--out", tmp_path / "y")
     assert negative.exit_code == 3 and "--distill-weight must be in [0, 1000), got -1.0" in error_line(negative)
+
+
+@pytest.mark.parametrize(("head", "config", "says"), [
+    (torch.zeros(1).expand(4_000_000, 128), '{"head": "arcface"}', "claims (4000000, 128) centres"),  # 2 GB from 1.7 KB
+    (torch.full((10, 128), float("nan")), '{"head": "arcface"}', "centres are not finite"),
+    (torch.zeros(10, 128, dtype=torch.int64), '{"head": "arcface"}', "centres are dtype int64"),
+    (torch.zeros(10, 128), "[1, 2]", "settings are not an object"),
+    (torch.zeros(10, 128), '{"head": "arcface", "scale": "abc"}', "margin head settings are not usable"),
+])
+def test_a_hostile_compatible_with_checkpoint_is_refused(tmp_path, head, config, says):
+    from foadx.train.compat import load_old_classifier
+
+    torch.save({"config_json": config, "head": {"weight": head}}, tmp_path / CHECKPOINT_FILE)
+    with pytest.raises(BadInputError, match=re.escape(says)):
+        load_old_classifier(tmp_path)

@@ -271,9 +271,10 @@ def _shown_key(key: str) -> str:
     return escaped if len(escaped) <= MAX_SHOWN_KEY else escaped[:MAX_SHOWN_KEY] + "..."
 
 
-def _unfit_value(tensor: torch.Tensor, expected: torch.Tensor) -> str | None:
+def unfit_value(tensor: torch.Tensor, expected: torch.Tensor) -> str | None:
     """Why a checkpoint tensor of the right shape still cannot stand for ``expected``: not dense,
-    of another kind of number (complex, or integers where floats belong), or not finite."""
+    on the meta device, of another kind of number (complex, or integers where floats belong), or
+    not finite; None when it can."""
     if tensor.layout != torch.strided:
         return f"layout {str(tensor.layout).removeprefix('torch.')}"
     if tensor.device.type == "meta":
@@ -296,7 +297,7 @@ def state_dict_mismatch(model: nn.Module, state: dict[str, torch.Tensor]) -> str
     mismatched = [f"{key} {tuple(state[key].shape)} vs {tuple(expected[key].shape)}"
                   for key in expected if key in state and state[key].shape != expected[key].shape]
     unfit = [f"{key} {why}" for key in expected if key in state and state[key].shape == expected[key].shape
-             and (why := _unfit_value(state[key], expected[key]))]
+             and (why := unfit_value(state[key], expected[key]))]
     problems = []
     for label, keys in (("missing", missing), ("unexpected", unexpected), ("shape mismatch", mismatched),
                         ("unusable values", unfit)):

@@ -8,15 +8,18 @@ saved for an exact resume. Written atomically, read with ``weights_only=True``.
 from __future__ import annotations
 
 import hashlib
+import json
+import math
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import torch
 from torch import nn
 
 from foadx.atomic import write_with
 from foadx.errors import BadInputError
-from foadx.models.registry import load_torch_file
+from foadx.models.registry import load_torch_file, state_dict_mismatch
 
 CHECKPOINT_FORMAT = "foadx.checkpoint/1"
 CHECKPOINT_FILE = "checkpoint.pt"
@@ -45,3 +48,50 @@ def load_checkpoint(path: Path, model: nn.Module) -> dict[str, Any]:
             f"this model {model_identity(model)})"
         )
     return state
+
+
+def check_resumable(state: dict[str, Any], model: nn.Module, head: nn.Module | None, path: Path) -> dict[str, Any]:
+    """The settings a checkpoint was written with, once what resuming reads checks out: the
+    model's (and margin head's) tensors fit (``state_dict_mismatch``), the epoch is a whole
+    number >= 0, the history a list, and the optimizer's numbers and tensors are finite, dense
+    values of their own (no stride-0 views that a step would write through).
+
+    Raises:
+        BadInputError: the first thing that does not (CLI exit code 3).
+    """
+    def refuse(what: str) -> NoReturn:
+        raise BadInputError(f"{path} cannot be resumed: {what}")
+
+    try:
+        saved, history = json.loads(state["config_json"]), json.loads(state["history_json"])
+    except (KeyError, TypeError, ValueError) as error:
+        refuse(f"its settings or history are not readable ({type(error).__name__}: {str(error)[:100]})")
+    if not isinstance(saved, dict) or not isinstance(history, list):
+        refuse("its settings must be an object and its history a list")
+    epoch = state.get("epoch")
+    if not isinstance(epoch, int) or isinstance(epoch, bool) or epoch < 0:
+        refuse(f"its epoch is {str(epoch)[:40]}, not a whole number >= 0")
+    for name, module, tensors in (("model", model, state.get("model")), ("head", head, state.get("head"))):
+        if module is not None:
+            problems = state_dict_mismatch(module, tensors) if isinstance(tensors, dict) else "not a state dict"
+            if problems:
+                refuse(f"its {name}: {problems}")
+    _check_optimizer(state.get("optimizer"), refuse)
+    return saved
+
+
+def _check_optimizer(optimizer: Any, refuse: Callable[[str], NoReturn]) -> None:
+    if not isinstance(optimizer, dict) or not isinstance(optimizer.get("param_groups"), list) \
+            or not isinstance(optimizer.get("state"), dict):
+        refuse("its optimizer state is not one torch writes")
+    for group in optimizer["param_groups"]:
+        if not isinstance(group, dict):
+            refuse("its optimizer state is not one torch writes")
+        if any(isinstance(v, float) and not math.isfinite(v) for v in group.values()):
+            refuse("its optimizer settings hold NaN or infinity")
+    for entry in optimizer["state"].values():
+        for tensor in (entry.values() if isinstance(entry, dict) else ()):
+            if isinstance(tensor, torch.Tensor) and (tensor.layout != torch.strided or tensor.device.type == "meta"
+                                                     or (tensor.numel() > 1 and 0 in tensor.stride())
+                                                     or (tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()))):
+                refuse("its optimizer holds a tensor that is not finite, dense values of its own")

@@ -14,11 +14,12 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import torch
 import torch.nn.functional as F
 from torch import Tensor
 
 from foadx.errors import BadInputError
-from foadx.models.registry import load_torch_file
+from foadx.models.registry import load_torch_file, unfit_value
 from foadx.train.checkpoint import CHECKPOINT_FILE
 from foadx.train.heads import MarginHead
 
@@ -47,8 +48,18 @@ def load_old_classifier(folder: str | Path) -> MarginHead:
                             f"({type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''})") from error
     if not isinstance(weight, Tensor) or weight.ndim != 2:
         raise BadInputError(f"{path}: the margin head's centres are not a (classes, D) matrix")
-    head = MarginHead(weight.shape[1], weight.shape[0], config.get("head", "arcface"), float(config.get("scale", 64.0)),
-                      config.get("margin"))
+    if weight.numel() * weight.element_size() > path.stat().st_size:  # a stride-0 view claims what the file lacks
+        raise BadInputError(f"{path}: the margin head claims {tuple(weight.shape)} centres, more than the file holds")
+    problem = unfit_value(weight, torch.empty(0))
+    if problem:
+        raise BadInputError(f"{path}: the margin head's centres are {problem}")
+    if not isinstance(config, dict):
+        raise BadInputError(f"{path}: its settings are not an object")
+    try:
+        head = MarginHead(weight.shape[1], weight.shape[0], config.get("head", "arcface"),
+                          float(config.get("scale", 64.0)), config.get("margin"))
+    except (TypeError, ValueError) as error:
+        raise BadInputError(f"{path}: its margin head settings are not usable ({str(error)[:120]})") from None
     head.weight.data.copy_(weight.float())
     head.requires_grad_(False)
     return head.eval()

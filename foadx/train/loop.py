@@ -26,7 +26,7 @@ from foadx.data.transforms import prepare_batch, resize_uint8, writable
 from foadx.errors import BadInputError
 from foadx.outputs import flatten_outputs
 from foadx.provenance import ModelSource, require_provenance
-from foadx.train.checkpoint import CHECKPOINT_FILE, load_checkpoint, model_identity, save_checkpoint
+from foadx.train.checkpoint import CHECKPOINT_FILE, check_resumable, load_checkpoint, model_identity, save_checkpoint
 from foadx.train.compat import check_old_classifier, influence_loss
 from foadx.train.distributed import Distributed
 from foadx.train.heads import MarginHead
@@ -276,12 +276,16 @@ def _resume(run: _Training, model: nn.Module, out: Path, config: FinetuneConfig,
         BadInputError: other settings than the checkpoint's without ``override``.
     """
     state = load_checkpoint(out / CHECKPOINT_FILE, model)
-    changed = resume_differences(json.loads(state["config_json"]), config)
+    changed = resume_differences(check_resumable(state, model, run.head, out / CHECKPOINT_FILE), config)
     if changed and not override:
         listed = ", ".join(f"{key} {old!r} -> {new!r}" for key, (old, new) in changed.items())
         raise BadInputError(f"--resume with other settings than the checkpoint's ({listed}); "
                             "repeat them, or add --override to continue with the new ones")
-    run.restore(state)
+    try:
+        run.restore(state)
+    except (KeyError, TypeError, ValueError, RuntimeError) as error:  # torch's own loaders, on what passed the checks
+        raise BadInputError(f"{out / CHECKPOINT_FILE} cannot be resumed: "
+                            f"{str(error).strip().splitlines()[0][:200] if str(error).strip() else type(error).__name__}") from None
     return changed
 
 
