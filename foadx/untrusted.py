@@ -22,6 +22,7 @@ from foadx.errors import BadInputError
 MAX_DEPTH = 64  # nesting of arrays and objects; foadx's own files stay under 8
 MAX_CHANNELS = 65_536  # channels of an input or a layer a file may declare (latency tables, ONNX inputs)
 MAX_SIDE = 16_384  # pixels a side of an input or a feature map a file may declare
+MAX_TENSOR_BYTES = 1 << 30  # one tensor a model computes at batch 1: 16x ResNet-50's largest at 1024x1024
 
 
 def regular_file(path: str | Path, what: str) -> Path:

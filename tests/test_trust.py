@@ -244,6 +244,18 @@ def test_top1_of_nan_scores_is_refused_not_reported(tmp_path):
     assert result.exit_code == 3 and "produced NaN or infinite scores for image 0" in error_line(result)
 
 
+def test_a_plan_naming_a_huge_input_is_sized_before_it_runs(tmp_path):
+    """input_size 4096x4096 is within the plan's range, but one forward of MobileFaceNet there took
+    24 GB (killed); it is sized first on fake tensors, which hold no memory."""
+    model = foadx.build_model("mobilefacenet", input_size=(32, 32))
+    foadx.prune(model, foadx.load_images("demo", model, 8), ratio=0.5).save(tmp_path / "art")
+    plan = json.loads((tmp_path / "art" / "plan.json").read_text())
+    plan["model"]["input_size"] = [4096, 4096]
+    (tmp_path / "art" / "plan.json").write_text(json.dumps(plan))
+    result = run("inspect", tmp_path / "art")
+    assert result.exit_code == 3 and "GiB; foadx refuses any tensor over 1 GiB" in error_line(result)
+
+
 # --- NaN never gets in: calibration images, options ---
 
 def test_nan_calibration_images_are_refused_within_seconds(tmp_path):

@@ -34,10 +34,9 @@ import onnx
 import onnx_graphsurgeon as gs
 
 from foadx.errors import BadInputError
-from foadx.untrusted import regular_file
+from foadx.untrusted import MAX_TENSOR_BYTES, regular_file
 
 MAX_ONNX_BYTES = 2 << 30  # protobuf cannot parse one message larger than 2 GiB
-MAX_TENSOR_BYTES = 1 << 30  # one tensor at batch 1: 16x ResNet-50's largest activation at 1024x1024
 SHAPE_CONSTANT_ELEMENTS = 1_024  # integer initializers this small are kept for data propagation
 IMPORT_MAX_OPSET = 17  # the newest opset onnx2torch 1.5.15 has a converter for every common operator at
 
