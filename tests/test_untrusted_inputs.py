@@ -267,3 +267,25 @@ def test_a_dynamic_batch_is_sized_at_batch_1(tmp_path):
     model = onnx.load(_conv_file(tmp_path / "wide.onnx", ["batch", 3, 16_384, 16_384]))
     with pytest.raises(BadInputError, match=r"'data' \(1x3x16384x16384, float\) would hold 3 GiB at batch 1"):
         refuse_oversized_tensors(model, "wide.onnx")
+
+
+def test_external_weights_beyond_2_gib_are_refused_before_they_are_read(tmp_path):
+    """A 200-byte file whose weight lives in a 3 GB sparse file beside it (no disk used): it was
+    read in whole, 6.4 GB at its peak; the sizes are added up first now, and a real external-data
+    file still loads."""
+    from onnx.external_data_helper import set_external_data
+
+    path = _conv_file(tmp_path / "huge.onnx", [1, 3, 32, 32])
+    model = onnx.load(path)
+    set_external_data(model.graph.initializer[0], "weights.bin")
+    model.graph.initializer[0].ClearField("raw_data")
+    model.graph.initializer[0].data_location = TensorProto.EXTERNAL
+    onnx.save(model, path)
+    with open(tmp_path / "weights.bin", "wb") as sparse:
+        sparse.truncate(3_000_000_000)
+    result = run("bench", path)
+    assert result.exit_code == 3 and "names 3,000,000,000 bytes of external weights" in error_line(result)
+    small = _conv_file(tmp_path / "small.onnx", [1, 3, 32, 32])
+    onnx.save(onnx.load(small), str(tmp_path / "ext.onnx"), save_as_external_data=True, size_threshold=0,
+              location="ext.bin")
+    assert run("bench", tmp_path / "ext.onnx", "--duration-s", "0.1").exit_code == 0
