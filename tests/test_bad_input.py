@@ -100,6 +100,13 @@ def deflate_bomb_npz(folder: Path) -> Path:
     return folder / "bomb.npz"
 
 
+def huge_image_npy(folder: Path) -> Path:
+    """One 9500x9500 grey image (90 MB, over Pillow's 89.5 M-pixel limit), written without holding it."""
+    array = np.lib.format.open_memmap(folder / "huge.npy", mode="w+", dtype=np.uint8, shape=(1, 9500, 9500))
+    del array
+    return folder / "huge.npy"
+
+
 def truncated_npy(folder: Path) -> Path:
     """1 KB of pixels under a header claiming 300 GB of them."""
     with open(folder / "claims.npy", "wb") as stream:
@@ -156,6 +163,8 @@ CASES = [
      ("prune", "resnet56_cifar", "--data", "{input}", "--ratio", "0.3", "--out", "{tmp}/out"), 3, "divide by 255"),
     ("object npz", object_npz, ("prune", "resnet56_cifar", "--data", "{input}", "--ratio", "0.3",
                                 "--out", "{tmp}/out"), 3, "cannot read"),
+    ("huge image in an npy", huge_image_npy, ("prune", "resnet56_cifar", "--data", "{input}", "--ratio", "0.3",
+                                              "--images", "1", "--out", "{tmp}/out"), 3, "at most 89,478,485 pixels"),
     ("DEFLATE-bomb npz", deflate_bomb_npz, ("prune", "resnet56_cifar", "--data", "{input}", "--ratio", "0.3",
                                             "--images", "8", "--out", "{tmp}/out"), 3, "expand at most 100x"),
     ("truncated npy", truncated_npy, ("prune", "resnet56_cifar", "--data", "{input}", "--ratio", "0.3",

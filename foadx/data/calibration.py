@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
+from PIL import Image
 import torch
 from torch import Tensor
 
@@ -104,7 +105,11 @@ def _to_nhwc(array: np.ndarray, source: str) -> np.ndarray:
 
 
 def _numpy_reader(path: Path) -> ArrayReader:
-    return ArrayReader(_to_nhwc(_checked_pixels(load_array(path), path), str(path)))
+    images = _to_nhwc(_checked_pixels(load_array(path), path), str(path))
+    if images.shape[1] * images.shape[2] > Image.MAX_IMAGE_PIXELS:  # the limit image files have (Pillow's)
+        raise DataError(f"{path}: its images are {images.shape[1]}x{images.shape[2]}; at most "
+                        f"{Image.MAX_IMAGE_PIXELS:,} pixels an image, as for image files")
+    return ArrayReader(images)
 
 
 def _checked_pixels(array: np.ndarray, path: Path) -> np.ndarray:
