@@ -13,7 +13,7 @@ import onnx
 import onnxruntime as ort
 import pytest
 import torch
-from onnx import TensorProto, helper
+from onnx import TensorProto, helper, numpy_helper
 from torch import nn
 
 import foadx
@@ -408,3 +408,19 @@ def test_global_pooling_from_foadx_export_imports_and_prunes(tmp_path, pool, red
                  "--out", tmp_path / "art", "-q")
     assert result.exit_code == 0, result.output
     assert [len(group["kept"]) for group in json.loads((tmp_path / "art" / "plan.json").read_text())["groups"]] == [8]
+
+
+def test_an_opset_18_operator_onnx_cannot_convert_down_is_named_with_the_way_out(tmp_path):
+    """Split at opset 18 (num_outputs) has no adapter to 17; the message was the converter's
+    internal assertion, it now names the operator and the opset to export at."""
+    weight = numpy_helper.from_array(np.ones((4, 3, 1, 1), np.float32), "w")
+    nodes = [helper.make_node("Conv", ["data", "w"], ["c"]),
+             helper.make_node("Split", ["c"], ["a", "b"], axis=1, num_outputs=2),
+             helper.make_node("Add", ["a", "b"], ["y"])]
+    graph = helper.make_graph(nodes, "split", [helper.make_tensor_value_info("data", TensorProto.FLOAT, [1, 3, 8, 8])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 2, 8, 8])], [weight])
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)]), str(tmp_path / "split.onnx"))
+    result = run("prune", tmp_path / "split.onnx", "--data", "demo", "--images", "8", "--ratio", "0.3",
+                 "--out", tmp_path / "o")
+    line = error_line(result)
+    assert result.exit_code == 3 and "its Split nodes from opset 18 down" in line and "--opset 17" in line, line

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import hashlib
 import math
+import re
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -217,8 +218,12 @@ def _convert_down(model: onnx.ModelProto) -> onnx.ModelProto:
     try:
         return version_converter.convert_version(model, IMPORT_MAX_OPSET)
     except Exception as error:  # the converter raises RuntimeError or ValidationError by operator
+        missing = re.search(r"No Adapter From Version \$?(\d+) for (\w+)", str(error))
+        reason = (f"onnx has no adapter to take its {missing[2]} nodes from opset {missing[1]} down"
+                  if missing else str(error).splitlines()[0][:200])
         raise BadInputError(f"the ONNX graph at opset {default_opset(model)} cannot be converted to opset "
-                            f"{IMPORT_MAX_OPSET} for import: {str(error).splitlines()[0][:200]}") from error
+                            f"{IMPORT_MAX_OPSET}, the newest onnx2torch imports: {reason}; export the model at "
+                            f"opset {IMPORT_MAX_OPSET} or below (foadx export --opset {IMPORT_MAX_OPSET})") from error
 
 
 def _constant(tensor: gs.Tensor) -> np.ndarray | None:
