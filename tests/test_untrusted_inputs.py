@@ -289,3 +289,43 @@ def test_external_weights_beyond_2_gib_are_refused_before_they_are_read(tmp_path
     onnx.save(onnx.load(small), str(tmp_path / "ext.onnx"), save_as_external_data=True, size_threshold=0,
               location="ext.bin")
     assert run("bench", tmp_path / "ext.onnx", "--duration-s", "0.1").exit_code == 0
+
+
+def _head_and_tail(tmp_path, name: str, middle: list, initializers: list) -> str:
+    """A 32x32 Conv -> pool -> flatten head whose output is offset by 0 x the sum of ``middle``'s
+    tensor ``z``: the graph computes z whatever its size."""
+    nodes = [helper.make_node("Conv", ["data", "w"], ["c"]), helper.make_node("GlobalAveragePool", ["c"], ["p"]),
+             helper.make_node("Flatten", ["p"], ["f"]), *middle,
+             helper.make_node("ReduceSum", ["z"], ["s"], keepdims=0), helper.make_node("Mul", ["s", "zero"], ["s0"]),
+             helper.make_node("Add", ["f", "s0"], ["y"])]
+    weights = [numpy_helper.from_array(np.ones((4, 3, 1, 1), np.float32), "w"),
+               numpy_helper.from_array(np.array(0, np.float32), "zero"), *initializers]
+    return _onnx_file(tmp_path / name, nodes, [helper.make_tensor_value_info("data", TensorProto.FLOAT, [1, 3, 32, 32])],
+                      weights)
+
+
+def test_what_cannot_be_sized_before_it_runs_is_refused(tmp_path):
+    """Shape inference cannot size a Loop's result or a ConstantOfShape sized by the image's own
+    values: they were let through (9.9 GB and 2.6 GB from 1.5 KB files); a float Resize scale was
+    dropped from the inference and is kept now."""
+    body = helper.make_graph([helper.make_node("Identity", ["go"], ["going"]), helper.make_node("Concat", ["a", "a"], ["b"], axis=0)],
+                             "body", [helper.make_tensor_value_info("i", TensorProto.INT64, []),
+                                      helper.make_tensor_value_info("go", TensorProto.BOOL, []),
+                                      helper.make_tensor_value_info("a", TensorProto.FLOAT, ["d"])],
+                             [helper.make_tensor_value_info("going", TensorProto.BOOL, []),
+                              helper.make_tensor_value_info("b", TensorProto.FLOAT, ["d"])])
+    loop = _head_and_tail(tmp_path, "loop.onnx", [helper.make_node("Loop", ["trips", "true", "seed"], ["z"], body=body)],
+                          [numpy_helper.from_array(np.array(29, np.int64), "trips"),
+                           numpy_helper.from_array(np.array(True), "true"), numpy_helper.from_array(np.ones(1, np.float32), "seed")])
+    sized_by_values = _head_and_tail(tmp_path, "values.onnx", [
+        helper.make_node("ReduceMax", ["data"], ["m"], keepdims=0), helper.make_node("Cast", ["m"], ["n"], to=TensorProto.INT64),
+        helper.make_node("Reshape", ["n", "one"], ["shape"]),
+        helper.make_node("ConstantOfShape", ["shape"], ["z"], value=numpy_helper.from_array(np.ones(1, np.float32)))],
+        [numpy_helper.from_array(np.array([1], np.int64), "one")])
+    resized = _head_and_tail(tmp_path, "resize.onnx", [helper.make_node("Resize", ["data", "", "scales"], ["z"], mode="nearest")],
+                             [numpy_helper.from_array(np.array([1, 1, 400, 400], np.float32), "scales")])
+    for path, says in ((loop, "its graph holds Loop control flow"),
+                       (sized_by_values, "the size of the output of ConstantOfShape depends on values known only when it runs"),
+                       (resized, "(1x3x12800x12800, float) would hold 1.83 GiB")):
+        result = run("bench", path)
+        assert result.exit_code == 3 and says in error_line(result), (path, result.output)

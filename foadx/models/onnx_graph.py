@@ -38,7 +38,7 @@ from foadx.errors import BadInputError
 from foadx.untrusted import MAX_TENSOR_BYTES, regular_file
 
 MAX_ONNX_BYTES = 2 << 30  # protobuf cannot parse one message larger than 2 GiB
-SHAPE_CONSTANT_ELEMENTS = 1_024  # integer initializers this small are kept for data propagation
+SHAPE_CONSTANT_ELEMENTS = 1_024  # initializers this small are kept for shape inference (shapes, scales)
 IMPORT_MAX_OPSET = 17  # the newest opset onnx2torch 1.5.15 has a converter for every common operator at
 
 
@@ -92,13 +92,15 @@ def refuse_oversized_tensors(model: onnx.ModelProto, where: str) -> None:
     """Refuses a graph in which one tensor would hold more than ``MAX_TENSOR_BYTES``: the shapes
     ONNX shape inference with data propagation gives every tensor the graph computes or takes
     (subgraphs included; the weights it stores are in proportion to the file), with the inputs'
-    symbolic dimensions (a dynamic batch) set to 1 and fixed ones as the file fixes them. Tensors
-    whose shape inference leaves unknown are not refused.
+    symbolic dimensions (a dynamic batch) set to 1 and fixed ones as the file fixes them. What
+    cannot be sized before it runs is refused too: control flow (``_refuse_control_flow``) and a
+    node that makes a tensor of a size shape inference cannot know (``ALLOCATING_OPS``).
 
     Raises:
-        BadInputError: a tensor over the limit (named, with its shape and size), or a graph
-            shape inference cannot read.
+        BadInputError: a tensor over the limit (named, with its shape and size), control flow,
+            an allocation of unknown size, or a graph shape inference cannot read.
     """
+    _refuse_control_flow(model.graph, where)
     skeleton = _shape_skeleton(model)
     first_input = skeleton.graph.input[0].type.tensor_type.shape.dim if skeleton.graph.input else []
     batch = first_input[0].dim_value if first_input else 1
@@ -108,6 +110,7 @@ def refuse_oversized_tensors(model: onnx.ModelProto, where: str) -> None:
         message = str(error).strip().splitlines()[0][:200] if str(error).strip() else type(error).__name__
         raise BadInputError(f"{where}: ONNX shape inference cannot read the graph: {message}") from error
     weights = {tensor.name for tensor in model.graph.initializer}  # stored in the file: in proportion to it
+    _refuse_unbounded_allocations(inferred.graph, where)
     for value in _value_infos(inferred.graph):
         size = _tensor_bytes(value.type) if value.name not in weights else None
         if size is not None and size > MAX_TENSOR_BYTES:
@@ -116,6 +119,39 @@ def refuse_oversized_tensors(model: onnx.ModelProto, where: str) -> None:
                                 f"{onnx.TensorProto.DataType.Name(value.type.tensor_type.elem_type).lower()}) would "
                                 f"hold {size / 2**30:.3g} GiB at batch {batch}; foadx refuses any tensor over "
                                 f"{MAX_TENSOR_BYTES / 2**30:g} GiB")
+
+
+# Range is not among them: exporters build 1-D index tensors with it from shapes data propagation
+# cannot always follow (torchvision's ConvNeXt), and a refusal there would refuse real models.
+ALLOCATING_OPS = frozenset({"ConstantOfShape", "Expand", "Tile", "Resize", "Upsample", "Pad", "OneHot",
+                            "EyeLike", "RandomNormal", "RandomUniform", "Bernoulli", "Multinomial"})
+
+
+def _refuse_control_flow(graph: onnx.GraphProto, where: str) -> None:
+    """Refuses a node holding a subgraph (Loop, Scan, If): how often or which branch runs depends
+    on values, so what it allocates cannot be known before it runs (a Loop doubling a tensor 29
+    times took 9.9 GB); image CNNs have none."""
+    for node in graph.node:
+        if any(attribute.HasField("g") or attribute.graphs for attribute in node.attribute):
+            raise BadInputError(f"{where}: its graph holds {node.op_type} control flow{_named(node)}; foadx runs "
+                                "feed-forward image models, whose tensors can be sized before they run")
+
+
+def _refuse_unbounded_allocations(graph: onnx.GraphProto, where: str) -> None:
+    """Refuses a node of ``ALLOCATING_OPS`` whose output shape inference could not size: its
+    size comes from values known only when it runs (a ConstantOfShape sized by the image's
+    maximum made 2.6 GB)."""
+    sized = {value.name for value in (*graph.input, *graph.value_info, *graph.output)
+             if _tensor_bytes(value.type) is not None}
+    for node in graph.node:
+        unsized = [name for name in node.output if name and name not in sized]
+        if node.op_type in ALLOCATING_OPS and unsized:
+            raise BadInputError(f"{where}: the size of the output of {node.op_type}{_named(node)} depends on "
+                                "values known only when it runs; foadx sizes every tensor before it runs")
+
+
+def _named(node: onnx.NodeProto) -> str:
+    return f" (node {node.name[:80]!r})" if node.name else ""
 
 
 def _shape_skeleton(model: onnx.ModelProto) -> onnx.ModelProto:
@@ -145,10 +181,9 @@ def _shape_skeleton(model: onnx.ModelProto) -> onnx.ModelProto:
 
 
 def _is_shape_constant(tensor: onnx.TensorProto) -> bool:
-    """A small integer initializer stored in the file (what data propagation reads)."""
-    integers = tensor.data_type in (onnx.TensorProto.INT64, onnx.TensorProto.INT32)
-    return integers and tensor.data_location != onnx.TensorProto.EXTERNAL and \
-        math.prod(tensor.dims) <= SHAPE_CONSTANT_ELEMENTS
+    """A small initializer stored in the file: a shape, axes, or Resize's scales (what shape
+    inference and data propagation read)."""
+    return tensor.data_location != onnx.TensorProto.EXTERNAL and math.prod(tensor.dims) <= SHAPE_CONSTANT_ELEMENTS
 
 
 def _value_infos(graph: onnx.GraphProto) -> Iterator[onnx.ValueInfoProto]:
