@@ -8,6 +8,13 @@ read-only or forbidden folder); 1 anything unexpected.
 from __future__ import annotations
 
 
+def first_line(error: BaseException, limit: int | None = None) -> str:
+    """The first line of ``error``'s message (at most ``limit`` characters), or its type's name
+    when it says nothing: what a one-line CLI error quotes of a library's exception."""
+    said = str(error).strip()
+    return said.splitlines()[0][:limit] if said else type(error).__name__
+
+
 class FoadxError(Exception):
     """Base class: an error foadx expects and can explain in one line.
 

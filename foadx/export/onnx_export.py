@@ -25,7 +25,7 @@ from torch import nn
 
 from foadx._version import __version__
 from foadx.atomic import atomic_path, raise_if_refused_write
-from foadx.errors import BadInputError, FoadxError
+from foadx.errors import BadInputError, FoadxError, first_line
 from foadx.export import passes
 from foadx.export.checks import insightface_checks, refuse_failed_checks
 from foadx.export.metadata import write_metadata
@@ -215,8 +215,7 @@ def _raw_export(network: nn.Module, example: torch.Tensor, opset: int, batch: in
                 exporter = _torch_export(network, example, raw, opset, batch == "dynamic", output_names)
         except Exception as error:  # the exporters raise many types; all mean "cannot export"
             raise_if_refused_write(error, scratch)  # a full disk is exit 7, not the model's fault
-            message = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-            raise ExportError(f"torch.onnx cannot export {name}: {message}") from error
+            raise ExportError(f"torch.onnx cannot export {name}: {first_line(error)}") from error
         exported = onnx.load(str(raw))
     written_opset = _default_domain_opset(exported)
     if written_opset != opset:

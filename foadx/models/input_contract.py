@@ -13,7 +13,7 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from foadx.errors import BadInputError
+from foadx.errors import BadInputError, first_line
 from foadx.untrusted import MAX_TENSOR_BYTES
 
 # The layers whose weights fix the channel count of what they consume: in_channels / num_features.
@@ -33,10 +33,8 @@ def first_layer_channels(model: nn.Module) -> int | None:
 def forward_refused(shape: Sequence[int], error: BaseException) -> BadInputError:
     """The one-line refusal of a model whose forward failed on a ``shape`` (N, C, H, W) batch:
     what foadx fed it, then the first line of the model's own error."""
-    said = str(error).strip()
-    message = said.splitlines()[0] if said else type(error).__name__
     return BadInputError(f"the model does not run on what foadx feeds it, one {tuple(int(v) for v in shape)} "
-                         f"(N, C, H, W) tensor: {message}")
+                         f"(N, C, H, W) tensor: {first_line(error)}")
 
 
 def check_forward(model: nn.Module, input_chw: Sequence[int]) -> None:

@@ -34,7 +34,7 @@ import numpy as np
 import onnx
 import onnx_graphsurgeon as gs
 
-from foadx.errors import BadInputError
+from foadx.errors import BadInputError, first_line
 from foadx.untrusted import MAX_TENSOR_BYTES, regular_file
 
 MAX_ONNX_BYTES = 2 << 30  # protobuf cannot parse one message larger than 2 GiB
@@ -60,8 +60,7 @@ def load_onnx(path: str | Path, *, with_weights: bool = True) -> onnx.ModelProto
             onnx.load_external_data_for_model(model, str(path.parent))
         onnx.checker.check_model(model)
     except Exception as error:  # protobuf DecodeError, ValidationError, OSError ...
-        message = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        raise BadInputError(f"{path} is not a valid ONNX model: {message}") from error
+        raise BadInputError(f"{path} is not a valid ONNX model: {first_line(error)}") from error
     if len(model.graph.node) == 0:
         raise BadInputError(f"{path} is not a valid ONNX model: its graph has no nodes")
     refuse_oversized_tensors(model, str(path))
@@ -107,8 +106,7 @@ def refuse_oversized_tensors(model: onnx.ModelProto, where: str) -> None:
     try:
         inferred = onnx.shape_inference.infer_shapes(skeleton, check_type=False, strict_mode=False, data_prop=True)
     except Exception as error:  # InferenceError, ValidationError, RuntimeError by operator
-        message = str(error).strip().splitlines()[0][:200] if str(error).strip() else type(error).__name__
-        raise BadInputError(f"{where}: ONNX shape inference cannot read the graph: {message}") from error
+        raise BadInputError(f"{where}: ONNX shape inference cannot read the graph: {first_line(error, 200)}") from error
     weights = {tensor.name for tensor in model.graph.initializer}  # stored in the file: in proportion to it
     _refuse_unbounded_allocations(inferred.graph, where)
     for value in _value_infos(inferred.graph):

@@ -33,7 +33,7 @@ import onnx
 import torch
 from torch import fx, nn
 
-from foadx.errors import ArtifactError, BadInputError
+from foadx.errors import ArtifactError, BadInputError, first_line
 from foadx.models.onnx_graph import clean_for_import, default_opset, file_sha256, load_onnx
 from foadx.provenance import TASKS, ModelSource, Plan, Provenance, record_provenance
 from foadx.untrusted import MAX_CHANNELS, MAX_SIDE, regular_file
@@ -217,10 +217,8 @@ def _output_shapes(module: fx.GraphModule, example: torch.Tensor, where: str) ->
         with contextlib.redirect_stderr(io.StringIO()):
             ShapeProp(module).propagate(example)
     except Exception as error:  # whatever the failing operator raises, wrapped in ShapeProp's RuntimeError
-        cause = error.__cause__ or error
-        message = str(cause).strip().splitlines()[0][:200] if str(cause).strip() else type(cause).__name__
         raise BadInputError(f"{where}: the graph does not run on a {'x'.join(map(str, example.shape))} input: "
-                            f"{message}") from error
+                            f"{first_line(error.__cause__ or error, 200)}") from error
     return {node.name: tuple(node.meta["tensor_meta"].shape) for node in module.graph.nodes
             if isinstance(node.meta.get("tensor_meta"), TensorMetadata)}
 

@@ -18,7 +18,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from foadx.errors import BadInputError, MissingDependencyError, UnknownModelError, WeightsError
+from foadx.errors import BadInputError, MissingDependencyError, UnknownModelError, WeightsError, first_line
 from foadx.models.arcface import IRESNET_DEPTHS, iresnet, mbf
 from foadx.models.input_contract import first_layer_channels
 from foadx.models.mobilefacenet import MobileFaceNet
@@ -348,8 +348,7 @@ def load_torch_file(path: str | Path, what: str = "weights", map_location: str |
         if "Weights only load failed" in str(error):  # torch's text goes on to suggest weights_only=False
             raise WeightsError(f"cannot read {what} {path}: it holds objects other than tensors, and foadx never "
                                "unpickles code; save a plain state dict (torch.save(model.state_dict(), path))") from None
-        first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        raise WeightsError(f"cannot read {what} {path}: not a readable PyTorch checkpoint ({first_line})") from error
+        raise WeightsError(f"cannot read {what} {path}: not a readable PyTorch checkpoint ({first_line(error)})") from error
 
 
 def read_state_dict(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, torch.Tensor]:

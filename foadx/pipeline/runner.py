@@ -26,7 +26,7 @@ from typing import Any
 
 from foadx._version import __version__
 from foadx.atomic import atomic_directory, write_json, write_text
-from foadx.errors import BadInputError, FoadxError
+from foadx.errors import BadInputError, FoadxError, first_line
 from foadx.pipeline.config import Pipeline
 from foadx.pipeline.inputs import input_digests
 from foadx.pipeline.outputs import claim_folder, is_run_folder
@@ -75,7 +75,7 @@ def read_stage(out: Path, stage: str) -> tuple[dict[str, Any] | None, str]:
         entry = read_json(path, STAGE_FILE, MAX_STAGE_FILE_BYTES)
         check_entry(entry, STAGE_BY_NAME[stage], out)
     except (BadInputError, RecordProblem, OSError) as error:
-        return None, f"record did not check out: {str(error).splitlines()[0] if str(error) else type(error).__name__}"
+        return None, f"record did not check out: {first_line(error)}"
     return entry, ""
 
 

@@ -12,7 +12,7 @@ import warnings
 from pathlib import Path
 from typing import Any
 
-from foadx.errors import BadInputError
+from foadx.errors import BadInputError, first_line
 from foadx.report.kinds import get_kind
 from foadx.report.markdown import render_markdown
 
@@ -89,7 +89,7 @@ def report_figures(report: dict[str, Any], folder: Path) -> dict[str, Path]:
             return figures(report, folder)
         except (ValueError, OverflowError, ZeroDivisionError) as error:
             raise BadInputError(f"the {report.get('kind')} report's numbers cannot be drawn: "
-                                f"{str(error).splitlines()[0] if str(error) else type(error).__name__}") from None
+                                f"{first_line(error)}") from None
 
 
 def render_html(report: dict[str, Any]) -> str:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from foadx.errors import BadInputError
+from foadx.errors import BadInputError, first_line
 from foadx.optional import import_onnxruntime
 from foadx.runtime.base import Session, SessionOptions, TimedStep
 
@@ -40,8 +40,7 @@ class OrtCpuSession(Session):
                 str(model_path), sess_options=session_options, providers=["CPUExecutionProvider"]
             )
         except Exception as error:  # onnxruntime's own exception types
-            message = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-            raise BadInputError(f"onnxruntime cannot load {model_path}: {message}") from error
+            raise BadInputError(f"onnxruntime cannot load {model_path}: {first_line(error)}") from error
         inputs = self._session.get_inputs()
         if len(inputs) != 1:
             raise BadInputError(f"{model_path} has {len(inputs)} inputs; foadx runs single-input image models")
@@ -60,9 +59,8 @@ class OrtCpuSession(Session):
         try:
             return self._session.run(None, feed)
         except Exception as error:  # onnxruntime's own exception types (Fail, InvalidArgument, RuntimeException)
-            message = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
             raise BadInputError(f"onnxruntime cannot run {self._path} on a batch of {len(next(iter(feed.values())))}: "
-                                f"{message[:300]}") from None
+                                f"{first_line(error, 300)}") from None
 
     def timed_step(self, batch_size: int, seed: int = 0) -> TimedStep:
         feed = {self.input_name: self.random_batch(batch_size, seed)}

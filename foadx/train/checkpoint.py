@@ -19,7 +19,7 @@ from torch import nn
 
 from foadx.atomic import write_with
 from foadx.errors import BadInputError
-from foadx.models.registry import load_torch_file, state_dict_mismatch
+from foadx.models.registry import load_torch_file, state_dict_mismatch, unfit_value
 
 CHECKPOINT_FORMAT = "foadx.checkpoint/1"
 CHECKPOINT_FILE = "checkpoint.pt"
@@ -91,7 +91,10 @@ def _check_optimizer(optimizer: Any, refuse: Callable[[str], NoReturn]) -> None:
             refuse("its optimizer settings hold NaN or infinity")
     for entry in optimizer["state"].values():
         for tensor in (entry.values() if isinstance(entry, dict) else ()):
-            if isinstance(tensor, torch.Tensor) and (tensor.layout != torch.strided or tensor.device.type == "meta"
-                                                     or (tensor.numel() > 1 and 0 in tensor.stride())
-                                                     or (tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()))):
+            if isinstance(tensor, torch.Tensor) and (unfit_value(tensor, tensor) or _shares_elements(tensor)):
                 refuse("its optimizer holds a tensor that is not finite, dense values of its own")
+
+
+def _shares_elements(tensor: torch.Tensor) -> bool:
+    """A stride-0 view (``expand``): many elements, one memory location, which a step writes through."""
+    return tensor.layout == torch.strided and tensor.numel() > 1 and 0 in tensor.stride()

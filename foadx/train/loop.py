@@ -23,7 +23,7 @@ from torch import nn
 
 from foadx.data.labeled import LabeledImages
 from foadx.data.transforms import prepare_batch, resize_uint8, writable
-from foadx.errors import BadInputError
+from foadx.errors import BadInputError, first_line
 from foadx.outputs import flatten_outputs
 from foadx.provenance import ModelSource, require_provenance
 from foadx.train.checkpoint import CHECKPOINT_FILE, check_resumable, load_checkpoint, model_identity, save_checkpoint
@@ -284,8 +284,7 @@ def _resume(run: _Training, model: nn.Module, out: Path, config: FinetuneConfig,
     try:
         run.restore(state)
     except (KeyError, TypeError, ValueError, RuntimeError) as error:  # torch's own loaders, on what passed the checks
-        raise BadInputError(f"{out / CHECKPOINT_FILE} cannot be resumed: "
-                            f"{str(error).strip().splitlines()[0][:200] if str(error).strip() else type(error).__name__}") from None
+        raise BadInputError(f"{out / CHECKPOINT_FILE} cannot be resumed: {first_line(error, 200)}") from None
     return changed
 
 
